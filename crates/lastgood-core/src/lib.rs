@@ -1,4 +1,22 @@
 //! lastgood's library: everything but argument parsing and rendering.
+//!
+//! The CLI (and later the dashboard) call [`engine::Engine`]; everything below it is
+//! plain library code with typed errors.
 
+pub mod config;
+pub mod context;
+pub mod engine;
+pub mod error;
+pub mod exec;
+pub mod failpoint;
+pub mod git;
+pub mod journal;
+pub mod ledger;
+pub mod lock;
+pub mod model;
+pub mod plan;
+pub mod runtime;
 pub mod supervise;
 pub mod verify;
+
+pub use error::{Error, Result};

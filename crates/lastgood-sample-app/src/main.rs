@@ -1,1 +1,195 @@
-fn main() {}
+//! The app that lastgood's demo and tests deploy: a tiny HTTP/1.1 server whose
+//! behaviour is decided by files in the release directory it runs from.
+//!
+//! A release is a directory holding `VERSION` and, optionally, `app.env`
+//! (`KEY=VALUE` lines: `HEALTH=ok|fail`, `GREETING=...`). If `SAMPLE_APP_CONFIG`
+//! names a file, that file is read instead of `app.env`, so a test can make an
+//! otherwise identical release unhealthy. Everything is read once, at startup,
+//! like a real app reads its config; changing it means deploying again.
+//!
+//! Routes: `GET /health` (200 `ok <version>`, or 500 `unhealthy <version>` when
+//! `HEALTH=fail`), `GET /` (200 `<greeting> from <version>`), `GET /version`
+//! (200 `<version>`); anything else is 404. One request per connection, one thread
+//! per connection: this serves health checks and curl, not traffic.
+//!
+//! It is std-only on purpose: it is built for every test run and must never be
+//! the reason a deploy test fails. On SIGTERM it simply dies.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::ExitCode;
+use std::time::Duration;
+use std::{env, fs, thread};
+
+const USAGE: &str = "usage: lastgood-sample-app [--listen 127.0.0.1:8080]";
+
+/// What the app serves, fixed at startup.
+struct App {
+    version: String,
+    healthy: bool,
+    greeting: String,
+}
+
+fn main() -> ExitCode {
+    let listen = match listen_addr(env::args().skip(1)) {
+        Ok(addr) => addr,
+        Err(msg) => {
+            eprintln!("sample-app: {msg}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let app = match load() {
+        Ok(app) => app,
+        Err(msg) => {
+            eprintln!("sample-app: {msg}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let listener = match TcpListener::bind(&listen) {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("sample-app: cannot listen on {listen}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // The real address, so `--listen 127.0.0.1:0` tells the caller its port.
+    let addr = listener
+        .local_addr()
+        .map_or_else(|_| listen.clone(), |a| a.to_string());
+    println!("sample-app {} listening on {addr}", app.version);
+    if let Ok(deployed) = env::var("LASTGOOD_VERSION") {
+        if deployed != app.version {
+            eprintln!(
+                "sample-app: LASTGOOD_VERSION is {deployed} but VERSION says {}",
+                app.version
+            );
+        }
+    }
+    let _ = std::io::stdout().flush();
+
+    // Leaked on purpose: the app lives until it is killed, and every connection
+    // thread borrows it.
+    let app: &'static App = Box::leak(Box::new(app));
+    for stream in listener.incoming() {
+        match stream {
+            Ok(stream) => {
+                thread::spawn(move || handle(app, stream));
+            }
+            Err(e) => eprintln!("sample-app: accept: {e}"),
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// `--listen ADDR` or `--listen=ADDR`, else `SAMPLE_APP_LISTEN`, else the default.
+fn listen_addr(mut args: impl Iterator<Item = String>) -> Result<String, String> {
+    let mut listen = None;
+    while let Some(arg) = args.next() {
+        if arg == "--listen" {
+            listen = Some(args.next().ok_or("--listen needs an address")?);
+        } else if let Some(addr) = arg.strip_prefix("--listen=") {
+            listen = Some(addr.to_owned());
+        } else if arg == "-h" || arg == "--help" {
+            return Err("help requested".to_owned());
+        } else {
+            return Err(format!("unexpected argument {arg:?}"));
+        }
+    }
+    Ok(listen
+        .or_else(|| env::var("SAMPLE_APP_LISTEN").ok())
+        .unwrap_or_else(|| "127.0.0.1:8080".to_owned()))
+}
+
+/// Reads `VERSION` and the env file from the working directory (the release).
+fn load() -> Result<App, String> {
+    let version = fs::read_to_string("VERSION")
+        .map_err(|e| format!("cannot read VERSION in the working directory: {e}"))?
+        .trim()
+        .to_owned();
+    if version.is_empty() {
+        return Err("VERSION is empty".to_owned());
+    }
+    let (path, required) = match env::var("SAMPLE_APP_CONFIG") {
+        Ok(path) if !path.is_empty() => (path, true),
+        _ => ("app.env".to_owned(), false),
+    };
+    let vars = match fs::read_to_string(&path) {
+        Ok(text) => parse_env(&text).map_err(|e| format!("{path}: {e}"))?,
+        Err(e) if required || e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(format!("cannot read {path}: {e}"));
+        }
+        Err(_) => HashMap::new(),
+    };
+    let healthy = match vars.get("HEALTH").map(String::as_str) {
+        None | Some("ok") => true,
+        Some("fail") => false,
+        Some(other) => return Err(format!("{path}: HEALTH must be ok or fail, not {other:?}")),
+    };
+    let greeting = vars
+        .get("GREETING")
+        .cloned()
+        .unwrap_or_else(|| "hello".to_owned());
+    Ok(App {
+        version,
+        healthy,
+        greeting,
+    })
+}
+
+/// `KEY=VALUE` lines; blank lines and `#` comments are skipped.
+fn parse_env(text: &str) -> Result<HashMap<String, String>, String> {
+    let mut vars = HashMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (key, value) = line
+            .split_once('=')
+            .ok_or_else(|| format!("line {}: expected KEY=VALUE", n + 1))?;
+        vars.insert(key.trim().to_owned(), value.trim().to_owned());
+    }
+    Ok(vars)
+}
+
+fn handle(app: &App, mut stream: TcpStream) {
+    // A client that never finishes its request must not pin a thread forever.
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let Ok(reader) = stream.try_clone() else {
+        return;
+    };
+    let mut lines = BufReader::new(reader).take(16 * 1024).lines();
+    let Some(Ok(request)) = lines.next() else {
+        return;
+    };
+    // Drain the headers; none of them matter here.
+    for line in lines.by_ref() {
+        match line {
+            Ok(line) if !line.is_empty() => {}
+            _ => break,
+        }
+    }
+    let mut parts = request.split_whitespace();
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let path = target.split('?').next().unwrap_or("");
+    let (status, body) = match (method, path) {
+        ("GET", "/health") if app.healthy => (200, format!("ok {}", app.version)),
+        ("GET", "/health") => (500, format!("unhealthy {}", app.version)),
+        ("GET", "/") => (200, format!("{} from {}", app.greeting, app.version)),
+        ("GET", "/version") => (200, app.version.clone()),
+        _ => (404, "not found".to_owned()),
+    };
+    let reason = match status {
+        200 => "OK",
+        404 => "Not Found",
+        _ => "Internal Server Error",
+    };
+    eprintln!("sample-app {}: {method} {target} -> {status}", app.version);
+    let response = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(response.as_bytes());
+}

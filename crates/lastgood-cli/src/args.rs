@@ -1,0 +1,153 @@
+//! The command line, as clap structs and nothing else.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lastgood",
+    version,
+    about = "Return a running system to its last known good state, in one command",
+    long_about = None,
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Config file (else $LASTGOOD_CONFIG, else ./lastgood.toml)
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Output format for data on stdout
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Print only errors on stderr
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Print more detail on stderr
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Do not print step progress
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+    /// Answer yes to confirmations
+    #[arg(long, global = true)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a commented lastgood.toml for the repository here
+    Init {
+        /// Overwrite an existing lastgood.toml
+        #[arg(long)]
+        force: bool,
+    },
+    /// Build and ship VERSION; roll back by itself when its checks fail
+    Deploy {
+        env: String,
+        /// A tag, branch or commit in the environment's source repository
+        version: String,
+        #[arg(long)]
+        reason: Option<String>,
+        /// Skip the health checks (the release counts as good)
+        #[arg(long)]
+        no_verify: bool,
+        /// Leave a failed release current instead of returning to the last good one
+        #[arg(long)]
+        no_auto_rollback: bool,
+        /// Print the plan and change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Return ENV to a known good release
+    Rollback {
+        env: String,
+        /// last-good, previous, a release id (3 or #3) or a version
+        #[arg(long, default_value = "last-good", value_name = "TARGET")]
+        to: String,
+        /// What to restore
+        #[arg(long, value_enum, default_value_t = ScopeArg::Full)]
+        scope: ScopeArg,
+        #[arg(long)]
+        reason: Option<String>,
+        /// Print the plan and change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Current release, last good release, lock holder, interrupted operations
+    Status { env: Option<String> },
+    /// Releases, newest first
+    History {
+        env: String,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Run the health checks against the current release now
+    Verify { env: String },
+    /// Set a release's state by hand
+    Mark {
+        env: String,
+        /// A release id (3 or #3) or a version
+        release: String,
+        #[arg(value_enum)]
+        state: MarkState,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Finish an interrupted operation, or undo it with --abort
+    Resume {
+        env: String,
+        #[arg(long)]
+        abort: bool,
+    },
+    /// Hold ENV so that no operation runs until `unlock`
+    Lock {
+        env: String,
+        #[arg(long, required = true)]
+        reason: String,
+    },
+    /// Free ENV's lock
+    Unlock {
+        env: String,
+        /// Also free the lock of an operation that is still running
+        #[arg(long)]
+        force: bool,
+    },
+    /// The audit trail
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the audit log's hash chain
+    Verify,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScopeArg {
+    Full,
+    Code,
+    Config,
+    Db,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MarkState {
+    Good,
+    Bad,
+}

@@ -1,0 +1,50 @@
+//! status, history and verify: reading, never changing.
+
+use lastgood_core::Result;
+use lastgood_core::engine::Engine;
+
+use crate::args::{Cli, Format};
+use crate::output;
+
+pub fn status(cli: &Cli, engine: &Engine, env: Option<&str>) -> Result<i32> {
+    let names: Vec<String> = match env {
+        Some(e) => vec![e.to_owned()],
+        None => engine.config.environments.keys().map(|k| k.to_string()).collect(),
+    };
+    let mut all = Vec::new();
+    for n in &names {
+        all.push(engine.status(n)?);
+    }
+    match cli.global.format {
+        Format::Json if env.is_some() => output::json(&output::status_json(&all[0])),
+        Format::Json => output::json(&serde_json::Value::Array(all.iter().map(output::status_json).collect())),
+        Format::Text => output::out(&all.iter().map(output::status_text).collect::<Vec<_>>().join("\n")),
+    }
+    Ok(0)
+}
+
+pub fn history(cli: &Cli, engine: &Engine, env: &str, limit: usize) -> Result<i32> {
+    let releases = engine.history(env, limit)?;
+    match cli.global.format {
+        Format::Json => output::json(&output::history_json(&releases)),
+        Format::Text => output::out(&output::history_text(&releases)),
+    }
+    Ok(0)
+}
+
+pub fn verify(cli: &Cli, engine: &Engine, env: &str) -> Result<i32> {
+    let (release, outcomes) = engine.verify(env)?;
+    let passed = outcomes.iter().all(|o| o.passed);
+    match cli.global.format {
+        Format::Json => output::json(&serde_json::json!({
+            "environment": env, "release": output::release_json(&release), "passed": passed, "checks": outcomes,
+        })),
+        Format::Text => output::out(&format!(
+            "{} on `{env}`: {}\n{}",
+            output::release_line(&release),
+            if passed { "healthy" } else { "UNHEALTHY" },
+            output::checks_text(&outcomes)
+        )),
+    }
+    Ok(if passed { 0 } else { 1 })
+}

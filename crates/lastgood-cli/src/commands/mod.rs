@@ -1,0 +1,42 @@
+//! One function a command: load what it needs, call the engine, render.
+
+mod admin;
+mod inspect;
+mod operate;
+
+use lastgood_core::config::Config;
+use lastgood_core::context::Context;
+use lastgood_core::engine::Engine;
+use lastgood_core::{Error, Result};
+
+use crate::args::{Cli, Command};
+
+pub fn run(cli: &Cli) -> Result<i32> {
+    match &cli.command {
+        Command::Init { force } => admin::init(cli, *force),
+        Command::Deploy { env, version, reason, no_verify, no_auto_rollback, dry_run } => {
+            operate::deploy(cli, &engine(cli)?, env, version, reason.clone(), !no_verify, !no_auto_rollback, *dry_run)
+        }
+        Command::Rollback { env, to, scope, reason, dry_run } => {
+            operate::rollback(cli, &engine(cli)?, env, to, *scope, reason.clone(), *dry_run)
+        }
+        Command::Resume { env, abort } => operate::resume(cli, &engine(cli)?, env, *abort),
+        Command::Status { env } => inspect::status(cli, &engine(cli)?, env.as_deref()),
+        Command::History { env, limit } => inspect::history(cli, &engine(cli)?, env, *limit),
+        Command::Verify { env } => inspect::verify(cli, &engine(cli)?, env),
+        Command::Mark { env, release, state, reason } => admin::mark(cli, &engine(cli)?, env, release, *state, reason.as_deref()),
+        Command::Lock { env, reason } => admin::lock(cli, &engine(cli)?, env, reason),
+        Command::Unlock { env, force } => admin::unlock(cli, &engine(cli)?, env, *force),
+        Command::Audit { command: crate::args::AuditCommand::Verify } => admin::audit_verify(cli, &engine(cli)?),
+    }
+}
+
+fn engine(cli: &Cli) -> Result<Engine> {
+    let path = Config::locate(cli.global.config.as_deref());
+    let config = Config::load(&path)?;
+    Engine::open(config, Context::from_env())
+}
+
+fn usage(what: impl Into<String>) -> Error {
+    Error::Usage { what: what.into() }
+}

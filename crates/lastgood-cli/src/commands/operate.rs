@@ -1,0 +1,120 @@
+//! deploy, rollback and resume: the commands that change what serves.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use lastgood_core::Result;
+use lastgood_core::engine::{DeployOptions, Engine, Report, RollbackOptions};
+use lastgood_core::model::{Outcome, Scope, Target};
+
+use crate::args::{Cli, Format, ScopeArg};
+use crate::output::{self, StderrProgress};
+
+#[allow(clippy::too_many_arguments)]
+pub fn deploy(
+    cli: &Cli,
+    engine: &Engine,
+    env: &str,
+    version: &str,
+    reason: Option<String>,
+    verify: bool,
+    auto_rollback: bool,
+    dry_run: bool,
+) -> Result<i32> {
+    let opts = DeployOptions { reason, verify, auto_rollback };
+    if dry_run {
+        let (plan, _) = engine.plan_deploy(env, version, &opts)?;
+        match cli.global.format {
+            Format::Json => output::json(&output::plan_json(&plan)),
+            Format::Text => output::out(&output::plan_text(&plan)),
+        }
+        return Ok(0);
+    }
+    let mut progress = StderrProgress::new(&cli.global);
+    if !cli.global.quiet {
+        eprintln!("deploying {version} to `{env}`");
+    }
+    let report = engine.deploy(env, version, &opts, &mut progress)?;
+    Ok(finish(cli, &report, None))
+}
+
+pub fn rollback(cli: &Cli, engine: &Engine, env: &str, to: &str, scope: ScopeArg, reason: Option<String>, dry_run: bool) -> Result<i32> {
+    let scope = match scope {
+        ScopeArg::Full => Scope::Full,
+        ScopeArg::Code => Scope::Code,
+        ScopeArg::Config => Scope::Config,
+        ScopeArg::Db => Scope::Db,
+    };
+    let opts = RollbackOptions { target: Target::parse(to)?, scope, reason };
+    let plan = engine.plan_rollback(env, &opts)?;
+    if cli.global.format == Format::Text {
+        output::out(&output::plan_text(&plan));
+    }
+    if dry_run {
+        if cli.global.format == Format::Json {
+            output::json(&output::plan_json(&plan));
+        }
+        return Ok(0);
+    }
+    let confirmed = cli.global.yes || plan.confirm.is_empty() || ask(&format!("{}. Roll back anyway?", plan.confirm.join("; ")));
+    let mut progress = StderrProgress::new(&cli.global);
+    match engine.rollback(env, &opts, confirmed, &mut progress)? {
+        Some(report) => Ok(finish(cli, &report, Some(&plan))),
+        None => {
+            match cli.global.format {
+                Format::Json => output::json(&serde_json::json!({
+                    "operation": null, "kind": "rollback", "from": plan.from.as_ref().map(output::release_json),
+                    "to": output::release_json(&plan.to), "outcome": "nothing_to_do", "steps": [],
+                })),
+                Format::Text => output::out(&format!("{} is already current: nothing to do.\n", plan.to.id)),
+            }
+            Ok(0)
+        }
+    }
+}
+
+pub fn resume(cli: &Cli, engine: &Engine, env: &str, abort: bool) -> Result<i32> {
+    let mut progress = StderrProgress::new(&cli.global);
+    match engine.resume(env, abort, &mut progress)? {
+        Some(report) => Ok(finish(cli, &report, None)),
+        None => {
+            match cli.global.format {
+                Format::Json => output::json(&serde_json::json!({ "operation": null, "outcome": "nothing_to_resume" })),
+                Format::Text => output::out(&format!("nothing to resume: no operation on `{env}` was interrupted\n")),
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// Prints the report; the exit code follows SPEC.md (1 for anything that failed,
+/// a deploy rolled back automatically included).
+fn finish(cli: &Cli, report: &Report, plan: Option<&lastgood_core::engine::PlanView>) -> i32 {
+    match cli.global.format {
+        Format::Json => output::json(&output::report_json(report, plan)),
+        Format::Text => {
+            output::out(&output::report_text(report));
+            if !report.checks.is_empty() && (cli.global.verbose > 0 || report.outcome != Outcome::Succeeded) {
+                output::out(&output::checks_text(&report.checks));
+            }
+        }
+    }
+    match report.outcome {
+        Outcome::Succeeded | Outcome::Aborted => 0,
+        Outcome::Failed | Outcome::RolledBack => 1,
+        Outcome::Running => 5,
+    }
+}
+
+/// Asks on a terminal; anywhere else the answer is no (use --yes).
+fn ask(question: &str) -> bool {
+    if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+        return false;
+    }
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    if std::io::stdin().lock().read_line(&mut line).is_err() {
+        return false;
+    }
+    matches!(line.trim(), "y" | "Y" | "yes")
+}

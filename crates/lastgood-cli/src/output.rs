@@ -1,0 +1,295 @@
+//! Everything lastgood prints. Data (tables, plans, reports, `--format json`) goes to
+//! stdout; progress, notes and errors go to stderr. `-q` silences stderr except for
+//! errors; `--no-progress` silences step progress only. A closed pipe ends the
+//! program quietly rather than panicking.
+
+use std::io::{IsTerminal, Write};
+
+use lastgood_core::context::rfc3339;
+use lastgood_core::engine::{PlanView, Report, Status};
+use lastgood_core::journal::Progress;
+use lastgood_core::ledger::{LockInfo, Release, StepRecord, StepState};
+use lastgood_core::verify::CheckOutcome;
+use serde_json::{Value, json};
+
+use crate::args::Global;
+
+pub fn ignore_sigpipe() {
+    // SAFETY: restoring the default disposition of SIGPIPE so that writing to a closed
+    // pipe ends the process like any other Unix tool, instead of a panic in println!.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+pub fn out(text: &str) {
+    let mut o = std::io::stdout().lock();
+    let _ = o.write_all(text.as_bytes());
+    let _ = o.flush();
+}
+
+pub fn json(v: &Value) {
+    out(&format!("{}\n", serde_json::to_string_pretty(v).unwrap_or_default()));
+}
+
+/// Progress on stderr, one line a step.
+pub struct StderrProgress {
+    pub quiet: bool,
+    pub steps: bool,
+}
+
+impl StderrProgress {
+    pub fn new(g: &Global) -> Self {
+        Self { quiet: g.quiet, steps: !g.quiet && !g.no_progress }
+    }
+}
+
+impl Progress for StderrProgress {
+    fn step_started(&mut self, s: &StepRecord) {
+        if self.steps && std::io::stderr().is_terminal() {
+            eprintln!("  {:>2}. {:<8} {} ...", s.seq, s.step.name(), s.step);
+        }
+    }
+    fn step_finished(&mut self, s: &StepRecord) {
+        if self.steps {
+            let mark = if s.state == StepState::Done { "ok" } else { "FAILED" };
+            eprintln!(
+                "  {:>2}. {:<8} {:<6} {:>6}ms  {}",
+                s.seq,
+                s.step.name(),
+                mark,
+                s.duration_ms.unwrap_or(0),
+                s.detail.as_deref().unwrap_or("")
+            );
+        }
+    }
+    fn note(&mut self, text: &str) {
+        if !self.quiet {
+            eprintln!("note: {text}");
+        }
+    }
+}
+
+pub fn release_json(r: &Release) -> Value {
+    json!({
+        "id": r.id.0,
+        "version": r.version,
+        "commit": r.commit.as_ref().map(|c| c.as_str()),
+        "state": r.state.as_str(),
+        "schema_revision": r.schema_revision,
+    })
+}
+
+pub fn release_line(r: &Release) -> String {
+    let commit = r.commit.as_ref().map(|c| c.short()).unwrap_or("-");
+    format!("{} {} ({}, {})", r.id, r.version, commit, r.state)
+}
+
+pub fn plan_text(p: &PlanView) -> String {
+    let mut s = format!(
+        "Plan: {} `{}` from {} to {}{}\n",
+        p.kind.as_str(),
+        p.environment,
+        p.from.as_ref().map(release_line).unwrap_or_else(|| "nothing".into()),
+        release_line(&p.to),
+        if p.kind == lastgood_core::model::OperationKind::Rollback { format!(", scope {}", p.scope) } else { String::new() },
+    );
+    for (i, step) in p.steps.iter().enumerate() {
+        s.push_str(&format!("  {:>2}. {:<8} {}\n", i + 1, step.name(), step));
+    }
+    if p.steps.is_empty() {
+        s.push_str("  (no steps)\n");
+    }
+    for n in &p.notes {
+        s.push_str(&format!("  note: {n}\n"));
+    }
+    for c in &p.confirm {
+        s.push_str(&format!("  confirm: {c}\n"));
+    }
+    s
+}
+
+pub fn plan_json(p: &PlanView) -> Value {
+    json!({
+        "kind": p.kind.as_str(),
+        "environment": p.environment,
+        "from": p.from.as_ref().map(release_json),
+        "to": release_json(&p.to),
+        "scope": p.scope.as_str(),
+        "steps": p.steps.iter().map(|s| json!({ "name": s.name(), "description": s.to_string() })).collect::<Vec<_>>(),
+        "notes": p.notes,
+        "confirm": p.confirm,
+    })
+}
+
+pub fn report_json(r: &Report, plan: Option<&PlanView>) -> Value {
+    let mut v = json!({
+        "operation": r.operation,
+        "kind": r.kind.as_str(),
+        "environment": r.environment,
+        "from": r.from.as_ref().map(release_json),
+        "to": release_json(&r.to),
+        "outcome": r.outcome.as_str(),
+        "error": r.error,
+        "current": r.current.map(|c| c.0),
+        "steps": r.steps.iter().map(|s| json!({
+            "name": s.step.name(),
+            "phase": s.phase.as_str(),
+            "host": s.host,
+            "state": s.state.as_str(),
+            "duration_ms": s.duration_ms,
+            "detail": s.detail,
+        })).collect::<Vec<_>>(),
+        "checks": r.checks,
+    });
+    if let Some(p) = plan {
+        v["plan"] = plan_json(p);
+    }
+    v
+}
+
+pub fn report_text(r: &Report) -> String {
+    let outcome = match r.outcome {
+        lastgood_core::model::Outcome::Succeeded => "succeeded".to_owned(),
+        lastgood_core::model::Outcome::RolledBack => "FAILED and was rolled back".to_owned(),
+        lastgood_core::model::Outcome::Failed => "FAILED".to_owned(),
+        lastgood_core::model::Outcome::Aborted => "was aborted".to_owned(),
+        lastgood_core::model::Outcome::Running => "is still running".to_owned(),
+    };
+    let mut s = format!("{} {} of `{}` to {} {outcome}.\n", r.kind.as_str(), r.operation, r.environment, release_line(&r.to));
+    if let Some(e) = &r.error {
+        s.push_str(&format!("  cause: {e}\n"));
+    }
+    match r.current {
+        Some(c) => s.push_str(&format!("  current release: {c}\n")),
+        None => s.push_str("  current release: none\n"),
+    }
+    s
+}
+
+pub fn checks_text(outcomes: &[CheckOutcome]) -> String {
+    let mut s = String::new();
+    for o in outcomes {
+        s.push_str(&format!(
+            "  {} {}  ({} attempt{}, {}ms) {}\n",
+            if o.passed { "pass" } else { "FAIL" },
+            o.check,
+            o.attempts,
+            if o.attempts == 1 { "" } else { "s" },
+            o.duration_ms,
+            o.detail
+        ));
+    }
+    if outcomes.is_empty() {
+        s.push_str("  no health checks are configured\n");
+    }
+    s
+}
+
+fn lock_json(l: &LockInfo) -> Value {
+    json!({
+        "holder": l.holder,
+        "operation": l.operation,
+        "expires_at": l.expires_at.map(rfc3339),
+        "reason": l.reason,
+        "acquired_at": rfc3339(l.acquired_at),
+        "pid": l.pid,
+        "epoch": l.epoch,
+    })
+}
+
+pub fn status_json(s: &Status) -> Value {
+    json!({
+        "environment": s.environment,
+        "current": s.current.as_ref().map(release_json),
+        "last_good": s.last_good.as_ref().map(release_json),
+        "lock": s.lock.as_ref().map(lock_json),
+        "lock_holder_gone": s.lock_holder_gone,
+        "interrupted": s.interrupted.as_ref().map(|i| json!({
+            "operation": i.operation, "kind": i.kind.as_str(), "step": i.step, "holder_alive": i.holder_alive,
+        })),
+        "current_link": s.current_link.map(|c| c.0),
+        "config_release": s.config_release.map(|c| c.0),
+        "app": s.app.as_ref().map(|a| json!({ "pid": a.pid, "release": a.release })),
+    })
+}
+
+pub fn status_text(s: &Status) -> String {
+    let mut t = format!("{}\n", s.environment);
+    t.push_str(&format!("  current:   {}\n", s.current.as_ref().map(release_line).unwrap_or_else(|| "nothing deployed".into())));
+    t.push_str(&format!("  last good: {}\n", s.last_good.as_ref().map(release_line).unwrap_or_else(|| "none".into())));
+    if let (Some(c), Some(cfg)) = (&s.current, s.config_release) {
+        if c.id != cfg {
+            t.push_str(&format!("  config:    from {cfg}\n"));
+        }
+    }
+    match &s.app {
+        Some(a) => t.push_str(&format!("  app:       pid {} running #{}\n", a.pid, a.release)),
+        None => t.push_str("  app:       not running under lastgood\n"),
+    }
+    if s.current_link != s.current.as_ref().map(|c| c.id) {
+        t.push_str(&format!(
+            "  WARNING:   `current` on disk points at {}, the ledger says {}\n",
+            s.current_link.map(|c| c.to_string()).unwrap_or_else(|| "nothing".into()),
+            s.current.as_ref().map(|c| c.id.to_string()).unwrap_or_else(|| "nothing".into())
+        ));
+    }
+    match &s.lock {
+        Some(l) => t.push_str(&format!(
+            "  lock:      held by {}{}{}{}\n",
+            l.holder,
+            l.operation.map(|o| format!(", operation {o}")).unwrap_or_default(),
+            l.reason.as_ref().map(|r| format!(", reason: {r}")).unwrap_or_default(),
+            if s.lock_holder_gone { " (its process is gone)" } else { "" },
+        )),
+        None => t.push_str("  lock:      free\n"),
+    }
+    if let Some(i) = &s.interrupted {
+        t.push_str(&format!(
+            "  {}: {} operation {}{}\n",
+            if i.holder_alive { "running" } else { "INTERRUPTED" },
+            i.kind.as_str(),
+            i.operation,
+            i.step.as_ref().map(|s| format!(" at step `{s}`")).unwrap_or_default()
+        ));
+        if !i.holder_alive {
+            t.push_str(&format!("             run `lastgood resume {}` (or `--abort`)\n", s.environment));
+        }
+    }
+    t
+}
+
+pub fn history_json(rs: &[Release]) -> Value {
+    Value::Array(
+        rs.iter()
+            .map(|r| {
+                let mut v = release_json(r);
+                v["created_at"] = json!(rfc3339(r.created_at));
+                v["created_by"] = json!(r.created_by);
+                v["features"] = json!(r.features);
+                v["reason"] = json!(r.reason);
+                v["artifact"] = json!(r.artifact);
+                v
+            })
+            .collect(),
+    )
+}
+
+pub fn history_text(rs: &[Release]) -> String {
+    let mut t = format!("{:<6} {:<16} {:<12} {:<7} {:<6} {:<20} {:<16} {}\n", "ID", "VERSION", "COMMIT", "STATE", "SCHEMA", "WHEN", "WHO", "FEATURES");
+    for r in rs {
+        let features = if r.features.is_empty() { "-".to_owned() } else { r.features.join("; ") };
+        t.push_str(&format!(
+            "{:<6} {:<16} {:<12} {:<7} {:<6} {:<20} {:<16} {}\n",
+            r.id.to_string(),
+            r.version,
+            r.commit.as_ref().map(|c| c.short()).unwrap_or("-"),
+            r.state.as_str(),
+            r.schema_revision.as_deref().unwrap_or("-"),
+            rfc3339(r.created_at),
+            r.created_by,
+            features
+        ));
+    }
+    t
+}

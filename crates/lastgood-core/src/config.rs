@@ -1,0 +1,457 @@
+//! `lastgood.toml`: read once, checked strictly, turned into typed values.
+//!
+//! Unknown keys, wrong types and bad values are errors that name the file, line and
+//! column, because a typo in a rollback tool's config is discovered on the worst day.
+//! Deserialisation into `Raw*` structs catches shape errors (with `toml`'s spans);
+//! the checks after it catch values (with [`toml::Spanned`] fields), and produce an
+//! [`Environment`] that the rest of the library can trust. Relative paths are resolved
+//! against the config file's folder here, so nothing later depends on the cwd.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::error::{Error, Result};
+use crate::model::EnvName;
+use crate::verify::{Check, Probe};
+
+pub const DEFAULT_FILE: &str = "lastgood.toml";
+
+/// Where the ledger lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LedgerUrl {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub dir: PathBuf,
+    pub ledger: LedgerUrl,
+    pub environments: BTreeMap<EnvName, Environment>,
+}
+
+/// How the app is (re)started after the code switched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    /// lastgood supervises this process itself.
+    Run(Vec<String>),
+    /// The user's supervisor restarts it.
+    Restart(Vec<String>),
+    /// Nothing to start (static files, or the app re-reads `current` by itself).
+    Nothing,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigFile {
+    /// As written in the config, used as its name in plans and the ledger.
+    pub name: String,
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct Environment {
+    pub name: EnvName,
+    pub source: PathBuf,
+    pub deploy_to: PathBuf,
+    pub build: Option<Vec<String>>,
+    pub start: Start,
+    pub keep_releases: usize,
+    pub config_files: Vec<ConfigFile>,
+    pub checks: Vec<Check>,
+    pub stop_timeout: Duration,
+    pub lease: Duration,
+}
+
+impl Config {
+    /// `--config PATH`, else `LASTGOOD_CONFIG`, else `./lastgood.toml`.
+    pub fn locate(flag: Option<&Path>) -> PathBuf {
+        flag.map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("LASTGOOD_CONFIG").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_FILE))
+    }
+
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::ConfigNotFound { path: path.to_path_buf() });
+            }
+            Err(source) => return Err(Error::ConfigRead { path: path.to_path_buf(), source }),
+        };
+        let abs = std::path::absolute(path).map_err(|source| Error::ConfigRead { path: path.to_path_buf(), source })?;
+        let dir = abs.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
+        Self::parse(&text, &abs, &dir)
+    }
+
+    pub fn parse(text: &str, path: &Path, dir: &Path) -> Result<Self> {
+        let at = |span: Option<Range<usize>>, message: String| {
+            let (line, column) = span.map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+            Error::Config { path: path.to_path_buf(), line, column, message }
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| at(e.span(), e.message().to_owned()))?;
+
+        let ledger = match raw.ledger.and_then(|l| l.url) {
+            None => LedgerUrl::Sqlite(dir.join(".lastgood/ledger.db")),
+            Some(url) => parse_ledger_url(url.get_ref(), dir).map_err(|m| at(Some(url.span()), m))?,
+        };
+
+        let mut environments = BTreeMap::new();
+        for (name, env) in raw.environments {
+            let span = env.span();
+            let key = EnvName::parse(&name).map_err(|e| at(Some(span.clone()), format!("[environments.{name}]: {e}")))?;
+            let env = check_env(&key, env.into_inner(), dir).map_err(|(s, m)| at(s.or(Some(span)), format!("environments.{name}.{m}")))?;
+            environments.insert(key, env);
+        }
+        Ok(Self { path: path.to_path_buf(), dir: dir.to_path_buf(), ledger, environments })
+    }
+
+    pub fn environment(&self, name: &str) -> Result<&Environment> {
+        EnvName::parse(name)
+            .ok()
+            .and_then(|n| self.environments.get(&n))
+            .ok_or_else(|| Error::UnknownEnvironment {
+                env: name.escape_debug().to_string(),
+                known: self.environments.keys().map(|k| k.to_string()).collect(),
+            })
+    }
+}
+
+fn parse_ledger_url(url: &str, dir: &Path) -> std::result::Result<LedgerUrl, String> {
+    if let Some(rest) = url.strip_prefix("sqlite://") {
+        if rest.is_empty() {
+            return Err("ledger.url: `sqlite://` needs a path, like sqlite://.lastgood/ledger.db".into());
+        }
+        return Ok(LedgerUrl::Sqlite(dir.join(rest)));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(LedgerUrl::Postgres(url.to_owned()));
+    }
+    Err("ledger.url: expected sqlite://PATH or postgres://...".into())
+}
+
+type Fail = (Option<Range<usize>>, String);
+
+fn check_env(name: &EnvName, raw: RawEnv, dir: &Path) -> std::result::Result<Environment, Fail> {
+    let runtime = raw.runtime.as_ref().map(|r| r.get_ref().as_str()).unwrap_or("releases");
+    match runtime {
+        "releases" => {}
+        "compose" | "swarm" | "command" | "gitops" | "kubernetes" => {
+            return Err((
+                raw.runtime.as_ref().map(Spanned::span),
+                format!("runtime: `{runtime}` is planned but not available in this version of lastgood; use `releases`"),
+            ));
+        }
+        other => {
+            return Err((
+                raw.runtime.as_ref().map(Spanned::span),
+                format!("runtime: unknown runtime `{other}`; expected releases, compose, swarm, command or gitops"),
+            ));
+        }
+    }
+    for (key, value) in [
+        ("compose_file", &raw.compose_file),
+        ("project", &raw.project),
+        ("services", &raw.services),
+        ("service", &raw.service),
+        ("switch", &raw.switch),
+        ("current", &raw.current),
+        ("repo", &raw.repo),
+        ("branch", &raw.branch),
+        ("version_file", &raw.version_file),
+        ("mode", &raw.mode),
+    ] {
+        if let Some(v) = value {
+            return Err((Some(v.span()), format!("{key}: applies to another runtime, not `releases`")));
+        }
+    }
+    if let Some(db) = &raw.database {
+        return Err((Some(db.span()), "database: database migrations are not available in this version of lastgood yet".into()));
+    }
+    if let Some(n) = &raw.notify {
+        return Err((Some(n.span()), "notify: notifications are not available in this version of lastgood yet".into()));
+    }
+    if let Some(s) = &raw.ssh_config {
+        return Err((Some(s.span()), "ssh_config: ssh hosts are not available in this version of lastgood yet".into()));
+    }
+    if let Some(hosts) = &raw.hosts {
+        for h in hosts.get_ref() {
+            if h != "local" {
+                let why = if h.starts_with("ssh://") {
+                    format!("hosts: `{}`: ssh hosts are not available in this version of lastgood yet; use \"local\"", h.escape_debug())
+                } else {
+                    format!("hosts: `{}` is not a host; expected \"local\" or \"ssh://user@host[:port]\"", h.escape_debug())
+                };
+                return Err((Some(hosts.span()), why));
+            }
+        }
+        if hosts.get_ref().is_empty() {
+            return Err((Some(hosts.span()), "hosts: the list is empty; use [\"local\"]".into()));
+        }
+    }
+
+    let source = resolve(dir, raw.source.as_ref().map(|s| s.get_ref().as_str()).unwrap_or("."));
+    let deploy_to = match &raw.deploy_to {
+        Some(d) if d.get_ref().is_empty() => return Err((Some(d.span()), "deploy_to: is empty".into())),
+        Some(d) => resolve(dir, d.get_ref()),
+        None => return Err((None, "deploy_to: missing; the releases runtime needs a folder to deploy to".into())),
+    };
+    let argv = |key: &str, v: &Option<Spanned<Vec<String>>>| -> std::result::Result<Option<Vec<String>>, Fail> {
+        match v {
+            None => Ok(None),
+            Some(s) if s.get_ref().is_empty() || s.get_ref()[0].is_empty() => {
+                Err((Some(s.span()), format!("{key}: needs a program, like [\"make\", \"build\"]")))
+            }
+            Some(s) => Ok(Some(s.get_ref().clone())),
+        }
+    };
+    let build = argv("build", &raw.build)?;
+    let start = match (argv("run", &raw.run)?, argv("restart", &raw.restart)?) {
+        (Some(_), Some(_)) => {
+            return Err((raw.restart.as_ref().map(Spanned::span), "restart: set either `run` or `restart`, not both".into()));
+        }
+        (Some(r), None) => Start::Run(r),
+        (None, Some(r)) => Start::Restart(r),
+        (None, None) => Start::Nothing,
+    };
+    let keep_releases = match &raw.keep_releases {
+        None => 5,
+        Some(k) if *k.get_ref() < 1 || *k.get_ref() > 1000 => {
+            return Err((Some(k.span()), "keep_releases: must be between 1 and 1000 (a rollback needs at least one good release kept)".into()));
+        }
+        Some(k) => *k.get_ref() as usize,
+    };
+    let mut config_files = Vec::new();
+    if let Some(files) = &raw.config_files {
+        for f in files.get_ref() {
+            if f.is_empty() || f.contains('\0') {
+                return Err((Some(files.span()), "config_files: an entry is empty".into()));
+            }
+            config_files.push(ConfigFile { name: f.clone(), path: resolve(dir, f) });
+        }
+    }
+    let mut checks = Vec::new();
+    for c in raw.checks {
+        checks.push(check_check(c)?);
+    }
+    let dur = |v: &Option<Spanned<String>>, key: &str, default: Duration| -> std::result::Result<Duration, Fail> {
+        match v {
+            None => Ok(default),
+            Some(s) => parse_duration(s.get_ref()).map_err(|m| (Some(s.span()), format!("{key}: {m}"))),
+        }
+    };
+    let stop_timeout = dur(&raw.stop_timeout, "stop_timeout", Duration::from_secs(10))?;
+    let lease = dur(&raw.lease, "lease", Duration::from_secs(60))?;
+    if lease < Duration::from_secs(3) {
+        return Err((raw.lease.as_ref().map(Spanned::span), "lease: must be at least 3s".into()));
+    }
+    Ok(Environment {
+        name: name.clone(),
+        source,
+        deploy_to,
+        build,
+        start,
+        keep_releases,
+        config_files,
+        checks,
+        stop_timeout,
+        lease,
+    })
+}
+
+fn check_check(c: Spanned<RawCheck>) -> std::result::Result<Check, Fail> {
+    let span = c.span();
+    let c = c.into_inner();
+    let fail = |m: &str| (Some(span.clone()), format!("checks: {m}"));
+    let probe = match (c.http, c.tcp, c.command) {
+        (Some(url), None, None) => {
+            if !url.starts_with("http://") {
+                return Err(fail("http: only http:// URLs are supported (check a plain-HTTP health endpoint, for example on loopback)"));
+            }
+            Probe::Http { url, expect_status: c.expect_status.unwrap_or(200), expect_body: c.expect_body }
+        }
+        (None, Some(addr), None) => {
+            if c.expect_status.is_some() || c.expect_body.is_some() {
+                return Err(fail("expect_status and expect_body apply to http checks only"));
+            }
+            Probe::Tcp { addr }
+        }
+        (None, None, Some(argv)) => {
+            if argv.is_empty() || argv[0].is_empty() {
+                return Err(fail("command: needs a program"));
+            }
+            if c.expect_status.is_some() || c.expect_body.is_some() {
+                return Err(fail("expect_status and expect_body apply to http checks only"));
+            }
+            Probe::Command { argv }
+        }
+        _ => return Err(fail("each check needs exactly one of `http`, `tcp` or `command`")),
+    };
+    let d = |v: Option<String>, default: Duration| match v {
+        None => Ok(default),
+        Some(s) => parse_duration(&s).map_err(|m| fail(&m)),
+    };
+    let retries = c.retries.unwrap_or(20);
+    if retries == 0 {
+        return Err(fail("retries: must be at least 1 (it counts attempts)"));
+    }
+    Ok(Check {
+        probe,
+        interval: d(c.interval, Duration::from_millis(500))?,
+        timeout: d(c.timeout, Duration::from_secs(2))?,
+        retries,
+    })
+}
+
+fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("`{}` is not a duration ({e}); write it like \"500ms\", \"2s\" or \"1m\"", s.escape_debug()))
+}
+
+fn resolve(dir: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() { p.to_path_buf() } else { dir.join(p) }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+    (line, column)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    ledger: Option<RawLedger>,
+    #[serde(default)]
+    environments: BTreeMap<String, Spanned<RawEnv>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLedger {
+    url: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEnv {
+    runtime: Option<Spanned<String>>,
+    hosts: Option<Spanned<Vec<String>>>,
+    source: Option<Spanned<String>>,
+    deploy_to: Option<Spanned<String>>,
+    build: Option<Spanned<Vec<String>>>,
+    run: Option<Spanned<Vec<String>>>,
+    restart: Option<Spanned<Vec<String>>>,
+    keep_releases: Option<Spanned<i64>>,
+    ssh_config: Option<Spanned<String>>,
+    config_files: Option<Spanned<Vec<String>>>,
+    stop_timeout: Option<Spanned<String>>,
+    lease: Option<Spanned<String>>,
+    #[serde(default)]
+    checks: Vec<Spanned<RawCheck>>,
+    database: Option<Spanned<toml::Value>>,
+    notify: Option<Spanned<toml::Value>>,
+    // Keys of the other runtimes (SPEC.md), accepted by name so that the error says
+    // which runtime they belong to instead of "unknown field".
+    compose_file: Option<Spanned<toml::Value>>,
+    project: Option<Spanned<toml::Value>>,
+    services: Option<Spanned<toml::Value>>,
+    service: Option<Spanned<toml::Value>>,
+    switch: Option<Spanned<toml::Value>>,
+    current: Option<Spanned<toml::Value>>,
+    repo: Option<Spanned<toml::Value>>,
+    branch: Option<Spanned<toml::Value>>,
+    version_file: Option<Spanned<toml::Value>>,
+    mode: Option<Spanned<toml::Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCheck {
+    http: Option<String>,
+    tcp: Option<String>,
+    command: Option<Vec<String>>,
+    expect_status: Option<u16>,
+    expect_body: Option<String>,
+    interval: Option<String>,
+    timeout: Option<String>,
+    retries: Option<u32>,
+}
+
+/// The commented file `lastgood init` writes.
+pub fn template(source_name: &str) -> String {
+    format!(
+        r#"# lastgood.toml: how lastgood deploys {source_name} and returns it to its last good state.
+# Paths are relative to this file's folder. Unknown keys are errors.
+
+[ledger]
+# Where releases, operations and the audit trail are recorded.
+url = "sqlite://.lastgood/ledger.db"
+
+[environments.production]
+runtime = "releases"            # release directories and an atomic `current` symlink
+hosts = ["local"]
+source = "."                    # the git repository versions are resolved in
+deploy_to = "/srv/{source_name}"   # <deploy_to>/releases/<id>/ and <deploy_to>/current
+# build = ["make", "build"]     # run in the new release directory (never on rollback)
+# run = ["./server", "--port", "8080"]            # lastgood starts and stops this process itself
+# restart = ["systemctl", "restart", "{source_name}"]   # or: your supervisor restarts the app
+keep_releases = 5               # good releases whose directories are never cleaned up
+# config_files = ["app.env"]    # snapshotted with each release, restored on rollback
+# stop_timeout = "10s"          # SIGTERM, then SIGKILL after this long
+
+# Health checks: a release becomes good only when all of them pass.
+# [[environments.production.checks]]
+# http = "http://127.0.0.1:8080/health"
+# expect_status = 200
+# expect_body = "{{version}}"     # substring; {{version}} is the release's version
+# interval = "500ms"
+# timeout = "2s"
+# retries = 20
+"#
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config> {
+        Config::parse(text, Path::new("/x/lastgood.toml"), Path::new("/x"))
+    }
+
+    #[test]
+    fn the_template_parses() {
+        let c = parse(&template("app")).unwrap();
+        let env = c.environment("production").unwrap();
+        assert_eq!(env.deploy_to, PathBuf::from("/srv/app"));
+        assert_eq!(c.ledger, LedgerUrl::Sqlite(PathBuf::from("/x/.lastgood/ledger.db")));
+    }
+
+    #[test]
+    fn unknown_keys_name_line_and_column() {
+        let err = parse("[environments.prod]\ndeploy_to = \"d\"\n  colour = 1\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("/x/lastgood.toml:3:3:"), "{msg}");
+        assert!(msg.contains("colour"), "{msg}");
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let err = parse("[environments.prod]\ndeploy_to = \"d\"\nkeep_releases = 0\n").unwrap_err();
+        assert!(err.to_string().contains(":3:17: environments.prod.keep_releases"), "{err}");
+        let err = parse("[environments.prod]\ndeploy_to = \"d\"\n[[environments.prod.checks]]\nhttp = \"http://x\"\ninterval = \"soon\"\n").unwrap_err();
+        assert!(err.to_string().contains("not a duration"), "{err}");
+        let err = parse("[environments.Prod]\ndeploy_to = \"d\"\n").unwrap_err();
+        assert!(err.to_string().contains("environment name"), "{err}");
+        let err = parse("[environments.prod]\ndeploy_to = \"d\"\nrun = [\"a\"]\nrestart = [\"b\"]\n").unwrap_err();
+        assert!(err.to_string().contains("not both"), "{err}");
+    }
+}

@@ -1,0 +1,67 @@
+//! Who is acting, where, and when: injectable so that tests and reports are stable.
+//!
+//! `LASTGOOD_USER` and `LASTGOOD_NOW` (unix seconds or RFC 3339) pin the actor and the
+//! clock; otherwise they come from `USER` and the system clock. The host name is the
+//! kernel's, because lock liveness ("is the holder's process still alive?") is only
+//! decidable on the machine that holds it.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub user: String,
+    pub host: String,
+    pub pid: i32,
+    pinned_now: Option<i64>,
+}
+
+impl Context {
+    pub fn from_env() -> Self {
+        let user = std::env::var("LASTGOOD_USER")
+            .or_else(|_| std::env::var("USER"))
+            .unwrap_or_else(|_| "unknown".to_owned());
+        let pinned_now = std::env::var("LASTGOOD_NOW").ok().and_then(|s| {
+            s.parse::<i64>().ok().or_else(|| {
+                humantime::parse_rfc3339_weak(&s)
+                    .ok()
+                    .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                    .map(|d| d.as_secs() as i64)
+            })
+        });
+        Self { user, host: hostname(), pid: std::process::id() as i32, pinned_now }
+    }
+
+    /// Unix seconds.
+    pub fn now(&self) -> i64 {
+        self.pinned_now.unwrap_or_else(|| {
+            SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+        })
+    }
+
+    /// `user@host`, the way lock holders and audit events name an actor.
+    pub fn actor(&self) -> String {
+        format!("{}@{}", self.user, self.host)
+    }
+}
+
+/// Unix milliseconds from the real clock (durations are never pinned).
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+pub fn rfc3339(unix_secs: i64) -> String {
+    let t = UNIX_EPOCH + Duration::from_secs(unix_secs.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its whole length; gethostname writes at most
+    // that many bytes and we read only up to the first NUL.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".to_owned();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}

@@ -1,0 +1,691 @@
+//! The operations users run, as library calls: deploy, rollback, resume, status,
+//! history, verify, mark, lock and unlock. The CLI and the dashboard call these and
+//! only render what they return.
+//!
+//! Every state-changing call follows the same shape: validate input, preflight
+//! (nothing changes if it fails), take the environment's lock, refuse to run over an
+//! interrupted operation, record the operation and its plan, run the journal, free
+//! the lock.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::config::{Config, Environment, LedgerUrl};
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::journal::{self, Journal, Progress};
+use crate::ledger::{
+    Acquired, AuditEvent, Change, Fence, Ledger, LockInfo, LockRequest, NewOperation, NewRelease, Operation, Release,
+    SqliteLedger, StepRecord, StepState,
+};
+use crate::lock::{self, Heartbeat};
+use crate::model::{EnvName, OperationKind, Outcome, ReleaseEvent, ReleaseId, ReleaseState, Scope, Target, Version, next_state};
+use crate::plan::{self, Phase, Step};
+use crate::runtime::releases;
+use crate::supervise::{Running, Supervisor};
+use crate::verify::{self, CheckOutcome};
+
+pub struct Engine {
+    pub config: Config,
+    pub ctx: Context,
+    ledger: Box<dyn Ledger>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeployOptions {
+    pub reason: Option<String>,
+    pub verify: bool,
+    pub auto_rollback: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct RollbackOptions {
+    pub target: Target,
+    pub scope: Scope,
+    pub reason: Option<String>,
+}
+
+/// A plan as shown before anything runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanView {
+    pub kind: OperationKind,
+    pub environment: String,
+    pub from: Option<Release>,
+    pub to: Release,
+    pub scope: Scope,
+    pub steps: Vec<Step>,
+    /// Facts worth reading before going on.
+    pub notes: Vec<String>,
+    /// Reasons the user must confirm (a bad target, a newer target).
+    pub confirm: Vec<String>,
+}
+
+/// What an operation did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub operation: u64,
+    pub kind: OperationKind,
+    pub environment: String,
+    pub from: Option<Release>,
+    pub to: Release,
+    pub outcome: Outcome,
+    pub error: Option<String>,
+    pub steps: Vec<StepRecord>,
+    pub checks: Vec<CheckOutcome>,
+    /// The release serving when the operation ended.
+    pub current: Option<ReleaseId>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub environment: String,
+    pub current: Option<Release>,
+    pub last_good: Option<Release>,
+    pub lock: Option<LockInfo>,
+    /// The lock's holder ran on this machine and its process is gone.
+    pub lock_holder_gone: bool,
+    pub interrupted: Option<Interrupted>,
+    /// What `current` points at on disk (should equal `current`).
+    pub current_link: Option<ReleaseId>,
+    /// The process lastgood supervises, if any.
+    pub app: Option<Running>,
+    /// The config files in place came from this release (differs after `--scope` rollbacks).
+    pub config_release: Option<ReleaseId>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Interrupted {
+    pub operation: u64,
+    pub kind: OperationKind,
+    pub step: Option<String>,
+    pub holder_alive: bool,
+}
+
+/// The lock an operation holds, and its heartbeat.
+struct Held {
+    fence: Fence,
+    _heartbeat: Heartbeat,
+}
+
+impl Engine {
+    pub fn open(config: Config, ctx: Context) -> Result<Self> {
+        let ledger = open_ledger(&config.ledger)?;
+        Ok(Self { config, ctx, ledger })
+    }
+
+    pub fn ledger(&self) -> &dyn Ledger {
+        self.ledger.as_ref()
+    }
+
+    fn env(&self, name: &str) -> Result<Environment> {
+        self.config.environment(name).cloned()
+    }
+
+    fn audit(&self, env: &EnvName, operation: Option<u64>, event: &str, detail: serde_json::Value) -> Change {
+        Change::Audit(AuditEvent {
+            at: self.ctx.now(),
+            actor: self.ctx.actor(),
+            host: self.ctx.host.clone(),
+            env: Some(env.to_string()),
+            operation,
+            event: event.to_owned(),
+            detail,
+        })
+    }
+
+    fn must_release(&self, env: &EnvName, id: ReleaseId) -> Result<Release> {
+        self.ledger.release(env, id)?.ok_or_else(|| Error::Ledger {
+            path: self.ledger.describe(),
+            message: format!("release {id} of `{env}` is missing from the ledger"),
+        })
+    }
+
+    fn candidates(&self, env: &EnvName) -> Result<Vec<String>> {
+        Ok(self
+            .ledger
+            .releases(env, 10)?
+            .iter()
+            .map(|r| format!("{} {} ({}{})", r.id, r.version, r.state, if r.artifact { "" } else { ", directory removed" }))
+            .collect())
+    }
+
+    // ---- the lock -------------------------------------------------------------------
+
+    fn take_lock(&self, env: &Environment, reason: Option<&str>, progress: &mut dyn Progress) -> Result<Held> {
+        let now = self.ctx.now();
+        let req = LockRequest {
+            env: env.name.clone(),
+            holder: self.ctx.actor(),
+            host: self.ctx.host.clone(),
+            pid: Some(self.ctx.pid),
+            pid_start: lock::process_start_time(self.ctx.pid),
+            reason: reason.map(str::to_owned),
+            now,
+            expires_at: Some(now + env.lease.as_secs() as i64),
+        };
+        let ctx = self.ctx.clone();
+        let Acquired { epoch, took_over } = self.ledger.acquire(&req, &|l| lock::is_stale(&ctx, l, now))?;
+        if let Some(old) = took_over {
+            progress.note(&format!(
+                "took over the lock of `{}` from {} (its process is gone or its lease expired)",
+                env.name, old.holder
+            ));
+        }
+        let fence = Fence { env: env.name.clone(), epoch };
+        let url = self.config.ledger.clone();
+        let heartbeat = Heartbeat::start(Box::new(move || open_ledger(&url)), fence.clone(), env.lease, self.ctx.clone());
+        Ok(Held { fence, _heartbeat: heartbeat })
+    }
+
+    fn free(&self, held: Held) {
+        // Best effort: if this fails the lease expires, or the next command on this
+        // machine sees our process gone and takes over.
+        let _ = self.ledger.release_lock(&held.fence);
+    }
+
+    /// Refuses to start over an operation that did not finish.
+    fn refuse_interrupted(&self, env: &Environment, held: Held) -> Result<Held> {
+        match self.ledger.running_operation(&env.name)? {
+            None => Ok(held),
+            Some(op) => {
+                let step = self.pending_step(op.id)?;
+                self.free(held);
+                Err(Error::Interrupted { env: env.name.to_string(), operation: op.id, kind: op.kind.as_str().into(), step })
+            }
+        }
+    }
+
+    fn pending_step(&self, op: u64) -> Result<Option<String>> {
+        Ok(self
+            .ledger
+            .steps(op)?
+            .into_iter()
+            .find(|s| matches!(s.state, StepState::Intended | StepState::Planned))
+            .map(|s| s.step.name().to_owned()))
+    }
+
+    // ---- deploy -----------------------------------------------------------------------
+
+    /// Plans a deploy: resolves the version, snapshots config files, reads what
+    /// serves now. Changes nothing.
+    pub fn plan_deploy(&self, env_name: &str, version: &str, opts: &DeployOptions) -> Result<(PlanView, NewRelease)> {
+        let env = self.env(env_name)?;
+        let version = Version::parse(version)?;
+        let commit = crate::git::resolve(&env.source, &version)?;
+        let mut config = BTreeMap::new();
+        let mut blobs = Vec::new();
+        for f in &env.config_files {
+            let content = std::fs::read(&f.path).map_err(|e| Error::Usage {
+                what: format!("config file {} ({}) cannot be read: {e}; create it or remove it from config_files", f.name, f.path.display()),
+            })?;
+            let sha = journal::sha256_hex(&content);
+            config.insert(f.name.clone(), sha.clone());
+            blobs.push((sha, content));
+        }
+        let id = self.ledger.next_release_id(&env.name)?;
+        let before = self.ledger.release_before(&env.name, id)?;
+        let features = crate::git::subjects(&env.source, before.as_ref().and_then(|r| r.commit.as_ref()), &commit, 50)?;
+        let state = self.ledger.env_state(&env.name)?;
+        let from = state.current.map(|c| self.must_release(&env.name, c)).transpose()?;
+        let release = NewRelease { id, version: version.to_string(), commit: Some(commit.clone()), features, config, blobs };
+        let to = Release {
+            id,
+            version: release.version.clone(),
+            commit: Some(commit.clone()),
+            state: ReleaseState::Pending,
+            schema_revision: None,
+            created_at: self.ctx.now(),
+            created_by: self.ctx.actor(),
+            reason: opts.reason.clone(),
+            operation: None,
+            features: release.features.clone(),
+            config: release.config.clone(),
+            artifact: false,
+        };
+        let steps = plan::deploy(journal::shape(&env, opts.verify), id, commit);
+        let mut notes = Vec::new();
+        if env.checks.is_empty() {
+            notes.push("no health checks are configured: the release will count as good once it starts".into());
+        } else if !opts.verify {
+            notes.push("--no-verify: health checks are skipped and the release will count as good".into());
+        }
+        if !opts.auto_rollback {
+            notes.push("--no-auto-rollback: a failed release stays current".into());
+        }
+        let view = PlanView {
+            kind: OperationKind::Deploy,
+            environment: env.name.to_string(),
+            from,
+            to,
+            scope: Scope::Full,
+            steps,
+            notes,
+            confirm: vec![],
+        };
+        Ok((view, release))
+    }
+
+    pub fn deploy(&self, env_name: &str, version: &str, opts: &DeployOptions, progress: &mut dyn Progress) -> Result<Report> {
+        let env = self.env(env_name)?;
+        // Preflight before the lock: a bad version or unreadable config is a usage error.
+        self.plan_deploy(env_name, version, opts)?;
+        releases::prepare(&env.deploy_to).map_err(|e| Error::Refused {
+            env: env.name.to_string(),
+            what: "deploy".into(),
+            why: format!("deploy_to is not usable: {e}"),
+        })?;
+        let held = self.take_lock(&env, opts.reason.as_deref(), progress)?;
+        let held = self.refuse_interrupted(&env, held)?;
+        // Plan again under the lock: the release id and `from` must not race.
+        let (view, release) = match self.plan_deploy(env_name, version, opts) {
+            Ok(p) => p,
+            Err(e) => {
+                self.free(held);
+                return Err(e);
+            }
+        };
+        let new = NewOperation {
+            kind: OperationKind::Deploy,
+            from: view.from.as_ref().map(|r| r.id),
+            to: release.id,
+            scope: Scope::Full,
+            auto_rollback: opts.auto_rollback,
+            reason: opts.reason.clone(),
+            actor: self.ctx.actor(),
+            host: self.ctx.host.clone(),
+            pid: self.ctx.pid,
+            started_at: self.ctx.now(),
+            steps: view.steps.iter().cloned().map(|s| (s, Phase::Forward)).collect(),
+            release: Some(release),
+        };
+        self.execute(&env, held, new, progress)
+    }
+
+    fn execute(&self, env: &Environment, held: Held, new: NewOperation, progress: &mut dyn Progress) -> Result<Report> {
+        let op_id = match self.ledger.begin_operation(&held.fence, new) {
+            Ok(id) => id,
+            Err(e) => {
+                self.free(held);
+                return Err(e);
+            }
+        };
+        self.run_journal(env, held, op_id, progress)
+    }
+
+    fn run_journal(&self, env: &Environment, held: Held, op_id: u64, progress: &mut dyn Progress) -> Result<Report> {
+        let op = self.operation(op_id)?;
+        let steps = self.ledger.steps(op_id)?;
+        let verify = env.checks.is_empty() || steps.iter().any(|s| matches!(s.step, Step::Verify { .. }));
+        let mut j = Journal {
+            ledger: self.ledger.as_ref(),
+            fence: held.fence.clone(),
+            env,
+            ctx: &self.ctx,
+            op,
+            progress,
+            checks: Vec::new(),
+            verify,
+        };
+        let result = j.run();
+        let checks = std::mem::take(&mut j.checks);
+        match result {
+            Ok(_) => {
+                self.free(held);
+                self.report(op_id, checks)
+            }
+            // Fenced: the lock is someone else's now; do not touch it.
+            Err(e @ Error::Fenced { .. }) => Err(e),
+            Err(e) => {
+                // The journal could not record progress (a ledger or I/O error). The
+                // operation stays `running` so that `resume` can finish it.
+                self.free(held);
+                Err(e)
+            }
+        }
+    }
+
+    fn operation(&self, id: u64) -> Result<Operation> {
+        self.ledger.operation(id)?.ok_or_else(|| Error::Ledger {
+            path: self.ledger.describe(),
+            message: format!("operation {id} is missing"),
+        })
+    }
+
+    /// The record of one operation.
+    pub fn report(&self, op_id: u64, checks: Vec<CheckOutcome>) -> Result<Report> {
+        let op = self.operation(op_id)?;
+        Ok(Report {
+            operation: op.id,
+            kind: op.kind,
+            environment: op.env.to_string(),
+            from: op.from.map(|f| self.must_release(&op.env, f)).transpose()?,
+            to: self.must_release(&op.env, op.to)?,
+            outcome: op.outcome,
+            error: op.error.clone(),
+            steps: self.ledger.steps(op.id)?,
+            checks,
+            current: self.ledger.env_state(&op.env)?.current,
+        })
+    }
+
+    // ---- rollback ---------------------------------------------------------------------
+
+    fn resolve_target(&self, env: &Environment, target: &Target, current: Option<ReleaseId>) -> Result<Release> {
+        let found = match target {
+            Target::LastGood => self.ledger.last_good(&env.name, current)?,
+            Target::Previous => match current {
+                Some(c) => self.ledger.release_before(&env.name, c)?,
+                None => None,
+            },
+            Target::Id(id) => self.ledger.release(&env.name, *id)?,
+            Target::Version(v) => self.ledger.release_by_version(&env.name, v)?,
+        };
+        found.ok_or_else(|| {
+            let target = match target {
+                Target::LastGood => "last-good".to_owned(),
+                Target::Previous => "previous".to_owned(),
+                Target::Id(id) => id.to_string(),
+                Target::Version(v) => v.clone(),
+            };
+            match self.candidates(&env.name) {
+                Ok(candidates) => Error::UnknownTarget { env: env.name.to_string(), target, candidates },
+                Err(e) => e,
+            }
+        })
+    }
+
+    /// Plans a rollback; changes nothing. Refuses (exit 4) when the target's release
+    /// directory is gone.
+    pub fn plan_rollback(&self, env_name: &str, opts: &RollbackOptions) -> Result<PlanView> {
+        let env = self.env(env_name)?;
+        if opts.scope == Scope::Db {
+            return Err(Error::Usage {
+                what: "--scope db: database rollback is not available in this version of lastgood yet".into(),
+            });
+        }
+        let state = self.ledger.env_state(&env.name)?;
+        let from = state.current.map(|c| self.must_release(&env.name, c)).transpose()?;
+        let to = self.resolve_target(&env, &opts.target, state.current)?;
+        if opts.scope.includes_code() && (!to.artifact || !releases::present(&env.deploy_to, to.id)) {
+            return Err(Error::Refused {
+                env: env.name.to_string(),
+                what: "rollback".into(),
+                why: format!(
+                    "the release directory of {} ({}) is gone: {} does not exist",
+                    to.id,
+                    to.version,
+                    releases::release_dir(&env.deploy_to, to.id).display()
+                ),
+            });
+        }
+        let mut confirm = Vec::new();
+        if opts.target != Target::LastGood {
+            if matches!(to.state, ReleaseState::Bad | ReleaseState::Failed) {
+                confirm.push(format!("{} ({}) is marked {}", to.id, to.version, to.state));
+            }
+            if let Some(f) = &from {
+                if to.id > f.id {
+                    confirm.push(format!("{} is newer than the current release {}", to.id, f.id));
+                }
+            }
+        }
+        let mut notes = Vec::new();
+        if env.checks.is_empty() {
+            notes.push("no health checks are configured: the rollback is not verified".into());
+        }
+        let steps = plan::rollback(journal::shape(&env, true), state.current, to.id, opts.scope);
+        if scope_done(&state, &to, opts.scope) {
+            notes.push(format!("{} is already current: nothing to do", to.id));
+        }
+        Ok(PlanView {
+            kind: OperationKind::Rollback,
+            environment: env.name.to_string(),
+            from,
+            to,
+            scope: opts.scope,
+            steps,
+            notes,
+            confirm,
+        })
+    }
+
+    /// Runs a rollback. `confirmed` answers the plan's `confirm` list; without it such a
+    /// plan is refused. Returns None when the target is already in place.
+    pub fn rollback(&self, env_name: &str, opts: &RollbackOptions, confirmed: bool, progress: &mut dyn Progress) -> Result<Option<Report>> {
+        let env = self.env(env_name)?;
+        let view = self.plan_rollback(env_name, opts)?;
+        if !view.confirm.is_empty() && !confirmed {
+            return Err(Error::Refused {
+                env: env.name.to_string(),
+                what: "rollback".into(),
+                why: format!("{}; confirm with --yes", view.confirm.join("; ")),
+            });
+        }
+        let held = self.take_lock(&env, opts.reason.as_deref(), progress)?;
+        let held = self.refuse_interrupted(&env, held)?;
+        let view = match self.plan_rollback(env_name, opts) {
+            Ok(v) => v,
+            Err(e) => {
+                self.free(held);
+                return Err(e);
+            }
+        };
+        let state = self.ledger.env_state(&env.name)?;
+        if scope_done(&state, &view.to, opts.scope) {
+            self.free(held);
+            return Ok(None);
+        }
+        let new = NewOperation {
+            kind: OperationKind::Rollback,
+            from: view.from.as_ref().map(|r| r.id),
+            to: view.to.id,
+            scope: opts.scope,
+            auto_rollback: false,
+            reason: opts.reason.clone(),
+            actor: self.ctx.actor(),
+            host: self.ctx.host.clone(),
+            pid: self.ctx.pid,
+            started_at: self.ctx.now(),
+            steps: view.steps.iter().cloned().map(|s| (s, Phase::Forward)).collect(),
+            release: None,
+        };
+        self.execute(&env, held, new, progress).map(Some)
+    }
+
+    // ---- resume -----------------------------------------------------------------------
+
+    /// Finishes the interrupted operation, or with `abort` returns to where it started.
+    /// None when nothing was interrupted.
+    pub fn resume(&self, env_name: &str, abort: bool, progress: &mut dyn Progress) -> Result<Option<Report>> {
+        let env = self.env(env_name)?;
+        let Some(op) = self.ledger.running_operation(&env.name)? else {
+            // A lock left by a dead process with no operation is cleared here too.
+            if let Some(l) = self.ledger.lock_info(&env.name)? {
+                if lock::holder_gone(&self.ctx, &l) {
+                    self.ledger.force_unlock(&env.name, self.audit_event(&env.name, "lock.cleared", serde_json::json!({})))?;
+                    progress.note(&format!("cleared a lock left by {} (its process is gone)", l.holder));
+                }
+            }
+            return Ok(None);
+        };
+        let held = self.take_lock(&env, op.reason.as_deref(), progress)?;
+        let mut changes = vec![
+            Change::AdoptOperation { op: op.id, pid: self.ctx.pid },
+            self.audit(&env.name, Some(op.id), if abort { "operation.abort" } else { "operation.resume" }, serde_json::json!({})),
+        ];
+        if abort {
+            let steps = self.ledger.steps(op.id)?;
+            let first_open = steps.iter().find(|s| matches!(s.state, StepState::Planned | StepState::Intended)).map(|s| s.seq);
+            if let Some(seq) = first_open {
+                changes.push(Change::SkipRemaining { op: op.id, from_seq: seq });
+            }
+            let verify = env.checks.is_empty() || steps.iter().any(|s| matches!(s.step, Step::Verify { .. }));
+            let undo = plan::undo(journal::shape(&env, verify), op.from);
+            changes.push(Change::AppendSteps { op: op.id, steps: undo.into_iter().map(|s| (s, Phase::Abort)).collect() });
+        }
+        if let Err(e) = self.ledger.apply(&held.fence, changes) {
+            self.free(held);
+            return Err(e);
+        }
+        progress.note(&format!(
+            "{} {} operation {} ({} -> {})",
+            if abort { "aborting" } else { "resuming" },
+            op.kind.as_str(),
+            op.id,
+            op.from.map(|f| f.to_string()).unwrap_or_else(|| "nothing".into()),
+            op.to
+        ));
+        self.run_journal(&env, held, op.id, progress).map(Some)
+    }
+
+    fn audit_event(&self, env: &EnvName, event: &str, detail: serde_json::Value) -> AuditEvent {
+        AuditEvent {
+            at: self.ctx.now(),
+            actor: self.ctx.actor(),
+            host: self.ctx.host.clone(),
+            env: Some(env.to_string()),
+            operation: None,
+            event: event.to_owned(),
+            detail,
+        }
+    }
+
+    // ---- reading ----------------------------------------------------------------------
+
+    pub fn status(&self, env_name: &str) -> Result<Status> {
+        let env = self.env(env_name)?;
+        let state = self.ledger.env_state(&env.name)?;
+        let current = state.current.map(|c| self.must_release(&env.name, c)).transpose()?;
+        let last_good = self.ledger.last_good(&env.name, state.current)?;
+        let lock = self.ledger.lock_info(&env.name)?;
+        let lock_holder_gone = lock.as_ref().is_some_and(|l| lock::holder_gone(&self.ctx, l));
+        let interrupted = match self.ledger.running_operation(&env.name)? {
+            Some(op) => Some(Interrupted {
+                operation: op.id,
+                kind: op.kind,
+                step: self.pending_step(op.id)?,
+                holder_alive: lock.as_ref().is_some_and(|l| l.operation == Some(op.id) && !lock::is_stale(&self.ctx, l, self.ctx.now())),
+            }),
+            None => None,
+        };
+        let app = Supervisor::new(&releases::state_dir(&env.deploy_to)).running().ok().flatten();
+        Ok(Status {
+            environment: env.name.to_string(),
+            current,
+            last_good,
+            lock,
+            lock_holder_gone,
+            interrupted,
+            current_link: releases::current(&env.deploy_to),
+            app,
+            config_release: state.config_release,
+        })
+    }
+
+    pub fn history(&self, env_name: &str, limit: usize) -> Result<Vec<Release>> {
+        let env = self.env(env_name)?;
+        self.ledger.releases(&env.name, limit)
+    }
+
+    /// Runs the health checks against the current release now.
+    pub fn verify(&self, env_name: &str) -> Result<(Release, Vec<CheckOutcome>)> {
+        let env = self.env(env_name)?;
+        let state = self.ledger.env_state(&env.name)?;
+        let Some(current) = state.current else {
+            return Err(Error::Usage { what: format!("nothing is deployed to `{}` yet", env.name) });
+        };
+        let r = self.must_release(&env.name, current)?;
+        let vars = vec![
+            ("LASTGOOD_VERSION".to_owned(), r.version.clone()),
+            ("LASTGOOD_RELEASE".to_owned(), r.id.0.to_string()),
+            ("LASTGOOD_ENV".to_owned(), env.name.to_string()),
+            ("LASTGOOD_COMMIT".to_owned(), r.commit.as_ref().map(|c| c.to_string()).unwrap_or_default()),
+            ("LASTGOOD_HOST".to_owned(), "127.0.0.1".to_owned()),
+        ];
+        let dir = releases::release_dir(&env.deploy_to, current);
+        let outcomes = verify::run_checks(&env.checks, &verify::Vars { version: &r.version, host: "127.0.0.1", env: &vars, cwd: &dir });
+        Ok((r, outcomes))
+    }
+
+    pub fn mark(&self, env_name: &str, target: &str, state: ReleaseState, reason: Option<&str>) -> Result<Release> {
+        let env = self.env(env_name)?;
+        let t = Target::parse(target)?;
+        let current = self.ledger.env_state(&env.name)?.current;
+        let r = self.resolve_target(&env, &t, current)?;
+        let next = next_state(r.state, ReleaseEvent::Marked(state))
+            .map_err(|why| Error::Usage { what: format!("{} cannot be marked {state}: {why}", r.id) })?;
+        self.ledger.apply_unfenced(
+            &env.name,
+            vec![
+                Change::SetReleaseState { release: r.id, state: next },
+                self.audit(&env.name, None, "release.mark", serde_json::json!({ "release": r.id, "from": r.state, "to": next, "reason": reason })),
+            ],
+        )?;
+        self.must_release(&env.name, r.id)
+    }
+
+    /// Holds the environment by hand until `unlock`.
+    pub fn lock(&self, env_name: &str, reason: &str) -> Result<LockInfo> {
+        let env = self.env(env_name)?;
+        let now = self.ctx.now();
+        let req = LockRequest {
+            env: env.name.clone(),
+            holder: self.ctx.actor(),
+            host: self.ctx.host.clone(),
+            pid: None,
+            pid_start: None,
+            reason: Some(reason.to_owned()),
+            now,
+            expires_at: None,
+        };
+        let ctx = self.ctx.clone();
+        self.ledger.acquire(&req, &|l| lock::is_stale(&ctx, l, now))?;
+        self.ledger.lock_info(&env.name)?.ok_or_else(|| Error::Ledger {
+            path: self.ledger.describe(),
+            message: "the lock just taken is missing".into(),
+        })
+    }
+
+    /// Frees a lock taken by hand; a running operation's lock only with `force`.
+    pub fn unlock(&self, env_name: &str, force: bool) -> Result<Option<LockInfo>> {
+        let env = self.env(env_name)?;
+        let Some(l) = self.ledger.lock_info(&env.name)? else { return Ok(None) };
+        let live_operation = l.pid.is_some() && !lock::is_stale(&self.ctx, &l, self.ctx.now());
+        if live_operation && !force {
+            return Err(Error::Locked {
+                env: env.name.to_string(),
+                holder: l.holder,
+                operation: l.operation,
+                reason: l.reason,
+                expires_at: l.expires_at.map(crate::context::rfc3339),
+            });
+        }
+        self.ledger.force_unlock(&env.name, self.audit_event(&env.name, "lock.release", serde_json::json!({ "force": force })))
+    }
+}
+
+/// Whether the target is already in place for this scope.
+fn scope_done(state: &crate::ledger::EnvState, to: &Release, scope: Scope) -> bool {
+    let code = !scope.includes_code() || state.current == Some(to.id);
+    let config = !scope.includes_config() || state.config_release == Some(to.id);
+    code && config
+}
+
+pub fn open_ledger(url: &LedgerUrl) -> Result<Box<dyn Ledger>> {
+    match url {
+        LedgerUrl::Sqlite(path) => Ok(Box::new(SqliteLedger::open(path)?)),
+        LedgerUrl::Postgres(_) => Err(Error::Usage {
+            what: "ledger.url: the PostgreSQL ledger is not available in this version of lastgood yet; use sqlite://".into(),
+        }),
+    }
+}
+
+/// Where a relative ledger path ends up, for messages.
+pub fn ledger_path(url: &LedgerUrl) -> Option<PathBuf> {
+    match url {
+        LedgerUrl::Sqlite(p) => Some(p.clone()),
+        LedgerUrl::Postgres(_) => None,
+    }
+}

@@ -1,0 +1,97 @@
+//! The errors the library reports, with the facts a person needs as fields.
+//!
+//! The CLI turns each into a message, a hint and an exit code (SPEC.md); the library
+//! only says which class of failure it is through [`Error::exit_code`], so that the
+//! dashboard and the CLI can never disagree about what a failure means.
+
+use std::path::PathBuf;
+
+use crate::model::InvalidValue;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no config file at {path}")]
+    ConfigNotFound { path: PathBuf },
+
+    #[error("cannot read {path}: {source}")]
+    ConfigRead { path: PathBuf, source: std::io::Error },
+
+    #[error("{path}:{line}:{column}: {message}")]
+    Config { path: PathBuf, line: usize, column: usize, message: String },
+
+    #[error("unknown environment `{env}`")]
+    UnknownEnvironment { env: String, known: Vec<String> },
+
+    #[error(transparent)]
+    Invalid(#[from] InvalidValue),
+
+    #[error("version `{version}` was not found in {source_dir}: no tag, branch or commit has that name")]
+    UnknownVersion { version: String, source_dir: PathBuf },
+
+    #[error("no release of `{env}` matches `{target}`")]
+    UnknownTarget { env: String, target: String, candidates: Vec<String> },
+
+    #[error("{what}")]
+    Usage { what: String },
+
+    #[error("`{env}` is locked by {holder}{}", operation.map(|o| format!(" (operation {o})")).unwrap_or_default())]
+    Locked {
+        env: String,
+        holder: String,
+        operation: Option<u64>,
+        reason: Option<String>,
+        expires_at: Option<String>,
+    },
+
+    #[error("{kind} operation {operation} on `{env}` was interrupted{}", step.as_ref().map(|s| format!(" at step `{s}`")).unwrap_or_default())]
+    Interrupted { env: String, operation: u64, kind: String, step: Option<String> },
+
+    #[error("operation on `{env}` lost its lock to a newer holder (epoch {epoch} is stale)")]
+    Fenced { env: String, epoch: i64 },
+
+    #[error("{what} of `{env}` was refused: {why}")]
+    Refused { env: String, what: String, why: String },
+
+    #[error("git failed in {dir}: {message}")]
+    Git { dir: PathBuf, message: String },
+
+    #[error("ledger {path}: {message}")]
+    Ledger { path: String, message: String },
+
+    #[error("{action} {path}: {source}")]
+    Io { action: &'static str, path: PathBuf, source: std::io::Error },
+
+    /// A step of an operation failed (a build, a restart, a health check).
+    #[error("{message}")]
+    Step { message: String },
+
+    #[error("{0}")]
+    Supervise(#[from] crate::supervise::SuperviseError),
+}
+
+impl Error {
+    /// The exit code SPEC.md assigns to this class of failure.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::ConfigNotFound { .. }
+            | Self::ConfigRead { .. }
+            | Self::Config { .. }
+            | Self::UnknownEnvironment { .. }
+            | Self::Invalid(_)
+            | Self::UnknownVersion { .. }
+            | Self::UnknownTarget { .. }
+            | Self::Usage { .. } => 2,
+            Self::Locked { .. } => 3,
+            Self::Refused { .. } => 4,
+            Self::Interrupted { .. } | Self::Fenced { .. } => 5,
+            Self::Step { .. } | Self::Git { .. } | Self::Ledger { .. } | Self::Io { .. } | Self::Supervise(_) => 1,
+        }
+    }
+
+    pub fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| Self::Io { action, path, source }
+    }
+}

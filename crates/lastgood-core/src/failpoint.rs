@@ -1,0 +1,32 @@
+//! Crash injection for tests: `LASTGOOD_FAILPOINT=<name>` makes the process kill
+//! itself with SIGKILL when it reaches that point, exactly like `kill -9` from outside.
+//!
+//! Names are `intent:<step>` (the step's intent is durable, nothing applied yet),
+//! `mid:<step>` (inside the step's side effect), `apply:<step>` (the effect happened
+//! but is not recorded) and `done:<step>` (recorded). A suffix `@N` fires on the N-th
+//! hit only (`done:verify@2`). The variable is read once; when it is unset this costs
+//! one comparison per point.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+static SPEC: OnceLock<Option<(String, u32)>> = OnceLock::new();
+static HITS: AtomicU32 = AtomicU32::new(0);
+
+pub fn hit(name: &str) {
+    let spec = SPEC.get_or_init(|| {
+        let v = std::env::var("LASTGOOD_FAILPOINT").ok()?;
+        Some(match v.rsplit_once('@') {
+            Some((n, k)) => (n.to_owned(), k.parse().unwrap_or(1)),
+            None => (v, 1),
+        })
+    });
+    if let Some((want, nth)) = spec {
+        if want == name && HITS.fetch_add(1, Ordering::SeqCst) + 1 == *nth {
+            // SAFETY: kill(2) on our own pid with a constant signal has no memory effects.
+            unsafe {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
+        }
+    }
+}

@@ -1,0 +1,376 @@
+//! Executing a plan: the crash-safe journal.
+//!
+//! For each step: record the intent (durable), apply the effect, observe it, record it
+//! done, all under the operation's fence. Each step's `apply` first checks whether its
+//! effect is already in place (`readlink current`, the supervised pid, the config
+//! file's hash), so running a step twice is harmless. That is the whole of crash
+//! recovery: `resume` re-runs the journal from the first step that is not done.
+//!
+//! What happens when a step fails is policy, and it lives here too: a deploy that fails
+//! after it switched returns to the last good release by appending rollback steps to
+//! the same journal (so a crash during the automatic rollback resumes into it), and
+//! the release states at the end follow [`crate::model::next_state`].
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use crate::config::{Environment, Start};
+use crate::context::{Context, now_ms};
+use crate::error::{Error, Result};
+use crate::failpoint;
+use crate::ledger::{AuditEvent, Change, Fence, Ledger, Operation, Release, StepRecord, StepState};
+use crate::model::{OperationKind, Outcome, ReleaseEvent, ReleaseId, ReleaseState, next_state};
+use crate::plan::{self, Phase, Shape, Step};
+use crate::runtime::releases;
+use crate::supervise::Supervisor;
+use crate::verify::{self, CheckOutcome};
+
+/// What a caller is told as the journal runs (the CLI draws progress from it).
+pub trait Progress {
+    fn step_started(&mut self, _step: &StepRecord) {}
+    fn step_finished(&mut self, _step: &StepRecord) {}
+    fn note(&mut self, _text: &str) {}
+}
+
+/// Progress that goes nowhere.
+pub struct Quiet;
+impl Progress for Quiet {}
+
+pub fn shape(env: &Environment, verify: bool) -> Shape {
+    Shape {
+        build: env.build.is_some(),
+        start: env.start != Start::Nothing,
+        config_files: !env.config_files.is_empty(),
+        verify: verify && !env.checks.is_empty(),
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    crate::ledger::sqlite::hex(&Sha256::digest(bytes))
+}
+
+pub(crate) struct Journal<'a> {
+    pub ledger: &'a dyn Ledger,
+    pub fence: Fence,
+    pub env: &'a Environment,
+    pub ctx: &'a Context,
+    pub op: Operation,
+    pub progress: &'a mut dyn Progress,
+    pub checks: Vec<CheckOutcome>,
+    pub verify: bool,
+}
+
+/// The end of a journal run.
+pub struct Finished {
+    pub outcome: Outcome,
+    pub error: Option<String>,
+}
+
+impl Journal<'_> {
+    fn audit(&self, event: &str, detail: serde_json::Value) -> Change {
+        Change::Audit(AuditEvent {
+            at: self.ctx.now(),
+            actor: self.ctx.actor(),
+            host: self.ctx.host.clone(),
+            env: Some(self.env.name.to_string()),
+            operation: Some(self.op.id),
+            event: event.to_owned(),
+            detail,
+        })
+    }
+
+    fn release(&self, id: ReleaseId) -> Result<Release> {
+        self.ledger.release(&self.env.name, id)?.ok_or_else(|| Error::Ledger {
+            path: self.ledger.describe(),
+            message: format!("release {id} of `{}` is missing from the ledger", self.env.name),
+        })
+    }
+
+    fn vars(&self, r: &Release) -> Vec<(String, String)> {
+        vec![
+            ("LASTGOOD_VERSION".into(), r.version.clone()),
+            ("LASTGOOD_RELEASE".into(), r.id.0.to_string()),
+            ("LASTGOOD_ENV".into(), self.env.name.to_string()),
+            ("LASTGOOD_COMMIT".into(), r.commit.as_ref().map(|c| c.to_string()).unwrap_or_default()),
+            ("LASTGOOD_HOST".into(), "127.0.0.1".into()),
+        ]
+    }
+
+    /// Runs every step not yet done, handling failures, then settles the operation.
+    pub fn run(&mut self) -> Result<Finished> {
+        let mut steps = self.ledger.steps(self.op.id)?;
+        let mut i = 0;
+        let mut failure: Option<(StepRecord, String)> = None;
+        while i < steps.len() {
+            let mut rec = steps[i].clone();
+            i += 1;
+            if !matches!(rec.state, StepState::Planned | StepState::Intended) {
+                continue;
+            }
+            let started = now_ms();
+            self.ledger.apply(&self.fence, vec![Change::StepIntended { op: self.op.id, seq: rec.seq, at_ms: started }])?;
+            rec.state = StepState::Intended;
+            rec.started_at_ms = Some(started);
+            self.progress.step_started(&rec);
+            failpoint::hit(&format!("intent:{}", rec.step.name()));
+            let t = Instant::now();
+            let result = self.apply(&rec);
+            failpoint::hit(&format!("apply:{}", rec.step.name()));
+            let duration_ms = t.elapsed().as_millis() as i64;
+            rec.duration_ms = Some(duration_ms);
+            match result {
+                Ok((detail, mut effects)) => {
+                    rec.state = StepState::Done;
+                    rec.detail = Some(detail.clone());
+                    effects.insert(
+                        0,
+                        Change::StepFinished { op: self.op.id, seq: rec.seq, state: StepState::Done, duration_ms, detail: Some(detail) },
+                    );
+                    self.ledger.apply(&self.fence, effects)?;
+                    failpoint::hit(&format!("done:{}", rec.step.name()));
+                    self.progress.step_finished(&rec);
+                }
+                Err(e) => {
+                    // A lost lock is not a step failure: stop at once, touch nothing.
+                    if matches!(e, Error::Fenced { .. }) {
+                        return Err(e);
+                    }
+                    let detail = e.to_string();
+                    rec.state = StepState::Failed;
+                    rec.detail = Some(detail.clone());
+                    self.ledger.apply(
+                        &self.fence,
+                        vec![
+                            Change::StepFinished { op: self.op.id, seq: rec.seq, state: StepState::Failed, duration_ms, detail: Some(detail.clone()) },
+                            Change::SkipRemaining { op: self.op.id, from_seq: rec.seq + 1 },
+                            self.audit("step.failed", serde_json::json!({ "step": rec.step.name(), "error": detail })),
+                        ],
+                    )?;
+                    self.progress.step_finished(&rec);
+                    if let Some(more) = self.on_failure(&rec, &steps)? {
+                        self.ledger.apply(&self.fence, vec![Change::AppendSteps { op: self.op.id, steps: more }])?;
+                        steps = self.ledger.steps(self.op.id)?;
+                    } else {
+                        steps = self.ledger.steps(self.op.id)?;
+                    }
+                    if failure.is_none() {
+                        failure = Some((rec, detail));
+                    }
+                }
+            }
+        }
+        self.settle(&steps, failure)
+    }
+
+    /// A failed step: decide whether to return to the last good release.
+    fn on_failure(&mut self, failed: &StepRecord, steps: &[StepRecord]) -> Result<Option<Vec<(Step, Phase)>>> {
+        let deploy = self.op.kind == OperationKind::Deploy;
+        let switched = steps.iter().any(|s| s.phase == Phase::Forward && matches!(s.step, Step::Switch { .. }) && s.state == StepState::Done);
+        if !deploy || failed.phase != Phase::Forward || !switched {
+            return Ok(None);
+        }
+        if !self.op.auto_rollback {
+            self.progress.note("automatic rollback is off (--no-auto-rollback): the failed release stays current");
+            return Ok(None);
+        }
+        let Some(good) = self.ledger.last_good(&self.env.name, Some(self.op.to))? else {
+            self.progress.note("there is no good release to return to: the failed release stays current");
+            return Ok(None);
+        };
+        if !good.artifact || !releases::present(&self.env.deploy_to, good.id) {
+            self.progress.note(&format!("the last good release {} has no release directory left: cannot return to it", good.id));
+            return Ok(None);
+        }
+        self.progress.note(&format!("returning to the last good release {} ({})", good.id, good.version));
+        let steps = plan::rollback(shape(self.env, self.verify), Some(self.op.to), good.id, crate::model::Scope::Full);
+        Ok(Some(steps.into_iter().map(|s| (s, Phase::Rollback)).collect()))
+    }
+
+    /// Works out the outcome and release states from the journal, and records them.
+    fn settle(&mut self, steps: &[StepRecord], failure: Option<(StepRecord, String)>) -> Result<Finished> {
+        let any = |phase: Phase, state: StepState| steps.iter().any(|s| s.phase == phase && s.state == state);
+        let has = |phase: Phase| steps.iter().any(|s| s.phase == phase);
+        let forward_failed = any(Phase::Forward, StepState::Failed);
+        let outcome = if has(Phase::Abort) {
+            if any(Phase::Abort, StepState::Failed) { Outcome::Failed } else { Outcome::Aborted }
+        } else if forward_failed {
+            if has(Phase::Rollback) && !any(Phase::Rollback, StepState::Failed) { Outcome::RolledBack } else { Outcome::Failed }
+        } else {
+            Outcome::Succeeded
+        };
+
+        let mut changes = Vec::new();
+        let mut set = |ledger: &dyn Ledger, env, id: ReleaseId, event: ReleaseEvent| -> Result<()> {
+            if let Some(r) = ledger.release(env, id)? {
+                if let Ok(state) = next_state(r.state, event) {
+                    if state != r.state {
+                        changes.push(Change::SetReleaseState { release: id, state });
+                    }
+                }
+            }
+            Ok(())
+        };
+        let env = &self.env.name;
+        let verified = |id: ReleaseId, phase: Phase| {
+            steps.iter().any(|s| s.phase == phase && s.step == Step::Verify { release: id } && s.state == StepState::Done)
+        };
+        match (self.op.kind, outcome) {
+            (OperationKind::Deploy, Outcome::Succeeded) => set(self.ledger, env, self.op.to, ReleaseEvent::ChecksPassed)?,
+            (OperationKind::Deploy, _) => set(self.ledger, env, self.op.to, ReleaseEvent::DeployFailed)?,
+            (OperationKind::Rollback, Outcome::Aborted) => {}
+            (OperationKind::Rollback, _) => {
+                if let Some(from) = self.op.from {
+                    if from != self.op.to && steps.iter().any(|s| s.state == StepState::Done && s.phase == Phase::Forward) {
+                        set(self.ledger, env, from, ReleaseEvent::MovedAwayFrom)?;
+                    }
+                }
+                if verified(self.op.to, Phase::Forward) {
+                    set(self.ledger, env, self.op.to, ReleaseEvent::ChecksPassed)?;
+                }
+            }
+        }
+        let error = failure.map(|(rec, detail)| format!("step `{}` failed: {detail}", rec.step.name()));
+        let now = self.ctx.now();
+        changes.push(Change::FinishOperation { op: self.op.id, outcome, at: now, error: error.clone() });
+        changes.push(self.audit(
+            &format!("{}.finish", self.op.kind.as_str()),
+            serde_json::json!({ "outcome": outcome.as_str(), "error": error, "checks": self.checks }),
+        ));
+        self.ledger.apply(&self.fence, changes)?;
+        Ok(Finished { outcome, error })
+    }
+
+    /// Applies one step; returns its detail and the ledger changes that record its effect.
+    fn apply(&mut self, rec: &StepRecord) -> Result<(String, Vec<Change>)> {
+        let env = self.env;
+        let deploy_to = &env.deploy_to;
+        match &rec.step {
+            Step::Export { release, commit } => {
+                let fresh = releases::export(&env.source, commit, deploy_to, *release)?;
+                let detail = if fresh { format!("exported {} into releases/{}", commit.short(), release.0) } else { "already exported".into() };
+                Ok((detail, vec![Change::SetArtifact { release: *release, present: true }]))
+            }
+            Step::Build { release } => {
+                let r = self.release(*release)?;
+                let Some(argv) = &env.build else { return Ok(("no build configured".into(), vec![])) };
+                let dir = releases::release_dir(deploy_to, *release);
+                let log = releases::state_dir(deploy_to).join(format!("build-{}.log", release.0));
+                crate::exec::run_logged(argv, &dir, &self.vars(&r), &log).map_err(|e| Error::Step { message: e.to_string() })?;
+                Ok((format!("built (log: {})", log.display()), vec![]))
+            }
+            Step::Switch { release } => {
+                let moved = releases::switch(deploy_to, *release)?;
+                let mut effects = vec![Change::SetCurrent(Some(*release))];
+                if self.op.kind == OperationKind::Deploy && rec.phase == Phase::Forward {
+                    // A deploy snapshots the config files that are in place, so they are its own.
+                    effects.push(Change::SetConfigRelease(Some(*release)));
+                }
+                let detail = if moved { format!("current -> releases/{}", release.0) } else { "current already pointed there".into() };
+                Ok((detail, effects))
+            }
+            Step::RestoreConfig { release } => {
+                let r = self.release(*release)?;
+                let mut restored = Vec::new();
+                for file in &env.config_files {
+                    let Some(sha) = r.config.get(&file.name) else { continue };
+                    let now = std::fs::read(&file.path).ok().map(|b| sha256_hex(&b));
+                    if now.as_deref() == Some(sha.as_str()) {
+                        continue;
+                    }
+                    let content = self.ledger.blob(sha)?.ok_or_else(|| Error::Ledger {
+                        path: self.ledger.describe(),
+                        message: format!("the snapshot {sha} of {} is missing", file.name),
+                    })?;
+                    releases::write_atomic(&file.path, &content)?;
+                    restored.push(file.name.clone());
+                }
+                let detail = if restored.is_empty() { "config files already matched".into() } else { format!("restored {}", restored.join(", ")) };
+                Ok((detail, vec![Change::SetConfigRelease(Some(*release))]))
+            }
+            Step::Restart { release } => {
+                let r = self.release(*release)?;
+                let dir = releases::release_dir(deploy_to, *release);
+                match &env.start {
+                    Start::Run(argv) => {
+                        let sup = Supervisor::new(&releases::state_dir(deploy_to));
+                        if let Some(running) = sup.running()? {
+                            if running.release == release.0 {
+                                return Ok((format!("already running (pid {})", running.pid), vec![]));
+                            }
+                        }
+                        let stopped = sup.stop(env.stop_timeout)?;
+                        let started = sup.start(argv, &dir, &self.vars(&r), release.0, Duration::from_millis(50))?;
+                        let detail = match stopped {
+                            Some(old) => format!("stopped pid {} ({}), started pid {}", old.pid, ReleaseId(old.release), started.pid),
+                            None => format!("started pid {}", started.pid),
+                        };
+                        Ok((detail, vec![]))
+                    }
+                    Start::Restart(argv) => {
+                        let log = releases::state_dir(deploy_to).join("restart.log");
+                        crate::exec::run_logged(argv, &dir, &self.vars(&r), &log).map_err(|e| Error::Step { message: e.to_string() })?;
+                        Ok(("restarted".into(), vec![]))
+                    }
+                    Start::Nothing => Ok(("nothing to restart".into(), vec![])),
+                }
+            }
+            Step::Stop => {
+                let sup = Supervisor::new(&releases::state_dir(deploy_to));
+                Ok(match sup.stop(env.stop_timeout)? {
+                    Some(old) => (format!("stopped pid {}", old.pid), vec![]),
+                    None => ("nothing was running".into(), vec![]),
+                })
+            }
+            Step::Unlink => {
+                releases::unlink(deploy_to)?;
+                Ok(("current removed".into(), vec![Change::SetCurrent(None), Change::SetConfigRelease(None)]))
+            }
+            Step::Verify { release } => {
+                let r = self.release(*release)?;
+                let vars = self.vars(&r);
+                let dir = releases::release_dir(deploy_to, *release);
+                let outcomes = verify::run_checks(
+                    &env.checks,
+                    &verify::Vars { version: &r.version, host: "127.0.0.1", env: &vars, cwd: &dir },
+                );
+                let passed = outcomes.iter().filter(|o| o.passed).count();
+                let total = outcomes.len();
+                let failed: Vec<String> = outcomes.iter().filter(|o| !o.passed).map(|o| format!("{}: {}", o.check, o.detail)).collect();
+                self.checks.extend(outcomes);
+                if failed.is_empty() {
+                    Ok((format!("{passed}/{total} checks passed"), vec![]))
+                } else {
+                    Err(Error::Step { message: format!("{passed}/{total} checks passed; {}", failed.join("; ")) })
+                }
+            }
+            Step::Cleanup => self.cleanup(),
+        }
+    }
+
+    /// Retention: keep the current release, the config release, this operation's
+    /// release and the newest `keep_releases` good ones; remove the other directories.
+    fn cleanup(&mut self) -> Result<(String, Vec<Change>)> {
+        let env = self.env;
+        let state = self.ledger.env_state(&env.name)?;
+        let with_dirs = self.ledger.releases_with_artifacts(&env.name)?;
+        let mut keep: BTreeMap<ReleaseId, ()> = BTreeMap::new();
+        for id in [state.current, state.config_release, Some(self.op.to)].into_iter().flatten() {
+            keep.insert(id, ());
+        }
+        let good: Vec<ReleaseId> = with_dirs.iter().filter(|r| r.state == ReleaseState::Good).map(|r| r.id).take(env.keep_releases).collect();
+        for id in good {
+            keep.insert(id, ());
+        }
+        let mut removed = Vec::new();
+        let mut changes = Vec::new();
+        for r in with_dirs.iter().filter(|r| !keep.contains_key(&r.id) && r.state != ReleaseState::Pending) {
+            releases::remove(&env.deploy_to, r.id)?;
+            changes.push(Change::SetArtifact { release: r.id, present: false });
+            removed.push(r.id.to_string());
+        }
+        let detail = if removed.is_empty() { "nothing to remove".into() } else { format!("removed {}", removed.join(", ")) };
+        Ok((detail, changes))
+    }
+}

@@ -1,0 +1,682 @@
+//! The SQLite ledger, the embedded default.
+//!
+//! WAL with `synchronous=FULL`: with `NORMAL` a commit can roll back after a power
+//! loss, and a deploy tool that forgets it switched `current` is worse than a slow one.
+//! Writers use `BEGIN IMMEDIATE`, so two processes racing for an environment serialise
+//! on SQLite's own write lock and `busy_timeout` instead of failing with SQLITE_BUSY.
+//! The schema is versioned with `PRAGMA user_version` and upgraded in one transaction
+//! when the ledger is opened; a ledger newer than this binary is refused.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use sha2::{Digest, Sha256};
+
+use super::*;
+use crate::error::Error;
+
+const SCHEMA: &[&str] = &[r#"
+CREATE TABLE environments (
+    name TEXT PRIMARY KEY,
+    current_release INTEGER,
+    config_release INTEGER,
+    epoch INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE releases (
+    env TEXT NOT NULL,
+    id INTEGER NOT NULL,
+    version TEXT NOT NULL,
+    commit_id TEXT,
+    state TEXT NOT NULL,
+    schema_revision TEXT,
+    created_at INTEGER NOT NULL,
+    created_by TEXT NOT NULL,
+    reason TEXT,
+    operation INTEGER,
+    features TEXT NOT NULL DEFAULT '[]',
+    config TEXT NOT NULL DEFAULT '{}',
+    artifact INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (env, id)
+) WITHOUT ROWID;
+CREATE INDEX releases_by_state ON releases (env, state, id);
+CREATE INDEX releases_by_version ON releases (env, version, id);
+CREATE TABLE operations (
+    id INTEGER PRIMARY KEY,
+    env TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    from_release INTEGER,
+    to_release INTEGER NOT NULL,
+    scope TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    auto_rollback INTEGER NOT NULL,
+    reason TEXT,
+    actor TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    epoch INTEGER NOT NULL,
+    started_at INTEGER NOT NULL,
+    finished_at INTEGER,
+    error TEXT
+);
+CREATE INDEX operations_by_outcome ON operations (env, outcome);
+CREATE TABLE steps (
+    operation INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    phase TEXT NOT NULL,
+    host TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    state TEXT NOT NULL,
+    started_at INTEGER,
+    duration_ms INTEGER,
+    detail TEXT,
+    PRIMARY KEY (operation, seq)
+) WITHOUT ROWID;
+CREATE TABLE locks (
+    env TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER,
+    pid_start INTEGER,
+    operation INTEGER,
+    reason TEXT,
+    epoch INTEGER NOT NULL,
+    acquired_at INTEGER NOT NULL,
+    expires_at INTEGER
+);
+CREATE TABLE blobs (
+    sha256 TEXT PRIMARY KEY,
+    content BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE audit_events (
+    id INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    host TEXT NOT NULL,
+    env TEXT,
+    operation INTEGER,
+    event TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
+BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
+CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
+BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
+"#];
+
+pub struct SqliteLedger {
+    path: PathBuf,
+    conn: Connection,
+}
+
+impl SqliteLedger {
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(Error::io("create ledger folder", dir))?;
+        }
+        let conn = Connection::open(path).map_err(|e| ledger_err(path, e))?;
+        let me = Self { path: path.to_path_buf(), conn };
+        me.conn
+            .execute_batch(
+                "PRAGMA busy_timeout = 30000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+            )
+            .map_err(|e| me.err(e))?;
+        me.upgrade()?;
+        Ok(me)
+    }
+
+    fn err(&self, e: rusqlite::Error) -> Error {
+        ledger_err(&self.path, e)
+    }
+
+    fn upgrade(&self) -> Result<()> {
+        let version: usize = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| self.err(e))?;
+        if version == SCHEMA.len() {
+            return Ok(());
+        }
+        if version > SCHEMA.len() {
+            return Err(Error::Ledger {
+                path: self.describe(),
+                message: format!(
+                    "its schema version {version} is newer than this lastgood understands ({}); upgrade lastgood",
+                    SCHEMA.len()
+                ),
+            });
+        }
+        let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
+        // Re-read inside the transaction: another process may have upgraded meanwhile.
+        let version: usize = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| self.err(e))?;
+        for (i, ddl) in SCHEMA.iter().enumerate().skip(version) {
+            tx.execute_batch(ddl).map_err(|e| self.err(e))?;
+            tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1)).map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    fn release_row(env: &EnvName, r: &Row) -> rusqlite::Result<Release> {
+        let _ = env;
+        let commit: Option<String> = r.get("commit_id")?;
+        let state: String = r.get("state")?;
+        let features: String = r.get("features")?;
+        let config: String = r.get("config")?;
+        Ok(Release {
+            id: ReleaseId(r.get::<_, i64>("id")? as u64),
+            version: r.get("version")?,
+            commit: commit.and_then(|c| CommitId::parse(&c).ok()),
+            state: ReleaseState::parse(&state).unwrap_or(ReleaseState::Bad),
+            schema_revision: r.get("schema_revision")?,
+            created_at: r.get("created_at")?,
+            created_by: r.get("created_by")?,
+            reason: r.get("reason")?,
+            operation: r.get::<_, Option<i64>>("operation")?.map(|o| o as u64),
+            features: serde_json::from_str(&features).unwrap_or_default(),
+            config: serde_json::from_str(&config).unwrap_or_default(),
+            artifact: r.get("artifact")?,
+        })
+    }
+
+    fn one_release(&self, env: &EnvName, sql: &str, p: impl rusqlite::Params) -> Result<Option<Release>> {
+        self.conn
+            .prepare_cached(sql)
+            .and_then(|mut s| s.query_row(p, |r| Self::release_row(env, r)).optional())
+            .map_err(|e| self.err(e))
+    }
+
+    fn many_releases(&self, env: &EnvName, sql: &str, p: impl rusqlite::Params) -> Result<Vec<Release>> {
+        let mut s = self.conn.prepare_cached(sql).map_err(|e| self.err(e))?;
+        let rows = s.query_map(p, |r| Self::release_row(env, r)).map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| self.err(e))
+    }
+
+    fn operation_row(r: &Row) -> rusqlite::Result<Operation> {
+        let env: String = r.get("env")?;
+        let kind: String = r.get("kind")?;
+        let scope: String = r.get("scope")?;
+        let outcome: String = r.get("outcome")?;
+        Ok(Operation {
+            id: r.get::<_, i64>("id")? as u64,
+            // Written only by this module from a validated EnvName.
+            env: EnvName::parse(&env).map_err(|e| rusqlite::Error::InvalidColumnName(e.to_string()))?,
+            kind: OperationKind::parse(&kind).unwrap_or(OperationKind::Deploy),
+            from: r.get::<_, Option<i64>>("from_release")?.map(|i| ReleaseId(i as u64)),
+            to: ReleaseId(r.get::<_, i64>("to_release")? as u64),
+            scope: Scope::parse(&scope).unwrap_or(Scope::Full),
+            outcome: Outcome::parse(&outcome).unwrap_or(Outcome::Failed),
+            auto_rollback: r.get("auto_rollback")?,
+            reason: r.get("reason")?,
+            actor: r.get("actor")?,
+            host: r.get("host")?,
+            pid: r.get("pid")?,
+            epoch: r.get("epoch")?,
+            started_at: r.get("started_at")?,
+            finished_at: r.get("finished_at")?,
+            error: r.get("error")?,
+        })
+    }
+
+    fn lock_row(r: &Row) -> rusqlite::Result<LockInfo> {
+        Ok(LockInfo {
+            holder: r.get("holder")?,
+            host: r.get("host")?,
+            pid: r.get("pid")?,
+            pid_start: r.get::<_, Option<i64>>("pid_start")?.map(|p| p as u64),
+            operation: r.get::<_, Option<i64>>("operation")?.map(|o| o as u64),
+            reason: r.get("reason")?,
+            epoch: r.get("epoch")?,
+            acquired_at: r.get("acquired_at")?,
+            expires_at: r.get("expires_at")?,
+        })
+    }
+
+    fn lock_in(conn: &Connection, env: &EnvName) -> rusqlite::Result<Option<LockInfo>> {
+        conn.prepare_cached("SELECT * FROM locks WHERE env = ?1")?.query_row([env.as_str()], Self::lock_row).optional()
+    }
+
+    fn write_changes(tx: &Connection, env: &EnvName, changes: Vec<Change>) -> rusqlite::Result<()> {
+        for c in changes {
+            match c {
+                Change::StepIntended { op, seq, at_ms } => {
+                    tx.execute(
+                        "UPDATE steps SET state = 'intended', started_at = ?3 WHERE operation = ?1 AND seq = ?2",
+                        params![op as i64, seq, at_ms],
+                    )?;
+                }
+                Change::StepFinished { op, seq, state, duration_ms, detail } => {
+                    tx.execute(
+                        "UPDATE steps SET state = ?3, duration_ms = ?4, detail = ?5 WHERE operation = ?1 AND seq = ?2",
+                        params![op as i64, seq, state.as_str(), duration_ms, detail],
+                    )?;
+                }
+                Change::SkipRemaining { op, from_seq } => {
+                    tx.execute(
+                        "UPDATE steps SET state = 'skipped' WHERE operation = ?1 AND seq >= ?2 AND state NOT IN ('done', 'failed')",
+                        params![op as i64, from_seq],
+                    )?;
+                }
+                Change::AppendSteps { op, steps } => {
+                    let next: u32 = tx.query_row(
+                        "SELECT COALESCE(MAX(seq), 0) + 1 FROM steps WHERE operation = ?1",
+                        [op as i64],
+                        |r| r.get(0),
+                    )?;
+                    insert_steps(tx, op, next, &steps)?;
+                }
+                Change::SetCurrent(r) => {
+                    tx.execute("UPDATE environments SET current_release = ?2 WHERE name = ?1", params![env.as_str(), r.map(|r| r.0 as i64)])?;
+                }
+                Change::SetConfigRelease(r) => {
+                    tx.execute("UPDATE environments SET config_release = ?2 WHERE name = ?1", params![env.as_str(), r.map(|r| r.0 as i64)])?;
+                }
+                Change::SetReleaseState { release, state } => {
+                    tx.execute(
+                        "UPDATE releases SET state = ?3 WHERE env = ?1 AND id = ?2",
+                        params![env.as_str(), release.0 as i64, state.as_str()],
+                    )?;
+                }
+                Change::SetArtifact { release, present } => {
+                    tx.execute(
+                        "UPDATE releases SET artifact = ?3 WHERE env = ?1 AND id = ?2",
+                        params![env.as_str(), release.0 as i64, present],
+                    )?;
+                }
+                Change::AdoptOperation { op, pid } => {
+                    tx.execute(
+                        "UPDATE operations SET pid = ?2, epoch = (SELECT epoch FROM locks WHERE env = operations.env) WHERE id = ?1",
+                        params![op as i64, pid],
+                    )?;
+                    tx.execute("UPDATE locks SET operation = ?2 WHERE env = ?1", params![env.as_str(), op as i64])?;
+                }
+                Change::FinishOperation { op, outcome, at, error } => {
+                    tx.execute(
+                        "UPDATE operations SET outcome = ?2, finished_at = ?3, error = ?4 WHERE id = ?1",
+                        params![op as i64, outcome.as_str(), at, error],
+                    )?;
+                }
+                Change::Audit(e) => append_audit(tx, &e)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn fenced<T>(&self, fence: &Fence, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        let mut conn = &self.conn;
+        let _ = &mut conn;
+        let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
+        let epoch: Option<i64> = tx
+            .query_row("SELECT epoch FROM locks WHERE env = ?1", [fence.env.as_str()], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))?;
+        if epoch != Some(fence.epoch) {
+            return Err(Error::Fenced { env: fence.env.to_string(), epoch: fence.epoch });
+        }
+        let out = f(&tx).map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(out)
+    }
+}
+
+fn ledger_err(path: &Path, e: rusqlite::Error) -> Error {
+    Error::Ledger { path: path.display().to_string(), message: e.to_string() }
+}
+
+fn insert_steps(tx: &Connection, op: u64, first: u32, steps: &[(Step, Phase)]) -> rusqlite::Result<()> {
+    let mut ins = tx.prepare_cached(
+        "INSERT INTO steps (operation, seq, name, phase, host, spec, state) VALUES (?1, ?2, ?3, ?4, 'local', ?5, 'planned')",
+    )?;
+    for (i, (step, phase)) in steps.iter().enumerate() {
+        // Serialising a plain enum of ids and strings cannot fail.
+        let spec = serde_json::to_string(step).unwrap_or_default();
+        ins.execute(params![op as i64, first + i as u32, step.name(), phase.as_str(), spec])?;
+    }
+    Ok(())
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The canonical form an audit event's hash covers.
+pub fn audit_canonical(e: &AuditEvent) -> String {
+    serde_json::json!({
+        "at": e.at, "actor": e.actor, "host": e.host, "env": e.env,
+        "operation": e.operation, "event": e.event, "detail": e.detail,
+    })
+    .to_string()
+}
+
+fn append_audit(tx: &Connection, e: &AuditEvent) -> rusqlite::Result<()> {
+    let prev: String = tx
+        .query_row("SELECT hash FROM audit_events ORDER BY id DESC LIMIT 1", [], |r| r.get(0))
+        .optional()?
+        .unwrap_or_default();
+    let canonical = audit_canonical(e);
+    let mut h = Sha256::new();
+    h.update(prev.as_bytes());
+    h.update(canonical.as_bytes());
+    let hash = hex(&h.finalize());
+    tx.execute(
+        "INSERT INTO audit_events (at, actor, host, env, operation, event, detail, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![e.at, e.actor, e.host, e.env, e.operation.map(|o| o as i64), e.event, e.detail.to_string(), prev, hash],
+    )?;
+    Ok(())
+}
+
+impl Ledger for SqliteLedger {
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn env_state(&self, env: &EnvName) -> Result<EnvState> {
+        self.conn
+            .prepare_cached("SELECT current_release, config_release FROM environments WHERE name = ?1")
+            .and_then(|mut s| {
+                s.query_row([env.as_str()], |r| {
+                    Ok(EnvState {
+                        current: r.get::<_, Option<i64>>(0)?.map(|i| ReleaseId(i as u64)),
+                        config_release: r.get::<_, Option<i64>>(1)?.map(|i| ReleaseId(i as u64)),
+                    })
+                })
+                .optional()
+            })
+            .map(Option::unwrap_or_default)
+            .map_err(|e| self.err(e))
+    }
+
+    fn release(&self, env: &EnvName, id: ReleaseId) -> Result<Option<Release>> {
+        self.one_release(env, "SELECT * FROM releases WHERE env = ?1 AND id = ?2", params![env.as_str(), id.0 as i64])
+    }
+
+    fn releases(&self, env: &EnvName, limit: usize) -> Result<Vec<Release>> {
+        self.many_releases(
+            env,
+            "SELECT * FROM releases WHERE env = ?1 ORDER BY id DESC LIMIT ?2",
+            params![env.as_str(), limit.min(i64::MAX as usize) as i64],
+        )
+    }
+
+    fn next_release_id(&self, env: &EnvName) -> Result<ReleaseId> {
+        self.conn
+            .query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM releases WHERE env = ?1", [env.as_str()], |r| r.get::<_, i64>(0))
+            .map(|i| ReleaseId(i as u64))
+            .map_err(|e| self.err(e))
+    }
+
+    fn last_good(&self, env: &EnvName, except: Option<ReleaseId>) -> Result<Option<Release>> {
+        self.one_release(
+            env,
+            "SELECT * FROM releases WHERE env = ?1 AND state = 'good' AND id != ?2 ORDER BY id DESC LIMIT 1",
+            params![env.as_str(), except.map(|r| r.0 as i64).unwrap_or(-1)],
+        )
+    }
+
+    fn release_by_version(&self, env: &EnvName, version: &str) -> Result<Option<Release>> {
+        self.one_release(
+            env,
+            "SELECT * FROM releases WHERE env = ?1 AND version = ?2 ORDER BY id DESC LIMIT 1",
+            params![env.as_str(), version],
+        )
+    }
+
+    fn release_before(&self, env: &EnvName, before: ReleaseId) -> Result<Option<Release>> {
+        self.one_release(
+            env,
+            "SELECT * FROM releases WHERE env = ?1 AND id < ?2 ORDER BY id DESC LIMIT 1",
+            params![env.as_str(), before.0 as i64],
+        )
+    }
+
+    fn releases_with_artifacts(&self, env: &EnvName) -> Result<Vec<Release>> {
+        self.many_releases(env, "SELECT * FROM releases WHERE env = ?1 AND artifact = 1 ORDER BY id DESC", [env.as_str()])
+    }
+
+    fn blob(&self, sha256: &str) -> Result<Option<Vec<u8>>> {
+        self.conn
+            .query_row("SELECT content FROM blobs WHERE sha256 = ?1", [sha256], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    fn lock_info(&self, env: &EnvName) -> Result<Option<LockInfo>> {
+        Self::lock_in(&self.conn, env).map_err(|e| self.err(e))
+    }
+
+    fn acquire(&self, req: &LockRequest, is_stale: &dyn Fn(&LockInfo) -> bool) -> Result<Acquired> {
+        let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
+        let existing = Self::lock_in(&tx, &req.env).map_err(|e| self.err(e))?;
+        let took_over = match existing {
+            Some(l) if !is_stale(&l) => {
+                return Err(Error::Locked {
+                    env: req.env.to_string(),
+                    holder: l.holder,
+                    operation: l.operation,
+                    reason: l.reason,
+                    expires_at: l.expires_at.map(crate::context::rfc3339),
+                });
+            }
+            other => other,
+        };
+        let env = req.env.as_str();
+        let epoch = (|| {
+            tx.execute("INSERT OR IGNORE INTO environments (name) VALUES (?1)", [env])?;
+            tx.execute("UPDATE environments SET epoch = epoch + 1 WHERE name = ?1", [env])?;
+            let epoch: i64 = tx.query_row("SELECT epoch FROM environments WHERE name = ?1", [env], |r| r.get(0))?;
+            tx.execute(
+                "INSERT OR REPLACE INTO locks (env, holder, host, pid, pid_start, operation, reason, epoch, acquired_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, ?7, ?8, ?9)",
+                params![env, req.holder, req.host, req.pid, req.pid_start.map(|p| p as i64), req.reason, epoch, req.now, req.expires_at],
+            )?;
+            let mut detail = serde_json::json!({ "epoch": epoch, "reason": req.reason, "pid": req.pid });
+            let event = if let Some(old) = &took_over {
+                detail["taken_over_from"] = serde_json::to_value(old).unwrap_or_default();
+                "lock.takeover"
+            } else {
+                "lock.acquire"
+            };
+            append_audit(
+                &tx,
+                &AuditEvent {
+                    at: req.now,
+                    actor: req.holder.clone(),
+                    host: req.host.clone(),
+                    env: Some(env.to_owned()),
+                    operation: None,
+                    event: event.to_owned(),
+                    detail,
+                },
+            )?;
+            Ok(epoch)
+        })()
+        .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(Acquired { epoch, took_over })
+    }
+
+    fn heartbeat(&self, fence: &Fence, expires_at: i64) -> Result<bool> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE locks SET expires_at = ?3 WHERE env = ?1 AND epoch = ?2",
+                params![fence.env.as_str(), fence.epoch, expires_at],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(n == 1)
+    }
+
+    fn release_lock(&self, fence: &Fence) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM locks WHERE env = ?1 AND epoch = ?2", params![fence.env.as_str(), fence.epoch])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn force_unlock(&self, env: &EnvName, audit: AuditEvent) -> Result<Option<LockInfo>> {
+        let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
+        let old = Self::lock_in(&tx, env).map_err(|e| self.err(e))?;
+        if let Some(old) = &old {
+            let mut audit = audit;
+            audit.detail["released"] = serde_json::to_value(old).unwrap_or_default();
+            (|| {
+                tx.execute("DELETE FROM locks WHERE env = ?1", [env.as_str()])?;
+                append_audit(&tx, &audit)
+            })()
+            .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(old)
+    }
+
+    fn begin_operation(&self, fence: &Fence, new: NewOperation) -> Result<u64> {
+        self.fenced(fence, |tx| {
+            let env = fence.env.as_str();
+            tx.execute(
+                "INSERT INTO operations (env, kind, from_release, to_release, scope, outcome, auto_rollback, reason, actor, host, pid, epoch, started_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                params![
+                    env,
+                    new.kind.as_str(),
+                    new.from.map(|r| r.0 as i64),
+                    new.to.0 as i64,
+                    new.scope.as_str(),
+                    new.auto_rollback,
+                    new.reason,
+                    new.actor,
+                    new.host,
+                    new.pid,
+                    fence.epoch,
+                    new.started_at
+                ],
+            )?;
+            let op = tx.last_insert_rowid() as u64;
+            if let Some(r) = &new.release {
+                for (sha, content) in &r.blobs {
+                    tx.execute("INSERT OR IGNORE INTO blobs (sha256, content) VALUES (?1, ?2)", params![sha, content])?;
+                }
+                tx.execute(
+                    "INSERT INTO releases (env, id, version, commit_id, state, created_at, created_by, reason, operation, features, config)
+                     VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?8, ?9, ?10)",
+                    params![
+                        env,
+                        r.id.0 as i64,
+                        r.version,
+                        r.commit.as_ref().map(|c| c.as_str().to_owned()),
+                        new.started_at,
+                        new.actor,
+                        new.reason,
+                        op as i64,
+                        serde_json::to_string(&r.features).unwrap_or_else(|_| "[]".into()),
+                        serde_json::to_string(&r.config).unwrap_or_else(|_| "{}".into()),
+                    ],
+                )?;
+            }
+            insert_steps(tx, op, 1, &new.steps)?;
+            tx.execute("UPDATE locks SET operation = ?2 WHERE env = ?1", params![env, op as i64])?;
+            append_audit(
+                tx,
+                &AuditEvent {
+                    at: new.started_at,
+                    actor: new.actor.clone(),
+                    host: new.host.clone(),
+                    env: Some(env.to_owned()),
+                    operation: Some(op),
+                    event: format!("{}.start", new.kind.as_str()),
+                    detail: serde_json::json!({
+                        "from": new.from, "to": new.to, "scope": new.scope, "reason": new.reason,
+                        "steps": new.steps.iter().map(|(s, _)| s.name()).collect::<Vec<_>>(),
+                    }),
+                },
+            )?;
+            Ok(op)
+        })
+    }
+
+    fn running_operation(&self, env: &EnvName) -> Result<Option<Operation>> {
+        self.conn
+            .prepare_cached("SELECT * FROM operations WHERE env = ?1 AND outcome = 'running' ORDER BY id DESC LIMIT 1")
+            .and_then(|mut s| s.query_row([env.as_str()], Self::operation_row).optional())
+            .map_err(|e| self.err(e))
+    }
+
+    fn operation(&self, id: u64) -> Result<Option<Operation>> {
+        self.conn
+            .prepare_cached("SELECT * FROM operations WHERE id = ?1")
+            .and_then(|mut s| s.query_row([id as i64], Self::operation_row).optional())
+            .map_err(|e| self.err(e))
+    }
+
+    fn steps(&self, op: u64) -> Result<Vec<StepRecord>> {
+        let mut s = self
+            .conn
+            .prepare_cached("SELECT seq, phase, host, spec, state, started_at, duration_ms, detail FROM steps WHERE operation = ?1 ORDER BY seq")
+            .map_err(|e| self.err(e))?;
+        let rows = s
+            .query_map([op as i64], |r| {
+                let spec: String = r.get(3)?;
+                let phase: String = r.get(1)?;
+                let state: String = r.get(4)?;
+                Ok(StepRecord {
+                    seq: r.get(0)?,
+                    step: serde_json::from_str(&spec).map_err(|e| rusqlite::Error::InvalidColumnName(format!("step spec: {e}")))?,
+                    phase: Phase::parse(&phase).unwrap_or(Phase::Forward),
+                    host: r.get(2)?,
+                    state: StepState::parse(&state).unwrap_or(StepState::Planned),
+                    started_at_ms: r.get(5)?,
+                    duration_ms: r.get(6)?,
+                    detail: r.get(7)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| self.err(e))
+    }
+
+    fn apply(&self, fence: &Fence, changes: Vec<Change>) -> Result<()> {
+        self.fenced(fence, |tx| Self::write_changes(tx, &fence.env, changes))
+    }
+
+    fn apply_unfenced(&self, env: &EnvName, changes: Vec<Change>) -> Result<()> {
+        let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
+        tx.execute("INSERT OR IGNORE INTO environments (name) VALUES (?1)", [env.as_str()]).map_err(|e| self.err(e))?;
+        Self::write_changes(&tx, env, changes).map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))
+    }
+}
+
+/// Reads every audit event in order, for `audit verify` and tests.
+pub fn audit_chain_ok(ledger: &SqliteLedger) -> Result<std::result::Result<usize, (i64, String)>> {
+    let mut s = ledger
+        .conn
+        .prepare("SELECT id, at, actor, host, env, operation, event, detail, prev_hash, hash FROM audit_events ORDER BY id")
+        .map_err(|e| ledger.err(e))?;
+    let mut rows = s.query([]).map_err(|e| ledger.err(e))?;
+    let mut prev = String::new();
+    let mut n = 0;
+    while let Some(r) = rows.next().map_err(|e| ledger.err(e))? {
+        let id: i64 = r.get(0).map_err(|e| ledger.err(e))?;
+        let detail: String = r.get(7).map_err(|e| ledger.err(e))?;
+        let e = AuditEvent {
+            at: r.get(1).map_err(|e| ledger.err(e))?,
+            actor: r.get(2).map_err(|e| ledger.err(e))?,
+            host: r.get(3).map_err(|e| ledger.err(e))?,
+            env: r.get(4).map_err(|e| ledger.err(e))?,
+            operation: r.get::<_, Option<i64>>(5).map_err(|e| ledger.err(e))?.map(|o| o as u64),
+            event: r.get(6).map_err(|e| ledger.err(e))?,
+            detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+        };
+        let prev_hash: String = r.get(8).map_err(|e| ledger.err(e))?;
+        let hash: String = r.get(9).map_err(|e| ledger.err(e))?;
+        let mut h = Sha256::new();
+        h.update(prev.as_bytes());
+        h.update(audit_canonical(&e).as_bytes());
+        if prev_hash != prev || hex(&h.finalize()) != hash {
+            return Ok(Err((id, e.event)));
+        }
+        prev = hash;
+        n += 1;
+    }
+    Ok(Ok(n))
+}
+
+#[allow(dead_code)]
+fn _assert_map(_: BTreeMap<String, String>) {}

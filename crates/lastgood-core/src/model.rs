@@ -1,0 +1,461 @@
+//! The nouns of lastgood: environments, versions, releases, their states and scopes.
+//!
+//! Every value that arrives from a user (an environment name, a version, a rollback
+//! target) is checked here, once, and carried afterwards as a type that cannot hold a
+//! bad value. That is what keeps hostile input (`--upload-pack=x`, `$(x)`, `;`,
+//! newlines) away from git and every other program: by the time a string reaches an
+//! argv it has already been proven to be a plain name.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A problem with one user-given value; the caller knows which flag or key it was.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} `{value}` is not valid: {why}")]
+pub struct InvalidValue {
+    pub what: &'static str,
+    pub value: String,
+    pub why: String,
+}
+
+fn invalid(what: &'static str, value: &str, why: impl Into<String>) -> InvalidValue {
+    InvalidValue {
+        what,
+        value: value.escape_debug().to_string(),
+        why: why.into(),
+    }
+}
+
+/// An environment's name: lower-case letters, digits, `-` and `_`, at most 63.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct EnvName(String);
+
+impl EnvName {
+    pub fn parse(s: &str) -> Result<Self, InvalidValue> {
+        let ok_first = s.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        let ok_rest = s
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        if s.is_empty() || s.len() > 63 || !ok_first || !ok_rest {
+            return Err(invalid(
+                "environment name",
+                s,
+                "use lower-case letters, digits, `-` and `_` (at most 63, starting with a letter or digit)",
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for EnvName {
+    type Error = InvalidValue;
+    fn try_from(s: String) -> Result<Self, InvalidValue> {
+        Self::parse(&s)
+    }
+}
+impl From<EnvName> for String {
+    fn from(e: EnvName) -> String {
+        e.0
+    }
+}
+impl fmt::Display for EnvName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A version as a user names it: a tag, a branch or a commit id.
+///
+/// The rules are stricter than git's own `check-ref-format`: an allowlist of
+/// characters, so that nothing a shell, ssh or git's option parser treats specially
+/// can get through even if some later code path forgot to quote.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Version(String);
+
+impl Version {
+    pub fn parse(s: &str) -> Result<Self, InvalidValue> {
+        let what = "version";
+        if s.is_empty() {
+            return Err(invalid(what, s, "it is empty"));
+        }
+        if s.len() > 255 {
+            return Err(invalid(what, s, "it is longer than 255 bytes"));
+        }
+        if s.starts_with('-') {
+            return Err(invalid(what, s, "it starts with `-`, so programs would read it as an option"));
+        }
+        if let Some(c) = s
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/' | '+')))
+        {
+            let shown = if c.is_control() || c.is_whitespace() {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            };
+            return Err(invalid(
+                what,
+                s,
+                format!("it contains `{shown}`; a version may hold only letters, digits and . _ - / +"),
+            ));
+        }
+        if s.starts_with('.') || s.starts_with('/') || s.ends_with('/') || s.ends_with('.') {
+            return Err(invalid(what, s, "it starts or ends with `.` or `/`"));
+        }
+        if s.contains("..") || s.contains("//") || s.contains("/.") || s.ends_with(".lock") {
+            return Err(invalid(what, s, "it contains `..`, `//`, `/.` or ends in `.lock`, which git refuses in names"));
+        }
+        Ok(Self(s.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+impl TryFrom<String> for Version {
+    type Error = InvalidValue;
+    fn try_from(s: String) -> Result<Self, InvalidValue> {
+        Self::parse(&s)
+    }
+}
+impl From<Version> for String {
+    fn from(v: Version) -> String {
+        v.0
+    }
+}
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A full commit id as git printed it (40 or 64 lower-case hex digits).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct CommitId(String);
+
+impl CommitId {
+    pub fn parse(s: &str) -> Result<Self, InvalidValue> {
+        let hex = s.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
+        if !(hex && (s.len() == 40 || s.len() == 64)) {
+            return Err(invalid("commit id", s, "expected 40 or 64 lower-case hex digits"));
+        }
+        Ok(Self(s.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    pub fn short(&self) -> &str {
+        &self.0[..12]
+    }
+}
+impl TryFrom<String> for CommitId {
+    type Error = InvalidValue;
+    fn try_from(s: String) -> Result<Self, InvalidValue> {
+        Self::parse(&s)
+    }
+}
+impl From<CommitId> for String {
+    fn from(c: CommitId) -> String {
+        c.0
+    }
+}
+impl fmt::Display for CommitId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A release's number within its environment: 1, 2, 3..., shown as `#3`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ReleaseId(pub u64);
+
+impl fmt::Display for ReleaseId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// Where a release stands. See SPEC.md "Release states".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReleaseState {
+    /// Its deploy is still running.
+    Pending,
+    /// Its checks passed.
+    Good,
+    /// Its deploy or its checks failed.
+    Failed,
+    /// A rollback moved away from it, or someone marked it by hand.
+    Bad,
+}
+
+impl ReleaseState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Good => "good",
+            Self::Failed => "failed",
+            Self::Bad => "bad",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => Self::Pending,
+            "good" => Self::Good,
+            "failed" => Self::Failed,
+            "bad" => Self::Bad,
+            _ => return None,
+        })
+    }
+}
+impl fmt::Display for ReleaseState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What happens to a release; the state machine below says where each event leads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReleaseEvent {
+    /// Its checks passed (after a deploy, or after a rollback to it).
+    ChecksPassed,
+    /// Its deploy failed: build, switch, start or checks.
+    DeployFailed,
+    /// A rollback moved the environment away from it.
+    MovedAwayFrom,
+    /// An operator set the state with `lastgood mark`.
+    Marked(ReleaseState),
+}
+
+/// The release state machine. Pure, so it is property-tested.
+///
+/// A `failed` release stays `failed` when a rollback moves away from it: that it never
+/// passed its checks is the more useful fact. `pending` can only be left, never entered
+/// again, and marking by hand accepts only `good` and `bad`.
+pub fn next_state(state: ReleaseState, event: ReleaseEvent) -> Result<ReleaseState, String> {
+    use ReleaseEvent as E;
+    use ReleaseState as S;
+    match (state, event) {
+        (_, E::ChecksPassed) => Ok(S::Good),
+        (S::Pending, E::DeployFailed) => Ok(S::Failed),
+        (s, E::DeployFailed) => Ok(s),
+        (S::Failed, E::MovedAwayFrom) => Ok(S::Failed),
+        (_, E::MovedAwayFrom) => Ok(S::Bad),
+        (S::Pending, E::Marked(_)) => Err("its deploy is still running".into()),
+        (_, E::Marked(m @ (S::Good | S::Bad))) => Ok(m),
+        (_, E::Marked(m)) => Err(format!("a release can be marked good or bad, not {m}")),
+    }
+}
+
+/// Which parts of the system a rollback restores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    Full,
+    Code,
+    Config,
+    Db,
+}
+
+impl Scope {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "full" => Self::Full,
+            "code" => Self::Code,
+            "config" => Self::Config,
+            "db" => Self::Db,
+            _ => return None,
+        })
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Code => "code",
+            Self::Config => "config",
+            Self::Db => "db",
+        }
+    }
+    pub fn includes_code(self) -> bool {
+        matches!(self, Self::Full | Self::Code)
+    }
+    pub fn includes_config(self) -> bool {
+        matches!(self, Self::Full | Self::Config)
+    }
+}
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a rollback goes back to, as the user said it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    LastGood,
+    Previous,
+    Id(ReleaseId),
+    Version(String),
+}
+
+impl Target {
+    /// `last-good`, `previous`, `3`, `#3`, or anything else as a version.
+    pub fn parse(s: &str) -> Result<Self, InvalidValue> {
+        match s {
+            "last-good" => return Ok(Self::LastGood),
+            "previous" => return Ok(Self::Previous),
+            _ => {}
+        }
+        let digits = s.strip_prefix('#').unwrap_or(s);
+        if !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()) {
+            return digits
+                .parse()
+                .map(|n| Self::Id(ReleaseId(n)))
+                .map_err(|_| invalid("release id", s, "the number is too large"));
+        }
+        Version::parse(s).map(|v| Self::Version(v.0))
+    }
+}
+
+/// The kind of an operation, as recorded in the ledger and shown in JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OperationKind {
+    Deploy,
+    Rollback,
+}
+impl OperationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Deploy => "deploy",
+            Self::Rollback => "rollback",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "deploy" => Some(Self::Deploy),
+            "rollback" => Some(Self::Rollback),
+            _ => None,
+        }
+    }
+}
+
+/// How an operation ended (or that it has not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Running,
+    Succeeded,
+    Failed,
+    /// A deploy whose checks failed and that returned to the last good release.
+    RolledBack,
+    /// Undone by `resume --abort`.
+    Aborted,
+}
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::RolledBack => "rolled_back",
+            Self::Aborted => "aborted",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "running" => Self::Running,
+            "succeeded" => Self::Succeeded,
+            "failed" => Self::Failed,
+            "rolled_back" => Self::RolledBack,
+            "aborted" => Self::Aborted,
+            _ => return None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn hostile_versions_are_refused() {
+        for bad in [
+            "--upload-pack=x", "-x", "$(x)", "a;b", "a\nb", "a b", "`x`", "a|b", "a&&b", "v1..v2",
+            "a@{1}", "x^{}", "HEAD~1", "a\0b", "", ".hidden", "a.lock", "a//b", "zzz\";echo${IFS}\"hello\";#",
+        ] {
+            assert!(Version::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+        for good in ["v1", "v1.2.3", "release/2024-01", "main", "0123abc", "v1+build.5"] {
+            assert!(Version::parse(good).is_ok(), "{good:?} was refused");
+        }
+    }
+
+    #[test]
+    fn targets_parse() {
+        assert_eq!(Target::parse("#3").unwrap(), Target::Id(ReleaseId(3)));
+        assert_eq!(Target::parse("3").unwrap(), Target::Id(ReleaseId(3)));
+        assert_eq!(Target::parse("last-good").unwrap(), Target::LastGood);
+        assert_eq!(Target::parse("v2").unwrap(), Target::Version("v2".into()));
+        assert!(Target::parse("--x").is_err());
+    }
+
+    fn any_state() -> impl Strategy<Value = ReleaseState> {
+        prop_oneof![
+            Just(ReleaseState::Pending),
+            Just(ReleaseState::Good),
+            Just(ReleaseState::Failed),
+            Just(ReleaseState::Bad)
+        ]
+    }
+    fn any_event() -> impl Strategy<Value = ReleaseEvent> {
+        prop_oneof![
+            Just(ReleaseEvent::ChecksPassed),
+            Just(ReleaseEvent::DeployFailed),
+            Just(ReleaseEvent::MovedAwayFrom),
+            any_state().prop_map(ReleaseEvent::Marked),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn no_event_leads_back_to_pending(s in any_state(), e in any_event()) {
+            if let Ok(n) = next_state(s, e) {
+                prop_assert!(n != ReleaseState::Pending, "{s:?} + {e:?} gave pending");
+            }
+        }
+
+        #[test]
+        fn a_failed_release_never_becomes_good_without_passing(events in proptest::collection::vec(any_event(), 0..20)) {
+            let mut s = ReleaseState::Failed;
+            for e in events {
+                let before = s;
+                if let Ok(n) = next_state(s, e) { s = n; }
+                if before != ReleaseState::Good && s == ReleaseState::Good {
+                    prop_assert!(matches!(e, ReleaseEvent::ChecksPassed | ReleaseEvent::Marked(ReleaseState::Good)));
+                }
+            }
+        }
+
+        #[test]
+        fn moving_away_never_leaves_a_release_good(s in any_state()) {
+            let n = next_state(s, ReleaseEvent::MovedAwayFrom).unwrap();
+            prop_assert!(n == ReleaseState::Bad || n == ReleaseState::Failed);
+        }
+
+        #[test]
+        fn versions_that_parse_are_safe_in_argv(s in "\\PC{0,40}") {
+            if let Ok(v) = Version::parse(&s) {
+                prop_assert!(!v.as_str().starts_with('-'));
+                prop_assert!(v.as_str().chars().all(|c| c.is_ascii_alphanumeric() || "._-/+".contains(c)));
+            }
+        }
+    }
+}
