@@ -19,7 +19,10 @@ impl Context {
     pub fn from_env() -> Self {
         let user = std::env::var("LASTGOOD_USER")
             .or_else(|_| std::env::var("USER"))
-            .unwrap_or_else(|_| "unknown".to_owned());
+            .or_else(|_| std::env::var("LOGNAME"))
+            .ok()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(user_from_uid);
         let pinned_now = std::env::var("LASTGOOD_NOW").ok().and_then(|s| {
             s.parse::<i64>().ok().or_else(|| {
                 humantime::parse_rfc3339_weak(&s)
@@ -28,13 +31,21 @@ impl Context {
                     .map(|d| d.as_secs() as i64)
             })
         });
-        Self { user, host: hostname(), pid: std::process::id() as i32, pinned_now }
+        Self {
+            user,
+            host: hostname(),
+            pid: std::process::id() as i32,
+            pinned_now,
+        }
     }
 
     /// Unix seconds.
     pub fn now(&self) -> i64 {
         self.pinned_now.unwrap_or_else(|| {
-            SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0)
         })
     }
 
@@ -46,7 +57,10 @@ impl Context {
 
 /// Unix milliseconds from the real clock (durations are never pinned).
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 pub fn rfc3339(unix_secs: i64) -> String {
@@ -64,4 +78,19 @@ fn hostname() -> String {
     }
     let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
     String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+fn user_from_uid() -> String {
+    // SAFETY: getuid cannot fail; getpwuid returns NULL or a pointer to static storage
+    // that we copy out of at once, before any other call could overwrite it.
+    unsafe {
+        let uid = libc::getuid();
+        let pw = libc::getpwuid(uid);
+        if pw.is_null() || (*pw).pw_name.is_null() {
+            return format!("uid{uid}");
+        }
+        std::ffi::CStr::from_ptr((*pw).pw_name)
+            .to_string_lossy()
+            .into_owned()
+    }
 }

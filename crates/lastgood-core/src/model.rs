@@ -34,7 +34,10 @@ pub struct EnvName(String);
 
 impl EnvName {
     pub fn parse(s: &str) -> Result<Self, InvalidValue> {
-        let ok_first = s.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        let ok_first = s
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
         let ok_rest = s
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
@@ -88,7 +91,11 @@ impl Version {
             return Err(invalid(what, s, "it is longer than 255 bytes"));
         }
         if s.starts_with('-') {
-            return Err(invalid(what, s, "it starts with `-`, so programs would read it as an option"));
+            return Err(invalid(
+                what,
+                s,
+                "it starts with `-`, so programs would read it as an option",
+            ));
         }
         if let Some(c) = s
             .chars()
@@ -102,14 +109,20 @@ impl Version {
             return Err(invalid(
                 what,
                 s,
-                format!("it contains `{shown}`; a version may hold only letters, digits and . _ - / +"),
+                format!(
+                    "it contains `{shown}`; a version may hold only letters, digits and . _ - / +"
+                ),
             ));
         }
         if s.starts_with('.') || s.starts_with('/') || s.ends_with('/') || s.ends_with('.') {
             return Err(invalid(what, s, "it starts or ends with `.` or `/`"));
         }
         if s.contains("..") || s.contains("//") || s.contains("/.") || s.ends_with(".lock") {
-            return Err(invalid(what, s, "it contains `..`, `//`, `/.` or ends in `.lock`, which git refuses in names"));
+            return Err(invalid(
+                what,
+                s,
+                "it contains `..`, `//`, `/.` or ends in `.lock`, which git refuses in names",
+            ));
         }
         Ok(Self(s.to_owned()))
     }
@@ -141,9 +154,15 @@ pub struct CommitId(String);
 
 impl CommitId {
     pub fn parse(s: &str) -> Result<Self, InvalidValue> {
-        let hex = s.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
+        let hex = s
+            .chars()
+            .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
         if !(hex && (s.len() == 40 || s.len() == 64)) {
-            return Err(invalid("commit id", s, "expected 40 or 64 lower-case hex digits"));
+            return Err(invalid(
+                "commit id",
+                s,
+                "expected 40 or 64 lower-case hex digits",
+            ));
         }
         Ok(Self(s.to_owned()))
     }
@@ -388,12 +407,36 @@ mod tests {
     #[test]
     fn hostile_versions_are_refused() {
         for bad in [
-            "--upload-pack=x", "-x", "$(x)", "a;b", "a\nb", "a b", "`x`", "a|b", "a&&b", "v1..v2",
-            "a@{1}", "x^{}", "HEAD~1", "a\0b", "", ".hidden", "a.lock", "a//b", "zzz\";echo${IFS}\"hello\";#",
+            "--upload-pack=x",
+            "-x",
+            "$(x)",
+            "a;b",
+            "a\nb",
+            "a b",
+            "`x`",
+            "a|b",
+            "a&&b",
+            "v1..v2",
+            "a@{1}",
+            "x^{}",
+            "HEAD~1",
+            "a\0b",
+            "",
+            ".hidden",
+            "a.lock",
+            "a//b",
+            "zzz\";echo${IFS}\"hello\";#",
         ] {
             assert!(Version::parse(bad).is_err(), "{bad:?} was accepted");
         }
-        for good in ["v1", "v1.2.3", "release/2024-01", "main", "0123abc", "v1+build.5"] {
+        for good in [
+            "v1",
+            "v1.2.3",
+            "release/2024-01",
+            "main",
+            "0123abc",
+            "v1+build.5",
+        ] {
             assert!(Version::parse(good).is_ok(), "{good:?} was refused");
         }
     }

@@ -22,7 +22,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 use std::{env, fs, thread};
 
-const USAGE: &str = "usage: lastgood-sample-app [--listen 127.0.0.1:8080]";
+const USAGE: &str = "usage: lastgood-sample-app [--listen 127.0.0.1:8080] [--config PATH]";
 
 /// What the app serves, fixed at startup.
 struct App {
@@ -83,10 +83,15 @@ fn main() -> ExitCode {
 }
 
 /// `--listen ADDR` or `--listen=ADDR`, else `SAMPLE_APP_LISTEN`, else the default.
+/// `--config PATH` sets `SAMPLE_APP_CONFIG` for [`load`].
 fn listen_addr(mut args: impl Iterator<Item = String>) -> Result<String, String> {
     let mut listen = None;
     while let Some(arg) = args.next() {
-        if arg == "--listen" {
+        if arg == "--config" {
+            let path = args.next().ok_or("--config needs a path")?;
+            // SAFETY (of the call's contract): still single-threaded at this point.
+            unsafe { env::set_var("SAMPLE_APP_CONFIG", path) };
+        } else if arg == "--listen" {
             listen = Some(args.next().ok_or("--listen needs an address")?);
         } else if let Some(addr) = arg.strip_prefix("--listen=") {
             listen = Some(addr.to_owned());

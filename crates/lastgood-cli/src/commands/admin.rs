@@ -15,22 +15,44 @@ use crate::output;
 pub fn init(cli: &Cli, force: bool) -> Result<i32> {
     let path = Config::locate(cli.global.config.as_deref());
     if path.exists() && !force {
-        return Err(usage(format!("{} already exists; pass --force to overwrite it", path.display())));
+        return Err(usage(format!(
+            "{} already exists; pass --force to overwrite it",
+            path.display()
+        )));
     }
-    let dir = std::path::absolute(&path).ok().and_then(|p| p.parent().map(Path::to_path_buf)).unwrap_or_default();
+    let dir = std::path::absolute(&path)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_default();
     let name = dir
         .file_name()
-        .map(|n| n.to_string_lossy().chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect::<String>())
+        .map(|n| {
+            n.to_string_lossy()
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+                .collect::<String>()
+        })
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| "app".into());
-    std::fs::write(&path, config::template(&name)).map_err(lastgood_core::Error::io("write", &path))?;
+    std::fs::write(&path, config::template(&name))
+        .map_err(lastgood_core::Error::io("write", &path))?;
     if !cli.global.quiet {
-        eprintln!("wrote {}; edit deploy_to, build, run and checks, then `lastgood deploy production <version>`", path.display());
+        eprintln!(
+            "wrote {}; edit deploy_to, build, run and checks, then `lastgood deploy production <version>`",
+            path.display()
+        );
     }
     Ok(0)
 }
 
-pub fn mark(cli: &Cli, engine: &Engine, env: &str, release: &str, state: MarkState, reason: Option<&str>) -> Result<i32> {
+pub fn mark(
+    cli: &Cli,
+    engine: &Engine,
+    env: &str,
+    release: &str,
+    state: MarkState,
+    reason: Option<&str>,
+) -> Result<i32> {
     let state = match state {
         MarkState::Good => ReleaseState::Good,
         MarkState::Bad => ReleaseState::Bad,
@@ -38,7 +60,11 @@ pub fn mark(cli: &Cli, engine: &Engine, env: &str, release: &str, state: MarkSta
     let r = engine.mark(env, release, state, reason)?;
     match cli.global.format {
         Format::Json => output::json(&output::release_json(&r)),
-        Format::Text => output::out(&format!("{} is now {}\n", output::release_line(&r), r.state)),
+        Format::Text => output::out(&format!(
+            "{} is now {}\n",
+            output::release_line(&r),
+            r.state
+        )),
     }
     Ok(0)
 }
@@ -46,8 +72,13 @@ pub fn mark(cli: &Cli, engine: &Engine, env: &str, release: &str, state: MarkSta
 pub fn lock(cli: &Cli, engine: &Engine, env: &str, reason: &str) -> Result<i32> {
     let l = engine.lock(env, reason)?;
     match cli.global.format {
-        Format::Json => output::json(&serde_json::json!({ "environment": env, "holder": l.holder, "reason": l.reason, "acquired_at": rfc3339(l.acquired_at) })),
-        Format::Text => output::out(&format!("`{env}` is locked by {} until `lastgood unlock {env}`\n", l.holder)),
+        Format::Json => output::json(
+            &serde_json::json!({ "environment": env, "holder": l.holder, "reason": l.reason, "acquired_at": rfc3339(l.acquired_at) }),
+        ),
+        Format::Text => output::out(&format!(
+            "`{env}` is locked by {} until `lastgood unlock {env}`\n",
+            l.holder
+        )),
     }
     Ok(0)
 }
@@ -55,7 +86,9 @@ pub fn lock(cli: &Cli, engine: &Engine, env: &str, reason: &str) -> Result<i32> 
 pub fn unlock(cli: &Cli, engine: &Engine, env: &str, force: bool) -> Result<i32> {
     let freed = engine.unlock(env, force)?;
     match cli.global.format {
-        Format::Json => output::json(&serde_json::json!({ "environment": env, "released": freed.as_ref().map(|l| &l.holder) })),
+        Format::Json => output::json(
+            &serde_json::json!({ "environment": env, "released": freed.as_ref().map(|l| &l.holder) }),
+        ),
         Format::Text => output::out(&match freed {
             Some(l) => format!("`{env}` unlocked (was held by {})\n", l.holder),
             None => format!("`{env}` was not locked\n"),
@@ -65,14 +98,19 @@ pub fn unlock(cli: &Cli, engine: &Engine, env: &str, force: bool) -> Result<i32>
 }
 
 pub fn audit_verify(cli: &Cli, engine: &Engine) -> Result<i32> {
-    let path = lastgood_core::engine::ledger_path(&engine.config.ledger).ok_or_else(|| usage("audit verify needs the SQLite ledger"))?;
+    let path = lastgood_core::engine::ledger_path(&engine.config.ledger)
+        .ok_or_else(|| usage("audit verify needs the SQLite ledger"))?;
     let ledger = lastgood_core::ledger::SqliteLedger::open(&path)?;
     let result = lastgood_core::ledger::sqlite::audit_chain_ok(&ledger)?;
     match (&result, cli.global.format) {
         (Ok(n), Format::Json) => output::json(&serde_json::json!({ "ok": true, "events": n })),
         (Ok(n), Format::Text) => output::out(&format!("audit chain ok: {n} events\n")),
-        (Err((id, event)), Format::Json) => output::json(&serde_json::json!({ "ok": false, "first_bad_event": id, "event": event })),
-        (Err((id, event)), Format::Text) => output::out(&format!("audit chain BROKEN at event {id} ({event}): it does not match the hash chain\n")),
+        (Err((id, event)), Format::Json) => {
+            output::json(&serde_json::json!({ "ok": false, "first_bad_event": id, "event": event }))
+        }
+        (Err((id, event)), Format::Text) => output::out(&format!(
+            "audit chain BROKEN at event {id} ({event}): it does not match the hash chain\n"
+        )),
     }
     Ok(if result.is_ok() { 0 } else { 1 })
 }

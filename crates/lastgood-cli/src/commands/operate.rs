@@ -20,7 +20,11 @@ pub fn deploy(
     auto_rollback: bool,
     dry_run: bool,
 ) -> Result<i32> {
-    let opts = DeployOptions { reason, verify, auto_rollback };
+    let opts = DeployOptions {
+        reason,
+        verify,
+        auto_rollback,
+    };
     if dry_run {
         let (plan, _) = engine.plan_deploy(env, version, &opts)?;
         match cli.global.format {
@@ -37,14 +41,26 @@ pub fn deploy(
     Ok(finish(cli, &report, None))
 }
 
-pub fn rollback(cli: &Cli, engine: &Engine, env: &str, to: &str, scope: ScopeArg, reason: Option<String>, dry_run: bool) -> Result<i32> {
+pub fn rollback(
+    cli: &Cli,
+    engine: &Engine,
+    env: &str,
+    to: &str,
+    scope: ScopeArg,
+    reason: Option<String>,
+    dry_run: bool,
+) -> Result<i32> {
     let scope = match scope {
         ScopeArg::Full => Scope::Full,
         ScopeArg::Code => Scope::Code,
         ScopeArg::Config => Scope::Config,
         ScopeArg::Db => Scope::Db,
     };
-    let opts = RollbackOptions { target: Target::parse(to)?, scope, reason };
+    let opts = RollbackOptions {
+        target: Target::parse(to)?,
+        scope,
+        reason,
+    };
     let plan = engine.plan_rollback(env, &opts)?;
     if cli.global.format == Format::Text {
         output::out(&output::plan_text(&plan));
@@ -55,7 +71,9 @@ pub fn rollback(cli: &Cli, engine: &Engine, env: &str, to: &str, scope: ScopeArg
         }
         return Ok(0);
     }
-    let confirmed = cli.global.yes || plan.confirm.is_empty() || ask(&format!("{}. Roll back anyway?", plan.confirm.join("; ")));
+    let confirmed = cli.global.yes
+        || plan.confirm.is_empty()
+        || ask(&format!("{}. Roll back anyway?", plan.confirm.join("; ")));
     let mut progress = StderrProgress::new(&cli.global);
     match engine.rollback(env, &opts, confirmed, &mut progress)? {
         Some(report) => Ok(finish(cli, &report, Some(&plan))),
@@ -65,7 +83,10 @@ pub fn rollback(cli: &Cli, engine: &Engine, env: &str, to: &str, scope: ScopeArg
                     "operation": null, "kind": "rollback", "from": plan.from.as_ref().map(output::release_json),
                     "to": output::release_json(&plan.to), "outcome": "nothing_to_do", "steps": [],
                 })),
-                Format::Text => output::out(&format!("{} is already current: nothing to do.\n", plan.to.id)),
+                Format::Text => output::out(&format!(
+                    "{} is already current: nothing to do.\n",
+                    plan.to.id
+                )),
             }
             Ok(0)
         }
@@ -78,8 +99,12 @@ pub fn resume(cli: &Cli, engine: &Engine, env: &str, abort: bool) -> Result<i32>
         Some(report) => Ok(finish(cli, &report, None)),
         None => {
             match cli.global.format {
-                Format::Json => output::json(&serde_json::json!({ "operation": null, "outcome": "nothing_to_resume" })),
-                Format::Text => output::out(&format!("nothing to resume: no operation on `{env}` was interrupted\n")),
+                Format::Json => output::json(
+                    &serde_json::json!({ "operation": null, "outcome": "nothing_to_resume" }),
+                ),
+                Format::Text => output::out(&format!(
+                    "nothing to resume: no operation on `{env}` was interrupted\n"
+                )),
             }
             Ok(0)
         }
@@ -93,7 +118,9 @@ fn finish(cli: &Cli, report: &Report, plan: Option<&lastgood_core::engine::PlanV
         Format::Json => output::json(&output::report_json(report, plan)),
         Format::Text => {
             output::out(&output::report_text(report));
-            if !report.checks.is_empty() && (cli.global.verbose > 0 || report.outcome != Outcome::Succeeded) {
+            if !report.checks.is_empty()
+                && (cli.global.verbose > 0 || report.outcome != Outcome::Succeeded)
+            {
                 output::out(&output::checks_text(&report.checks));
             }
         }

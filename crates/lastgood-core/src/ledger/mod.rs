@@ -199,18 +199,48 @@ pub struct AuditEvent {
 /// One write of an operation, applied with others in one fenced transaction.
 #[derive(Debug, Clone)]
 pub enum Change {
-    StepIntended { op: u64, seq: u32, at_ms: i64 },
-    StepFinished { op: u64, seq: u32, state: StepState, duration_ms: i64, detail: Option<String> },
+    StepIntended {
+        op: u64,
+        seq: u32,
+        at_ms: i64,
+    },
+    StepFinished {
+        op: u64,
+        seq: u32,
+        state: StepState,
+        duration_ms: i64,
+        detail: Option<String>,
+    },
     /// Every step from `from_seq` on that is not done becomes skipped.
-    SkipRemaining { op: u64, from_seq: u32 },
-    AppendSteps { op: u64, steps: Vec<(Step, Phase)> },
+    SkipRemaining {
+        op: u64,
+        from_seq: u32,
+    },
+    AppendSteps {
+        op: u64,
+        steps: Vec<(Step, Phase)>,
+    },
     SetCurrent(Option<ReleaseId>),
     SetConfigRelease(Option<ReleaseId>),
-    SetReleaseState { release: ReleaseId, state: ReleaseState },
-    SetArtifact { release: ReleaseId, present: bool },
+    SetReleaseState {
+        release: ReleaseId,
+        state: ReleaseState,
+    },
+    SetArtifact {
+        release: ReleaseId,
+        present: bool,
+    },
     /// The operation now runs under the fence's epoch (after `resume` took it over).
-    AdoptOperation { op: u64, pid: i32 },
-    FinishOperation { op: u64, outcome: Outcome, at: i64, error: Option<String> },
+    AdoptOperation {
+        op: u64,
+        pid: i32,
+    },
+    FinishOperation {
+        op: u64,
+        outcome: Outcome,
+        at: i64,
+        error: Option<String>,
+    },
     Audit(AuditEvent),
 }
 
