@@ -19,38 +19,23 @@ pub fn report(e: &Error, cli: &Cli) -> i32 {
 fn details(e: &Error) -> Vec<(&'static str, String)> {
     match e {
         Error::UnknownEnvironment { known, .. } => {
-            vec![(
-                "configured",
-                if known.is_empty() {
-                    "none".into()
-                } else {
-                    known.join(", ")
-                },
-            )]
+            vec![("configured", if known.is_empty() { "none".into() } else { known.join(", ") })]
         }
         Error::UnknownTarget { candidates, .. } => {
             if candidates.is_empty() {
                 vec![("releases", "none yet".into())]
             } else {
-                candidates
-                    .iter()
-                    .map(|c| ("candidate", c.clone()))
-                    .collect()
+                candidates.iter().map(|c| ("candidate", c.clone())).collect()
             }
         }
-        Error::Locked {
-            reason, expires_at, ..
-        } => {
+        Error::Locked { reason, expires_at, .. } => {
             let mut d = Vec::new();
             if let Some(r) = reason {
                 d.push(("reason", r.clone()));
             }
             d.push((
                 "lease",
-                expires_at
-                    .as_ref()
-                    .map(|e| format!("expires at {e}"))
-                    .unwrap_or_else(|| "held until unlocked".into()),
+                expires_at.as_ref().map(|e| format!("expires at {e}")).unwrap_or_else(|| "held until unlocked".into()),
             ));
             d
         }
@@ -61,26 +46,17 @@ fn details(e: &Error) -> Vec<(&'static str, String)> {
 fn hint(e: &Error, cli: &Cli) -> Option<String> {
     let env = env_of(cli);
     Some(match e {
-        Error::ConfigNotFound { .. } => {
-            "run `lastgood init` to write one, or pass --config PATH".into()
-        }
-        Error::Config { .. } => {
-            "fix the file and run the command again; nothing was changed".into()
-        }
-        Error::UnknownEnvironment { .. } => {
-            "use one of the environments configured in lastgood.toml".into()
-        }
+        Error::ConfigNotFound { .. } => "run `lastgood init` to write one, or pass --config PATH".into(),
+        Error::Config { .. } => "fix the file and run the command again; nothing was changed".into(),
+        Error::UnknownEnvironment { .. } => "use one of the environments configured in lastgood.toml".into(),
         Error::UnknownVersion { .. } => {
-            "versions are tags, branches or commits of the source repository; fetch or tag it first"
-                .into()
+            "versions are tags, branches or commits of the source repository; fetch or tag it first".into()
         }
-        Error::UnknownTarget { .. } => format!(
-            "use last-good, previous, a release id or a version from `lastgood history {env}`"
-        ),
+        Error::UnknownTarget { .. } => {
+            format!("use last-good, previous, a release id or a version from `lastgood history {env}`")
+        }
         Error::Invalid(_) => "nothing was changed".into(),
-        Error::Locked {
-            operation: Some(_), ..
-        } => format!(
+        Error::Locked { operation: Some(_), .. } => format!(
             "wait for it to finish; if its holder is gone on another machine, the lock frees itself when the lease expires, or run `lastgood unlock {env} --force`"
         ),
         Error::Locked { .. } => {
@@ -89,9 +65,9 @@ fn hint(e: &Error, cli: &Cli) -> Option<String> {
         Error::Interrupted { .. } => format!(
             "run `lastgood resume {env}` to finish it, or `lastgood resume {env} --abort` to return to where it started"
         ),
-        Error::Fenced { .. } => format!(
-            "another process took over this environment's lock; see `lastgood status {env}`"
-        ),
+        Error::Fenced { .. } => {
+            format!("another process took over this environment's lock; see `lastgood status {env}`")
+        }
         Error::Refused { .. } => "nothing was changed".into(),
         Error::Step { .. } | Error::Supervise(_) | Error::Io { .. } => {
             format!(

@@ -29,10 +29,7 @@ pub fn out(text: &str) {
 }
 
 pub fn json(v: &Value) {
-    out(&format!(
-        "{}\n",
-        serde_json::to_string_pretty(v).unwrap_or_default()
-    ));
+    out(&format!("{}\n", serde_json::to_string_pretty(v).unwrap_or_default()));
 }
 
 /// Progress on stderr, one line a step.
@@ -43,10 +40,7 @@ pub struct StderrProgress {
 
 impl StderrProgress {
     pub fn new(g: &Global) -> Self {
-        Self {
-            quiet: g.quiet,
-            steps: !g.quiet && !g.no_progress,
-        }
+        Self { quiet: g.quiet, steps: !g.quiet && !g.no_progress }
     }
 }
 
@@ -58,11 +52,7 @@ impl Progress for StderrProgress {
     }
     fn step_finished(&mut self, s: &StepRecord) {
         if self.steps {
-            let mark = if s.state == StepState::Done {
-                "ok"
-            } else {
-                "FAILED"
-            };
+            let mark = if s.state == StepState::Done { "ok" } else { "FAILED" };
             eprintln!(
                 "  {:>2}. {:<8} {:<6} {:>6}ms  {}",
                 s.seq,
@@ -100,10 +90,7 @@ pub fn plan_text(p: &PlanView) -> String {
         "Plan: {} `{}` from {} to {}{}\n",
         p.kind.as_str(),
         p.environment,
-        p.from
-            .as_ref()
-            .map(release_line)
-            .unwrap_or_else(|| "nothing".into()),
+        p.from.as_ref().map(release_line).unwrap_or_else(|| "nothing".into()),
         release_line(&p.to),
         if p.kind == lastgood_core::model::OperationKind::Rollback {
             format!(", scope {}", p.scope)
@@ -173,13 +160,8 @@ pub fn report_text(r: &Report) -> String {
         lastgood_core::model::Outcome::Aborted => "was aborted".to_owned(),
         lastgood_core::model::Outcome::Running => "is still running".to_owned(),
     };
-    let mut s = format!(
-        "{} {} of `{}` to {} {outcome}.\n",
-        r.kind.as_str(),
-        r.operation,
-        r.environment,
-        release_line(&r.to)
-    );
+    let mut s =
+        format!("{} {} of `{}` to {} {outcome}.\n", r.kind.as_str(), r.operation, r.environment, release_line(&r.to));
     if let Some(e) = &r.error {
         s.push_str(&format!("  cause: {e}\n"));
     }
@@ -241,81 +223,45 @@ pub fn status_text(s: &Status) -> String {
     let mut t = format!("{}\n", s.environment);
     t.push_str(&format!(
         "  current:   {}\n",
-        s.current
-            .as_ref()
-            .map(release_line)
-            .unwrap_or_else(|| "nothing deployed".into())
+        s.current.as_ref().map(release_line).unwrap_or_else(|| "nothing deployed".into())
     ));
-    t.push_str(&format!(
-        "  last good: {}\n",
-        s.last_good
-            .as_ref()
-            .map(release_line)
-            .unwrap_or_else(|| "none".into())
-    ));
+    t.push_str(&format!("  last good: {}\n", s.last_good.as_ref().map(release_line).unwrap_or_else(|| "none".into())));
     if let (Some(c), Some(cfg)) = (&s.current, s.config_release) {
         if c.id != cfg {
             t.push_str(&format!("  config:    from {cfg}\n"));
         }
     }
     match &s.app {
-        Some(a) => t.push_str(&format!(
-            "  app:       pid {} running #{}\n",
-            a.pid, a.release
-        )),
+        Some(a) => t.push_str(&format!("  app:       pid {} running #{}\n", a.pid, a.release)),
         None => t.push_str("  app:       not running under lastgood\n"),
     }
     if s.current_link != s.current.as_ref().map(|c| c.id) {
         t.push_str(&format!(
             "  WARNING:   `current` on disk points at {}, the ledger says {}\n",
-            s.current_link
-                .map(|c| c.to_string())
-                .unwrap_or_else(|| "nothing".into()),
-            s.current
-                .as_ref()
-                .map(|c| c.id.to_string())
-                .unwrap_or_else(|| "nothing".into())
+            s.current_link.map(|c| c.to_string()).unwrap_or_else(|| "nothing".into()),
+            s.current.as_ref().map(|c| c.id.to_string()).unwrap_or_else(|| "nothing".into())
         ));
     }
     match &s.lock {
         Some(l) => t.push_str(&format!(
             "  lock:      held by {}{}{}{}\n",
             l.holder,
-            l.operation
-                .map(|o| format!(", operation {o}"))
-                .unwrap_or_default(),
-            l.reason
-                .as_ref()
-                .map(|r| format!(", reason: {r}"))
-                .unwrap_or_default(),
-            if s.lock_holder_gone {
-                " (its process is gone)"
-            } else {
-                ""
-            },
+            l.operation.map(|o| format!(", operation {o}")).unwrap_or_default(),
+            l.reason.as_ref().map(|r| format!(", reason: {r}")).unwrap_or_default(),
+            if s.lock_holder_gone { " (its process is gone)" } else { "" },
         )),
         None => t.push_str("  lock:      free\n"),
     }
     if let Some(i) = &s.interrupted {
         t.push_str(&format!(
             "  {}: {} operation {}{}\n",
-            if i.holder_alive {
-                "running"
-            } else {
-                "INTERRUPTED"
-            },
+            if i.holder_alive { "running" } else { "INTERRUPTED" },
             i.kind.as_str(),
             i.operation,
-            i.step
-                .as_ref()
-                .map(|s| format!(" at step `{s}`"))
-                .unwrap_or_default()
+            i.step.as_ref().map(|s| format!(" at step `{s}`")).unwrap_or_default()
         ));
         if !i.holder_alive {
-            t.push_str(&format!(
-                "             run `lastgood resume {}` (or `--abort`)\n",
-                s.environment
-            ));
+            t.push_str(&format!("             run `lastgood resume {}` (or `--abort`)\n", s.environment));
         }
     }
     t
@@ -343,11 +289,7 @@ pub fn history_text(rs: &[Release]) -> String {
         "ID", "VERSION", "COMMIT", "STATE", "SCHEMA", "WHEN", "WHO", "FEATURES"
     );
     for r in rs {
-        let features = if r.features.is_empty() {
-            "-".to_owned()
-        } else {
-            r.features.join("; ")
-        };
+        let features = if r.features.is_empty() { "-".to_owned() } else { r.features.join("; ") };
         t.push_str(&format!(
             "{:<6} {:<16} {:<12} {:<7} {:<6} {:<20} {:<16} {}\n",
             r.id.to_string(),

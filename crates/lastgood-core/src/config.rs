@@ -80,82 +80,53 @@ impl Config {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::ConfigNotFound {
-                    path: path.to_path_buf(),
-                });
+                return Err(Error::ConfigNotFound { path: path.to_path_buf() });
             }
             Err(source) => {
-                return Err(Error::ConfigRead {
-                    path: path.to_path_buf(),
-                    source,
-                });
+                return Err(Error::ConfigRead { path: path.to_path_buf(), source });
             }
         };
-        let abs = std::path::absolute(path).map_err(|source| Error::ConfigRead {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let dir = abs
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("/"));
+        let abs = std::path::absolute(path).map_err(|source| Error::ConfigRead { path: path.to_path_buf(), source })?;
+        let dir = abs.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
         Self::parse(&text, &abs, &dir)
     }
 
     pub fn parse(text: &str, path: &Path, dir: &Path) -> Result<Self> {
         let at = |span: Option<Range<usize>>, message: String| {
             let (line, column) = span.map(|s| line_col(text, s.start)).unwrap_or((1, 1));
-            Error::Config {
-                path: path.to_path_buf(),
-                line,
-                column,
-                message,
-            }
+            Error::Config { path: path.to_path_buf(), line, column, message }
         };
-        let raw: RawConfig =
-            toml::from_str(text).map_err(|e| at(e.span(), e.message().to_owned()))?;
+        let raw: RawConfig = toml::from_str(text).map_err(|e| at(e.span(), e.message().to_owned()))?;
 
         let ledger = match raw.ledger.and_then(|l| l.url) {
             None => LedgerUrl::Sqlite(dir.join(".lastgood/ledger.db")),
-            Some(url) => {
-                parse_ledger_url(url.get_ref(), dir).map_err(|m| at(Some(url.span()), m))?
-            }
+            Some(url) => parse_ledger_url(url.get_ref(), dir).map_err(|m| at(Some(url.span()), m))?,
         };
 
         let mut environments = BTreeMap::new();
         for (name, env) in raw.environments {
             let span = env.span();
-            let key = EnvName::parse(&name)
-                .map_err(|e| at(Some(span.clone()), format!("[environments.{name}]: {e}")))?;
+            let key =
+                EnvName::parse(&name).map_err(|e| at(Some(span.clone()), format!("[environments.{name}]: {e}")))?;
             let env = check_env(&key, env.into_inner(), dir)
                 .map_err(|(s, m)| at(s.or(Some(span)), format!("environments.{name}.{m}")))?;
             environments.insert(key, env);
         }
-        Ok(Self {
-            path: path.to_path_buf(),
-            dir: dir.to_path_buf(),
-            ledger,
-            environments,
-        })
+        Ok(Self { path: path.to_path_buf(), dir: dir.to_path_buf(), ledger, environments })
     }
 
     pub fn environment(&self, name: &str) -> Result<&Environment> {
-        EnvName::parse(name)
-            .ok()
-            .and_then(|n| self.environments.get(&n))
-            .ok_or_else(|| Error::UnknownEnvironment {
-                env: name.escape_debug().to_string(),
-                known: self.environments.keys().map(|k| k.to_string()).collect(),
-            })
+        EnvName::parse(name).ok().and_then(|n| self.environments.get(&n)).ok_or_else(|| Error::UnknownEnvironment {
+            env: name.escape_debug().to_string(),
+            known: self.environments.keys().map(|k| k.to_string()).collect(),
+        })
     }
 }
 
 fn parse_ledger_url(url: &str, dir: &Path) -> std::result::Result<LedgerUrl, String> {
     if let Some(rest) = url.strip_prefix("sqlite://") {
         if rest.is_empty() {
-            return Err(
-                "ledger.url: `sqlite://` needs a path, like sqlite://.lastgood/ledger.db".into(),
-            );
+            return Err("ledger.url: `sqlite://` needs a path, like sqlite://.lastgood/ledger.db".into());
         }
         return Ok(LedgerUrl::Sqlite(dir.join(rest)));
     }
@@ -168,11 +139,7 @@ fn parse_ledger_url(url: &str, dir: &Path) -> std::result::Result<LedgerUrl, Str
 type Fail = (Option<Range<usize>>, String);
 
 fn check_env(name: &EnvName, raw: RawEnv, dir: &Path) -> std::result::Result<Environment, Fail> {
-    let runtime = raw
-        .runtime
-        .as_ref()
-        .map(|r| r.get_ref().as_str())
-        .unwrap_or("releases");
+    let runtime = raw.runtime.as_ref().map(|r| r.get_ref().as_str()).unwrap_or("releases");
     match runtime {
         "releases" => {}
         "compose" | "swarm" | "command" | "gitops" | "kubernetes" => {
@@ -186,9 +153,7 @@ fn check_env(name: &EnvName, raw: RawEnv, dir: &Path) -> std::result::Result<Env
         other => {
             return Err((
                 raw.runtime.as_ref().map(Spanned::span),
-                format!(
-                    "runtime: unknown runtime `{other}`; expected releases, compose, swarm, command or gitops"
-                ),
+                format!("runtime: unknown runtime `{other}`; expected releases, compose, swarm, command or gitops"),
             ));
         }
     }
@@ -205,30 +170,20 @@ fn check_env(name: &EnvName, raw: RawEnv, dir: &Path) -> std::result::Result<Env
         ("mode", &raw.mode),
     ] {
         if let Some(v) = value {
-            return Err((
-                Some(v.span()),
-                format!("{key}: applies to another runtime, not `releases`"),
-            ));
+            return Err((Some(v.span()), format!("{key}: applies to another runtime, not `releases`")));
         }
     }
     if let Some(db) = &raw.database {
         return Err((
             Some(db.span()),
-            "database: database migrations are not available in this version of lastgood yet"
-                .into(),
+            "database: database migrations are not available in this version of lastgood yet".into(),
         ));
     }
     if let Some(n) = &raw.notify {
-        return Err((
-            Some(n.span()),
-            "notify: notifications are not available in this version of lastgood yet".into(),
-        ));
+        return Err((Some(n.span()), "notify: notifications are not available in this version of lastgood yet".into()));
     }
     if let Some(s) = &raw.ssh_config {
-        return Err((
-            Some(s.span()),
-            "ssh_config: ssh hosts are not available in this version of lastgood yet".into(),
-        ));
+        return Err((Some(s.span()), "ssh_config: ssh hosts are not available in this version of lastgood yet".into()));
     }
     if let Some(hosts) = &raw.hosts {
         for h in hosts.get_ref() {
@@ -248,41 +203,26 @@ fn check_env(name: &EnvName, raw: RawEnv, dir: &Path) -> std::result::Result<Env
             }
         }
         if hosts.get_ref().is_empty() {
-            return Err((
-                Some(hosts.span()),
-                "hosts: the list is empty; use [\"local\"]".into(),
-            ));
+            return Err((Some(hosts.span()), "hosts: the list is empty; use [\"local\"]".into()));
         }
     }
 
-    let source = resolve(
-        dir,
-        raw.source
-            .as_ref()
-            .map(|s| s.get_ref().as_str())
-            .unwrap_or("."),
-    );
+    let source = resolve(dir, raw.source.as_ref().map(|s| s.get_ref().as_str()).unwrap_or("."));
     let deploy_to = match &raw.deploy_to {
         Some(d) if d.get_ref().is_empty() => {
             return Err((Some(d.span()), "deploy_to: is empty".into()));
         }
         Some(d) => resolve(dir, d.get_ref()),
         None => {
-            return Err((
-                None,
-                "deploy_to: missing; the releases runtime needs a folder to deploy to".into(),
-            ));
+            return Err((None, "deploy_to: missing; the releases runtime needs a folder to deploy to".into()));
         }
     };
-    let argv = |key: &str,
-                v: &Option<Spanned<Vec<String>>>|
-     -> std::result::Result<Option<Vec<String>>, Fail> {
+    let argv = |key: &str, v: &Option<Spanned<Vec<String>>>| -> std::result::Result<Option<Vec<String>>, Fail> {
         match v {
             None => Ok(None),
-            Some(s) if s.get_ref().is_empty() || s.get_ref()[0].is_empty() => Err((
-                Some(s.span()),
-                format!("{key}: needs a program, like [\"make\", \"build\"]"),
-            )),
+            Some(s) if s.get_ref().is_empty() || s.get_ref()[0].is_empty() => {
+                Err((Some(s.span()), format!("{key}: needs a program, like [\"make\", \"build\"]")))
+            }
             Some(s) => Ok(Some(s.get_ref().clone())),
         }
     };
@@ -301,7 +241,10 @@ fn check_env(name: &EnvName, raw: RawEnv, dir: &Path) -> std::result::Result<Env
     let keep_releases = match &raw.keep_releases {
         None => 5,
         Some(k) if *k.get_ref() < 1 || *k.get_ref() > 1000 => {
-            return Err((Some(k.span()), "keep_releases: must be between 1 and 1000 (a rollback needs at least one good release kept)".into()));
+            return Err((
+                Some(k.span()),
+                "keep_releases: must be between 1 and 1000 (a rollback needs at least one good release kept)".into(),
+            ));
         }
         Some(k) => *k.get_ref() as usize,
     };
@@ -311,34 +254,23 @@ fn check_env(name: &EnvName, raw: RawEnv, dir: &Path) -> std::result::Result<Env
             if f.is_empty() || f.contains('\0') {
                 return Err((Some(files.span()), "config_files: an entry is empty".into()));
             }
-            config_files.push(ConfigFile {
-                name: f.clone(),
-                path: resolve(dir, f),
-            });
+            config_files.push(ConfigFile { name: f.clone(), path: resolve(dir, f) });
         }
     }
     let mut checks = Vec::new();
     for c in raw.checks {
         checks.push(check_check(c)?);
     }
-    let dur = |v: &Option<Spanned<String>>,
-               key: &str,
-               default: Duration|
-     -> std::result::Result<Duration, Fail> {
+    let dur = |v: &Option<Spanned<String>>, key: &str, default: Duration| -> std::result::Result<Duration, Fail> {
         match v {
             None => Ok(default),
-            Some(s) => {
-                parse_duration(s.get_ref()).map_err(|m| (Some(s.span()), format!("{key}: {m}")))
-            }
+            Some(s) => parse_duration(s.get_ref()).map_err(|m| (Some(s.span()), format!("{key}: {m}"))),
         }
     };
     let stop_timeout = dur(&raw.stop_timeout, "stop_timeout", Duration::from_secs(10))?;
     let lease = dur(&raw.lease, "lease", Duration::from_secs(60))?;
     if lease < Duration::from_secs(3) {
-        return Err((
-            raw.lease.as_ref().map(Spanned::span),
-            "lease: must be at least 3s".into(),
-        ));
+        return Err((raw.lease.as_ref().map(Spanned::span), "lease: must be at least 3s".into()));
     }
     Ok(Environment {
         name: name.clone(),
@@ -365,17 +297,11 @@ fn check_check(c: Spanned<RawCheck>) -> std::result::Result<Check, Fail> {
                     "http: only http:// URLs are supported (check a plain-HTTP health endpoint, for example on loopback)",
                 ));
             }
-            Probe::Http {
-                url,
-                expect_status: c.expect_status.unwrap_or(200),
-                expect_body: c.expect_body,
-            }
+            Probe::Http { url, expect_status: c.expect_status.unwrap_or(200), expect_body: c.expect_body }
         }
         (None, Some(addr), None) => {
             if c.expect_status.is_some() || c.expect_body.is_some() {
-                return Err(fail(
-                    "expect_status and expect_body apply to http checks only",
-                ));
+                return Err(fail("expect_status and expect_body apply to http checks only"));
             }
             Probe::Tcp { addr }
         }
@@ -384,16 +310,12 @@ fn check_check(c: Spanned<RawCheck>) -> std::result::Result<Check, Fail> {
                 return Err(fail("command: needs a program"));
             }
             if c.expect_status.is_some() || c.expect_body.is_some() {
-                return Err(fail(
-                    "expect_status and expect_body apply to http checks only",
-                ));
+                return Err(fail("expect_status and expect_body apply to http checks only"));
             }
             Probe::Command { argv }
         }
         _ => {
-            return Err(fail(
-                "each check needs exactly one of `http`, `tcp` or `command`",
-            ));
+            return Err(fail("each check needs exactly one of `http`, `tcp` or `command`"));
         }
     };
     let d = |v: Option<String>, default: Duration| match v {
@@ -414,31 +336,19 @@ fn check_check(c: Spanned<RawCheck>) -> std::result::Result<Check, Fail> {
 
 fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| {
-        format!(
-            "`{}` is not a duration ({e}); write it like \"500ms\", \"2s\" or \"1m\"",
-            s.escape_debug()
-        )
+        format!("`{}` is not a duration ({e}); write it like \"500ms\", \"2s\" or \"1m\"", s.escape_debug())
     })
 }
 
 fn resolve(dir: &Path, p: &str) -> PathBuf {
     let p = Path::new(p);
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        dir.join(p)
-    }
+    if p.is_absolute() { p.to_path_buf() } else { dir.join(p) }
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let column = before
-        .rsplit('\n')
-        .next()
-        .map(|l| l.chars().count())
-        .unwrap_or(0)
-        + 1;
+    let column = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
     (line, column)
 }
 
@@ -549,10 +459,7 @@ mod tests {
         let c = parse(&template("app")).unwrap();
         let env = c.environment("production").unwrap();
         assert_eq!(env.deploy_to, PathBuf::from("/srv/app"));
-        assert_eq!(
-            c.ledger,
-            LedgerUrl::Sqlite(PathBuf::from("/x/.lastgood/ledger.db"))
-        );
+        assert_eq!(c.ledger, LedgerUrl::Sqlite(PathBuf::from("/x/.lastgood/ledger.db")));
     }
 
     #[test]
@@ -567,18 +474,12 @@ mod tests {
     #[test]
     fn bad_values_name_their_key() {
         let err = parse("[environments.prod]\ndeploy_to = \"d\"\nkeep_releases = 0\n").unwrap_err();
-        assert!(
-            err.to_string()
-                .contains(":3:17: environments.prod.keep_releases"),
-            "{err}"
-        );
+        assert!(err.to_string().contains(":3:17: environments.prod.keep_releases"), "{err}");
         let err = parse("[environments.prod]\ndeploy_to = \"d\"\n[[environments.prod.checks]]\nhttp = \"http://x\"\ninterval = \"soon\"\n").unwrap_err();
         assert!(err.to_string().contains("not a duration"), "{err}");
         let err = parse("[environments.Prod]\ndeploy_to = \"d\"\n").unwrap_err();
         assert!(err.to_string().contains("environment name"), "{err}");
-        let err =
-            parse("[environments.prod]\ndeploy_to = \"d\"\nrun = [\"a\"]\nrestart = [\"b\"]\n")
-                .unwrap_err();
+        let err = parse("[environments.prod]\ndeploy_to = \"d\"\nrun = [\"a\"]\nrestart = [\"b\"]\n").unwrap_err();
         assert!(err.to_string().contains("not both"), "{err}");
     }
 }

@@ -31,22 +31,13 @@ impl Context {
                     .map(|d| d.as_secs() as i64)
             })
         });
-        Self {
-            user,
-            host: hostname(),
-            pid: std::process::id() as i32,
-            pinned_now,
-        }
+        Self { user, host: hostname(), pid: std::process::id() as i32, pinned_now }
     }
 
     /// Unix seconds.
     pub fn now(&self) -> i64 {
-        self.pinned_now.unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0)
-        })
+        self.pinned_now
+            .unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0))
     }
 
     /// `user@host`, the way lock holders and audit events name an actor.
@@ -57,10 +48,7 @@ impl Context {
 
 /// Unix milliseconds from the real clock (durations are never pinned).
 pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 pub fn rfc3339(unix_secs: i64) -> String {
@@ -89,8 +77,6 @@ fn user_from_uid() -> String {
         if pw.is_null() || (*pw).pw_name.is_null() {
             return format!("uid{uid}");
         }
-        std::ffi::CStr::from_ptr((*pw).pw_name)
-            .to_string_lossy()
-            .into_owned()
+        std::ffi::CStr::from_ptr((*pw).pw_name).to_string_lossy().into_owned()
     }
 }

@@ -17,13 +17,12 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::journal::{self, Journal, Progress};
 use crate::ledger::{
-    Acquired, AuditEvent, Change, Fence, Ledger, LockInfo, LockRequest, NewOperation, NewRelease,
-    Operation, Release, SqliteLedger, StepRecord, StepState,
+    Acquired, AuditEvent, Change, Fence, Ledger, LockInfo, LockRequest, NewOperation, NewRelease, Operation, Release,
+    SqliteLedger, StepRecord, StepState,
 };
 use crate::lock::{self, Heartbeat};
 use crate::model::{
-    EnvName, OperationKind, Outcome, ReleaseEvent, ReleaseId, ReleaseState, Scope, Target, Version,
-    next_state,
+    EnvName, OperationKind, Outcome, ReleaseEvent, ReleaseId, ReleaseState, Scope, Target, Version, next_state,
 };
 use crate::plan::{self, Phase, Step};
 use crate::runtime::releases;
@@ -115,11 +114,7 @@ struct Held {
 impl Engine {
     pub fn open(config: Config, ctx: Context) -> Result<Self> {
         let ledger = open_ledger(&config.ledger)?;
-        Ok(Self {
-            config,
-            ctx,
-            ledger,
-        })
+        Ok(Self { config, ctx, ledger })
     }
 
     pub fn ledger(&self) -> &dyn Ledger {
@@ -130,13 +125,7 @@ impl Engine {
         self.config.environment(name).cloned()
     }
 
-    fn audit(
-        &self,
-        env: &EnvName,
-        operation: Option<u64>,
-        event: &str,
-        detail: serde_json::Value,
-    ) -> Change {
+    fn audit(&self, env: &EnvName, operation: Option<u64>, event: &str, detail: serde_json::Value) -> Change {
         Change::Audit(AuditEvent {
             at: self.ctx.now(),
             actor: self.ctx.actor(),
@@ -161,29 +150,14 @@ impl Engine {
             .releases(env, 10)?
             .iter()
             .map(|r| {
-                format!(
-                    "{} {} ({}{})",
-                    r.id,
-                    r.version,
-                    r.state,
-                    if r.artifact {
-                        ""
-                    } else {
-                        ", directory removed"
-                    }
-                )
+                format!("{} {} ({}{})", r.id, r.version, r.state, if r.artifact { "" } else { ", directory removed" })
             })
             .collect())
     }
 
     // ---- the lock -------------------------------------------------------------------
 
-    fn take_lock(
-        &self,
-        env: &Environment,
-        reason: Option<&str>,
-        progress: &mut dyn Progress,
-    ) -> Result<Held> {
+    fn take_lock(&self, env: &Environment, reason: Option<&str>, progress: &mut dyn Progress) -> Result<Held> {
         let now = self.ctx.now();
         let req = LockRequest {
             env: env.name.clone(),
@@ -196,30 +170,18 @@ impl Engine {
             expires_at: Some(now + env.lease.as_secs() as i64),
         };
         let ctx = self.ctx.clone();
-        let Acquired { epoch, took_over } = self
-            .ledger
-            .acquire(&req, &|l| lock::is_stale(&ctx, l, now))?;
+        let Acquired { epoch, took_over } = self.ledger.acquire(&req, &|l| lock::is_stale(&ctx, l, now))?;
         if let Some(old) = took_over {
             progress.note(&format!(
                 "took over the lock of `{}` from {} (its process is gone or its lease expired)",
                 env.name, old.holder
             ));
         }
-        let fence = Fence {
-            env: env.name.clone(),
-            epoch,
-        };
+        let fence = Fence { env: env.name.clone(), epoch };
         let url = self.config.ledger.clone();
-        let heartbeat = Heartbeat::start(
-            Box::new(move || open_ledger(&url)),
-            fence.clone(),
-            env.lease,
-            self.ctx.clone(),
-        );
-        Ok(Held {
-            fence,
-            _heartbeat: heartbeat,
-        })
+        let heartbeat =
+            Heartbeat::start(Box::new(move || open_ledger(&url)), fence.clone(), env.lease, self.ctx.clone());
+        Ok(Held { fence, _heartbeat: heartbeat })
     }
 
     fn free(&self, held: Held) {
@@ -258,12 +220,7 @@ impl Engine {
 
     /// Plans a deploy: resolves the version, snapshots config files, reads what
     /// serves now. Changes nothing.
-    pub fn plan_deploy(
-        &self,
-        env_name: &str,
-        version: &str,
-        opts: &DeployOptions,
-    ) -> Result<(PlanView, NewRelease)> {
+    pub fn plan_deploy(&self, env_name: &str, version: &str, opts: &DeployOptions) -> Result<(PlanView, NewRelease)> {
         let env = self.env(env_name)?;
         let version = Version::parse(version)?;
         let commit = crate::git::resolve(&env.source, &version)?;
@@ -271,7 +228,11 @@ impl Engine {
         let mut blobs = Vec::new();
         for f in &env.config_files {
             let content = std::fs::read(&f.path).map_err(|e| Error::Usage {
-                what: format!("config file {} ({}) cannot be read: {e}; create it or remove it from config_files", f.name, f.path.display()),
+                what: format!(
+                    "config file {} ({}) cannot be read: {e}; create it or remove it from config_files",
+                    f.name,
+                    f.path.display()
+                ),
             })?;
             let sha = journal::sha256_hex(&content);
             config.insert(f.name.clone(), sha.clone());
@@ -279,25 +240,11 @@ impl Engine {
         }
         let id = self.ledger.next_release_id(&env.name)?;
         let before = self.ledger.release_before(&env.name, id)?;
-        let features = crate::git::subjects(
-            &env.source,
-            before.as_ref().and_then(|r| r.commit.as_ref()),
-            &commit,
-            50,
-        )?;
+        let features = crate::git::subjects(&env.source, before.as_ref().and_then(|r| r.commit.as_ref()), &commit, 50)?;
         let state = self.ledger.env_state(&env.name)?;
-        let from = state
-            .current
-            .map(|c| self.must_release(&env.name, c))
-            .transpose()?;
-        let release = NewRelease {
-            id,
-            version: version.to_string(),
-            commit: Some(commit.clone()),
-            features,
-            config,
-            blobs,
-        };
+        let from = state.current.map(|c| self.must_release(&env.name, c)).transpose()?;
+        let release =
+            NewRelease { id, version: version.to_string(), commit: Some(commit.clone()), features, config, blobs };
         let to = Release {
             id,
             version: release.version.clone(),
@@ -315,14 +262,9 @@ impl Engine {
         let steps = plan::deploy(journal::shape(&env, opts.verify), id, commit);
         let mut notes = Vec::new();
         if env.checks.is_empty() {
-            notes.push(
-                "no health checks are configured: the release will count as good once it starts"
-                    .into(),
-            );
+            notes.push("no health checks are configured: the release will count as good once it starts".into());
         } else if !opts.verify {
-            notes.push(
-                "--no-verify: health checks are skipped and the release will count as good".into(),
-            );
+            notes.push("--no-verify: health checks are skipped and the release will count as good".into());
         }
         if !opts.auto_rollback {
             notes.push("--no-auto-rollback: a failed release stays current".into());
@@ -356,6 +298,7 @@ impl Engine {
             why: format!("deploy_to is not usable: {e}"),
         })?;
         let held = self.take_lock(&env, opts.reason.as_deref(), progress)?;
+        crate::failpoint::hit("locked");
         let held = self.refuse_interrupted(&env, held)?;
         // Plan again under the lock: the release id and `from` must not race.
         let (view, release) = match self.plan_deploy(env_name, version, opts) {
@@ -376,24 +319,13 @@ impl Engine {
             host: self.ctx.host.clone(),
             pid: self.ctx.pid,
             started_at: self.ctx.now(),
-            steps: view
-                .steps
-                .iter()
-                .cloned()
-                .map(|s| (s, Phase::Forward))
-                .collect(),
+            steps: view.steps.iter().cloned().map(|s| (s, Phase::Forward)).collect(),
             release: Some(release),
         };
         self.execute(&env, held, new, progress)
     }
 
-    fn execute(
-        &self,
-        env: &Environment,
-        held: Held,
-        new: NewOperation,
-        progress: &mut dyn Progress,
-    ) -> Result<Report> {
+    fn execute(&self, env: &Environment, held: Held, new: NewOperation, progress: &mut dyn Progress) -> Result<Report> {
         let op_id = match self.ledger.begin_operation(&held.fence, new) {
             Ok(id) => id,
             Err(e) => {
@@ -404,17 +336,10 @@ impl Engine {
         self.run_journal(env, held, op_id, progress)
     }
 
-    fn run_journal(
-        &self,
-        env: &Environment,
-        held: Held,
-        op_id: u64,
-        progress: &mut dyn Progress,
-    ) -> Result<Report> {
+    fn run_journal(&self, env: &Environment, held: Held, op_id: u64, progress: &mut dyn Progress) -> Result<Report> {
         let op = self.operation(op_id)?;
         let steps = self.ledger.steps(op_id)?;
-        let verify =
-            env.checks.is_empty() || steps.iter().any(|s| matches!(s.step, Step::Verify { .. }));
+        let verify = env.checks.is_empty() || steps.iter().any(|s| matches!(s.step, Step::Verify { .. }));
         let mut j = Journal {
             ledger: self.ledger.as_ref(),
             fence: held.fence.clone(),
@@ -469,12 +394,7 @@ impl Engine {
 
     // ---- rollback ---------------------------------------------------------------------
 
-    fn resolve_target(
-        &self,
-        env: &Environment,
-        target: &Target,
-        current: Option<ReleaseId>,
-    ) -> Result<Release> {
+    fn resolve_target(&self, env: &Environment, target: &Target, current: Option<ReleaseId>) -> Result<Release> {
         let found = match target {
             Target::LastGood => self.ledger.last_good(&env.name, current)?,
             Target::Previous => match current {
@@ -492,11 +412,7 @@ impl Engine {
                 Target::Version(v) => v.clone(),
             };
             match self.candidates(&env.name) {
-                Ok(candidates) => Error::UnknownTarget {
-                    env: env.name.to_string(),
-                    target,
-                    candidates,
-                },
+                Ok(candidates) => Error::UnknownTarget { env: env.name.to_string(), target, candidates },
                 Err(e) => e,
             }
         })
@@ -508,19 +424,13 @@ impl Engine {
         let env = self.env(env_name)?;
         if opts.scope == Scope::Db {
             return Err(Error::Usage {
-                what:
-                    "--scope db: database rollback is not available in this version of lastgood yet"
-                        .into(),
+                what: "--scope db: database rollback is not available in this version of lastgood yet".into(),
             });
         }
         let state = self.ledger.env_state(&env.name)?;
-        let from = state
-            .current
-            .map(|c| self.must_release(&env.name, c))
-            .transpose()?;
+        let from = state.current.map(|c| self.must_release(&env.name, c)).transpose()?;
         let to = self.resolve_target(&env, &opts.target, state.current)?;
-        if opts.scope.includes_code() && (!to.artifact || !releases::present(&env.deploy_to, to.id))
-        {
+        if opts.scope.includes_code() && (!to.artifact || !releases::present(&env.deploy_to, to.id)) {
             return Err(Error::Refused {
                 env: env.name.to_string(),
                 what: "rollback".into(),
@@ -539,10 +449,7 @@ impl Engine {
             }
             if let Some(f) = &from {
                 if to.id > f.id {
-                    confirm.push(format!(
-                        "{} is newer than the current release {}",
-                        to.id, f.id
-                    ));
+                    confirm.push(format!("{} is newer than the current release {}", to.id, f.id));
                 }
             }
         }
@@ -609,12 +516,7 @@ impl Engine {
             host: self.ctx.host.clone(),
             pid: self.ctx.pid,
             started_at: self.ctx.now(),
-            steps: view
-                .steps
-                .iter()
-                .cloned()
-                .map(|s| (s, Phase::Forward))
-                .collect(),
+            steps: view.steps.iter().cloned().map(|s| (s, Phase::Forward)).collect(),
             release: None,
         };
         self.execute(&env, held, new, progress).map(Some)
@@ -624,65 +526,40 @@ impl Engine {
 
     /// Finishes the interrupted operation, or with `abort` returns to where it started.
     /// None when nothing was interrupted.
-    pub fn resume(
-        &self,
-        env_name: &str,
-        abort: bool,
-        progress: &mut dyn Progress,
-    ) -> Result<Option<Report>> {
+    pub fn resume(&self, env_name: &str, abort: bool, progress: &mut dyn Progress) -> Result<Option<Report>> {
         let env = self.env(env_name)?;
         let Some(op) = self.ledger.running_operation(&env.name)? else {
             // A lock left by a dead process with no operation is cleared here too.
             if let Some(l) = self.ledger.lock_info(&env.name)? {
                 if lock::holder_gone(&self.ctx, &l) {
-                    self.ledger.force_unlock(
-                        &env.name,
-                        self.audit_event(&env.name, "lock.cleared", serde_json::json!({})),
-                    )?;
-                    progress.note(&format!(
-                        "cleared a lock left by {} (its process is gone)",
-                        l.holder
-                    ));
+                    self.ledger
+                        .force_unlock(&env.name, self.audit_event(&env.name, "lock.cleared", serde_json::json!({})))?;
+                    progress.note(&format!("cleared a lock left by {} (its process is gone)", l.holder));
                 }
             }
             return Ok(None);
         };
         let held = self.take_lock(&env, op.reason.as_deref(), progress)?;
         let mut changes = vec![
-            Change::AdoptOperation {
-                op: op.id,
-                pid: self.ctx.pid,
-            },
+            Change::AdoptOperation { op: op.id, pid: self.ctx.pid },
             self.audit(
                 &env.name,
                 Some(op.id),
-                if abort {
-                    "operation.abort"
-                } else {
-                    "operation.resume"
-                },
+                if abort { "operation.abort" } else { "operation.resume" },
                 serde_json::json!({}),
             ),
         ];
         if abort {
             let steps = self.ledger.steps(op.id)?;
-            let first_open = steps
-                .iter()
-                .find(|s| matches!(s.state, StepState::Planned | StepState::Intended))
-                .map(|s| s.seq);
+            let first_open =
+                steps.iter().find(|s| matches!(s.state, StepState::Planned | StepState::Intended)).map(|s| s.seq);
             if let Some(seq) = first_open {
-                changes.push(Change::SkipRemaining {
-                    op: op.id,
-                    from_seq: seq,
-                });
+                changes.push(Change::SkipRemaining { op: op.id, from_seq: seq });
             }
-            let verify = env.checks.is_empty()
-                || steps.iter().any(|s| matches!(s.step, Step::Verify { .. }));
+            let verify = env.checks.is_empty() || steps.iter().any(|s| matches!(s.step, Step::Verify { .. }));
             let undo = plan::undo(journal::shape(&env, verify), op.from);
-            changes.push(Change::AppendSteps {
-                op: op.id,
-                steps: undo.into_iter().map(|s| (s, Phase::Abort)).collect(),
-            });
+            changes
+                .push(Change::AppendSteps { op: op.id, steps: undo.into_iter().map(|s| (s, Phase::Abort)).collect() });
         }
         if let Err(e) = self.ledger.apply(&held.fence, changes) {
             self.free(held);
@@ -693,9 +570,7 @@ impl Engine {
             if abort { "aborting" } else { "resuming" },
             op.kind.as_str(),
             op.id,
-            op.from
-                .map(|f| f.to_string())
-                .unwrap_or_else(|| "nothing".into()),
+            op.from.map(|f| f.to_string()).unwrap_or_else(|| "nothing".into()),
             op.to
         ));
         self.run_journal(&env, held, op.id, progress).map(Some)
@@ -718,30 +593,22 @@ impl Engine {
     pub fn status(&self, env_name: &str) -> Result<Status> {
         let env = self.env(env_name)?;
         let state = self.ledger.env_state(&env.name)?;
-        let current = state
-            .current
-            .map(|c| self.must_release(&env.name, c))
-            .transpose()?;
+        let current = state.current.map(|c| self.must_release(&env.name, c)).transpose()?;
         let last_good = self.ledger.last_good(&env.name, state.current)?;
         let lock = self.ledger.lock_info(&env.name)?;
-        let lock_holder_gone = lock
-            .as_ref()
-            .is_some_and(|l| lock::holder_gone(&self.ctx, l));
+        let lock_holder_gone = lock.as_ref().is_some_and(|l| lock::holder_gone(&self.ctx, l));
         let interrupted = match self.ledger.running_operation(&env.name)? {
             Some(op) => Some(Interrupted {
                 operation: op.id,
                 kind: op.kind,
                 step: self.pending_step(op.id)?,
-                holder_alive: lock.as_ref().is_some_and(|l| {
-                    l.operation == Some(op.id) && !lock::is_stale(&self.ctx, l, self.ctx.now())
-                }),
+                holder_alive: lock
+                    .as_ref()
+                    .is_some_and(|l| l.operation == Some(op.id) && !lock::is_stale(&self.ctx, l, self.ctx.now())),
             }),
             None => None,
         };
-        let app = Supervisor::new(&releases::state_dir(&env.deploy_to))
-            .running()
-            .ok()
-            .flatten();
+        let app = Supervisor::new(&releases::state_dir(&env.deploy_to)).running().ok().flatten();
         Ok(Status {
             environment: env.name.to_string(),
             current,
@@ -765,54 +632,41 @@ impl Engine {
         let env = self.env(env_name)?;
         let state = self.ledger.env_state(&env.name)?;
         let Some(current) = state.current else {
-            return Err(Error::Usage {
-                what: format!("nothing is deployed to `{}` yet", env.name),
-            });
+            return Err(Error::Usage { what: format!("nothing is deployed to `{}` yet", env.name) });
         };
         let r = self.must_release(&env.name, current)?;
         let vars = vec![
             ("LASTGOOD_VERSION".to_owned(), r.version.clone()),
             ("LASTGOOD_RELEASE".to_owned(), r.id.0.to_string()),
             ("LASTGOOD_ENV".to_owned(), env.name.to_string()),
-            (
-                "LASTGOOD_COMMIT".to_owned(),
-                r.commit.as_ref().map(|c| c.to_string()).unwrap_or_default(),
-            ),
+            ("LASTGOOD_COMMIT".to_owned(), r.commit.as_ref().map(|c| c.to_string()).unwrap_or_default()),
             ("LASTGOOD_HOST".to_owned(), "127.0.0.1".to_owned()),
         ];
         let dir = releases::release_dir(&env.deploy_to, current);
         let outcomes = verify::run_checks(
             &env.checks,
-            &verify::Vars {
-                version: &r.version,
-                host: "127.0.0.1",
-                env: &vars,
-                cwd: &dir,
-            },
+            &verify::Vars { version: &r.version, host: "127.0.0.1", env: &vars, cwd: &dir },
         );
         Ok((r, outcomes))
     }
 
-    pub fn mark(
-        &self,
-        env_name: &str,
-        target: &str,
-        state: ReleaseState,
-        reason: Option<&str>,
-    ) -> Result<Release> {
+    pub fn mark(&self, env_name: &str, target: &str, state: ReleaseState, reason: Option<&str>) -> Result<Release> {
         let env = self.env(env_name)?;
         let t = Target::parse(target)?;
         let current = self.ledger.env_state(&env.name)?.current;
         let r = self.resolve_target(&env, &t, current)?;
-        let next =
-            next_state(r.state, ReleaseEvent::Marked(state)).map_err(|why| Error::Usage {
-                what: format!("{} cannot be marked {state}: {why}", r.id),
-            })?;
+        let next = next_state(r.state, ReleaseEvent::Marked(state))
+            .map_err(|why| Error::Usage { what: format!("{} cannot be marked {state}: {why}", r.id) })?;
         self.ledger.apply_unfenced(
             &env.name,
             vec![
                 Change::SetReleaseState { release: r.id, state: next },
-                self.audit(&env.name, None, "release.mark", serde_json::json!({ "release": r.id, "from": r.state, "to": next, "reason": reason })),
+                self.audit(
+                    &env.name,
+                    None,
+                    "release.mark",
+                    serde_json::json!({ "release": r.id, "from": r.state, "to": next, "reason": reason }),
+                ),
             ],
         )?;
         self.must_release(&env.name, r.id)
@@ -833,14 +687,11 @@ impl Engine {
             expires_at: None,
         };
         let ctx = self.ctx.clone();
-        self.ledger
-            .acquire(&req, &|l| lock::is_stale(&ctx, l, now))?;
-        self.ledger
-            .lock_info(&env.name)?
-            .ok_or_else(|| Error::Ledger {
-                path: self.ledger.describe(),
-                message: "the lock just taken is missing".into(),
-            })
+        self.ledger.acquire(&req, &|l| lock::is_stale(&ctx, l, now))?;
+        self.ledger.lock_info(&env.name)?.ok_or_else(|| Error::Ledger {
+            path: self.ledger.describe(),
+            message: "the lock just taken is missing".into(),
+        })
     }
 
     /// Frees a lock taken by hand; a running operation's lock only with `force`.
@@ -859,14 +710,8 @@ impl Engine {
                 expires_at: l.expires_at.map(crate::context::rfc3339),
             });
         }
-        self.ledger.force_unlock(
-            &env.name,
-            self.audit_event(
-                &env.name,
-                "lock.release",
-                serde_json::json!({ "force": force }),
-            ),
-        )
+        self.ledger
+            .force_unlock(&env.name, self.audit_event(&env.name, "lock.release", serde_json::json!({ "force": force })))
     }
 }
 
@@ -881,7 +726,8 @@ pub fn open_ledger(url: &LedgerUrl) -> Result<Box<dyn Ledger>> {
     match url {
         LedgerUrl::Sqlite(path) => Ok(Box::new(SqliteLedger::open(path)?)),
         LedgerUrl::Postgres(_) => Err(Error::Usage {
-            what: "ledger.url: the PostgreSQL ledger is not available in this version of lastgood yet; use sqlite://".into(),
+            what: "ledger.url: the PostgreSQL ledger is not available in this version of lastgood yet; use sqlite://"
+                .into(),
         }),
     }
 }

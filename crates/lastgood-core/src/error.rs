@@ -16,18 +16,10 @@ pub enum Error {
     ConfigNotFound { path: PathBuf },
 
     #[error("cannot read {path}: {source}")]
-    ConfigRead {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    ConfigRead { path: PathBuf, source: std::io::Error },
 
     #[error("{path}:{line}:{column}: {message}")]
-    Config {
-        path: PathBuf,
-        line: usize,
-        column: usize,
-        message: String,
-    },
+    Config { path: PathBuf, line: usize, column: usize, message: String },
 
     #[error("unknown environment `{env}`")]
     UnknownEnvironment { env: String, known: Vec<String> },
@@ -35,50 +27,26 @@ pub enum Error {
     #[error(transparent)]
     Invalid(#[from] InvalidValue),
 
-    #[error(
-        "version `{version}` was not found in {source_dir}: no tag, branch or commit has that name"
-    )]
-    UnknownVersion {
-        version: String,
-        source_dir: PathBuf,
-    },
+    #[error("version `{version}` was not found in {source_dir}: no tag, branch or commit has that name")]
+    UnknownVersion { version: String, source_dir: PathBuf },
 
     #[error("no release of `{env}` matches `{target}`")]
-    UnknownTarget {
-        env: String,
-        target: String,
-        candidates: Vec<String>,
-    },
+    UnknownTarget { env: String, target: String, candidates: Vec<String> },
 
     #[error("{what}")]
     Usage { what: String },
 
     #[error("`{env}` is locked by {holder}{}", operation.map(|o| format!(" (operation {o})")).unwrap_or_default())]
-    Locked {
-        env: String,
-        holder: String,
-        operation: Option<u64>,
-        reason: Option<String>,
-        expires_at: Option<String>,
-    },
+    Locked { env: String, holder: String, operation: Option<u64>, reason: Option<String>, expires_at: Option<String> },
 
     #[error("{kind} operation {operation} on `{env}` was interrupted{}", step.as_ref().map(|s| format!(" at step `{s}`")).unwrap_or_default())]
-    Interrupted {
-        env: String,
-        operation: u64,
-        kind: String,
-        step: Option<String>,
-    },
+    Interrupted { env: String, operation: u64, kind: String, step: Option<String> },
 
     #[error("operation on `{env}` lost its lock to a newer holder (epoch {epoch} is stale)")]
     Fenced { env: String, epoch: i64 },
 
     #[error("{what} of `{env}` was refused: {why}")]
-    Refused {
-        env: String,
-        what: String,
-        why: String,
-    },
+    Refused { env: String, what: String, why: String },
 
     #[error("git failed in {dir}: {message}")]
     Git { dir: PathBuf, message: String },
@@ -87,11 +55,7 @@ pub enum Error {
     Ledger { path: String, message: String },
 
     #[error("{action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { action: &'static str, path: PathBuf, source: std::io::Error },
 
     /// A step of an operation failed (a build, a restart, a health check).
     #[error("{message}")]
@@ -116,23 +80,12 @@ impl Error {
             Self::Locked { .. } => 3,
             Self::Refused { .. } => 4,
             Self::Interrupted { .. } | Self::Fenced { .. } => 5,
-            Self::Step { .. }
-            | Self::Git { .. }
-            | Self::Ledger { .. }
-            | Self::Io { .. }
-            | Self::Supervise(_) => 1,
+            Self::Step { .. } | Self::Git { .. } | Self::Ledger { .. } | Self::Io { .. } | Self::Supervise(_) => 1,
         }
     }
 
-    pub fn io(
-        action: &'static str,
-        path: impl Into<PathBuf>,
-    ) -> impl FnOnce(std::io::Error) -> Self {
+    pub fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
-        move |source| Self::Io {
-            action,
-            path,
-            source,
-        }
+        move |source| Self::Io { action, path, source }
     }
 }

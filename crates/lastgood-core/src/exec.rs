@@ -11,41 +11,21 @@ use std::process::{Command, Stdio};
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
     #[error("cannot start `{program}`: {source}")]
-    Spawn {
-        program: String,
-        source: std::io::Error,
-    },
+    Spawn { program: String, source: std::io::Error },
     #[error("`{program}` exited with {status}{}", if tail.is_empty() { String::new() } else { format!(":\n{tail}") })]
-    Failed {
-        program: String,
-        status: String,
-        tail: String,
-        log: PathBuf,
-    },
+    Failed { program: String, status: String, tail: String, log: PathBuf },
     #[error("cannot write log {path}: {source}")]
-    Log {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Log { path: PathBuf, source: std::io::Error },
 }
 
 /// Resolves a relative program with a `/` against `cwd` (the release directory), so
 /// `./server` means the release's own file whatever lastgood's cwd is.
 pub fn program_path(program: &str, cwd: &Path) -> PathBuf {
     let p = Path::new(program);
-    if p.is_relative() && program.contains('/') {
-        cwd.join(p)
-    } else {
-        p.to_path_buf()
-    }
+    if p.is_relative() && program.contains('/') { cwd.join(p) } else { p.to_path_buf() }
 }
 
-pub fn run_logged(
-    argv: &[String],
-    cwd: &Path,
-    env: &[(String, String)],
-    log: &Path,
-) -> Result<(), ExecError> {
+pub fn run_logged(argv: &[String], cwd: &Path, env: &[(String, String)], log: &Path) -> Result<(), ExecError> {
     let program = argv.first().cloned().unwrap_or_default();
     if let Some(dir) = log.parent() {
         let _ = std::fs::create_dir_all(dir);
@@ -54,14 +34,8 @@ pub fn run_logged(
         .create(true)
         .append(true)
         .open(log)
-        .map_err(|source| ExecError::Log {
-            path: log.to_path_buf(),
-            source,
-        })?;
-    let err = out.try_clone().map_err(|source| ExecError::Log {
-        path: log.to_path_buf(),
-        source,
-    })?;
+        .map_err(|source| ExecError::Log { path: log.to_path_buf(), source })?;
+    let err = out.try_clone().map_err(|source| ExecError::Log { path: log.to_path_buf(), source })?;
     let status = Command::new(program_path(&program, cwd))
         .args(&argv[1..])
         .current_dir(cwd)
@@ -70,10 +44,7 @@ pub fn run_logged(
         .stdout(out)
         .stderr(err)
         .status()
-        .map_err(|source| ExecError::Spawn {
-            program: program.clone(),
-            source,
-        })?;
+        .map_err(|source| ExecError::Spawn { program: program.clone(), source })?;
     if status.success() {
         return Ok(());
     }
@@ -84,10 +55,5 @@ pub fn run_logged(
         Some(c) => format!("status {c}"),
         None => "a signal".to_owned(),
     };
-    Err(ExecError::Failed {
-        program,
-        status,
-        tail,
-        log: log.to_path_buf(),
-    })
+    Err(ExecError::Failed { program, status, tail, log: log.to_path_buf() })
 }

@@ -13,40 +13,30 @@ use crate::model::{CommitId, Version};
 
 fn git(dir: &Path) -> Command {
     let mut c = Command::new("git");
-    c.current_dir(dir)
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("LC_ALL", "C")
-        .stdin(Stdio::null());
+    c.current_dir(dir).env("GIT_TERMINAL_PROMPT", "0").env("LC_ALL", "C").stdin(Stdio::null());
     c
 }
 
 fn run(dir: &Path, args: &[&str]) -> Result<std::process::Output> {
-    git(dir).args(args).output().map_err(|e| Error::Git {
-        dir: dir.to_path_buf(),
-        message: format!("cannot run git: {e}; is git installed?"),
-    })
+    git(dir)
+        .args(args)
+        .output()
+        .map_err(|e| Error::Git { dir: dir.to_path_buf(), message: format!("cannot run git: {e}; is git installed?") })
 }
 
 fn fail(dir: &Path, out: &std::process::Output) -> Error {
     let stderr = String::from_utf8_lossy(&out.stderr);
-    Error::Git {
-        dir: dir.to_path_buf(),
-        message: stderr.trim().lines().last().unwrap_or("failed").to_owned(),
-    }
+    Error::Git { dir: dir.to_path_buf(), message: stderr.trim().lines().last().unwrap_or("failed").to_owned() }
 }
 
 /// Checks that `dir` is a git work tree (or bare repository) lastgood can read.
 pub fn check_repository(dir: &Path) -> Result<()> {
     if !dir.is_dir() {
-        return Err(Error::Usage {
-            what: format!("source {} is not a folder", dir.display()),
-        });
+        return Err(Error::Usage { what: format!("source {} is not a folder", dir.display()) });
     }
     let out = run(dir, &["rev-parse", "--git-dir"])?;
     if !out.status.success() {
-        return Err(Error::Usage {
-            what: format!("source {} is not a git repository", dir.display()),
-        });
+        return Err(Error::Usage { what: format!("source {} is not a git repository", dir.display()) });
     }
     Ok(())
 }
@@ -55,47 +45,24 @@ pub fn check_repository(dir: &Path) -> Result<()> {
 pub fn resolve(dir: &Path, version: &Version) -> Result<CommitId> {
     check_repository(dir)?;
     let spec = format!("{}^{{commit}}", version.as_str());
-    let out = run(
-        dir,
-        &[
-            "rev-parse",
-            "--verify",
-            "--quiet",
-            "--end-of-options",
-            &spec,
-        ],
-    )?;
+    let out = run(dir, &["rev-parse", "--verify", "--quiet", "--end-of-options", &spec])?;
     if !out.status.success() {
-        return Err(Error::UnknownVersion {
-            version: version.to_string(),
-            source_dir: dir.to_path_buf(),
-        });
+        return Err(Error::UnknownVersion { version: version.to_string(), source_dir: dir.to_path_buf() });
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    CommitId::parse(text.trim()).map_err(|e| Error::Git {
-        dir: dir.to_path_buf(),
-        message: e.to_string(),
-    })
+    CommitId::parse(text.trim()).map_err(|e| Error::Git { dir: dir.to_path_buf(), message: e.to_string() })
 }
 
 /// Commit subjects in `to` that are not in `from` (all of `to`'s history if None),
 /// newest first, at most `limit`.
-pub fn subjects(
-    dir: &Path,
-    from: Option<&CommitId>,
-    to: &CommitId,
-    limit: usize,
-) -> Result<Vec<String>> {
+pub fn subjects(dir: &Path, from: Option<&CommitId>, to: &CommitId, limit: usize) -> Result<Vec<String>> {
     let range = match from {
         Some(f) if f != to => format!("{}..{}", f.as_str(), to.as_str()),
         Some(_) => return Ok(Vec::new()),
         None => to.as_str().to_owned(),
     };
     let max = format!("--max-count={limit}");
-    let out = run(
-        dir,
-        &["log", "-z", "--format=%s", &max, "--end-of-options", &range],
-    )?;
+    let out = run(dir, &["log", "-z", "--format=%s", &max, "--end-of-options", &range])?;
     if !out.status.success() {
         return Err(fail(dir, &out));
     }
@@ -109,42 +76,24 @@ pub fn subjects(
 /// Writes the commit's tree into `dest` (which must exist and be empty).
 pub fn export(dir: &Path, commit: &CommitId, dest: &Path) -> Result<()> {
     let mut child = git(dir)
-        .args([
-            "archive",
-            "--format=tar",
-            "--end-of-options",
-            commit.as_str(),
-        ])
+        .args(["archive", "--format=tar", "--end-of-options", commit.as_str()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| Error::Git {
-            dir: dir.to_path_buf(),
-            message: format!("cannot run git: {e}"),
-        })?;
+        .map_err(|e| Error::Git { dir: dir.to_path_buf(), message: format!("cannot run git: {e}") })?;
     let stdout = child.stdout.take();
     let unpacked = stdout.map(|s| {
         let mut archive = tar::Archive::new(s);
         archive.set_preserve_permissions(true);
         archive.unpack(dest)
     });
-    let out = child.wait_with_output().map_err(|e| Error::Git {
-        dir: dir.to_path_buf(),
-        message: e.to_string(),
-    })?;
+    let out = child.wait_with_output().map_err(|e| Error::Git { dir: dir.to_path_buf(), message: e.to_string() })?;
     if !out.status.success() {
         return Err(fail(dir, &out));
     }
     match unpacked {
         Some(Ok(())) => Ok(()),
-        Some(Err(e)) => Err(Error::Io {
-            action: "unpack the release into",
-            path: dest.to_path_buf(),
-            source: e,
-        }),
-        None => Err(Error::Git {
-            dir: dir.to_path_buf(),
-            message: "git archive gave no output".into(),
-        }),
+        Some(Err(e)) => Err(Error::Io { action: "unpack the release into", path: dest.to_path_buf(), source: e }),
+        None => Err(Error::Git { dir: dir.to_path_buf(), message: "git archive gave no output".into() }),
     }
 }

@@ -11,7 +11,7 @@
 //! the same journal (so a crash during the automatic rollback resumes into it), and
 //! the release states at the end follow [`crate::model::next_state`].
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -82,15 +82,10 @@ impl Journal<'_> {
     }
 
     fn release(&self, id: ReleaseId) -> Result<Release> {
-        self.ledger
-            .release(&self.env.name, id)?
-            .ok_or_else(|| Error::Ledger {
-                path: self.ledger.describe(),
-                message: format!(
-                    "release {id} of `{}` is missing from the ledger",
-                    self.env.name
-                ),
-            })
+        self.ledger.release(&self.env.name, id)?.ok_or_else(|| Error::Ledger {
+            path: self.ledger.describe(),
+            message: format!("release {id} of `{}` is missing from the ledger", self.env.name),
+        })
     }
 
     fn vars(&self, r: &Release) -> Vec<(String, String)> {
@@ -98,10 +93,7 @@ impl Journal<'_> {
             ("LASTGOOD_VERSION".into(), r.version.clone()),
             ("LASTGOOD_RELEASE".into(), r.id.0.to_string()),
             ("LASTGOOD_ENV".into(), self.env.name.to_string()),
-            (
-                "LASTGOOD_COMMIT".into(),
-                r.commit.as_ref().map(|c| c.to_string()).unwrap_or_default(),
-            ),
+            ("LASTGOOD_COMMIT".into(), r.commit.as_ref().map(|c| c.to_string()).unwrap_or_default()),
             ("LASTGOOD_HOST".into(), "127.0.0.1".into()),
         ]
     }
@@ -118,14 +110,8 @@ impl Journal<'_> {
                 continue;
             }
             let started = now_ms();
-            self.ledger.apply(
-                &self.fence,
-                vec![Change::StepIntended {
-                    op: self.op.id,
-                    seq: rec.seq,
-                    at_ms: started,
-                }],
-            )?;
+            self.ledger
+                .apply(&self.fence, vec![Change::StepIntended { op: self.op.id, seq: rec.seq, at_ms: started }])?;
             rec.state = StepState::Intended;
             rec.started_at_ms = Some(started);
             self.progress.step_started(&rec);
@@ -171,26 +157,14 @@ impl Journal<'_> {
                                 duration_ms,
                                 detail: Some(detail.clone()),
                             },
-                            Change::SkipRemaining {
-                                op: self.op.id,
-                                from_seq: rec.seq + 1,
-                            },
-                            self.audit(
-                                "step.failed",
-                                serde_json::json!({ "step": rec.step.name(), "error": detail }),
-                            ),
+                            Change::SkipRemaining { op: self.op.id, from_seq: rec.seq + 1 },
+                            self.audit("step.failed", serde_json::json!({ "step": rec.step.name(), "error": detail })),
                         ],
                     )?;
                     self.progress.step_finished(&rec);
                     steps = self.ledger.steps(self.op.id)?;
                     if let Some(more) = self.on_failure(&rec, &steps)? {
-                        self.ledger.apply(
-                            &self.fence,
-                            vec![Change::AppendSteps {
-                                op: self.op.id,
-                                steps: more,
-                            }],
-                        )?;
+                        self.ledger.apply(&self.fence, vec![Change::AppendSteps { op: self.op.id, steps: more }])?;
                         steps = self.ledger.steps(self.op.id)?;
                     }
                     if failure.is_none() {
@@ -205,70 +179,39 @@ impl Journal<'_> {
     }
 
     /// A failed step: decide whether to return to the last good release.
-    fn on_failure(
-        &mut self,
-        failed: &StepRecord,
-        steps: &[StepRecord],
-    ) -> Result<Option<Vec<(Step, Phase)>>> {
+    fn on_failure(&mut self, failed: &StepRecord, steps: &[StepRecord]) -> Result<Option<Vec<(Step, Phase)>>> {
         let deploy = self.op.kind == OperationKind::Deploy;
-        let switched = steps.iter().any(|s| {
-            s.phase == Phase::Forward
-                && matches!(s.step, Step::Switch { .. })
-                && s.state == StepState::Done
-        });
+        let switched = steps
+            .iter()
+            .any(|s| s.phase == Phase::Forward && matches!(s.step, Step::Switch { .. }) && s.state == StepState::Done);
         if !deploy || failed.phase != Phase::Forward || !switched {
             return Ok(None);
         }
         if !self.op.auto_rollback {
-            self.progress.note(
-                "automatic rollback is off (--no-auto-rollback): the failed release stays current",
-            );
+            self.progress.note("automatic rollback is off (--no-auto-rollback): the failed release stays current");
             return Ok(None);
         }
         let Some(good) = self.ledger.last_good(&self.env.name, Some(self.op.to))? else {
-            self.progress
-                .note("there is no good release to return to: the failed release stays current");
+            self.progress.note("there is no good release to return to: the failed release stays current");
             return Ok(None);
         };
         if !good.artifact || !releases::present(&self.env.deploy_to, good.id) {
-            self.progress.note(&format!(
-                "the last good release {} has no release directory left: cannot return to it",
-                good.id
-            ));
+            self.progress
+                .note(&format!("the last good release {} has no release directory left: cannot return to it", good.id));
             return Ok(None);
         }
-        self.progress.note(&format!(
-            "returning to the last good release {} ({})",
-            good.id, good.version
-        ));
-        let steps = plan::rollback(
-            shape(self.env, self.verify),
-            Some(self.op.to),
-            good.id,
-            crate::model::Scope::Full,
-        );
-        Ok(Some(
-            steps.into_iter().map(|s| (s, Phase::Rollback)).collect(),
-        ))
+        self.progress.note(&format!("returning to the last good release {} ({})", good.id, good.version));
+        let steps = plan::rollback(shape(self.env, self.verify), Some(self.op.to), good.id, crate::model::Scope::Full);
+        Ok(Some(steps.into_iter().map(|s| (s, Phase::Rollback)).collect()))
     }
 
     /// Works out the outcome and release states from the journal, and records them.
-    fn settle(
-        &mut self,
-        steps: &[StepRecord],
-        failure: Option<(StepRecord, String)>,
-    ) -> Result<Finished> {
-        let any = |phase: Phase, state: StepState| {
-            steps.iter().any(|s| s.phase == phase && s.state == state)
-        };
+    fn settle(&mut self, steps: &[StepRecord], failure: Option<(StepRecord, String)>) -> Result<Finished> {
+        let any = |phase: Phase, state: StepState| steps.iter().any(|s| s.phase == phase && s.state == state);
         let has = |phase: Phase| steps.iter().any(|s| s.phase == phase);
         let forward_failed = any(Phase::Forward, StepState::Failed);
         let outcome = if has(Phase::Abort) {
-            if any(Phase::Abort, StepState::Failed) {
-                Outcome::Failed
-            } else {
-                Outcome::Aborted
-            }
+            if any(Phase::Abort, StepState::Failed) { Outcome::Failed } else { Outcome::Aborted }
         } else if forward_failed {
             if has(Phase::Rollback) && !any(Phase::Rollback, StepState::Failed) {
                 Outcome::RolledBack
@@ -280,39 +223,32 @@ impl Journal<'_> {
         };
 
         let mut changes = Vec::new();
-        let mut set =
-            |ledger: &dyn Ledger, env, id: ReleaseId, event: ReleaseEvent| -> Result<()> {
-                if let Some(r) = ledger.release(env, id)? {
-                    if let Ok(state) = next_state(r.state, event) {
-                        if state != r.state {
-                            changes.push(Change::SetReleaseState { release: id, state });
-                        }
+        let mut set = |ledger: &dyn Ledger, env, id: ReleaseId, event: ReleaseEvent| -> Result<()> {
+            if let Some(r) = ledger.release(env, id)? {
+                if let Ok(state) = next_state(r.state, event) {
+                    if state != r.state {
+                        changes.push(Change::SetReleaseState { release: id, state });
                     }
                 }
-                Ok(())
-            };
+            }
+            Ok(())
+        };
         let env = &self.env.name;
         let verified = |id: ReleaseId, phase: Phase| {
-            steps.iter().any(|s| {
-                s.phase == phase
-                    && s.step == Step::Verify { release: id }
-                    && s.state == StepState::Done
-            })
+            steps
+                .iter()
+                .any(|s| s.phase == phase && s.step == Step::Verify { release: id } && s.state == StepState::Done)
         };
         match (self.op.kind, outcome) {
             (OperationKind::Deploy, Outcome::Succeeded) => {
                 set(self.ledger, env, self.op.to, ReleaseEvent::ChecksPassed)?
             }
-            (OperationKind::Deploy, _) => {
-                set(self.ledger, env, self.op.to, ReleaseEvent::DeployFailed)?
-            }
+            (OperationKind::Deploy, _) => set(self.ledger, env, self.op.to, ReleaseEvent::DeployFailed)?,
             (OperationKind::Rollback, Outcome::Aborted) => {}
             (OperationKind::Rollback, _) => {
                 if let Some(from) = self.op.from {
                     if from != self.op.to
-                        && steps
-                            .iter()
-                            .any(|s| s.state == StepState::Done && s.phase == Phase::Forward)
+                        && steps.iter().any(|s| s.state == StepState::Done && s.phase == Phase::Forward)
                     {
                         set(self.ledger, env, from, ReleaseEvent::MovedAwayFrom)?;
                     }
@@ -322,15 +258,9 @@ impl Journal<'_> {
                 }
             }
         }
-        let error =
-            failure.map(|(rec, detail)| format!("step `{}` failed: {detail}", rec.step.name()));
+        let error = failure.map(|(rec, detail)| format!("step `{}` failed: {detail}", rec.step.name()));
         let now = self.ctx.now();
-        changes.push(Change::FinishOperation {
-            op: self.op.id,
-            outcome,
-            at: now,
-            error: error.clone(),
-        });
+        changes.push(Change::FinishOperation { op: self.op.id, outcome, at: now, error: error.clone() });
         changes.push(self.audit(
             &format!("{}.finish", self.op.kind.as_str()),
             serde_json::json!({ "outcome": outcome.as_str(), "error": error, "checks": self.checks }),
@@ -351,13 +281,7 @@ impl Journal<'_> {
                 } else {
                     "already exported".into()
                 };
-                Ok((
-                    detail,
-                    vec![Change::SetArtifact {
-                        release: *release,
-                        present: true,
-                    }],
-                ))
+                Ok((detail, vec![Change::SetArtifact { release: *release, present: true }]))
             }
             Step::Build { release } => {
                 let r = self.release(*release)?;
@@ -366,11 +290,8 @@ impl Journal<'_> {
                 };
                 let dir = releases::release_dir(deploy_to, *release);
                 let log = releases::state_dir(deploy_to).join(format!("build-{}.log", release.0));
-                crate::exec::run_logged(argv, &dir, &self.vars(&r), &log).map_err(|e| {
-                    Error::Step {
-                        message: e.to_string(),
-                    }
-                })?;
+                crate::exec::run_logged(argv, &dir, &self.vars(&r), &log)
+                    .map_err(|e| Error::Step { message: e.to_string() })?;
                 Ok((format!("built (log: {})", log.display()), vec![]))
             }
             Step::Switch { release } => {
@@ -417,23 +338,11 @@ impl Journal<'_> {
                 let dir = releases::release_dir(deploy_to, *release);
                 match &env.start {
                     Start::Run(argv) => {
+                        // Always a real restart, even when the release already runs: a
+                        // config-only rollback needs the app to read its files again.
                         let sup = Supervisor::new(&releases::state_dir(deploy_to));
-                        if let Some(running) = sup.running()? {
-                            if running.release == release.0 {
-                                return Ok((
-                                    format!("already running (pid {})", running.pid),
-                                    vec![],
-                                ));
-                            }
-                        }
                         let stopped = sup.stop(env.stop_timeout)?;
-                        let started = sup.start(
-                            argv,
-                            &dir,
-                            &self.vars(&r),
-                            release.0,
-                            Duration::from_millis(50),
-                        )?;
+                        let started = sup.start(argv, &dir, &self.vars(&r), release.0, Duration::from_millis(50))?;
                         let detail = match stopped {
                             Some(old) => format!(
                                 "stopped pid {} ({}), started pid {}",
@@ -447,11 +356,8 @@ impl Journal<'_> {
                     }
                     Start::Restart(argv) => {
                         let log = releases::state_dir(deploy_to).join("restart.log");
-                        crate::exec::run_logged(argv, &dir, &self.vars(&r), &log).map_err(|e| {
-                            Error::Step {
-                                message: e.to_string(),
-                            }
-                        })?;
+                        crate::exec::run_logged(argv, &dir, &self.vars(&r), &log)
+                            .map_err(|e| Error::Step { message: e.to_string() })?;
                         Ok(("restarted".into(), vec![]))
                     }
                     Start::Nothing => Ok(("nothing to restart".into(), vec![])),
@@ -466,10 +372,7 @@ impl Journal<'_> {
             }
             Step::Unlink => {
                 releases::unlink(deploy_to)?;
-                Ok((
-                    "current removed".into(),
-                    vec![Change::SetCurrent(None), Change::SetConfigRelease(None)],
-                ))
+                Ok(("current removed".into(), vec![Change::SetCurrent(None), Change::SetConfigRelease(None)]))
             }
             Step::Verify { release } => {
                 let r = self.release(*release)?;
@@ -477,27 +380,17 @@ impl Journal<'_> {
                 let dir = releases::release_dir(deploy_to, *release);
                 let outcomes = verify::run_checks(
                     &env.checks,
-                    &verify::Vars {
-                        version: &r.version,
-                        host: "127.0.0.1",
-                        env: &vars,
-                        cwd: &dir,
-                    },
+                    &verify::Vars { version: &r.version, host: "127.0.0.1", env: &vars, cwd: &dir },
                 );
                 let passed = outcomes.iter().filter(|o| o.passed).count();
                 let total = outcomes.len();
-                let failed: Vec<String> = outcomes
-                    .iter()
-                    .filter(|o| !o.passed)
-                    .map(|o| format!("{}: {}", o.check, o.detail))
-                    .collect();
+                let failed: Vec<String> =
+                    outcomes.iter().filter(|o| !o.passed).map(|o| format!("{}: {}", o.check, o.detail)).collect();
                 self.checks.extend(outcomes);
                 if failed.is_empty() {
                     Ok((format!("{passed}/{total} checks passed"), vec![]))
                 } else {
-                    Err(Error::Step {
-                        message: format!("{passed}/{total} checks passed; {}", failed.join("; ")),
-                    })
+                    Err(Error::Step { message: format!("{passed}/{total} checks passed; {}", failed.join("; ")) })
                 }
             }
             Step::Cleanup => self.cleanup(),
@@ -510,40 +403,21 @@ impl Journal<'_> {
         let env = self.env;
         let state = self.ledger.env_state(&env.name)?;
         let with_dirs = self.ledger.releases_with_artifacts(&env.name)?;
-        let mut keep: BTreeMap<ReleaseId, ()> = BTreeMap::new();
-        for id in [state.current, state.config_release, Some(self.op.to)]
-            .into_iter()
-            .flatten()
-        {
-            keep.insert(id, ());
-        }
-        let good: Vec<ReleaseId> = with_dirs
-            .iter()
-            .filter(|r| r.state == ReleaseState::Good)
-            .map(|r| r.id)
-            .take(env.keep_releases)
-            .collect();
-        for id in good {
-            keep.insert(id, ());
-        }
+        let mut keep: BTreeSet<ReleaseId> =
+            [state.current, state.config_release, Some(self.op.to)].into_iter().flatten().collect();
+        // Cleanup runs after the deploy's checks passed, so its release is about to be
+        // good: it counts among the `keep_releases` newest good ones.
+        let good = with_dirs.iter().filter(|r| r.state == ReleaseState::Good || r.id == self.op.to).map(|r| r.id);
+        keep.extend(good.take(env.keep_releases));
         let mut removed = Vec::new();
         let mut changes = Vec::new();
-        for r in with_dirs
-            .iter()
-            .filter(|r| !keep.contains_key(&r.id) && r.state != ReleaseState::Pending)
-        {
+        for r in with_dirs.iter().filter(|r| !keep.contains(&r.id) && r.state != ReleaseState::Pending) {
             releases::remove(&env.deploy_to, r.id)?;
-            changes.push(Change::SetArtifact {
-                release: r.id,
-                present: false,
-            });
+            changes.push(Change::SetArtifact { release: r.id, present: false });
             removed.push(r.id.to_string());
         }
-        let detail = if removed.is_empty() {
-            "nothing to remove".into()
-        } else {
-            format!("removed {}", removed.join(", "))
-        };
+        let detail =
+            if removed.is_empty() { "nothing to remove".into() } else { format!("removed {}", removed.join(", ")) };
         Ok((detail, changes))
     }
 }

@@ -36,9 +36,7 @@ pub fn is_stale(ctx: &Context, lock: &LockInfo, now: i64) -> bool {
         return true;
     }
     match lock.pid {
-        Some(pid) if lock.host == ctx.host => {
-            process_start_time(pid) != lock.pid_start || lock.pid_start.is_none()
-        }
+        Some(pid) if lock.host == ctx.host => process_start_time(pid) != lock.pid_start || lock.pid_start.is_none(),
         _ => false,
     }
 }
@@ -82,10 +80,7 @@ impl Heartbeat {
                 }
             }
         });
-        Self {
-            stop: Some(tx),
-            handle: Some(handle),
-        }
+        Self { stop: Some(tx), handle: Some(handle) }
     }
 }
 

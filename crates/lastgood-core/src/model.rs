@@ -20,11 +20,7 @@ pub struct InvalidValue {
 }
 
 fn invalid(what: &'static str, value: &str, why: impl Into<String>) -> InvalidValue {
-    InvalidValue {
-        what,
-        value: value.escape_debug().to_string(),
-        why: why.into(),
-    }
+    InvalidValue { what, value: value.escape_debug().to_string(), why: why.into() }
 }
 
 /// An environment's name: lower-case letters, digits, `-` and `_`, at most 63.
@@ -34,13 +30,8 @@ pub struct EnvName(String);
 
 impl EnvName {
     pub fn parse(s: &str) -> Result<Self, InvalidValue> {
-        let ok_first = s
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-        let ok_rest = s
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        let ok_first = s.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        let ok_rest = s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
         if s.is_empty() || s.len() > 63 || !ok_first || !ok_rest {
             return Err(invalid(
                 "environment name",
@@ -91,27 +82,14 @@ impl Version {
             return Err(invalid(what, s, "it is longer than 255 bytes"));
         }
         if s.starts_with('-') {
-            return Err(invalid(
-                what,
-                s,
-                "it starts with `-`, so programs would read it as an option",
-            ));
+            return Err(invalid(what, s, "it starts with `-`, so programs would read it as an option"));
         }
-        if let Some(c) = s
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/' | '+')))
-        {
-            let shown = if c.is_control() || c.is_whitespace() {
-                c.escape_debug().to_string()
-            } else {
-                c.to_string()
-            };
+        if let Some(c) = s.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/' | '+'))) {
+            let shown = if c.is_control() || c.is_whitespace() { c.escape_debug().to_string() } else { c.to_string() };
             return Err(invalid(
                 what,
                 s,
-                format!(
-                    "it contains `{shown}`; a version may hold only letters, digits and . _ - / +"
-                ),
+                format!("it contains `{shown}`; a version may hold only letters, digits and . _ - / +"),
             ));
         }
         if s.starts_with('.') || s.starts_with('/') || s.ends_with('/') || s.ends_with('.') {
@@ -154,15 +132,9 @@ pub struct CommitId(String);
 
 impl CommitId {
     pub fn parse(s: &str) -> Result<Self, InvalidValue> {
-        let hex = s
-            .chars()
-            .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
+        let hex = s.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
         if !(hex && (s.len() == 40 || s.len() == 64)) {
-            return Err(invalid(
-                "commit id",
-                s,
-                "expected 40 or 64 lower-case hex digits",
-            ));
+            return Err(invalid("commit id", s, "expected 40 or 64 lower-case hex digits"));
         }
         Ok(Self(s.to_owned()))
     }
@@ -429,14 +401,7 @@ mod tests {
         ] {
             assert!(Version::parse(bad).is_err(), "{bad:?} was accepted");
         }
-        for good in [
-            "v1",
-            "v1.2.3",
-            "release/2024-01",
-            "main",
-            "0123abc",
-            "v1+build.5",
-        ] {
+        for good in ["v1", "v1.2.3", "release/2024-01", "main", "0123abc", "v1+build.5"] {
             assert!(Version::parse(good).is_ok(), "{good:?} was refused");
         }
     }

@@ -20,10 +20,7 @@ use crate::model::{CommitId, ReleaseId, Scope};
 #[serde(tag = "step", rename_all = "snake_case")]
 pub enum Step {
     /// Write the commit's tree into `releases/<id>/`.
-    Export {
-        release: ReleaseId,
-        commit: CommitId,
-    },
+    Export { release: ReleaseId, commit: CommitId },
     /// Run `build` in the release directory.
     Build { release: ReleaseId },
     /// Point `current` at the release (atomic rename).
@@ -136,12 +133,7 @@ pub fn deploy(shape: Shape, release: ReleaseId, commit: CommitId) -> Vec<Step> {
 ///
 /// `current` is the release serving now (None when nothing was ever deployed).
 /// The app is restarted on whichever release's code serves afterwards.
-pub fn rollback(
-    shape: Shape,
-    current: Option<ReleaseId>,
-    target: ReleaseId,
-    scope: Scope,
-) -> Vec<Step> {
+pub fn rollback(shape: Shape, current: Option<ReleaseId>, target: ReleaseId, scope: Scope) -> Vec<Step> {
     let mut steps = Vec::new();
     let code_moves = scope.includes_code() && current != Some(target);
     if code_moves {
@@ -150,11 +142,7 @@ pub fn rollback(
     if scope.includes_config() && shape.config_files {
         steps.push(Step::RestoreConfig { release: target });
     }
-    let serving = if scope.includes_code() {
-        Some(target)
-    } else {
-        current
-    };
+    let serving = if scope.includes_code() { Some(target) } else { current };
     if let Some(serving) = serving {
         if shape.start && !steps.is_empty() {
             steps.push(Step::Restart { release: serving });
@@ -203,14 +191,8 @@ mod tests {
         CommitId::parse(&"a".repeat(40)).unwrap()
     }
     fn shapes() -> impl Strategy<Value = Shape> {
-        (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()).prop_map(
-            |(build, start, config_files, verify)| Shape {
-                build,
-                start,
-                config_files,
-                verify,
-            },
-        )
+        (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>())
+            .prop_map(|(build, start, config_files, verify)| Shape { build, start, config_files, verify })
     }
     fn scopes() -> impl Strategy<Value = Scope> {
         prop_oneof![Just(Scope::Full), Just(Scope::Code), Just(Scope::Config)]
@@ -268,18 +250,8 @@ mod tests {
 
     #[test]
     fn rolling_back_to_current_with_code_scope_does_nothing_to_code() {
-        let shape = Shape {
-            build: true,
-            start: true,
-            config_files: false,
-            verify: true,
-        };
+        let shape = Shape { build: true, start: true, config_files: false, verify: true };
         let steps = rollback(shape, Some(ReleaseId(3)), ReleaseId(3), Scope::Code);
-        assert_eq!(
-            steps,
-            vec![Step::Verify {
-                release: ReleaseId(3)
-            }]
-        );
+        assert_eq!(steps, vec![Step::Verify { release: ReleaseId(3) }]);
     }
 }

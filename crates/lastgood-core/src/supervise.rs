@@ -68,16 +68,9 @@ pub enum SuperviseError {
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: io::Error },
     #[error("pid file {} is not valid: {source}", path.display())]
-    CorruptPidFile {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
+    CorruptPidFile { path: PathBuf, source: serde_json::Error },
     #[error("cannot send signal {signal} to process {pid}: {source}")]
-    Signal {
-        pid: i32,
-        signal: i32,
-        source: io::Error,
-    },
+    Signal { pid: i32, signal: i32, source: io::Error },
     #[error("process {pid} is still running {} after SIGKILL", humantime::format_duration(*waited))]
     StillRunning { pid: i32, waited: Duration },
     #[error("process {pid} exited right after it was started ({})", describe_exit(*code))]
@@ -97,10 +90,7 @@ fn describe_exit(code: Option<i32>) -> String {
 }
 
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> SuperviseError + '_ {
-    move |source| SuperviseError::Io {
-        path: path.to_owned(),
-        source,
-    }
+    move |source| SuperviseError::Io { path: path.to_owned(), source }
 }
 
 impl Supervisor {
@@ -131,11 +121,8 @@ impl Supervisor {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(io_at(&self.pid_file)(source)),
         };
-        let recorded: Running =
-            serde_json::from_slice(&text).map_err(|source| SuperviseError::CorruptPidFile {
-                path: self.pid_file.clone(),
-                source,
-            })?;
+        let recorded: Running = serde_json::from_slice(&text)
+            .map_err(|source| SuperviseError::CorruptPidFile { path: self.pid_file.clone(), source })?;
         Ok(is_alive(&recorded).then_some(recorded))
     }
 
@@ -152,10 +139,7 @@ impl Supervisor {
         if !wait_until_gone(&running, Instant::now() + grace) {
             signal_group(running.pid, libc::SIGKILL)?;
             if !wait_until_gone(&running, Instant::now() + KILL_WAIT) {
-                return Err(SuperviseError::StillRunning {
-                    pid: running.pid,
-                    waited: KILL_WAIT,
-                });
+                return Err(SuperviseError::StillRunning { pid: running.pid, waited: KILL_WAIT });
             }
         }
         self.remove_pid_file()?;
@@ -201,10 +185,7 @@ impl Supervisor {
                 Ok(())
             });
         }
-        let mut child = command.spawn().map_err(|source| SuperviseError::Spawn {
-            program: program.clone(),
-            source,
-        })?;
+        let mut child = command.spawn().map_err(|source| SuperviseError::Spawn { program: program.clone(), source })?;
         // Invariant: Linux pids are at most PID_MAX_LIMIT (2^22), so they fit in i32.
         let pid = libc::pid_t::try_from(child.id()).expect("Linux pids fit in pid_t");
 
@@ -221,11 +202,7 @@ impl Supervisor {
                 return Err(io_at(&stat_path)(source));
             }
         };
-        let running = Running {
-            pid,
-            start_time,
-            release,
-        };
+        let running = Running { pid, start_time, release };
         if let Err(e) = self.write_pid_file(&running) {
             // A process no pid file names could never be stopped by lastgood.
             kill_child(&mut child);
@@ -243,11 +220,7 @@ impl Supervisor {
         // `child` is dropped without waiting: the app is meant to outlive us.
         if let Some(code) = exited {
             self.remove_pid_file()?;
-            return Err(SuperviseError::ExitedAtStart {
-                pid,
-                code,
-                log_tail: self.log_tail(output_starts_at),
-            });
+            return Err(SuperviseError::ExitedAtStart { pid, code, log_tail: self.log_tail(output_starts_at) });
         }
         Ok(running)
     }
@@ -255,16 +228,10 @@ impl Supervisor {
     /// Opens the log for appending, writes the start marker, and returns the file
     /// and the offset where this start's output begins.
     fn open_log(&self, release: u64) -> Result<(File, u64), SuperviseError> {
-        let mut log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log_file)
-            .map_err(io_at(&self.log_file))?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        writeln!(log, "--- lastgood: starting release {release} at {now} ---")
-            .map_err(io_at(&self.log_file))?;
+        let mut log =
+            OpenOptions::new().create(true).append(true).open(&self.log_file).map_err(io_at(&self.log_file))?;
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        writeln!(log, "--- lastgood: starting release {release} at {now} ---").map_err(io_at(&self.log_file))?;
         let offset = log.metadata().map_err(io_at(&self.log_file))?.len();
         Ok((log, offset))
     }
@@ -275,9 +242,7 @@ impl Supervisor {
         let read = || -> io::Result<String> {
             let mut file = File::open(&self.log_file)?;
             let len = file.metadata()?.len();
-            file.seek(SeekFrom::Start(
-                from.max(len.saturating_sub(LOG_TAIL_BYTES)),
-            ))?;
+            file.seek(SeekFrom::Start(from.max(len.saturating_sub(LOG_TAIL_BYTES))))?;
             let mut bytes = Vec::new();
             file.read_to_end(&mut bytes)?;
             Ok(String::from_utf8_lossy(&bytes).into_owned())
@@ -294,14 +259,10 @@ impl Supervisor {
         // Invariant: `Running` is plain integers, which always serialize.
         let json = serde_json::to_vec(running).expect("Running serializes");
         let mut file = File::create(&tmp).map_err(io_at(&tmp))?;
-        file.write_all(&json)
-            .and_then(|()| file.sync_all())
-            .map_err(io_at(&tmp))?;
+        file.write_all(&json).and_then(|()| file.sync_all()).map_err(io_at(&tmp))?;
         drop(file);
         fs::rename(&tmp, &self.pid_file).map_err(io_at(&self.pid_file))?;
-        File::open(&self.state_dir)
-            .and_then(|dir| dir.sync_all())
-            .map_err(io_at(&self.state_dir))
+        File::open(&self.state_dir).and_then(|dir| dir.sync_all()).map_err(io_at(&self.state_dir))
     }
 
     fn remove_pid_file(&self) -> Result<(), SuperviseError> {
@@ -317,11 +278,7 @@ impl Supervisor {
 /// lastgood's own working directory; bare names are left for the `PATH` search.
 pub(crate) fn resolve_program(program: &str, cwd: &Path) -> PathBuf {
     let path = Path::new(program);
-    if program.contains('/') && path.is_relative() {
-        cwd.join(path)
-    } else {
-        path.to_owned()
-    }
+    if program.contains('/') && path.is_relative() { cwd.join(path) } else { path.to_owned() }
 }
 
 /// The fields of `/proc/<pid>/stat` lastgood cares about.
@@ -438,11 +395,7 @@ fn signal_group(pid: i32, signal: i32) -> Result<(), SuperviseError> {
         }
         let err = io::Error::last_os_error();
         if err.raw_os_error() != Some(libc::ESRCH) {
-            return Err(SuperviseError::Signal {
-                pid,
-                signal,
-                source: err,
-            });
+            return Err(SuperviseError::Signal { pid, signal, source: err });
         }
     }
     // ESRCH both ways: it died on its own in the meantime.
@@ -475,18 +428,13 @@ mod tests {
         let sup = Supervisor::new(&dir.path().join("state"));
         assert_eq!(sup.running().unwrap(), None);
 
-        let started = sup
-            .start(&argv(&["sleep", "30"]), dir.path(), &[], 7, SETTLE)
-            .unwrap();
+        let started = sup.start(&argv(&["sleep", "30"]), dir.path(), &[], 7, SETTLE).unwrap();
         assert_eq!(started.release, 7);
         assert_eq!(sup.running().unwrap(), Some(started.clone()));
         let on_disk: Running = serde_json::from_slice(&fs::read(sup.pid_file()).unwrap()).unwrap();
         assert_eq!(on_disk, started);
         let log = fs::read_to_string(sup.log_file()).unwrap();
-        assert!(
-            log.starts_with("--- lastgood: starting release 7 at "),
-            "{log}"
-        );
+        assert!(log.starts_with("--- lastgood: starting release 7 at "), "{log}");
 
         let stopped = sup.stop(Duration::from_secs(5)).unwrap();
         assert_eq!(stopped, Some(started.clone()));
@@ -501,9 +449,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let sup = Supervisor::new(dir.path());
         let script = "trap '' TERM; sleep 30; true";
-        let started = sup
-            .start(&argv(&["sh", "-c", script]), dir.path(), &[], 1, SETTLE)
-            .unwrap();
+        let started = sup.start(&argv(&["sh", "-c", script]), dir.path(), &[], 1, SETTLE).unwrap();
         let grace = Duration::from_millis(300);
         let begun = Instant::now();
         assert_eq!(sup.stop(grace).unwrap(), Some(started.clone()));
@@ -519,20 +465,12 @@ mod tests {
         let mut exited = Command::new("true").spawn().unwrap();
         let pid = exited.id() as i32;
         exited.wait().unwrap();
-        let stale = Running {
-            pid,
-            start_time: 1,
-            release: 3,
-        };
+        let stale = Running { pid, start_time: 1, release: 3 };
         fs::write(sup.pid_file(), serde_json::to_vec(&stale).unwrap()).unwrap();
         assert_eq!(sup.running().unwrap(), None);
 
         // Alive, but not the process that was recorded: pid reuse.
-        let reused = Running {
-            pid: std::process::id() as i32,
-            start_time: 1,
-            release: 3,
-        };
+        let reused = Running { pid: std::process::id() as i32, start_time: 1, release: 3 };
         fs::write(sup.pid_file(), serde_json::to_vec(&reused).unwrap()).unwrap();
         assert_eq!(sup.running().unwrap(), None);
         assert_eq!(sup.stop(Duration::from_millis(100)).unwrap(), None);
@@ -544,10 +482,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let sup = Supervisor::new(dir.path());
         fs::write(sup.pid_file(), "not json").unwrap();
-        assert!(matches!(
-            sup.running(),
-            Err(SuperviseError::CorruptPidFile { .. })
-        ));
+        assert!(matches!(sup.running(), Err(SuperviseError::CorruptPidFile { .. })));
     }
 
     #[test]
@@ -556,9 +491,7 @@ mod tests {
         let sup = Supervisor::new(dir.path());
         fs::write(sup.log_file(), "old release output\n").unwrap();
         let script = "echo starting; echo boom >&2; exit 3";
-        let err = sup
-            .start(&argv(&["sh", "-c", script]), dir.path(), &[], 2, SETTLE)
-            .unwrap_err();
+        let err = sup.start(&argv(&["sh", "-c", script]), dir.path(), &[], 2, SETTLE).unwrap_err();
         let SuperviseError::ExitedAtStart { code, log_tail, .. } = &err else {
             panic!("unexpected {err:?}");
         };
@@ -574,23 +507,15 @@ mod tests {
         let bin = dir.path().join("bin");
         fs::create_dir(&bin).unwrap();
         let app = bin.join("app");
-        fs::write(
-            &app,
-            "#!/bin/sh\necho \"greeting=$GREETING in $(pwd)\"\nexec sleep 30\n",
-        )
-        .unwrap();
+        fs::write(&app, "#!/bin/sh\necho \"greeting=$GREETING in $(pwd)\"\nexec sleep 30\n").unwrap();
         fs::set_permissions(&app, fs::Permissions::from_mode(0o755)).unwrap();
         let state = tempfile::tempdir().unwrap();
         let sup = Supervisor::new(state.path());
         let env = [("GREETING".to_owned(), "hi".to_owned())];
-        sup.start(&argv(&["bin/app"]), dir.path(), &env, 1, SETTLE)
-            .unwrap();
+        sup.start(&argv(&["bin/app"]), dir.path(), &env, 1, SETTLE).unwrap();
         let log = fs::read_to_string(sup.log_file()).unwrap();
         let cwd = fs::canonicalize(dir.path()).unwrap();
-        assert!(
-            log.contains(&format!("greeting=hi in {}", cwd.display())),
-            "{log}"
-        );
+        assert!(log.contains(&format!("greeting=hi in {}", cwd.display())), "{log}");
         assert!(sup.stop(Duration::from_secs(5)).unwrap().is_some());
     }
 
@@ -598,9 +523,7 @@ mod tests {
     fn started_process_leads_its_own_session() {
         let dir = tempfile::tempdir().unwrap();
         let sup = Supervisor::new(dir.path());
-        let started = sup
-            .start(&argv(&["sleep", "30"]), dir.path(), &[], 1, SETTLE)
-            .unwrap();
+        let started = sup.start(&argv(&["sleep", "30"]), dir.path(), &[], 1, SETTLE).unwrap();
         let stat = proc_stat(started.pid).unwrap().unwrap();
         assert_eq!(stat.pgrp, started.pid);
         sup.stop(Duration::from_secs(5)).unwrap();
@@ -610,24 +533,15 @@ mod tests {
     fn spawn_failures_are_typed() {
         let dir = tempfile::tempdir().unwrap();
         let sup = Supervisor::new(dir.path());
-        assert!(matches!(
-            sup.start(&[], dir.path(), &[], 1, SETTLE),
-            Err(SuperviseError::EmptyArgv)
-        ));
-        let err = sup
-            .start(&argv(&["./no-such-app"]), dir.path(), &[], 1, SETTLE)
-            .unwrap_err();
-        assert!(
-            matches!(&err, SuperviseError::Spawn { program, .. } if program == "./no-such-app"),
-            "{err:?}"
-        );
+        assert!(matches!(sup.start(&[], dir.path(), &[], 1, SETTLE), Err(SuperviseError::EmptyArgv)));
+        let err = sup.start(&argv(&["./no-such-app"]), dir.path(), &[], 1, SETTLE).unwrap_err();
+        assert!(matches!(&err, SuperviseError::Spawn { program, .. } if program == "./no-such-app"), "{err:?}");
         assert!(!sup.pid_file().exists());
     }
 
     #[test]
     fn stat_parsing_survives_odd_command_names() {
-        let line =
-            "1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 100";
+        let line = "1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 100";
         let stat = parse_stat(line).unwrap();
         assert_eq!(stat.state, 'S');
         assert_eq!(stat.pgrp, 1234);

@@ -56,11 +56,7 @@ const COMMAND_POLL: Duration = Duration::from_millis(10);
 pub enum Probe {
     /// `GET url`; passes when the status is `expect_status` and, if set, the body
     /// contains `expect_body`.
-    Http {
-        url: String,
-        expect_status: u16,
-        expect_body: Option<String>,
-    },
+    Http { url: String, expect_status: u16, expect_body: Option<String> },
     /// Passes when a TCP connection to `addr` (`host:port`) is accepted.
     Tcp { addr: String },
     /// Runs `argv` (no shell) and passes when it exits 0.
@@ -93,9 +89,7 @@ pub struct Vars<'a> {
 impl Vars<'_> {
     /// `template` with `{version}` and `{host}` replaced.
     pub fn substitute(&self, template: &str) -> String {
-        template
-            .replace("{version}", self.version)
-            .replace("{host}", self.host)
+        template.replace("{version}", self.version).replace("{host}", self.host)
     }
 }
 
@@ -145,37 +139,21 @@ fn run_check(check: &Check, vars: &Vars) -> CheckOutcome {
 
 /// A probe with its variables substituted: what actually runs, and what is shown.
 enum Resolved {
-    Http {
-        url: String,
-        expect_status: u16,
-        expect_body: Option<String>,
-    },
-    Tcp {
-        addr: String,
-    },
-    Command {
-        argv: Vec<String>,
-    },
+    Http { url: String, expect_status: u16, expect_body: Option<String> },
+    Tcp { addr: String },
+    Command { argv: Vec<String> },
 }
 
 impl Resolved {
     fn new(probe: &Probe, vars: &Vars) -> Self {
         match probe {
-            Probe::Http {
-                url,
-                expect_status,
-                expect_body,
-            } => Resolved::Http {
+            Probe::Http { url, expect_status, expect_body } => Resolved::Http {
                 url: vars.substitute(url),
                 expect_status: *expect_status,
                 expect_body: expect_body.as_deref().map(|b| vars.substitute(b)),
             },
-            Probe::Tcp { addr } => Resolved::Tcp {
-                addr: vars.substitute(addr),
-            },
-            Probe::Command { argv } => Resolved::Command {
-                argv: argv.iter().map(|a| vars.substitute(a)).collect(),
-            },
+            Probe::Tcp { addr } => Resolved::Tcp { addr: vars.substitute(addr) },
+            Probe::Command { argv } => Resolved::Command { argv: argv.iter().map(|a| vars.substitute(a)).collect() },
         }
     }
 
@@ -183,16 +161,12 @@ impl Resolved {
     fn attempt(&self, timeout: Duration, vars: &Vars) -> Result<String, Failure> {
         let deadline = Deadline::after(timeout);
         match self {
-            Resolved::Http {
-                url,
-                expect_status,
-                expect_body,
-            } => http_attempt(url, *expect_status, expect_body.as_deref(), deadline),
+            Resolved::Http { url, expect_status, expect_body } => {
+                http_attempt(url, *expect_status, expect_body.as_deref(), deadline)
+            }
             Resolved::Tcp { addr } => {
                 let stream = connect(addr, deadline)?;
-                let peer = stream
-                    .peer_addr()
-                    .map_or_else(|_| addr.clone(), |a| a.to_string());
+                let peer = stream.peer_addr().map_or_else(|_| addr.clone(), |a| a.to_string());
                 Ok(format!("connected to {peer}"))
             }
             Resolved::Command { argv } => command_attempt(argv, vars, deadline),
@@ -234,28 +208,14 @@ enum Failure {
     #[error("connection refused ({addr})")]
     Refused { addr: SocketAddr },
     #[error("timed out after {} while {during}", humantime::format_duration(*timeout))]
-    TimedOut {
-        timeout: Duration,
-        during: &'static str,
-    },
+    TimedOut { timeout: Duration, during: &'static str },
     #[error("{during} ({peer}): {source}")]
-    Io {
-        during: &'static str,
-        peer: String,
-        source: io::Error,
-    },
+    Io { during: &'static str, peer: String, source: io::Error },
     #[error("malformed HTTP response: {reason}")]
     BadResponse { reason: String },
     #[error("status {got}, expected {expected}{}", snippet_suffix(body))]
-    Status {
-        got: u16,
-        expected: u16,
-        body: String,
-    },
-    #[error(
-        "body does not contain {expected:?} (got: {})",
-        snippet(body, BODY_SNIPPET_CHARS)
-    )]
+    Status { got: u16, expected: u16, body: String },
+    #[error("body does not contain {expected:?} (got: {})", snippet(body, BODY_SNIPPET_CHARS))]
     Body { expected: String, body: String },
     #[error("empty command")]
     EmptyCommand,
@@ -268,11 +228,7 @@ enum Failure {
 }
 
 fn snippet_suffix(body: &str) -> String {
-    if body.trim().is_empty() {
-        String::new()
-    } else {
-        format!(" (body: {})", snippet(body, BODY_SNIPPET_CHARS))
-    }
+    if body.trim().is_empty() { String::new() } else { format!(" (body: {})", snippet(body, BODY_SNIPPET_CHARS)) }
 }
 
 fn output_suffix(output: &Output) -> String {
@@ -316,27 +272,17 @@ struct Deadline {
 
 impl Deadline {
     fn after(timeout: Duration) -> Self {
-        Deadline {
-            at: Instant::now() + timeout,
-            timeout,
-        }
+        Deadline { at: Instant::now() + timeout, timeout }
     }
 
     /// Time left, or the timeout failure if none is.
     fn remaining(&self, during: &'static str) -> Result<Duration, Failure> {
         let left = self.at.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            Err(self.timed_out(during))
-        } else {
-            Ok(left)
-        }
+        if left.is_zero() { Err(self.timed_out(during)) } else { Ok(left) }
     }
 
     fn timed_out(&self, during: &'static str) -> Failure {
-        Failure::TimedOut {
-            timeout: self.timeout,
-            during,
-        }
+        Failure::TimedOut { timeout: self.timeout, during }
     }
 
     /// Maps an I/O error, turning socket timeouts (which Linux reports as
@@ -344,11 +290,7 @@ impl Deadline {
     fn io(&self, during: &'static str, peer: &str, source: io::Error) -> Failure {
         match source.kind() {
             io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => self.timed_out(during),
-            _ => Failure::Io {
-                during,
-                peer: peer.to_owned(),
-                source,
-            },
+            _ => Failure::Io { during, peer: peer.to_owned(), source },
         }
     }
 }
@@ -358,16 +300,9 @@ impl Deadline {
 fn connect(addr: &str, deadline: Deadline) -> Result<TcpStream, Failure> {
     // Name resolution cannot be bounded with std; health check hosts are
     // addresses or names in /etc/hosts in practice.
-    let addrs: Vec<SocketAddr> = addr
-        .to_socket_addrs()
-        .map_err(|source| Failure::Resolve {
-            addr: addr.to_owned(),
-            source,
-        })?
-        .collect();
-    let mut last = Failure::NoAddress {
-        addr: addr.to_owned(),
-    };
+    let addrs: Vec<SocketAddr> =
+        addr.to_socket_addrs().map_err(|source| Failure::Resolve { addr: addr.to_owned(), source })?.collect();
+    let mut last = Failure::NoAddress { addr: addr.to_owned() };
     for sock in addrs {
         let left = deadline.remaining("connecting")?;
         match TcpStream::connect_timeout(&sock, left) {
@@ -393,17 +328,12 @@ struct HttpUrl {
 }
 
 fn parse_http_url(url: &str) -> Result<HttpUrl, Failure> {
-    let malformed = |reason| Failure::MalformedUrl {
-        url: url.to_owned(),
-        reason,
-    };
+    let malformed = |reason| Failure::MalformedUrl { url: url.to_owned(), reason };
     let Some((scheme, rest)) = url.split_once("://") else {
         return Err(malformed("expected http://host[:port]/path"));
     };
     if !scheme.eq_ignore_ascii_case("http") {
-        return Err(Failure::UnsupportedScheme {
-            url: url.to_owned(),
-        });
+        return Err(Failure::UnsupportedScheme { url: url.to_owned() });
     }
     let rest = rest.split('#').next().unwrap_or_default();
     let (authority, target) = match rest.find(['/', '?']) {
@@ -432,11 +362,7 @@ fn parse_http_url(url: &str) -> Result<HttpUrl, Failure> {
         None => 80,
         Some(p) => p.parse().map_err(|_| malformed("invalid port"))?,
     };
-    Ok(HttpUrl {
-        connect: format!("{host}:{port}"),
-        host_header: authority.to_owned(),
-        target,
-    })
+    Ok(HttpUrl { connect: format!("{host}:{port}"), host_header: authority.to_owned(), target })
 }
 
 fn http_attempt(
@@ -470,20 +396,12 @@ fn http_attempt(
         });
     }
     let body = body_result?;
-    let status = if head.reason.is_empty() {
-        head.status.to_string()
-    } else {
-        format!("{} {}", head.status, head.reason)
-    };
+    let status =
+        if head.reason.is_empty() { head.status.to_string() } else { format!("{} {}", head.status, head.reason) };
     match expect_body {
         None => Ok(status),
-        Some(expected) if body.contains(expected) => {
-            Ok(format!("{status}, body contains {expected:?}"))
-        }
-        Some(expected) => Err(Failure::Body {
-            expected: expected.to_owned(),
-            body,
-        }),
+        Some(expected) if body.contains(expected) => Ok(format!("{status}, body contains {expected:?}")),
+        Some(expected) => Err(Failure::Body { expected: expected.to_owned(), body }),
     }
 }
 
@@ -546,14 +464,9 @@ fn read_head(reader: &mut impl BufRead, deadline: Deadline, peer: &str) -> Resul
             };
             let value = value.trim();
             if name.eq_ignore_ascii_case("transfer-encoding") {
-                chunked = value
-                    .rsplit(',')
-                    .next()
-                    .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
+                chunked = value.rsplit(',').next().is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
             } else if name.eq_ignore_ascii_case("content-length") {
-                let n = value
-                    .parse()
-                    .map_err(|_| bad(format!("Content-Length {value:?}")))?;
+                let n = value.parse().map_err(|_| bad(format!("Content-Length {value:?}")))?;
                 content_length = Some(n);
             }
         }
@@ -561,12 +474,7 @@ fn read_head(reader: &mut impl BufRead, deadline: Deadline, peer: &str) -> Resul
         if (100..200).contains(&status) && status != 101 {
             continue;
         }
-        return Ok(Head {
-            status,
-            reason,
-            chunked,
-            content_length,
-        });
+        return Ok(Head { status, reason, chunked, content_length });
     }
 }
 
@@ -575,12 +483,7 @@ fn bad(reason: String) -> Failure {
 }
 
 /// One CRLF- (or LF-) terminated line without its terminator, bounded in length.
-fn read_line(
-    reader: &mut impl BufRead,
-    deadline: Deadline,
-    peer: &str,
-    what: &'static str,
-) -> Result<String, Failure> {
+fn read_line(reader: &mut impl BufRead, deadline: Deadline, peer: &str, what: &'static str) -> Result<String, Failure> {
     let mut buf = Vec::new();
     let n = reader
         .by_ref()
@@ -592,9 +495,7 @@ fn read_line(
     }
     if buf.last() != Some(&b'\n') {
         return Err(if n as u64 >= MAX_HEADER_LINE {
-            bad(format!(
-                "line in {what} longer than {MAX_HEADER_LINE} bytes"
-            ))
+            bad(format!("line in {what} longer than {MAX_HEADER_LINE} bytes"))
         } else {
             bad(format!("connection closed in {what}"))
         });
@@ -607,12 +508,7 @@ fn read_line(
 }
 
 /// The body, decoded and capped at [`MAX_BODY`] bytes, as (lossy) UTF-8.
-fn read_body(
-    reader: &mut impl BufRead,
-    head: &Head,
-    deadline: Deadline,
-    peer: &str,
-) -> Result<String, Failure> {
+fn read_body(reader: &mut impl BufRead, head: &Head, deadline: Deadline, peer: &str) -> Result<String, Failure> {
     let io_err = |e| deadline.io("reading the body", peer, e);
     let mut body = Vec::new();
     if head.status == 204 || head.status == 304 {
@@ -621,18 +517,13 @@ fn read_body(
         while body.len() < MAX_BODY {
             let line = read_line(reader, deadline, peer, "a chunk header")?;
             let size = line.split(';').next().unwrap_or_default().trim();
-            let size =
-                usize::from_str_radix(size, 16).map_err(|_| bad(format!("chunk size {size:?}")))?;
+            let size = usize::from_str_radix(size, 16).map_err(|_| bad(format!("chunk size {size:?}")))?;
             if size == 0 {
                 // Trailers are ignored; the connection closes after them anyway.
                 break;
             }
             let want = size.min(MAX_BODY - body.len());
-            let got = reader
-                .by_ref()
-                .take(want as u64)
-                .read_to_end(&mut body)
-                .map_err(io_err)?;
+            let got = reader.by_ref().take(want as u64).read_to_end(&mut body).map_err(io_err)?;
             if got < want {
                 return Err(bad("connection closed inside a chunk".to_owned()));
             }
@@ -646,22 +537,12 @@ fn read_body(
         }
     } else if let Some(len) = head.content_length {
         let want = len.min(MAX_BODY);
-        let got = reader
-            .by_ref()
-            .take(want as u64)
-            .read_to_end(&mut body)
-            .map_err(io_err)?;
+        let got = reader.by_ref().take(want as u64).read_to_end(&mut body).map_err(io_err)?;
         if got < want {
-            return Err(bad(format!(
-                "connection closed after {got} of {len} body bytes"
-            )));
+            return Err(bad(format!("connection closed after {got} of {len} body bytes")));
         }
     } else {
-        reader
-            .by_ref()
-            .take(MAX_BODY as u64)
-            .read_to_end(&mut body)
-            .map_err(io_err)?;
+        reader.by_ref().take(MAX_BODY as u64).read_to_end(&mut body).map_err(io_err)?;
     }
     Ok(String::from_utf8_lossy(&body).into_owned())
 }
@@ -686,10 +567,7 @@ fn command_attempt(argv: &[String], vars: &Vars, deadline: Deadline) -> Result<S
         .stderr(Stdio::piped())
         .process_group(0)
         .spawn()
-        .map_err(|source| Failure::Spawn {
-            program: program.clone(),
-            source,
-        })?;
+        .map_err(|source| Failure::Spawn { program: program.clone(), source })?;
     let stdout = collect(child.stdout.take());
     let stderr = collect(child.stderr.take());
 
@@ -700,10 +578,7 @@ fn command_attempt(argv: &[String], vars: &Vars, deadline: Deadline) -> Result<S
             Ok(None) => thread::sleep(COMMAND_POLL),
             Err(source) => {
                 kill_group(&mut child);
-                return Err(Failure::Wait {
-                    program: program.clone(),
-                    source,
-                });
+                return Err(Failure::Wait { program: program.clone(), source });
             }
         }
     };
@@ -713,19 +588,12 @@ fn command_attempt(argv: &[String], vars: &Vars, deadline: Deadline) -> Result<S
     };
     // Output still held open by a background grandchild is not waited for past
     // the deadline (plus a moment, so a quick exit's last words are not lost).
-    let grace = deadline
-        .at
-        .saturating_duration_since(Instant::now())
-        .max(Duration::from_millis(100));
+    let grace = deadline.at.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
     let output = Output {
         stdout: stdout.recv_timeout(grace).unwrap_or_default(),
         stderr: stderr.recv_timeout(grace).unwrap_or_default(),
     };
-    if status.success() {
-        Ok("exited 0".to_owned())
-    } else {
-        Err(Failure::Exit { status, output })
-    }
+    if status.success() { Ok("exited 0".to_owned()) } else { Err(Failure::Exit { status, output }) }
 }
 
 /// Kills the command's whole process group (it was started as its leader) and
@@ -778,29 +646,15 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     fn vars(env: &[(String, String)]) -> Vars<'_> {
-        Vars {
-            version: "v1",
-            host: "127.0.0.1",
-            env,
-            cwd: Path::new("/"),
-        }
+        Vars { version: "v1", host: "127.0.0.1", env, cwd: Path::new("/") }
     }
 
     fn check(probe: Probe, retries: u32) -> Check {
-        Check {
-            probe,
-            interval: Duration::from_millis(50),
-            timeout: Duration::from_secs(2),
-            retries,
-        }
+        Check { probe, interval: Duration::from_millis(50), timeout: Duration::from_secs(2), retries }
     }
 
     fn http(url: String, status: u16, body: Option<&str>) -> Probe {
-        Probe::Http {
-            url,
-            expect_status: status,
-            expect_body: body.map(str::to_owned),
-        }
+        Probe::Http { url, expect_status: status, expect_body: body.map(str::to_owned) }
     }
 
     /// Serves `response` to every connection on `listener`, recording each
@@ -856,22 +710,13 @@ mod tests {
 
     #[test]
     fn http_status_mismatch_fails_after_all_attempts() {
-        let (url, requests) =
-            serve("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 12\r\n\r\nunhealthy v1");
+        let (url, requests) = serve("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 12\r\n\r\nunhealthy v1");
         let outcome = run_one(check(http(format!("{url}/health"), 200, None), 3));
         assert!(!outcome.passed);
         assert_eq!(outcome.attempts, 3);
         assert_eq!(requests.lock().unwrap().len(), 3);
-        assert!(
-            outcome.detail.starts_with("status 500, expected 200"),
-            "{}",
-            outcome.detail
-        );
-        assert!(
-            outcome.detail.contains("unhealthy v1"),
-            "{}",
-            outcome.detail
-        );
+        assert!(outcome.detail.starts_with("status 500, expected 200"), "{}", outcome.detail);
+        assert!(outcome.detail.contains("unhealthy v1"), "{}", outcome.detail);
         assert!(outcome.duration_ms >= 100, "two pauses of 50ms");
     }
 
@@ -885,9 +730,8 @@ mod tests {
 
     #[test]
     fn http_chunked_body_is_decoded() {
-        let (url, _) = serve(
-            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nok \r\n2;ext=1\r\nv1\r\n0\r\n\r\n",
-        );
+        let (url, _) =
+            serve("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nok \r\n2;ext=1\r\nv1\r\n0\r\n\r\n");
         let outcome = run_one(check(http(url, 200, Some("ok v1")), 1));
         assert!(outcome.passed, "{outcome:?}");
     }
@@ -912,11 +756,7 @@ mod tests {
         });
         let refused = run_one(check(http(format!("http://{addr}/"), 200, None), 1));
         assert!(!refused.passed);
-        assert!(
-            refused.detail.starts_with("connection refused"),
-            "{}",
-            refused.detail
-        );
+        assert!(refused.detail.starts_with("connection refused"), "{}", refused.detail);
         let outcome = run_one(check(http(format!("http://{addr}/"), 200, None), 40));
         assert!(outcome.passed, "{outcome:?}");
         assert!(outcome.attempts > 1, "{outcome:?}");
@@ -936,11 +776,7 @@ mod tests {
         let started = Instant::now();
         let outcome = run_one(c);
         assert!(!outcome.passed);
-        assert!(
-            outcome.detail == "timed out after 300ms while reading the response",
-            "{}",
-            outcome.detail
-        );
+        assert!(outcome.detail == "timed out after 300ms while reading the response", "{}", outcome.detail);
         assert!(started.elapsed() < Duration::from_secs(2));
     }
 
@@ -974,11 +810,7 @@ mod tests {
     fn version_and_host_are_substituted() {
         let (url, requests) = serve("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nok v1");
         let port = url.rsplit(':').next().unwrap();
-        let probe = http(
-            format!("http://{{host}}:{port}/v/{{version}}"),
-            200,
-            Some("ok {version}"),
-        );
+        let probe = http(format!("http://{{host}}:{port}/v/{{version}}"), 200, Some("ok {version}"));
         let outcome = run_one(check(probe, 1));
         assert!(outcome.passed, "{outcome:?}");
         assert_eq!(outcome.check, format!("http http://127.0.0.1:{port}/v/v1"));
@@ -1004,21 +836,11 @@ mod tests {
     fn tcp_check() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let outcome = run_one(check(
-            Probe::Tcp {
-                addr: addr.to_string(),
-            },
-            1,
-        ));
+        let outcome = run_one(check(Probe::Tcp { addr: addr.to_string() }, 1));
         assert!(outcome.passed, "{outcome:?}");
         assert_eq!(outcome.check, format!("tcp {addr}"));
         drop(listener);
-        let outcome = run_one(check(
-            Probe::Tcp {
-                addr: addr.to_string(),
-            },
-            2,
-        ));
+        let outcome = run_one(check(Probe::Tcp { addr: addr.to_string() }, 2));
         assert!(!outcome.passed);
         assert_eq!(outcome.attempts, 2);
         assert!(outcome.detail.starts_with("connection refused"));
@@ -1026,20 +848,10 @@ mod tests {
 
     #[test]
     fn command_true_and_false() {
-        let pass = run_one(check(
-            Probe::Command {
-                argv: vec!["true".into()],
-            },
-            1,
-        ));
+        let pass = run_one(check(Probe::Command { argv: vec!["true".into()] }, 1));
         assert!(pass.passed, "{pass:?}");
         assert_eq!(pass.check, "command true");
-        let fail = run_one(check(
-            Probe::Command {
-                argv: vec!["false".into()],
-            },
-            2,
-        ));
+        let fail = run_one(check(Probe::Command { argv: vec!["false".into()] }, 2));
         assert!(!fail.passed);
         assert_eq!(fail.attempts, 2);
         assert!(fail.detail.contains("exit status: 1"), "{}", fail.detail);
@@ -1048,16 +860,10 @@ mod tests {
     #[test]
     fn command_failure_shows_output_tail() {
         let script = "for i in $(seq 1 100); do echo line$i; done >&2; exit 3";
-        let probe = Probe::Command {
-            argv: vec!["sh".into(), "-c".into(), script.into()],
-        };
+        let probe = Probe::Command { argv: vec!["sh".into(), "-c".into(), script.into()] };
         let outcome = run_one(check(probe, 1));
         assert!(!outcome.passed);
-        assert!(
-            outcome.detail.contains("exit status: 3"),
-            "{}",
-            outcome.detail
-        );
+        assert!(outcome.detail.contains("exit status: 3"), "{}", outcome.detail);
         assert!(outcome.detail.contains("stderr: …"), "{}", outcome.detail);
         assert!(outcome.detail.ends_with("line100"), "{}", outcome.detail);
         assert!(!outcome.detail.contains("line1 "), "{}", outcome.detail);
@@ -1065,19 +871,13 @@ mod tests {
 
     #[test]
     fn command_timeout_kills_the_whole_group() {
-        let probe = Probe::Command {
-            argv: vec!["sh".into(), "-c".into(), "sleep 30; true".into()],
-        };
+        let probe = Probe::Command { argv: vec!["sh".into(), "-c".into(), "sleep 30; true".into()] };
         let mut c = check(probe, 1);
         c.timeout = Duration::from_millis(200);
         let started = Instant::now();
         let outcome = run_one(c);
         assert!(!outcome.passed);
-        assert!(
-            outcome.detail.starts_with("timed out after 200ms"),
-            "{}",
-            outcome.detail
-        );
+        assert!(outcome.detail.starts_with("timed out after 200ms"), "{}", outcome.detail);
         assert!(started.elapsed() < Duration::from_secs(5));
     }
 
@@ -1085,39 +885,17 @@ mod tests {
     fn command_errors_are_outcomes() {
         let outcome = run_one(check(Probe::Command { argv: vec![] }, 1));
         assert_eq!(outcome.detail, "empty command");
-        let outcome = run_one(check(
-            Probe::Command {
-                argv: vec!["/nonexistent/lastgood-check".into()],
-            },
-            1,
-        ));
-        assert!(
-            outcome.detail.starts_with("cannot run"),
-            "{}",
-            outcome.detail
-        );
+        let outcome = run_one(check(Probe::Command { argv: vec!["/nonexistent/lastgood-check".into()] }, 1));
+        assert!(outcome.detail.starts_with("cannot run"), "{}", outcome.detail);
     }
 
     #[test]
     fn checks_run_in_order_and_all_report() {
         let checks = [
-            check(
-                Probe::Command {
-                    argv: vec!["false".into()],
-                },
-                1,
-            ),
-            check(
-                Probe::Command {
-                    argv: vec!["true".into()],
-                },
-                1,
-            ),
+            check(Probe::Command { argv: vec!["false".into()] }, 1),
+            check(Probe::Command { argv: vec!["true".into()] }, 1),
         ];
         let outcomes = run_checks(&checks, &vars(&[]));
-        assert_eq!(
-            outcomes.iter().map(|o| o.passed).collect::<Vec<_>>(),
-            [false, true]
-        );
+        assert_eq!(outcomes.iter().map(|o| o.passed).collect::<Vec<_>>(), [false, true]);
     }
 }

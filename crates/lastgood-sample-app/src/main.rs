@@ -54,16 +54,11 @@ fn main() -> ExitCode {
         }
     };
     // The real address, so `--listen 127.0.0.1:0` tells the caller its port.
-    let addr = listener
-        .local_addr()
-        .map_or_else(|_| listen.clone(), |a| a.to_string());
+    let addr = listener.local_addr().map_or_else(|_| listen.clone(), |a| a.to_string());
     println!("sample-app {} listening on {addr}", app.version);
     if let Ok(deployed) = env::var("LASTGOOD_VERSION") {
         if deployed != app.version {
-            eprintln!(
-                "sample-app: LASTGOOD_VERSION is {deployed} but VERSION says {}",
-                app.version
-            );
+            eprintln!("sample-app: LASTGOOD_VERSION is {deployed} but VERSION says {}", app.version);
         }
     }
     let _ = std::io::stdout().flush();
@@ -101,9 +96,7 @@ fn listen_addr(mut args: impl Iterator<Item = String>) -> Result<String, String>
             return Err(format!("unexpected argument {arg:?}"));
         }
     }
-    Ok(listen
-        .or_else(|| env::var("SAMPLE_APP_LISTEN").ok())
-        .unwrap_or_else(|| "127.0.0.1:8080".to_owned()))
+    Ok(listen.or_else(|| env::var("SAMPLE_APP_LISTEN").ok()).unwrap_or_else(|| "127.0.0.1:8080".to_owned()))
 }
 
 /// Reads `VERSION` and the env file from the working directory (the release).
@@ -131,15 +124,8 @@ fn load() -> Result<App, String> {
         Some("fail") => false,
         Some(other) => return Err(format!("{path}: HEALTH must be ok or fail, not {other:?}")),
     };
-    let greeting = vars
-        .get("GREETING")
-        .cloned()
-        .unwrap_or_else(|| "hello".to_owned());
-    Ok(App {
-        version,
-        healthy,
-        greeting,
-    })
+    let greeting = vars.get("GREETING").cloned().unwrap_or_else(|| "hello".to_owned());
+    Ok(App { version, healthy, greeting })
 }
 
 /// `KEY=VALUE` lines; blank lines and `#` comments are skipped.
@@ -150,9 +136,7 @@ fn parse_env(text: &str) -> Result<HashMap<String, String>, String> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let (key, value) = line
-            .split_once('=')
-            .ok_or_else(|| format!("line {}: expected KEY=VALUE", n + 1))?;
+        let (key, value) = line.split_once('=').ok_or_else(|| format!("line {}: expected KEY=VALUE", n + 1))?;
         vars.insert(key.trim().to_owned(), value.trim().to_owned());
     }
     Ok(vars)

@@ -1,1 +1,231 @@
-//! Test fixtures.
+//! Test fixtures for lastgood's integration tests: a temporary workspace with a real
+//! git repository of tagged versions, a `lastgood.toml`, the built `lastgood` binary
+//! and the sample app it deploys, on a free loopback port.
+//!
+//! Nothing here fakes lastgood's parts: the repository is driven with `git`, the app
+//! is a real HTTP server that lastgood starts, and every command is the real binary.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+pub use tempfile::TempDir;
+
+/// The result of one `lastgood` run.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    /// Set when the process was killed (a failpoint fired).
+    pub signal: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(out: Output) -> Self {
+        use std::os::unix::process::ExitStatusExt;
+        Self {
+            code: out.status.code(),
+            signal: out.status.signal(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+    }
+    #[track_caller]
+    pub fn expect(&self, code: i32) -> &Self {
+        assert_eq!(self.code, Some(code), "expected exit {code}\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+}
+
+/// A free port on 127.0.0.1 (bound and released; good enough for tests on loopback).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("no free loopback port")
+}
+
+/// The sample app binary, built next to `lastgood` in the same target folder.
+pub fn sample_app(lastgood: &Path) -> PathBuf {
+    let p = lastgood.with_file_name("lastgood-sample-app");
+    assert!(
+        p.exists(),
+        "{} is missing: build it first with `cargo build --workspace --bins` (scripts/test.sh does)",
+        p.display()
+    );
+    p
+}
+
+pub struct TestEnv {
+    pub dir: TempDir,
+    pub bin: PathBuf,
+    pub port: u16,
+    versions: u32,
+}
+
+impl TestEnv {
+    /// A workspace with an empty repository `repo/`, `app.env` saying HEALTH=ok, and
+    /// a config deploying the sample app to `srv/` with an HTTP check.
+    pub fn new(bin: &str) -> Self {
+        let dir = tempfile::Builder::new().prefix("lastgood-test").tempdir().expect("temp dir");
+        let env = Self { dir, bin: PathBuf::from(bin), port: free_port(), versions: 0 };
+        env.git(&["init", "-q", "-b", "main", "repo"], env.path());
+        env.write("app.env", "HEALTH=ok\n");
+        env.write_config("");
+        env
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    pub fn repo(&self) -> PathBuf {
+        self.path().join("repo")
+    }
+    pub fn deploy_to(&self) -> PathBuf {
+        self.path().join("srv")
+    }
+
+    pub fn write(&self, name: &str, content: &str) {
+        let p = self.path().join(name);
+        if let Some(d) = p.parent() {
+            std::fs::create_dir_all(d).expect("mkdir");
+        }
+        std::fs::write(p, content).expect("write");
+    }
+
+    pub fn git(&self, args: &[&str], cwd: &Path) {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(cwd)
+            .env("GIT_AUTHOR_NAME", "Test")
+            .env("GIT_AUTHOR_EMAIL", "test@example.invalid")
+            .env("GIT_COMMITTER_NAME", "Test")
+            .env("GIT_COMMITTER_EMAIL", "test@example.invalid")
+            .output()
+            .expect("git");
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Commits a new version of the app (its VERSION file, plus `extra` files) and tags it.
+    pub fn commit_version(&mut self, tag: &str, extra: &[(&str, &str)]) {
+        self.versions += 1;
+        let repo = self.repo();
+        std::fs::write(repo.join("VERSION"), format!("{tag}\n")).expect("write VERSION");
+        for (name, content) in extra {
+            let p = repo.join(name);
+            if let Some(d) = p.parent() {
+                std::fs::create_dir_all(d).expect("mkdir");
+            }
+            std::fs::write(p, content).expect("write");
+        }
+        self.git(&["add", "-A"], &repo);
+        self.git(&["commit", "-q", "-m", &format!("Release {tag}")], &repo);
+        self.git(&["tag", tag], &repo);
+    }
+
+    /// The default config plus `extra` TOML appended to the environment table.
+    pub fn write_config(&self, extra: &str) {
+        let app = sample_app(&self.bin);
+        let cfg = format!(
+            r#"[environments.production]
+source = "repo"
+deploy_to = "srv"
+run = ["{app}", "--listen", "127.0.0.1:{port}", "--config", "{env}"]
+config_files = ["app.env"]
+stop_timeout = "2s"
+{extra}
+
+[[environments.production.checks]]
+http = "http://127.0.0.1:{port}/health"
+expect_body = "{{version}}"
+interval = "50ms"
+timeout = "1s"
+retries = 8
+"#,
+            app = app.display(),
+            port = self.port,
+            env = self.path().join("app.env").display(),
+        );
+        self.write("lastgood.toml", &cfg);
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.args(["--config", &self.path().join("lastgood.toml").to_string_lossy()])
+            .args(args)
+            .current_dir(self.path())
+            .env("LASTGOOD_USER", "tester")
+            .env_remove("LASTGOOD_FAILPOINT")
+            .env_remove("LASTGOOD_CONFIG")
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        Run::from(self.cmd(args).output().expect("run lastgood"))
+    }
+
+    /// Runs with `LASTGOOD_FAILPOINT` set, so the process kills itself there.
+    pub fn run_crashing(&self, failpoint: &str, args: &[&str]) -> Run {
+        Run::from(self.cmd(args).env("LASTGOOD_FAILPOINT", failpoint).output().expect("run lastgood"))
+    }
+
+    /// GET a path of the app; None when nothing answers.
+    pub fn get(&self, path: &str) -> Option<String> {
+        use std::io::{Read, Write};
+        let mut s =
+            std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], self.port).into(), Duration::from_secs(1)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).ok()?;
+        buf.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())
+    }
+
+    /// The version the app serves now.
+    pub fn serving(&self) -> Option<String> {
+        self.get("/version")
+    }
+
+    /// The release `current` points at on disk.
+    pub fn current_link(&self) -> Option<u64> {
+        let t = std::fs::read_link(self.deploy_to().join("current")).ok()?;
+        t.strip_prefix("releases").ok()?.to_str()?.parse().ok()
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        self.run(&["status", "production", "--format", "json"]).expect(0).json()
+    }
+
+    pub fn history(&self) -> serde_json::Value {
+        self.run(&["history", "production", "--format", "json", "--limit", "100"]).expect(0).json()
+    }
+
+    /// `state` of release `id` per `history`.
+    pub fn state_of(&self, id: u64) -> String {
+        self.history()
+            .as_array()
+            .and_then(|a| a.iter().find(|r| r["id"] == id))
+            .map(|r| r["state"].as_str().unwrap_or("").to_owned())
+            .unwrap_or_default()
+    }
+
+    fn app_pid(&self) -> Option<i32> {
+        let text = std::fs::read_to_string(self.deploy_to().join(".lastgood/app.pid")).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        v["pid"].as_i64().map(|p| p as i32)
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        if let Some(pid) = self.app_pid() {
+            if pid > 1 {
+                let _ = Command::new("kill").args(["-9", "--", &format!("-{pid}")]).status();
+            }
+        }
+    }
+}

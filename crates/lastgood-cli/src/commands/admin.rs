@@ -15,15 +15,9 @@ use crate::output;
 pub fn init(cli: &Cli, force: bool) -> Result<i32> {
     let path = Config::locate(cli.global.config.as_deref());
     if path.exists() && !force {
-        return Err(usage(format!(
-            "{} already exists; pass --force to overwrite it",
-            path.display()
-        )));
+        return Err(usage(format!("{} already exists; pass --force to overwrite it", path.display())));
     }
-    let dir = std::path::absolute(&path)
-        .ok()
-        .and_then(|p| p.parent().map(Path::to_path_buf))
-        .unwrap_or_default();
+    let dir = std::path::absolute(&path).ok().and_then(|p| p.parent().map(Path::to_path_buf)).unwrap_or_default();
     let name = dir
         .file_name()
         .map(|n| {
@@ -34,8 +28,7 @@ pub fn init(cli: &Cli, force: bool) -> Result<i32> {
         })
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| "app".into());
-    std::fs::write(&path, config::template(&name))
-        .map_err(lastgood_core::Error::io("write", &path))?;
+    std::fs::write(&path, config::template(&name)).map_err(lastgood_core::Error::io("write", &path))?;
     if !cli.global.quiet {
         eprintln!(
             "wrote {}; edit deploy_to, build, run and checks, then `lastgood deploy production <version>`",
@@ -60,11 +53,7 @@ pub fn mark(
     let r = engine.mark(env, release, state, reason)?;
     match cli.global.format {
         Format::Json => output::json(&output::release_json(&r)),
-        Format::Text => output::out(&format!(
-            "{} is now {}\n",
-            output::release_line(&r),
-            r.state
-        )),
+        Format::Text => output::out(&format!("{} is now {}\n", output::release_line(&r), r.state)),
     }
     Ok(0)
 }
@@ -75,10 +64,7 @@ pub fn lock(cli: &Cli, engine: &Engine, env: &str, reason: &str) -> Result<i32> 
         Format::Json => output::json(
             &serde_json::json!({ "environment": env, "holder": l.holder, "reason": l.reason, "acquired_at": rfc3339(l.acquired_at) }),
         ),
-        Format::Text => output::out(&format!(
-            "`{env}` is locked by {} until `lastgood unlock {env}`\n",
-            l.holder
-        )),
+        Format::Text => output::out(&format!("`{env}` is locked by {} until `lastgood unlock {env}`\n", l.holder)),
     }
     Ok(0)
 }
@@ -86,9 +72,9 @@ pub fn lock(cli: &Cli, engine: &Engine, env: &str, reason: &str) -> Result<i32> 
 pub fn unlock(cli: &Cli, engine: &Engine, env: &str, force: bool) -> Result<i32> {
     let freed = engine.unlock(env, force)?;
     match cli.global.format {
-        Format::Json => output::json(
-            &serde_json::json!({ "environment": env, "released": freed.as_ref().map(|l| &l.holder) }),
-        ),
+        Format::Json => {
+            output::json(&serde_json::json!({ "environment": env, "released": freed.as_ref().map(|l| &l.holder) }))
+        }
         Format::Text => output::out(&match freed {
             Some(l) => format!("`{env}` unlocked (was held by {})\n", l.holder),
             None => format!("`{env}` was not locked\n"),
@@ -108,9 +94,9 @@ pub fn audit_verify(cli: &Cli, engine: &Engine) -> Result<i32> {
         (Err((id, event)), Format::Json) => {
             output::json(&serde_json::json!({ "ok": false, "first_bad_event": id, "event": event }))
         }
-        (Err((id, event)), Format::Text) => output::out(&format!(
-            "audit chain BROKEN at event {id} ({event}): it does not match the hash chain\n"
-        )),
+        (Err((id, event)), Format::Text) => {
+            output::out(&format!("audit chain BROKEN at event {id} ({event}): it does not match the hash chain\n"))
+        }
     }
     Ok(if result.is_ok() { 0 } else { 1 })
 }

@@ -9,12 +9,7 @@ use crate::output;
 pub fn status(cli: &Cli, engine: &Engine, env: Option<&str>) -> Result<i32> {
     let names: Vec<String> = match env {
         Some(e) => vec![e.to_owned()],
-        None => engine
-            .config
-            .environments
-            .keys()
-            .map(|k| k.to_string())
-            .collect(),
+        None => engine.config.environments.keys().map(|k| k.to_string()).collect(),
     };
     let mut all = Vec::new();
     for n in &names {
@@ -22,15 +17,8 @@ pub fn status(cli: &Cli, engine: &Engine, env: Option<&str>) -> Result<i32> {
     }
     match cli.global.format {
         Format::Json if env.is_some() => output::json(&output::status_json(&all[0])),
-        Format::Json => output::json(&serde_json::Value::Array(
-            all.iter().map(output::status_json).collect(),
-        )),
-        Format::Text => output::out(
-            &all.iter()
-                .map(output::status_text)
-                .collect::<Vec<_>>()
-                .join("\n"),
-        ),
+        Format::Json => output::json(&serde_json::Value::Array(all.iter().map(output::status_json).collect())),
+        Format::Text => output::out(&all.iter().map(output::status_text).collect::<Vec<_>>().join("\n")),
     }
     Ok(0)
 }

@@ -14,53 +14,22 @@ use crate::args::{Cli, Command};
 pub fn run(cli: &Cli) -> Result<i32> {
     match &cli.command {
         Command::Init { force } => admin::init(cli, *force),
-        Command::Deploy {
-            env,
-            version,
-            reason,
-            no_verify,
-            no_auto_rollback,
-            dry_run,
-        } => operate::deploy(
-            cli,
-            &engine(cli)?,
-            env,
-            version,
-            reason.clone(),
-            !no_verify,
-            !no_auto_rollback,
-            *dry_run,
-        ),
-        Command::Rollback {
-            env,
-            to,
-            scope,
-            reason,
-            dry_run,
-        } => operate::rollback(
-            cli,
-            &engine(cli)?,
-            env,
-            to,
-            *scope,
-            reason.clone(),
-            *dry_run,
-        ),
+        Command::Deploy { env, version, reason, no_verify, no_auto_rollback, dry_run } => {
+            operate::deploy(cli, &engine(cli)?, env, version, reason.clone(), !no_verify, !no_auto_rollback, *dry_run)
+        }
+        Command::Rollback { env, to, scope, reason, dry_run } => {
+            operate::rollback(cli, &engine(cli)?, env, to, *scope, reason.clone(), *dry_run)
+        }
         Command::Resume { env, abort } => operate::resume(cli, &engine(cli)?, env, *abort),
         Command::Status { env } => inspect::status(cli, &engine(cli)?, env.as_deref()),
         Command::History { env, limit } => inspect::history(cli, &engine(cli)?, env, *limit),
         Command::Verify { env } => inspect::verify(cli, &engine(cli)?, env),
-        Command::Mark {
-            env,
-            release,
-            state,
-            reason,
-        } => admin::mark(cli, &engine(cli)?, env, release, *state, reason.as_deref()),
+        Command::Mark { env, release, state, reason } => {
+            admin::mark(cli, &engine(cli)?, env, release, *state, reason.as_deref())
+        }
         Command::Lock { env, reason } => admin::lock(cli, &engine(cli)?, env, reason),
         Command::Unlock { env, force } => admin::unlock(cli, &engine(cli)?, env, *force),
-        Command::Audit {
-            command: crate::args::AuditCommand::Verify,
-        } => admin::audit_verify(cli, &engine(cli)?),
+        Command::Audit { command: crate::args::AuditCommand::Verify } => admin::audit_verify(cli, &engine(cli)?),
     }
 }
 

@@ -20,11 +20,7 @@ pub fn deploy(
     auto_rollback: bool,
     dry_run: bool,
 ) -> Result<i32> {
-    let opts = DeployOptions {
-        reason,
-        verify,
-        auto_rollback,
-    };
+    let opts = DeployOptions { reason, verify, auto_rollback };
     if dry_run {
         let (plan, _) = engine.plan_deploy(env, version, &opts)?;
         match cli.global.format {
@@ -56,11 +52,7 @@ pub fn rollback(
         ScopeArg::Config => Scope::Config,
         ScopeArg::Db => Scope::Db,
     };
-    let opts = RollbackOptions {
-        target: Target::parse(to)?,
-        scope,
-        reason,
-    };
+    let opts = RollbackOptions { target: Target::parse(to)?, scope, reason };
     let plan = engine.plan_rollback(env, &opts)?;
     if cli.global.format == Format::Text {
         output::out(&output::plan_text(&plan));
@@ -71,9 +63,8 @@ pub fn rollback(
         }
         return Ok(0);
     }
-    let confirmed = cli.global.yes
-        || plan.confirm.is_empty()
-        || ask(&format!("{}. Roll back anyway?", plan.confirm.join("; ")));
+    let confirmed =
+        cli.global.yes || plan.confirm.is_empty() || ask(&format!("{}. Roll back anyway?", plan.confirm.join("; ")));
     let mut progress = StderrProgress::new(&cli.global);
     match engine.rollback(env, &opts, confirmed, &mut progress)? {
         Some(report) => Ok(finish(cli, &report, Some(&plan))),
@@ -83,10 +74,7 @@ pub fn rollback(
                     "operation": null, "kind": "rollback", "from": plan.from.as_ref().map(output::release_json),
                     "to": output::release_json(&plan.to), "outcome": "nothing_to_do", "steps": [],
                 })),
-                Format::Text => output::out(&format!(
-                    "{} is already current: nothing to do.\n",
-                    plan.to.id
-                )),
+                Format::Text => output::out(&format!("{} is already current: nothing to do.\n", plan.to.id)),
             }
             Ok(0)
         }
@@ -99,12 +87,8 @@ pub fn resume(cli: &Cli, engine: &Engine, env: &str, abort: bool) -> Result<i32>
         Some(report) => Ok(finish(cli, &report, None)),
         None => {
             match cli.global.format {
-                Format::Json => output::json(
-                    &serde_json::json!({ "operation": null, "outcome": "nothing_to_resume" }),
-                ),
-                Format::Text => output::out(&format!(
-                    "nothing to resume: no operation on `{env}` was interrupted\n"
-                )),
+                Format::Json => output::json(&serde_json::json!({ "operation": null, "outcome": "nothing_to_resume" })),
+                Format::Text => output::out(&format!("nothing to resume: no operation on `{env}` was interrupted\n")),
             }
             Ok(0)
         }
@@ -118,9 +102,7 @@ fn finish(cli: &Cli, report: &Report, plan: Option<&lastgood_core::engine::PlanV
         Format::Json => output::json(&output::report_json(report, plan)),
         Format::Text => {
             output::out(&output::report_text(report));
-            if !report.checks.is_empty()
-                && (cli.global.verbose > 0 || report.outcome != Outcome::Succeeded)
-            {
+            if !report.checks.is_empty() && (cli.global.verbose > 0 || report.outcome != Outcome::Succeeded) {
                 output::out(&output::checks_text(&report.checks));
             }
         }

@@ -7,7 +7,6 @@
 //! The schema is versioned with `PRAGMA user_version` and upgraded in one transaction
 //! when the ledger is opened; a ledger newer than this binary is refused.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
@@ -118,51 +117,57 @@ impl SqliteLedger {
             std::fs::create_dir_all(dir).map_err(Error::io("create ledger folder", dir))?;
         }
         let conn = Connection::open(path).map_err(|e| ledger_err(path, e))?;
-        let me = Self {
-            path: path.to_path_buf(),
-            conn,
-        };
-        me.conn
-            .execute_batch(
-                "PRAGMA busy_timeout = 30000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
-            )
-            .map_err(|e| me.err(e))?;
-        me.upgrade()?;
+        let me = Self { path: path.to_path_buf(), conn };
+        me.conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(|e| me.err(e))?;
+        // Switching a new file to WAL and creating the schema take locks that SQLite
+        // does not always wait for through the busy handler when several processes open
+        // a fresh ledger at once (eight racing `lastgood lock`s): retry those briefly.
+        me.retry_busy(|c| {
+            c.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+        })?;
+        me.retry_busy(Self::upgrade)?;
         Ok(me)
+    }
+
+    fn retry_busy(&self, f: impl Fn(&Connection) -> rusqlite::Result<()>) -> Result<()> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            match f(&self.conn) {
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                other => return other.map_err(|e| self.err(e)),
+            }
+        }
     }
 
     fn err(&self, e: rusqlite::Error) -> Error {
         ledger_err(&self.path, e)
     }
 
-    fn upgrade(&self) -> Result<()> {
-        let version: usize = self
-            .conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(|e| self.err(e))?;
+    /// Creates or upgrades the schema under the write lock.
+    fn upgrade(conn: &Connection) -> rusqlite::Result<()> {
+        let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if version == SCHEMA.len() {
             return Ok(());
         }
         if version > SCHEMA.len() {
-            return Err(Error::Ledger {
-                path: self.describe(),
-                message: format!(
-                    "its schema version {version} is newer than this lastgood understands ({}); upgrade lastgood",
-                    SCHEMA.len()
-                ),
-            });
+            return Err(rusqlite::Error::InvalidParameterName(format!(
+                "its schema version {version} is newer than this lastgood understands ({}); upgrade lastgood",
+                SCHEMA.len()
+            )));
         }
-        let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
-        // Re-read inside the transaction: another process may have upgraded meanwhile.
-        let version: usize = tx
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(|e| self.err(e))?;
+        let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+        // Re-read under the write lock: another process may have upgraded meanwhile.
+        let version: usize = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         for (i, ddl) in SCHEMA.iter().enumerate().skip(version) {
-            tx.execute_batch(ddl).map_err(|e| self.err(e))?;
-            tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
-                .map_err(|e| self.err(e))?;
+            tx.execute_batch(ddl)?;
+            tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
         }
-        tx.commit().map_err(|e| self.err(e))
+        tx.commit()
     }
 
     fn release_row(env: &EnvName, r: &Row) -> rusqlite::Result<Release> {
@@ -187,30 +192,17 @@ impl SqliteLedger {
         })
     }
 
-    fn one_release(
-        &self,
-        env: &EnvName,
-        sql: &str,
-        p: impl rusqlite::Params,
-    ) -> Result<Option<Release>> {
+    fn one_release(&self, env: &EnvName, sql: &str, p: impl rusqlite::Params) -> Result<Option<Release>> {
         self.conn
             .prepare_cached(sql)
             .and_then(|mut s| s.query_row(p, |r| Self::release_row(env, r)).optional())
             .map_err(|e| self.err(e))
     }
 
-    fn many_releases(
-        &self,
-        env: &EnvName,
-        sql: &str,
-        p: impl rusqlite::Params,
-    ) -> Result<Vec<Release>> {
+    fn many_releases(&self, env: &EnvName, sql: &str, p: impl rusqlite::Params) -> Result<Vec<Release>> {
         let mut s = self.conn.prepare_cached(sql).map_err(|e| self.err(e))?;
-        let rows = s
-            .query_map(p, |r| Self::release_row(env, r))
-            .map_err(|e| self.err(e))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(|e| self.err(e))
+        let rows = s.query_map(p, |r| Self::release_row(env, r)).map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| self.err(e))
     }
 
     fn operation_row(r: &Row) -> rusqlite::Result<Operation> {
@@ -221,12 +213,9 @@ impl SqliteLedger {
         Ok(Operation {
             id: r.get::<_, i64>("id")? as u64,
             // Written only by this module from a validated EnvName.
-            env: EnvName::parse(&env)
-                .map_err(|e| rusqlite::Error::InvalidColumnName(e.to_string()))?,
+            env: EnvName::parse(&env).map_err(|e| rusqlite::Error::InvalidColumnName(e.to_string()))?,
             kind: OperationKind::parse(&kind).unwrap_or(OperationKind::Deploy),
-            from: r
-                .get::<_, Option<i64>>("from_release")?
-                .map(|i| ReleaseId(i as u64)),
+            from: r.get::<_, Option<i64>>("from_release")?.map(|i| ReleaseId(i as u64)),
             to: ReleaseId(r.get::<_, i64>("to_release")? as u64),
             scope: Scope::parse(&scope).unwrap_or(Scope::Full),
             outcome: Outcome::parse(&outcome).unwrap_or(Outcome::Failed),
@@ -257,9 +246,7 @@ impl SqliteLedger {
     }
 
     fn lock_in(conn: &Connection, env: &EnvName) -> rusqlite::Result<Option<LockInfo>> {
-        conn.prepare_cached("SELECT * FROM locks WHERE env = ?1")?
-            .query_row([env.as_str()], Self::lock_row)
-            .optional()
+        conn.prepare_cached("SELECT * FROM locks WHERE env = ?1")?.query_row([env.as_str()], Self::lock_row).optional()
     }
 
     fn write_changes(tx: &Connection, env: &EnvName, changes: Vec<Change>) -> rusqlite::Result<()> {
@@ -271,13 +258,7 @@ impl SqliteLedger {
                         params![op as i64, seq, at_ms],
                     )?;
                 }
-                Change::StepFinished {
-                    op,
-                    seq,
-                    state,
-                    duration_ms,
-                    detail,
-                } => {
+                Change::StepFinished { op, seq, state, duration_ms, detail } => {
                     tx.execute(
                         "UPDATE steps SET state = ?3, duration_ms = ?4, detail = ?5 WHERE operation = ?1 AND seq = ?2",
                         params![op as i64, seq, state.as_str(), duration_ms, detail],
@@ -326,17 +307,9 @@ impl SqliteLedger {
                         "UPDATE operations SET pid = ?2, epoch = (SELECT epoch FROM locks WHERE env = operations.env) WHERE id = ?1",
                         params![op as i64, pid],
                     )?;
-                    tx.execute(
-                        "UPDATE locks SET operation = ?2 WHERE env = ?1",
-                        params![env.as_str(), op as i64],
-                    )?;
+                    tx.execute("UPDATE locks SET operation = ?2 WHERE env = ?1", params![env.as_str(), op as i64])?;
                 }
-                Change::FinishOperation {
-                    op,
-                    outcome,
-                    at,
-                    error,
-                } => {
+                Change::FinishOperation { op, outcome, at, error } => {
                     tx.execute(
                         "UPDATE operations SET outcome = ?2, finished_at = ?3, error = ?4 WHERE id = ?1",
                         params![op as i64, outcome.as_str(), at, error],
@@ -348,28 +321,15 @@ impl SqliteLedger {
         Ok(())
     }
 
-    fn fenced<T>(
-        &self,
-        fence: &Fence,
-        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
-    ) -> Result<T> {
-        let mut conn = &self.conn;
-        let _ = &mut conn;
+    fn fenced<T>(&self, fence: &Fence, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
         let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
             .map_err(|e| self.err(e))?;
         let epoch: Option<i64> = tx
-            .query_row(
-                "SELECT epoch FROM locks WHERE env = ?1",
-                [fence.env.as_str()],
-                |r| r.get(0),
-            )
+            .query_row("SELECT epoch FROM locks WHERE env = ?1", [fence.env.as_str()], |r| r.get(0))
             .optional()
             .map_err(|e| self.err(e))?;
         if epoch != Some(fence.epoch) {
-            return Err(Error::Fenced {
-                env: fence.env.to_string(),
-                epoch: fence.epoch,
-            });
+            return Err(Error::Fenced { env: fence.env.to_string(), epoch: fence.epoch });
         }
         let out = f(&tx).map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))?;
@@ -378,31 +338,17 @@ impl SqliteLedger {
 }
 
 fn ledger_err(path: &Path, e: rusqlite::Error) -> Error {
-    Error::Ledger {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    }
+    Error::Ledger { path: path.display().to_string(), message: e.to_string() }
 }
 
-fn insert_steps(
-    tx: &Connection,
-    op: u64,
-    first: u32,
-    steps: &[(Step, Phase)],
-) -> rusqlite::Result<()> {
+fn insert_steps(tx: &Connection, op: u64, first: u32, steps: &[(Step, Phase)]) -> rusqlite::Result<()> {
     let mut ins = tx.prepare_cached(
         "INSERT INTO steps (operation, seq, name, phase, host, spec, state) VALUES (?1, ?2, ?3, ?4, 'local', ?5, 'planned')",
     )?;
     for (i, (step, phase)) in steps.iter().enumerate() {
         // Serialising a plain enum of ids and strings cannot fail.
         let spec = serde_json::to_string(step).unwrap_or_default();
-        ins.execute(params![
-            op as i64,
-            first + i as u32,
-            step.name(),
-            phase.as_str(),
-            spec
-        ])?;
+        ins.execute(params![op as i64, first + i as u32, step.name(), phase.as_str(), spec])?;
     }
     Ok(())
 }
@@ -422,11 +368,7 @@ pub fn audit_canonical(e: &AuditEvent) -> String {
 
 fn append_audit(tx: &Connection, e: &AuditEvent) -> rusqlite::Result<()> {
     let prev: String = tx
-        .query_row(
-            "SELECT hash FROM audit_events ORDER BY id DESC LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
+        .query_row("SELECT hash FROM audit_events ORDER BY id DESC LIMIT 1", [], |r| r.get(0))
         .optional()?
         .unwrap_or_default();
     let canonical = audit_canonical(e);
@@ -448,9 +390,7 @@ impl Ledger for SqliteLedger {
 
     fn env_state(&self, env: &EnvName) -> Result<EnvState> {
         self.conn
-            .prepare_cached(
-                "SELECT current_release, config_release FROM environments WHERE name = ?1",
-            )
+            .prepare_cached("SELECT current_release, config_release FROM environments WHERE name = ?1")
             .and_then(|mut s| {
                 s.query_row([env.as_str()], |r| {
                     Ok(EnvState {
@@ -465,11 +405,7 @@ impl Ledger for SqliteLedger {
     }
 
     fn release(&self, env: &EnvName, id: ReleaseId) -> Result<Option<Release>> {
-        self.one_release(
-            env,
-            "SELECT * FROM releases WHERE env = ?1 AND id = ?2",
-            params![env.as_str(), id.0 as i64],
-        )
+        self.one_release(env, "SELECT * FROM releases WHERE env = ?1 AND id = ?2", params![env.as_str(), id.0 as i64])
     }
 
     fn releases(&self, env: &EnvName, limit: usize) -> Result<Vec<Release>> {
@@ -482,11 +418,9 @@ impl Ledger for SqliteLedger {
 
     fn next_release_id(&self, env: &EnvName) -> Result<ReleaseId> {
         self.conn
-            .query_row(
-                "SELECT COALESCE(MAX(id), 0) + 1 FROM releases WHERE env = ?1",
-                [env.as_str()],
-                |r| r.get::<_, i64>(0),
-            )
+            .query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM releases WHERE env = ?1", [env.as_str()], |r| {
+                r.get::<_, i64>(0)
+            })
             .map(|i| ReleaseId(i as u64))
             .map_err(|e| self.err(e))
     }
@@ -525,11 +459,7 @@ impl Ledger for SqliteLedger {
 
     fn blob(&self, sha256: &str) -> Result<Option<Vec<u8>>> {
         self.conn
-            .query_row(
-                "SELECT content FROM blobs WHERE sha256 = ?1",
-                [sha256],
-                |r| r.get(0),
-            )
+            .query_row("SELECT content FROM blobs WHERE sha256 = ?1", [sha256], |r| r.get(0))
             .optional()
             .map_err(|e| self.err(e))
     }
@@ -603,10 +533,7 @@ impl Ledger for SqliteLedger {
 
     fn release_lock(&self, fence: &Fence) -> Result<()> {
         self.conn
-            .execute(
-                "DELETE FROM locks WHERE env = ?1 AND epoch = ?2",
-                params![fence.env.as_str(), fence.epoch],
-            )
+            .execute("DELETE FROM locks WHERE env = ?1 AND epoch = ?2", params![fence.env.as_str(), fence.epoch])
             .map_err(|e| self.err(e))?;
         Ok(())
     }
@@ -718,9 +645,8 @@ impl Ledger for SqliteLedger {
                 let state: String = r.get(4)?;
                 Ok(StepRecord {
                     seq: r.get(0)?,
-                    step: serde_json::from_str(&spec).map_err(|e| {
-                        rusqlite::Error::InvalidColumnName(format!("step spec: {e}"))
-                    })?,
+                    step: serde_json::from_str(&spec)
+                        .map_err(|e| rusqlite::Error::InvalidColumnName(format!("step spec: {e}")))?,
                     phase: Phase::parse(&phase).unwrap_or(Phase::Forward),
                     host: r.get(2)?,
                     state: StepState::parse(&state).unwrap_or(StepState::Planned),
@@ -730,8 +656,7 @@ impl Ledger for SqliteLedger {
                 })
             })
             .map_err(|e| self.err(e))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(|e| self.err(e))
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| self.err(e))
     }
 
     fn apply(&self, fence: &Fence, changes: Vec<Change>) -> Result<()> {
@@ -741,11 +666,7 @@ impl Ledger for SqliteLedger {
     fn apply_unfenced(&self, env: &EnvName, changes: Vec<Change>) -> Result<()> {
         let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
             .map_err(|e| self.err(e))?;
-        tx.execute(
-            "INSERT OR IGNORE INTO environments (name) VALUES (?1)",
-            [env.as_str()],
-        )
-        .map_err(|e| self.err(e))?;
+        tx.execute("INSERT OR IGNORE INTO environments (name) VALUES (?1)", [env.as_str()]).map_err(|e| self.err(e))?;
         Self::write_changes(&tx, env, changes).map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))
     }
@@ -755,7 +676,9 @@ impl Ledger for SqliteLedger {
 pub fn audit_chain_ok(ledger: &SqliteLedger) -> Result<std::result::Result<usize, (i64, String)>> {
     let mut s = ledger
         .conn
-        .prepare("SELECT id, at, actor, host, env, operation, event, detail, prev_hash, hash FROM audit_events ORDER BY id")
+        .prepare(
+            "SELECT id, at, actor, host, env, operation, event, detail, prev_hash, hash FROM audit_events ORDER BY id",
+        )
         .map_err(|e| ledger.err(e))?;
     let mut rows = s.query([]).map_err(|e| ledger.err(e))?;
     let mut prev = String::new();
@@ -768,10 +691,7 @@ pub fn audit_chain_ok(ledger: &SqliteLedger) -> Result<std::result::Result<usize
             actor: r.get(2).map_err(|e| ledger.err(e))?,
             host: r.get(3).map_err(|e| ledger.err(e))?,
             env: r.get(4).map_err(|e| ledger.err(e))?,
-            operation: r
-                .get::<_, Option<i64>>(5)
-                .map_err(|e| ledger.err(e))?
-                .map(|o| o as u64),
+            operation: r.get::<_, Option<i64>>(5).map_err(|e| ledger.err(e))?.map(|o| o as u64),
             event: r.get(6).map_err(|e| ledger.err(e))?,
             detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
         };
@@ -788,6 +708,3 @@ pub fn audit_chain_ok(ledger: &SqliteLedger) -> Result<std::result::Result<usize
     }
     Ok(Ok(n))
 }
-
-#[allow(dead_code)]
-fn _assert_map(_: BTreeMap<String, String>) {}

@@ -85,10 +85,7 @@ pub fn switch(deploy_to: &Path, id: ReleaseId) -> Result<bool> {
         return Err(Error::Io {
             action: "switch to",
             path: dir,
-            source: std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "the release directory is gone",
-            ),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "the release directory is gone"),
         });
     }
     let link = current_link(deploy_to);
@@ -111,11 +108,7 @@ pub fn unlink(deploy_to: &Path) -> Result<bool> {
             Ok(true)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(Error::Io {
-            action: "remove",
-            path: link,
-            source: e,
-        }),
+        Err(e) => Err(Error::Io { action: "remove", path: link, source: e }),
     }
 }
 
@@ -135,9 +128,7 @@ pub fn remove(deploy_to: &Path, id: ReleaseId) -> Result<()> {
 }
 
 pub fn fsync_dir(dir: &Path) -> Result<()> {
-    fs::File::open(dir)
-        .and_then(|f| f.sync_all())
-        .map_err(Error::io("fsync", dir))
+    fs::File::open(dir).and_then(|f| f.sync_all()).map_err(Error::io("fsync", dir))
 }
 
 /// Replaces a file's content atomically (write, fsync, rename, fsync the folder).
@@ -145,19 +136,14 @@ pub fn write_atomic(path: &Path, content: &[u8]) -> Result<()> {
     use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(Error::io("create", dir))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.lastgood-{}", std::process::id()));
     let mut f = fs::File::create(&tmp).map_err(Error::io("write", &tmp))?;
     // Keep the old file's permissions: config files often hold secrets (0600).
     if let Ok(meta) = fs::metadata(path) {
         let _ = f.set_permissions(meta.permissions());
     }
-    f.write_all(content)
-        .and_then(|_| f.sync_all())
-        .map_err(Error::io("write", &tmp))?;
+    f.write_all(content).and_then(|_| f.sync_all()).map_err(Error::io("write", &tmp))?;
     fs::rename(&tmp, path).map_err(Error::io("replace", path))?;
     fsync_dir(dir)
 }

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Read latency against a big ledger: `lastgood status` and `lastgood history --limit 20`
+# (text and --format json) with 1,000 and with 100,000 releases for `production`.
+#
+#   bash bench/ledger.sh                          # builds target/release/lastgood
+#   LASTGOOD=/path/to/lastgood N=50 SIZES="1000 100000" bash bench/ledger.sh
+#   KEEP=1 bash bench/ledger.sh                   # keep the temp dir (printed)
+#
+# Goals (issue): median <= 10 ms at 100,000 releases, and at most 1.5x the time at 1,000.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/.." && pwd)"
+N="${N:-50}"
+SIZES="${SIZES:-1000 100000}"
+
+if [[ -z "${LASTGOOD:-}" ]]; then
+    (cd "$ROOT" && cargo build --release -q -p lastgood-cli) >&2
+    LASTGOOD="$ROOT/target/release/lastgood"
+fi
+LASTGOOD="$(readlink -f "$LASTGOOD")"
+[[ -x "$LASTGOOD" ]] || { echo "not executable: $LASTGOOD" >&2; exit 2; }
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/lastgood-bench-ledger.XXXXXX")"
+if [[ -n "${KEEP:-}" ]]; then
+    echo "keeping $WORK" >&2
+else
+    trap 'rm -rf "$WORK"' EXIT
+fi
+
+# One real deploy makes the ledger and its schema.
+SEED="$WORK/seed"
+mkdir -p "$SEED"
+git init -q "$SEED/repo"
+(
+    cd "$SEED/repo"
+    git config user.email bench@example.invalid
+    git config user.name bench
+    echo 1 > VERSION; git add VERSION; git commit -qm "first"; git tag v1
+)
+cat > "$SEED/lastgood.toml" <<'TOML'
+[environments.production]
+source = "repo"
+deploy_to = "srv"
+restart = ["true"]
+keep_releases = 5
+TOML
+(cd "$SEED" && "$LASTGOOD" --config lastgood.toml -q deploy production v1 --reason seed >/dev/null)
+
+args=()
+for size in $SIZES; do
+    d="$WORK/$size"
+    cp -a "$SEED" "$d"
+    python3 "$HERE/lib/fill_ledger.py" "$d/.lastgood/ledger.db" "$size" "$d/srv"
+    # Sanity: lastgood reads it and agrees on the current release.
+    (cd "$d" && "$LASTGOOD" --config lastgood.toml --format json status production) |
+        python3 -c "import json,sys; d=json.load(sys.stdin); assert d['current']['id']==$size, d; assert d['last_good'], d"
+    (cd "$d" && "$LASTGOOD" --config lastgood.toml --format json history production --limit 20) |
+        python3 -c "import json,sys; d=json.load(sys.stdin); assert len(d)==20 and d[0]['id']==$size, d[0]"
+    echo "ledger @$size: $(du -h "$d/.lastgood/ledger.db" | cut -f1)" >&2
+    args+=("$size=$d")
+done
+
+echo "lastgood: $LASTGOOD ($("$LASTGOOD" --version))" >&2
+echo "machine: nproc=$(nproc) kernel=$(uname -r) date=$(date -u +%Y-%m-%dT%H:%MZ)" >&2
+python3 "$HERE/lib/ledger_driver.py" "$LASTGOOD" "$N" "${args[@]}"

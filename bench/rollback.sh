@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Rollback latency: `lastgood rollback` flipping between two releases, against the
+# floor of doing the same atomic symlink flip (+ a no-op restart) by hand.
+#
+#   bash bench/rollback.sh            # builds target/release/lastgood
+#   LASTGOOD=/path/to/lastgood N=100 WARMUP=5 bash bench/rollback.sh
+#   KEEP=1 bash bench/rollback.sh     # keep the temp dir (printed) for poking at
+#
+# Prints markdown tables. Goal (issue): lastgood rollback median <= 50 ms (GOAL_MS).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/.." && pwd)"
+N="${N:-30}"
+WARMUP="${WARMUP:-3}"
+
+if [[ -z "${LASTGOOD:-}" ]]; then
+    (cd "$ROOT" && cargo build --release -q -p lastgood-cli) >&2
+    LASTGOOD="$ROOT/target/release/lastgood"
+fi
+LASTGOOD="$(readlink -f "$LASTGOOD")"
+[[ -x "$LASTGOOD" ]] || { echo "not executable: $LASTGOOD" >&2; exit 2; }
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/lastgood-bench-rollback.XXXXXX")"
+if [[ -n "${KEEP:-}" ]]; then
+    echo "keeping $WORK" >&2
+else
+    trap 'rm -rf "$WORK"' EXIT
+fi
+
+# A repository with tags v1 and v2.
+git init -q "$WORK/repo"
+(
+    cd "$WORK/repo"
+    git config user.email bench@example.invalid
+    git config user.name bench
+    echo 1 > VERSION; git add VERSION; git commit -qm "first"; git tag v1
+    echo 2 > VERSION; git commit -qam "second"; git tag v2
+)
+
+cat > "$WORK/lastgood.toml" <<'TOML'
+[environments.production]
+source = "repo"
+deploy_to = "srv"
+restart = ["true"]
+keep_releases = 5
+TOML
+
+# The floor: the same atomic flip by hand, and the same no-op restart (an exec of true).
+mkdir -p "$WORK/floor/releases/1" "$WORK/floor/releases/2"
+ln -s releases/2 "$WORK/floor/current"
+cat > "$WORK/flip.sh" <<'SH'
+cd "$1" || exit 1
+ln -sfn "releases/$2" current.tmp && mv -T current.tmp current && /bin/true
+SH
+
+cd "$WORK"
+"$LASTGOOD" --config lastgood.toml -q deploy production v1 --reason bench >/dev/null
+"$LASTGOOD" --config lastgood.toml -q deploy production v2 --reason bench >/dev/null
+[[ "$(readlink srv/current)" == *2 ]] || { echo "setup: current is not #2" >&2; exit 1; }
+
+echo "lastgood: $LASTGOOD ($("$LASTGOOD" --version))" >&2
+echo "machine: nproc=$(nproc) kernel=$(uname -r) date=$(date -u +%Y-%m-%dT%H:%MZ)" >&2
+python3 "$HERE/lib/rollback_driver.py" "$LASTGOOD" "$WORK" "$N" "$WARMUP"

@@ -1,0 +1,136 @@
+//! Bad input: every case exits 2 with a clear message and changes nothing.
+
+use crate::{BIN, env_with_versions};
+use lastgood_testkit::TestEnv;
+
+fn assert_untouched(env: &TestEnv) {
+    assert!(!env.deploy_to().exists(), "deploy_to was created");
+    let ledger = env.path().join(".lastgood/ledger.db");
+    if ledger.exists() {
+        assert_eq!(env.history(), serde_json::json!([]));
+    }
+}
+
+#[test]
+fn hostile_versions_are_refused_before_git_sees_them() {
+    let env = env_with_versions(1);
+    let marker = env.path().join("pwned");
+    for v in [
+        "--upload-pack=touch pwned",
+        "-x",
+        "$(touch pwned)",
+        "`touch pwned`",
+        "v1;touch pwned",
+        "v1\ntouch pwned",
+        "v1 && touch pwned",
+        "v1|x",
+        "zzz\";echo${IFS}\"hello\";#",
+        "HEAD~1",
+        "v1^{tree}",
+        "../v1",
+    ] {
+        // Option-like values stop at the argument parser; after `--` they reach
+        // lastgood's own validation. Both refuse with exit 2.
+        let out = env.run(&["deploy", "production", v]);
+        out.expect(2);
+        let out = env.run(&["deploy", "--", "production", v]);
+        out.expect(2);
+        assert!(out.stderr.contains("version"), "{v:?}: {}", out.stderr);
+        assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+        let out = env.run(&["rollback", "production", "--to", v]);
+        out.expect(2);
+    }
+    assert!(!marker.exists());
+    assert_untouched(&env);
+}
+
+#[test]
+fn unknown_version_and_environment() {
+    let env = env_with_versions(1);
+    let out = env.run(&["deploy", "production", "v9"]);
+    out.expect(2);
+    assert!(out.stderr.contains("version `v9` was not found"), "{}", out.stderr);
+    let out = env.run(&["deploy", "staging", "v1"]);
+    out.expect(2);
+    assert!(
+        out.stderr.contains("unknown environment `staging`") && out.stderr.contains("production"),
+        "{}",
+        out.stderr
+    );
+    let out = env.run(&["status", "Prod$"]);
+    out.expect(2);
+    assert_untouched(&env);
+}
+
+#[test]
+fn malformed_configs_name_file_line_and_column() {
+    let env = env_with_versions(1);
+    let cases: &[(&str, &str)] = &[
+        ("[environments.production]\ndeploy_to = \"srv\"\nsource = \"repo\"\nbuidl = [\"make\"]\n", ":4:1:"),
+        ("[environments.production]\ndeploy_to = \"srv\"\nkeep_releases = \"five\"\n", ":3:17:"),
+        (
+            "[environments.production]\ndeploy_to = \"srv\"\nkeep_releases = 0\n",
+            ":3:17: environments.production.keep_releases",
+        ),
+        ("[environments.production\n", ":1:"),
+        ("[environments.production]\nruntime = \"heroku\"\ndeploy_to = \"srv\"\n", ":2:11:"),
+        ("[environments.production]\ndeploy_to = \"srv\"\nhosts = [\"-oProxyCommand=x\"]\n", ":3:9:"),
+        (
+            "[environments.production]\ndeploy_to = \"srv\"\n[[environments.production.checks]]\nhttp = \"http://x\"\ntimeout = \"soon\"\n",
+            "not a duration",
+        ),
+        ("[environments.production]\nsource = \"repo\"\n", "deploy_to: missing"),
+        ("[ledger]\nurl = \"mysql://x\"\n", ":2:7: ledger.url"),
+    ];
+    for (text, want) in cases {
+        env.write("lastgood.toml", text);
+        let out = env.run(&["deploy", "production", "v1"]);
+        out.expect(2);
+        assert!(
+            out.stderr.contains("lastgood.toml") && out.stderr.contains(want),
+            "{text:?}: want {want:?} in\n{}",
+            out.stderr
+        );
+    }
+    assert_untouched(&env);
+}
+
+#[test]
+fn a_missing_config_says_how_to_make_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(BIN)
+        .arg("status")
+        .current_dir(dir.path())
+        .env_remove("LASTGOOD_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no config file") && err.contains("lastgood init"), "{err}");
+}
+
+#[test]
+fn unreadable_sources_and_config_files() {
+    let env = env_with_versions(1);
+    env.write_config("");
+    std::fs::remove_file(env.path().join("app.env")).unwrap();
+    let out = env.run(&["deploy", "production", "v1"]);
+    out.expect(2);
+    assert!(out.stderr.contains("app.env"), "{}", out.stderr);
+    env.write("app.env", "HEALTH=ok\n");
+    std::fs::rename(env.repo(), env.path().join("elsewhere")).unwrap();
+    let out = env.run(&["deploy", "production", "v1"]);
+    out.expect(2);
+    assert!(out.stderr.contains("repo"), "{}", out.stderr);
+    assert_untouched(&env);
+}
+
+#[test]
+fn bad_flags_are_usage_errors() {
+    let env = env_with_versions(1);
+    env.run(&["rollback", "production", "--scope", "everything"]).expect(2);
+    env.run(&["deploy", "production"]).expect(2);
+    env.run(&["history", "production", "--limit", "-1"]).expect(2);
+    env.run(&["lock", "production"]).expect(2);
+    assert_untouched(&env);
+}

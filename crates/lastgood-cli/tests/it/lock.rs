@@ -1,0 +1,109 @@
+use std::process::Stdio;
+
+use serde_json::json;
+
+use crate::{deploy_ok, env_with_versions};
+
+#[test]
+fn a_lock_held_by_hand_stops_operations_until_unlocked() {
+    let env = env_with_versions(2);
+    deploy_ok(&env, "v1");
+    env.run(&["lock", "production", "--reason", "incident 42"]).expect(0);
+    let out = env.run(&["deploy", "production", "v2"]);
+    out.expect(3);
+    assert!(out.stderr.contains("locked by tester@") && out.stderr.contains("incident 42"), "{}", out.stderr);
+    env.run(&["rollback", "production", "--to", "1"]).expect(3);
+    let st = env.status();
+    assert_eq!(st["lock"]["reason"], "incident 42");
+    assert_eq!(st["lock"]["expires_at"], json!(null));
+    // A second lock by hand is refused too.
+    env.run(&["lock", "production", "--reason", "me too"]).expect(3);
+    env.run(&["unlock", "production"]).expect(0);
+    deploy_ok(&env, "v2");
+    env.run(&["unlock", "production"]).expect(0);
+}
+
+#[test]
+fn a_running_operation_holds_the_lock_and_names_itself() {
+    let env = env_with_versions(2);
+    env.write_config(r#"build = ["sleep", "2"]"#);
+    deploy_ok(&env, "v1");
+    let mut slow =
+        env.cmd(&["deploy", "production", "v2"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    // Wait until it holds the lock.
+    let mut held = false;
+    for _ in 0..100 {
+        if env.status()["lock"]["operation"].is_u64() {
+            held = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(held, "the slow deploy never took the lock");
+    let out = env.run(&["rollback", "production", "--to", "1"]);
+    out.expect(3);
+    assert!(out.stderr.contains("(operation ") && out.stderr.contains("expires at"), "{}", out.stderr);
+    env.run(&["unlock", "production"]).expect(3);
+    assert!(slow.wait().unwrap().success());
+    assert_eq!(env.serving().as_deref(), Some("v2"));
+}
+
+#[test]
+fn a_dead_holders_lock_is_taken_over_and_recorded() {
+    let env = env_with_versions(2);
+    deploy_ok(&env, "v1");
+    let crashed = env.run_crashing("locked", &["deploy", "production", "v2"]);
+    assert_eq!(crashed.signal, Some(9), "{crashed:?}");
+    let st = env.status();
+    assert_eq!(st["lock_holder_gone"], true);
+    assert_eq!(st["interrupted"], json!(null));
+    let out = env.run(&["deploy", "production", "v2"]);
+    out.expect(0);
+    assert!(out.stderr.contains("took over the lock"), "{}", out.stderr);
+    let ledger = env.path().join(".lastgood/ledger.db");
+    let events =
+        std::process::Command::new("sqlite3").arg(&ledger).arg("SELECT event FROM audit_events").output().unwrap();
+    assert!(String::from_utf8_lossy(&events.stdout).contains("lock.takeover"));
+    env.run(&["audit", "verify"]).expect(0);
+}
+
+/// Eight processes race for one environment, many times: exactly one wins each round.
+#[test]
+fn eight_processes_racing_for_the_lock_have_exactly_one_winner() {
+    let env = env_with_versions(1);
+    for round in 0..15 {
+        let children: Vec<_> = (0..8)
+            .map(|i| {
+                env.cmd(&["lock", "production", "--reason", &format!("racer {i}")])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let codes: Vec<i32> =
+            children.into_iter().map(|c| c.wait_with_output().unwrap().status.code().unwrap()).collect();
+        assert_eq!(codes.iter().filter(|&&c| c == 0).count(), 1, "round {round}: {codes:?}");
+        assert_eq!(codes.iter().filter(|&&c| c == 3).count(), 7, "round {round}: {codes:?}");
+        env.run(&["unlock", "production"]).expect(0);
+    }
+}
+
+#[test]
+fn eight_racing_deploys_have_exactly_one_winner() {
+    let env = env_with_versions(3);
+    env.write_config(r#"build = ["sleep", "1"]"#);
+    for (round, version) in ["v1", "v2", "v3"].iter().enumerate() {
+        let children: Vec<_> = (0..8)
+            .map(|_| {
+                env.cmd(&["deploy", "production", version]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
+            })
+            .collect();
+        let codes: Vec<i32> =
+            children.into_iter().map(|c| c.wait_with_output().unwrap().status.code().unwrap()).collect();
+        assert_eq!(codes.iter().filter(|&&c| c == 0).count(), 1, "round {round}: {codes:?}");
+        assert_eq!(codes.iter().filter(|&&c| c == 3).count(), 7, "round {round}: {codes:?}");
+        assert_eq!(env.serving().as_deref(), Some(*version));
+    }
+    assert_eq!(env.history().as_array().unwrap().len(), 3);
+}
