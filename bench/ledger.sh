@@ -60,6 +60,8 @@ for size in $SIZES; do
     echo "ledger @$size: $(du -h "$d/.lastgood/ledger.db" | cut -f1)" >&2
     args+=("$size=$d")
 done
+# Let writeback of the freshly written ledgers finish before timing anything.
+sync
 
 echo "lastgood: $LASTGOOD ($("$LASTGOOD" --version))" >&2
 echo "machine: nproc=$(nproc) kernel=$(uname -r) date=$(date -u +%Y-%m-%dT%H:%MZ)" >&2

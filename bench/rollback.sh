@@ -59,6 +59,7 @@ cd "$WORK"
 "$LASTGOOD" --config lastgood.toml -q deploy production v2 --reason bench >/dev/null
 [[ "$(readlink srv/current)" == *2 ]] || { echo "setup: current is not #2" >&2; exit 1; }
 
+sync
 echo "lastgood: $LASTGOOD ($("$LASTGOOD" --version))" >&2
 echo "machine: nproc=$(nproc) kernel=$(uname -r) date=$(date -u +%Y-%m-%dT%H:%MZ)" >&2
 python3 "$HERE/lib/rollback_driver.py" "$LASTGOOD" "$WORK" "$N" "$WARMUP"

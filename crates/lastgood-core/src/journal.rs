@@ -297,7 +297,8 @@ impl Journal<'_> {
             Step::Switch { release } => {
                 let moved = releases::switch(deploy_to, *release)?;
                 let mut effects = vec![Change::SetCurrent(Some(*release))];
-                if self.op.kind == OperationKind::Deploy && rec.phase == Phase::Forward {
+                let config_follows = env.config_files.is_empty() && self.op.scope.includes_config();
+                if config_follows || (self.op.kind == OperationKind::Deploy && rec.phase == Phase::Forward) {
                     // A deploy snapshots the config files that are in place, so they are its own.
                     effects.push(Change::SetConfigRelease(Some(*release)));
                 }
@@ -409,6 +410,9 @@ impl Journal<'_> {
         // good: it counts among the `keep_releases` newest good ones.
         let good = with_dirs.iter().filter(|r| r.state == ReleaseState::Good || r.id == self.op.to).map(|r| r.id);
         keep.extend(good.take(env.keep_releases));
+        // Failed and bad releases among the newest few stay a while for inspection;
+        // they are never what a rollback needs, so they do not count as protected.
+        keep.extend(with_dirs.iter().map(|r| r.id).take(env.keep_releases));
         let mut removed = Vec::new();
         let mut changes = Vec::new();
         for r in with_dirs.iter().filter(|r| !keep.contains(&r.id) && r.state != ReleaseState::Pending) {
