@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every lastgood benchmark against one release build; prints markdown.
-#   bash bench/run-all.sh
+#   bash bench/run-all.sh            # NO_FSYNC=1 skips the strace-based fsync sensitivity run
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
@@ -14,4 +14,8 @@ status=0
 bash "$HERE/rollback.sh" || status=$?
 echo
 bash "$HERE/ledger.sh" || status=$?
+if command -v strace >/dev/null && [[ -z "${NO_FSYNC:-}" ]]; then
+    echo
+    bash "$HERE/fsync-sensitivity.sh" || status=$?
+fi
 exit $status

@@ -64,6 +64,11 @@ def machine():
                     break
     except OSError:
         pass
-    return "nproc=%d, kernel %s, %s, python %s" % (
+    try:
+        with open("/proc/loadavg") as f:
+            load = " ".join(f.read().split()[:3])
+    except OSError:
+        load = "?"
+    return "nproc=%d, kernel %s, %s, python %s, loadavg at end %s" % (
         os.cpu_count() or 0, platform.release(), cpu or "unknown cpu",
-        platform.python_version())
+        platform.python_version(), load)
