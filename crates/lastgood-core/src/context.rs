@@ -1,9 +1,9 @@
 //! Who is acting, where, and when: injectable so that tests and reports are stable.
 //!
-//! `LASTGOOD_USER` and `LASTGOOD_NOW` (unix seconds or RFC 3339) pin the actor and the
-//! clock; otherwise they come from `USER` and the system clock. The host name is the
-//! kernel's, because lock liveness ("is the holder's process still alive?") is only
-//! decidable on the machine that holds it.
+//! `LASTGOOD_USER`, `LASTGOOD_HOSTNAME` and `LASTGOOD_NOW` (unix seconds or RFC 3339) pin
+//! the actor, the machine and the clock; otherwise they come from `USER`, the kernel's
+//! host name and the system clock. The host name matters beyond display: lock liveness
+//! ("is the holder's process still alive?") is only decidable on the holder's machine.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -31,7 +31,9 @@ impl Context {
                     .map(|d| d.as_secs() as i64)
             })
         });
-        Self { user, host: hostname(), pid: std::process::id() as i32, pinned_now }
+        // LASTGOOD_HOSTNAME lets tests play several machines on one.
+        let host = std::env::var("LASTGOOD_HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(hostname);
+        Self { user, host, pid: std::process::id() as i32, pinned_now }
     }
 
     /// Unix seconds.

@@ -107,3 +107,66 @@ fn eight_racing_deploys_have_exactly_one_winner() {
     }
     assert_eq!(env.history().as_array().unwrap().len(), 3);
 }
+
+/// Another machine's holder cannot be seen dying: its lock is taken over only when
+/// its lease expires, and the heartbeat keeps a live holder's lease from expiring.
+#[test]
+fn a_holder_on_another_machine_keeps_its_lease_by_heartbeat_and_loses_it_when_dead() {
+    let env = env_with_versions(3);
+    env.write_config("lease = \"3s\"\nbuild = [\"sleep\", \"5\"]");
+    deploy_ok(&env, "v1");
+    // Machine a: a deploy whose build outlasts the lease; the heartbeat must renew it.
+    let mut a = env.cmd(&["deploy", "production", "v2"]).env("LASTGOOD_HOSTNAME", "machine-a").spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(4500));
+    let b = env.cmd(&["rollback", "production", "--to", "1"]).env("LASTGOOD_HOSTNAME", "machine-b").output().unwrap();
+    assert_eq!(b.status.code(), Some(3), "{}", String::from_utf8_lossy(&b.stderr));
+    assert!(a.wait().unwrap().success());
+
+    // Machine a dies holding the lock: machine b must wait out the lease.
+    let crashed = env
+        .cmd(&["deploy", "production", "v3"])
+        .env("LASTGOOD_HOSTNAME", "machine-a")
+        .env("LASTGOOD_FAILPOINT", "intent:build")
+        .output()
+        .unwrap();
+    assert!(crashed.status.code().is_none());
+    let b = env.cmd(&["resume", "production"]).env("LASTGOOD_HOSTNAME", "machine-b").output().unwrap();
+    assert_eq!(b.status.code(), Some(3), "before the lease expires: {}", String::from_utf8_lossy(&b.stderr));
+    // Expiry is kept in whole seconds and errs late: wait lease + 1 s.
+    std::thread::sleep(std::time::Duration::from_millis(4200));
+    let b = env.cmd(&["resume", "production"]).env("LASTGOOD_HOSTNAME", "machine-b").output().unwrap();
+    assert_eq!(b.status.code(), Some(0), "after it expires: {}", String::from_utf8_lossy(&b.stderr));
+    assert_eq!(env.serving().as_deref(), Some("v3"));
+}
+
+/// A holder paused past its lease wakes up fenced: the ledger refuses its writes, so
+/// it cannot undo what the operator who took over did.
+#[test]
+fn a_paused_holder_whose_lease_was_taken_over_is_fenced_out() {
+    let env = env_with_versions(2);
+    env.write_config("lease = \"3s\"\nbuild = [\"sleep\", \"1\"]");
+    deploy_ok(&env, "v1");
+    let a = env
+        .cmd(&["deploy", "production", "v2"])
+        .env("LASTGOOD_HOSTNAME", "machine-a")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = a.id().to_string();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(3500));
+    let b = env.cmd(&["resume", "production", "--abort"]).env("LASTGOOD_HOSTNAME", "machine-b").output().unwrap();
+    assert_eq!(b.status.code(), Some(0), "{}", String::from_utf8_lossy(&b.stderr));
+    assert_eq!(env.serving().as_deref(), Some("v1"));
+    std::process::Command::new("kill").args(["-CONT", &pid]).status().unwrap();
+    let a = a.wait_with_output().unwrap();
+    assert_eq!(a.status.code(), Some(5), "{}", String::from_utf8_lossy(&a.stderr));
+    assert!(String::from_utf8_lossy(&a.stderr).contains("lost its lock"), "{}", String::from_utf8_lossy(&a.stderr));
+    // Nothing the woken holder did reached the environment.
+    assert_eq!(env.serving().as_deref(), Some("v1"));
+    assert_eq!(env.current_link(), Some(1));
+    assert_eq!(env.state_of(2), "failed");
+    assert_eq!(env.status()["lock"], json!(null));
+}
