@@ -343,7 +343,19 @@ impl Journal<'_> {
                         // config-only rollback needs the app to read its files again.
                         let sup = Supervisor::new(&releases::state_dir(deploy_to));
                         let stopped = sup.stop(env.stop_timeout)?;
-                        let started = sup.start(argv, &dir, &self.vars(&r), release.0, Duration::from_millis(50))?;
+                        let started = sup
+                            .start(argv, &dir, &self.vars(&r), release.0, Duration::from_millis(50))
+                            .map_err(|e| {
+                                match &e {
+                                    // The app's own last words say why; put them in the record.
+                                    crate::supervise::SuperviseError::ExitedAtStart { log_tail, .. } => {
+                                        let tail: Vec<&str> = log_tail.lines().rev().take(5).collect();
+                                        let tail: Vec<&str> = tail.into_iter().rev().collect();
+                                        Error::Step { message: format!("{e}; its log ends:\n{}", tail.join("\n")) }
+                                    }
+                                    _ => Error::Supervise(e),
+                                }
+                            })?;
                         let detail = match stopped {
                             Some(old) => format!(
                                 "stopped pid {} ({}), started pid {}",

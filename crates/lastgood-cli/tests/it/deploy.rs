@@ -218,3 +218,44 @@ fn verify_and_mark() {
     assert_eq!(env.state_of(1), "good");
     env.run(&["mark", "production", "9", "good"]).expect(2);
 }
+
+#[test]
+fn a_release_whose_app_dies_at_start_is_rolled_back() {
+    let mut env = env_with_versions(1);
+    deploy_ok(&env, "v1");
+    // v2 loses its VERSION file: the sample app exits at once.
+    env.commit_version("v2", &[]);
+    env.git(&["rm", "-q", "VERSION"], &env.repo());
+    env.git(&["commit", "-q", "-m", "Lose VERSION"], &env.repo());
+    env.git(&["tag", "v2-broken"], &env.repo());
+    let out = env.run(&["deploy", "production", "v2-broken", "--format", "json"]);
+    out.expect(1);
+    let r = out.json();
+    assert_eq!(r["outcome"], "rolled_back");
+    let restart = r["steps"].as_array().unwrap().iter().find(|s| s["name"] == "restart").unwrap();
+    assert_eq!(restart["state"], "failed");
+    assert!(restart["detail"].as_str().unwrap().contains("VERSION"), "{restart}");
+    assert_eq!(env.serving().as_deref(), Some("v1"));
+    assert_eq!(env.state_of(2), "failed");
+}
+
+#[test]
+fn tcp_and_command_checks_gate_a_release() {
+    let mut env = env_with_versions(1);
+    let port = env.port;
+    let extra = format!(
+        "[[environments.production.checks]]\ntcp = \"127.0.0.1:{port}\"\nretries = 20\ninterval = \"50ms\"\n\n\
+         [[environments.production.checks]]\ncommand = [\"sh\", \"-c\", \"grep -qx \\\"$LASTGOOD_VERSION\\\" VERSION && test ! -e FAIL\"]\nretries = 2\ninterval = \"50ms\"\n"
+    );
+    let cfg = std::fs::read_to_string(env.path().join("lastgood.toml")).unwrap() + &extra;
+    env.write("lastgood.toml", &cfg);
+    deploy_ok(&env, "v1");
+    let out = env.run(&["verify", "production", "--format", "json"]);
+    out.expect(0);
+    assert_eq!(out.json()["checks"].as_array().unwrap().len(), 3);
+    env.commit_version("v2", &[("FAIL", "")]);
+    let out = env.run(&["deploy", "production", "v2"]);
+    out.expect(1);
+    assert!(out.stdout.contains("FAIL command"), "{}", out.stdout);
+    assert_eq!(env.serving().as_deref(), Some("v1"));
+}
