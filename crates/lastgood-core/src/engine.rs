@@ -354,7 +354,8 @@ impl Engine {
         let checks = std::mem::take(&mut j.checks);
         match result {
             Ok(_) => {
-                self.free(held);
+                // The journal freed the lock when it settled; this stops the heartbeat.
+                drop(held);
                 self.report(op_id, checks)
             }
             // Fenced: the lock is someone else's now; do not touch it.

@@ -103,15 +103,24 @@ impl Journal<'_> {
         let mut steps = self.ledger.steps(self.op.id)?;
         let mut i = 0;
         let mut failure: Option<(StepRecord, String)> = None;
+        // The intent of the next step is recorded in the same transaction as the done of
+        // the one before (one fsync instead of two); this says which step that was.
+        let mut intended_early: Option<(u32, i64)> = None;
         while i < steps.len() {
             let mut rec = steps[i].clone();
             i += 1;
             if !matches!(rec.state, StepState::Planned | StepState::Intended) {
                 continue;
             }
-            let started = now_ms();
-            self.ledger
-                .apply(&self.fence, vec![Change::StepIntended { op: self.op.id, seq: rec.seq, at_ms: started }])?;
+            let started = match intended_early.take() {
+                Some((seq, at)) if seq == rec.seq => at,
+                _ => {
+                    let at = now_ms();
+                    self.ledger
+                        .apply(&self.fence, vec![Change::StepIntended { op: self.op.id, seq: rec.seq, at_ms: at }])?;
+                    at
+                }
+            };
             rec.state = StepState::Intended;
             rec.started_at_ms = Some(started);
             self.progress.step_started(&rec);
@@ -135,6 +144,13 @@ impl Journal<'_> {
                             detail: Some(detail),
                         },
                     );
+                    if let Some(next) =
+                        steps[i..].iter().find(|s| matches!(s.state, StepState::Planned | StepState::Intended))
+                    {
+                        let at = now_ms();
+                        effects.push(Change::StepIntended { op: self.op.id, seq: next.seq, at_ms: at });
+                        intended_early = Some((next.seq, at));
+                    }
                     self.ledger.apply(&self.fence, effects)?;
                     failpoint::hit(&format!("done:{}", rec.step.name()));
                     self.progress.step_finished(&rec);
@@ -261,6 +277,9 @@ impl Journal<'_> {
         let error = failure.map(|(rec, detail)| format!("step `{}` failed: {detail}", rec.step.name()));
         let now = self.ctx.now();
         changes.push(Change::FinishOperation { op: self.op.id, outcome, at: now, error: error.clone() });
+        // Finishing and unlocking are one fact: an operation is never seen finished
+        // while still holding the lock, nor unlocked while still running.
+        changes.push(Change::ReleaseLock);
         changes.push(self.audit(
             &format!("{}.finish", self.op.kind.as_str()),
             serde_json::json!({ "outcome": outcome.as_str(), "error": error, "checks": self.checks }),

@@ -241,6 +241,8 @@ pub enum Change {
         at: i64,
         error: Option<String>,
     },
+    /// Frees the lock (the fence's epoch).
+    ReleaseLock,
     Audit(AuditEvent),
 }
 

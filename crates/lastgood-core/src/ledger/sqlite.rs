@@ -316,6 +316,9 @@ impl SqliteLedger {
                     )?;
                 }
                 Change::Audit(e) => append_audit(tx, &e)?,
+                Change::ReleaseLock => {
+                    tx.execute("DELETE FROM locks WHERE env = ?1", [env.as_str()])?;
+                }
             }
         }
         Ok(())
@@ -664,6 +667,12 @@ impl Ledger for SqliteLedger {
     }
 
     fn apply_unfenced(&self, env: &EnvName, changes: Vec<Change>) -> Result<()> {
+        if changes.iter().any(|c| matches!(c, Change::ReleaseLock)) {
+            return Err(Error::Ledger {
+                path: self.describe(),
+                message: "only the lock's holder may free it through apply".into(),
+            });
+        }
         let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
             .map_err(|e| self.err(e))?;
         tx.execute("INSERT OR IGNORE INTO environments (name) VALUES (?1)", [env.as_str()]).map_err(|e| self.err(e))?;
