@@ -7,7 +7,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 cargo build -q --workspace --bins --locked || exit 1
-bin="$PWD/target/debug"
+bin="${CARGO_TARGET_DIR:-$PWD/target}/debug"
 work=$(mktemp -d "${TMPDIR:-/tmp}/lastgood-demo.XXXXXX")
 
 stop_app() {
