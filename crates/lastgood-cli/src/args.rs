@@ -85,6 +85,12 @@ pub enum Command {
         /// Print the plan and change nothing
         #[arg(long)]
         dry_run: bool,
+        /// Print the exact SQL of the plan's migration steps and change nothing
+        #[arg(long)]
+        sql: bool,
+        /// Consent to destructive down migrations (a backup is taken first)
+        #[arg(long)]
+        allow_data_loss: bool,
     },
     /// Current release, last good release, lock holder, interrupted operations
     Status { env: Option<String> },
@@ -125,11 +131,82 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// The database on its own: migrations, lint, rehearsal, backups
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
     /// The audit trail
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Current revision, applied and pending migrations
+    Status {
+        env: String,
+        #[command(flatten)]
+        dir: MigrationsDir,
+    },
+    /// Applied migrations, newest first, with when and by whom
+    History { env: String },
+    /// Apply pending migrations
+    Up {
+        env: String,
+        /// Stop after this revision (version or full name)
+        #[arg(long, value_name = "REV")]
+        to: Option<String>,
+        /// Print exactly the SQL that would run, bookkeeping included, and run nothing
+        #[arg(long)]
+        sql: bool,
+        #[command(flatten)]
+        dir: MigrationsDir,
+    },
+    /// Revert applied migrations
+    Down {
+        env: String,
+        /// Revert every migration applied after this revision (`0`: all)
+        #[arg(long, value_name = "REV", required_unless_present = "steps", conflicts_with = "steps")]
+        to: Option<String>,
+        /// Revert the newest N migrations
+        #[arg(long, value_name = "N")]
+        steps: Option<usize>,
+        /// Print exactly the SQL that would run, bookkeeping included, and run nothing
+        #[arg(long)]
+        sql: bool,
+        /// Consent to destructive down migrations (a backup is taken first)
+        #[arg(long)]
+        allow_data_loss: bool,
+        #[command(flatten)]
+        dir: MigrationsDir,
+    },
+    /// Classify every up and down script: safe, blocking or destructive
+    Lint {
+        env: String,
+        #[command(flatten)]
+        dir: MigrationsDir,
+    },
+    /// Back up the database now (recorded in the ledger)
+    Backup { env: String },
+    /// Restore a recorded backup over the database (the newest by default)
+    Restore {
+        env: String,
+        /// The backup's id, from `lastgood db backups ENV`
+        #[arg(long)]
+        id: Option<u64>,
+    },
+    /// The recorded backups, newest first
+    Backups { env: String },
+}
+
+#[derive(Debug, Args)]
+pub struct MigrationsDir {
+    /// Migrations folder (default: the configured one in the source's working tree)
+    #[arg(long, value_name = "DIR")]
+    pub migrations: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

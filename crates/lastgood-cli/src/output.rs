@@ -104,6 +104,11 @@ pub fn plan_text(p: &PlanView) -> String {
     if p.steps.is_empty() {
         s.push_str("  (no steps)\n");
     }
+    for v in &p.migrations {
+        s.push_str(
+            &format!("  migration: {:?} {} ({})\n", v.direction, v.name, lint_class(v.lint.class)).to_lowercase(),
+        );
+    }
     for n in &p.notes {
         s.push_str(&format!("  note: {n}\n"));
     }
@@ -123,6 +128,8 @@ pub fn plan_json(p: &PlanView) -> Value {
         "steps": p.steps.iter().map(|s| json!({ "name": s.name(), "description": s.to_string() })).collect::<Vec<_>>(),
         "notes": p.notes,
         "confirm": p.confirm,
+        "migrations": p.migrations,
+        "sql": p.sql,
     })
 }
 
@@ -303,4 +310,13 @@ pub fn history_text(rs: &[Release]) -> String {
         ));
     }
     t
+}
+
+pub fn lint_class(c: lastgood_core::database::lint::Class) -> &'static str {
+    use lastgood_core::database::lint::Class;
+    match c {
+        Class::Safe => "safe",
+        Class::Blocking => "blocking",
+        Class::Destructive => "destructive",
+    }
 }

@@ -66,6 +66,66 @@ pub struct Environment {
     pub checks: Vec<Check>,
     pub stop_timeout: Duration,
     pub lease: Duration,
+    pub database: Option<Database>,
+}
+
+/// `[environments.X.database]`.
+#[derive(Debug, Clone)]
+pub struct Database {
+    pub url: DbUrlSource,
+    /// The migrations folder, relative to a release (or to `source` for `lastgood db`);
+    /// None: this database has no schema changes (backups and restore still work).
+    pub migrations: Option<PathBuf>,
+    pub adapter: Adapter,
+    pub backup: BackupPolicy,
+    /// Where backups are written; default `<config dir>/.lastgood/backups/<env>`.
+    pub backup_dir: PathBuf,
+    pub settings: crate::database::migrate::Settings,
+}
+
+/// Where the database URL comes from. An environment variable is read when it is
+/// used, so a config can be checked without the secret at hand.
+#[derive(Debug, Clone)]
+pub enum DbUrlSource {
+    Url(crate::database::url::DbUrl),
+    Env { name: String, base: PathBuf },
+}
+
+impl DbUrlSource {
+    pub fn resolve(&self) -> Result<crate::database::url::DbUrl> {
+        match self {
+            Self::Url(u) => Ok(u.clone()),
+            Self::Env { name, base } => {
+                let value = std::env::var(name).map_err(|_| Error::Usage {
+                    what: format!("database url_env: the environment variable {name} is not set"),
+                })?;
+                crate::database::url::DbUrl::parse(&value, base)
+                    .map_err(|e| Error::Usage { what: format!("{name}: {e}") })
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Adapter {
+    Builtin,
+    /// The real Alembic program (argv to run it).
+    Alembic(Vec<String>),
+    /// The user's own commands.
+    Command {
+        current: Vec<String>,
+        up: Vec<String>,
+        down_to: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackupPolicy {
+    /// Before any destructive step (by the linter).
+    Auto,
+    /// Before every migration run.
+    Always,
+    Never,
 }
 
 impl Config {
@@ -173,12 +233,6 @@ fn check_env(name: &EnvName, raw: RawEnv, dir: &Path) -> std::result::Result<Env
             return Err((Some(v.span()), format!("{key}: applies to another runtime, not `releases`")));
         }
     }
-    if let Some(db) = &raw.database {
-        return Err((
-            Some(db.span()),
-            "database: database migrations are not available in this version of lastgood yet".into(),
-        ));
-    }
     if let Some(n) = &raw.notify {
         return Err((Some(n.span()), "notify: notifications are not available in this version of lastgood yet".into()));
     }
@@ -269,6 +323,10 @@ fn check_env(name: &EnvName, raw: RawEnv, dir: &Path) -> std::result::Result<Env
     };
     let stop_timeout = dur(&raw.stop_timeout, "stop_timeout", Duration::from_secs(10))?;
     let lease = dur(&raw.lease, "lease", Duration::from_secs(60))?;
+    let database = match raw.database {
+        None => None,
+        Some(db) => Some(check_database(name, db, dir)?),
+    };
     if lease < Duration::from_secs(3) {
         return Err((raw.lease.as_ref().map(Spanned::span), "lease: must be at least 3s".into()));
     }
@@ -283,7 +341,77 @@ fn check_env(name: &EnvName, raw: RawEnv, dir: &Path) -> std::result::Result<Env
         checks,
         stop_timeout,
         lease,
+        database,
     })
+}
+
+fn check_database(env: &EnvName, raw: Spanned<RawDatabase>, dir: &Path) -> std::result::Result<Database, Fail> {
+    let span = raw.span();
+    let raw = raw.into_inner();
+    let fail = |s: Option<Range<usize>>, m: String| (s.or(Some(span.clone())), format!("database.{m}"));
+    let url = match (&raw.url, &raw.url_env) {
+        (Some(u), None) => DbUrlSource::Url(
+            crate::database::url::DbUrl::parse(u.get_ref(), dir)
+                .map_err(|e| fail(Some(u.span()), format!("url: {e}")))?,
+        ),
+        (None, Some(v)) => DbUrlSource::Env { name: v.get_ref().clone(), base: dir.to_path_buf() },
+        (Some(u), Some(_)) => return Err(fail(Some(u.span()), "url: set either `url` or `url_env`, not both".into())),
+        (None, None) => return Err(fail(None, "url: missing; set `url` or `url_env` (e.g. \"DATABASE_URL\")".into())),
+    };
+    let argv = |key: &str, v: &Option<Vec<String>>| -> std::result::Result<Option<Vec<String>>, Fail> {
+        match v {
+            Some(a) if a.is_empty() || a[0].is_empty() => Err(fail(None, format!("{key}: needs a program"))),
+            other => Ok(other.clone()),
+        }
+    };
+    let adapter = match raw.adapter.as_ref().map(|a| a.get_ref().as_str()).unwrap_or("builtin") {
+        "builtin" => Adapter::Builtin,
+        "alembic" => Adapter::Alembic(argv("alembic", &raw.alembic)?.unwrap_or_else(|| vec!["alembic".to_owned()])),
+        "command" => match (argv("current", &raw.current)?, argv("up", &raw.up)?, argv("down_to", &raw.down_to)?) {
+            (Some(current), Some(up), Some(down_to)) => Adapter::Command { current, up, down_to },
+            _ => return Err(fail(None, "adapter = \"command\" needs `current`, `up` and `down_to` commands".into())),
+        },
+        other => {
+            return Err(fail(
+                raw.adapter.as_ref().map(Spanned::span),
+                format!("adapter: unknown adapter `{other}`; expected builtin, alembic or command"),
+            ));
+        }
+    };
+    let backup = match raw.backup.as_ref().map(|b| b.get_ref().as_str()).unwrap_or("auto") {
+        "auto" => BackupPolicy::Auto,
+        "always" => BackupPolicy::Always,
+        "never" => BackupPolicy::Never,
+        other => {
+            return Err(fail(
+                raw.backup.as_ref().map(Spanned::span),
+                format!("backup: `{other}` is not auto, always or never"),
+            ));
+        }
+    };
+    let d = |v: &Option<Spanned<String>>, key: &str| -> std::result::Result<Option<Duration>, Fail> {
+        v.as_ref()
+            .map(|s| parse_duration(s.get_ref()).map_err(|m| fail(Some(s.span()), format!("{key}: {m}"))))
+            .transpose()
+    };
+    let settings = crate::database::migrate::Settings {
+        lock_timeout: d(&raw.lock_timeout, "lock_timeout")?.or(Some(Duration::from_secs(5))),
+        statement_timeout: d(&raw.statement_timeout, "statement_timeout")?,
+        lock_wait: d(&raw.lock_wait, "lock_wait")?.unwrap_or(Duration::from_secs(30)),
+    };
+    let migrations = match &raw.migrations {
+        Some(m) if m.get_ref().is_empty() => return Err(fail(Some(m.span()), "migrations: is empty".into())),
+        Some(m) if Path::new(m.get_ref()).is_absolute() => {
+            return Err(fail(Some(m.span()), "migrations: must be relative to the release".into()));
+        }
+        Some(m) => Some(PathBuf::from(m.get_ref())),
+        None => None,
+    };
+    let backup_dir = match &raw.backup_dir {
+        Some(b) => resolve(dir, b),
+        None => dir.join(".lastgood/backups").join(env.as_str()),
+    };
+    Ok(Database { url, migrations, adapter, backup, backup_dir, settings })
 }
 
 fn check_check(c: Spanned<RawCheck>) -> std::result::Result<Check, Fail> {
@@ -383,7 +511,7 @@ struct RawEnv {
     lease: Option<Spanned<String>>,
     #[serde(default)]
     checks: Vec<Spanned<RawCheck>>,
-    database: Option<Spanned<toml::Value>>,
+    database: Option<Spanned<RawDatabase>>,
     notify: Option<Spanned<toml::Value>>,
     // Keys of the other runtimes (SPEC.md), accepted by name so that the error says
     // which runtime they belong to instead of "unknown field".
@@ -397,6 +525,24 @@ struct RawEnv {
     branch: Option<Spanned<toml::Value>>,
     version_file: Option<Spanned<toml::Value>>,
     mode: Option<Spanned<toml::Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDatabase {
+    url: Option<Spanned<String>>,
+    url_env: Option<Spanned<String>>,
+    migrations: Option<Spanned<String>>,
+    adapter: Option<Spanned<String>>,
+    backup: Option<Spanned<String>>,
+    backup_dir: Option<String>,
+    alembic: Option<Vec<String>>,
+    current: Option<Vec<String>>,
+    up: Option<Vec<String>>,
+    down_to: Option<Vec<String>>,
+    lock_timeout: Option<Spanned<String>>,
+    statement_timeout: Option<Spanned<String>>,
+    lock_wait: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

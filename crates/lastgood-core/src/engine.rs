@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::config::{Config, Environment, LedgerUrl};
 use crate::context::Context;
+use crate::database::environment::EnvDatabase;
 use crate::error::{Error, Result};
 use crate::journal::{self, Journal, Progress};
 use crate::ledger::{
@@ -47,6 +48,8 @@ pub struct RollbackOptions {
     pub target: Target,
     pub scope: Scope,
     pub reason: Option<String>,
+    /// Consent to destructive down migrations (a backup is taken first).
+    pub allow_data_loss: bool,
 }
 
 /// A plan as shown before anything runs.
@@ -62,6 +65,10 @@ pub struct PlanView {
     pub notes: Vec<String>,
     /// Reasons the user must confirm (a bad target, a newer target).
     pub confirm: Vec<String>,
+    /// The migrations the plan runs, with the linter's verdict on each.
+    pub migrations: Vec<crate::database::environment::Verdict>,
+    /// Exactly the SQL the migration steps would run (bookkeeping included).
+    pub sql: Option<String>,
 }
 
 /// What an operation did.
@@ -106,8 +113,8 @@ pub struct Interrupted {
 }
 
 /// The lock an operation holds, and its heartbeat.
-struct Held {
-    fence: Fence,
+pub(crate) struct Held {
+    pub(crate) fence: Fence,
     _heartbeat: Heartbeat,
 }
 
@@ -182,6 +189,16 @@ impl Engine {
         let heartbeat =
             Heartbeat::start(Box::new(move || open_ledger(&url)), fence.clone(), env.lease, self.ctx.clone());
         Ok(Held { fence, _heartbeat: heartbeat })
+    }
+
+    /// The lock for a command that is not a recorded operation (`lastgood db ...`).
+    pub(crate) fn lock_for(&self, env: &Environment, what: &str, progress: &mut dyn Progress) -> Result<Held> {
+        let held = self.take_lock(env, Some(what), progress)?;
+        self.refuse_interrupted(env, held)
+    }
+
+    pub(crate) fn unlock_held(&self, held: Held) {
+        self.free(held);
     }
 
     fn free(&self, held: Held) {
@@ -278,6 +295,8 @@ impl Engine {
             steps,
             notes,
             confirm: vec![],
+            migrations: vec![],
+            sql: None,
         };
         Ok((view, release))
     }
@@ -292,6 +311,7 @@ impl Engine {
         let env = self.env(env_name)?;
         // Preflight before the lock: a bad version or unreadable config is a usage error.
         self.plan_deploy(env_name, version, opts)?;
+        self.preflight_database(&env)?;
         releases::prepare(&env.deploy_to).map_err(|e| Error::Refused {
             env: env.name.to_string(),
             what: "deploy".into(),
@@ -321,6 +341,7 @@ impl Engine {
             started_at: self.ctx.now(),
             steps: view.steps.iter().cloned().map(|s| (s, Phase::Forward)).collect(),
             release: Some(release),
+            allow_data_loss: false,
         };
         self.execute(&env, held, new, progress)
     }
@@ -458,7 +479,52 @@ impl Engine {
         if env.checks.is_empty() {
             notes.push("no health checks are configured: the rollback is not verified".into());
         }
-        let steps = plan::rollback(journal::shape(&env, true), state.current, to.id, opts.scope);
+        let shape = journal::shape(&env, true);
+        let mut schema = plan::SchemaChange::default();
+        let mut migrations = Vec::new();
+        let mut sql = None;
+        let schema_moves = from.as_ref().is_some_and(|f| f.schema_revision != to.schema_revision);
+        if shape.migrations && opts.scope.includes_db() && schema_moves {
+            if let Some(db) = EnvDatabase::of(&env)? {
+                let dir = state
+                    .current
+                    .map(|c| releases::release_dir(&env.deploy_to, c))
+                    .and_then(|d| db.migrations_in(&d))
+                    .filter(|d| d.is_dir());
+                let mut m = db.migrator(dir.as_deref(), &self.ctx.actor()).map_err(|e| self.unreachable(&env, e))?;
+                let downs = m.plan_down_to_revision(to.schema_revision.as_deref())?;
+                migrations = db.verdicts(&downs, m.dialect());
+                let destructive = crate::database::environment::destructive(&migrations);
+                schema.migrate_down = !downs.is_empty();
+                schema.backup = schema.migrate_down
+                    && (!destructive.is_empty() || db.config.backup == crate::config::BackupPolicy::Always);
+                if !destructive.is_empty() {
+                    if !opts.allow_data_loss {
+                        return Err(Error::Refused {
+                            env: env.name.to_string(),
+                            what: "rollback".into(),
+                            why: format!(
+                                "it would revert destructive migrations: {}; review them with `lastgood rollback {} --dry-run --sql` and pass --allow-data-loss (a backup is taken first)",
+                                destructive.join(", "),
+                                env.name
+                            ),
+                        });
+                    }
+                    if db.config.backup == crate::config::BackupPolicy::Never {
+                        return Err(Error::Refused {
+                            env: env.name.to_string(),
+                            what: "rollback".into(),
+                            why: "a destructive down migration needs a backup in the same operation, and backup = \"never\"".into(),
+                        });
+                    }
+                    notes.push(format!("destructive, with your consent: {} (backed up first)", destructive.join(", ")));
+                }
+                if schema.migrate_down {
+                    sql = Some(m.preview(&downs));
+                }
+            }
+        }
+        let steps = plan::rollback(shape, state.current, to.id, opts.scope, schema);
         if scope_done(&state, &to, opts.scope) {
             notes.push(format!("{} is already current: nothing to do", to.id));
         }
@@ -471,7 +537,29 @@ impl Engine {
             steps,
             notes,
             confirm,
+            migrations,
+            sql,
         })
+    }
+
+    /// A database that cannot be reached refuses the operation before anything changes.
+    fn preflight_database(&self, env: &Environment) -> Result<()> {
+        let Some(db) = EnvDatabase::of(env)? else { return Ok(()) };
+        db.migrator(None, &self.ctx.actor()).map(drop).map_err(|e| self.unreachable(env, e))
+    }
+
+    fn unreachable(&self, env: &Environment, e: Error) -> Error {
+        match e {
+            Error::Migrate(m)
+                if matches!(
+                    *m,
+                    crate::database::migrate::MigrateError::Db(crate::database::driver::DbError::Connect { .. })
+                ) =>
+            {
+                Error::Refused { env: env.name.to_string(), what: "the operation".into(), why: m.to_string() }
+            }
+            other => other,
+        }
     }
 
     /// Runs a rollback. `confirmed` answers the plan's `confirm` list; without it such a
@@ -519,6 +607,7 @@ impl Engine {
             started_at: self.ctx.now(),
             steps: view.steps.iter().cloned().map(|s| (s, Phase::Forward)).collect(),
             release: None,
+            allow_data_loss: opts.allow_data_loss,
         };
         self.execute(&env, held, new, progress).map(Some)
     }

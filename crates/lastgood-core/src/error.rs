@@ -63,6 +63,12 @@ pub enum Error {
 
     #[error("{0}")]
     Supervise(#[from] crate::supervise::SuperviseError),
+
+    #[error("{0}")]
+    Migrate(Box<crate::database::migrate::MigrateError>),
+
+    #[error("backup failed: {0}")]
+    Backup(Box<crate::database::backup::BackupError>),
 }
 
 impl Error {
@@ -80,6 +86,8 @@ impl Error {
             Self::Locked { .. } => 3,
             Self::Refused { .. } => 4,
             Self::Interrupted { .. } | Self::Fenced { .. } => 5,
+            Self::Migrate(e) => e.exit_code(),
+            Self::Backup(_) => 1,
             Self::Step { .. } | Self::Git { .. } | Self::Ledger { .. } | Self::Io { .. } | Self::Supervise(_) => 1,
         }
     }

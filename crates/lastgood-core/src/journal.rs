@@ -18,9 +18,10 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Environment, Start};
 use crate::context::{Context, now_ms};
+use crate::database::{self, environment::EnvDatabase};
 use crate::error::{Error, Result};
 use crate::failpoint;
-use crate::ledger::{AuditEvent, Change, Fence, Ledger, Operation, Release, StepRecord, StepState};
+use crate::ledger::{AuditEvent, BackupRecord, Change, Fence, Ledger, Operation, Release, StepRecord, StepState};
 use crate::model::{OperationKind, Outcome, ReleaseEvent, ReleaseId, ReleaseState, next_state};
 use crate::plan::{self, Phase, Shape, Step};
 use crate::runtime::releases;
@@ -39,11 +40,15 @@ pub struct Quiet;
 impl Progress for Quiet {}
 
 pub fn shape(env: &Environment, verify: bool) -> Shape {
+    let db = env.database.as_ref();
     Shape {
         build: env.build.is_some(),
         start: env.start != Start::Nothing,
         config_files: !env.config_files.is_empty(),
         verify: verify && !env.checks.is_empty(),
+        migrations: db.is_some_and(|d| d.migrations.is_some()),
+        stoppable: matches!(env.start, Start::Run(_)),
+        backup_always: db.is_some_and(|d| d.backup == crate::config::BackupPolicy::Always),
     }
 }
 
@@ -200,7 +205,14 @@ impl Journal<'_> {
         let switched = steps
             .iter()
             .any(|s| s.phase == Phase::Forward && matches!(s.step, Step::Switch { .. }) && s.state == StepState::Done);
-        if !deploy || failed.phase != Phase::Forward || !switched {
+        // A failed migration run may have committed some of its migrations: the
+        // schema moved even though the code did not.
+        let migrated = steps.iter().any(|s| {
+            s.phase == Phase::Forward
+                && matches!(s.step, Step::MigrateUp { .. })
+                && matches!(s.state, StepState::Done | StepState::Failed)
+        });
+        if !deploy || failed.phase != Phase::Forward || !(switched || migrated) {
             return Ok(None);
         }
         if !self.op.auto_rollback {
@@ -216,9 +228,80 @@ impl Journal<'_> {
                 .note(&format!("the last good release {} has no release directory left: cannot return to it", good.id));
             return Ok(None);
         }
+        let shape = shape(self.env, self.verify);
+        let schema = plan::SchemaChange { migrate_down: shape.migrations && migrated, backup: false };
+        if schema.migrate_down {
+            // The policy for automatic rollbacks: never a destructive down. Nobody is
+            // there to consent, so the failed release stays and the message says what
+            // an operator can run after reading the plan.
+            match self.downs_to(&good) {
+                Ok(destructive) if destructive.is_empty() => {}
+                Ok(destructive) => {
+                    self.progress.note(&format!(
+                        "not returning to {} by itself: that would revert destructive migrations ({}); \
+                         check the plan with `lastgood rollback {} --dry-run --sql`, then run it with --allow-data-loss",
+                        good.id,
+                        destructive.join(", "),
+                        self.env.name
+                    ));
+                    return Ok(None);
+                }
+                Err(e) => {
+                    self.progress
+                        .note(&format!("not returning to {} by itself: cannot plan its migrations: {e}", good.id));
+                    return Ok(None);
+                }
+            }
+        }
         self.progress.note(&format!("returning to the last good release {} ({})", good.id, good.version));
-        let steps = plan::rollback(shape(self.env, self.verify), Some(self.op.to), good.id, crate::model::Scope::Full);
+        let current = self.ledger.env_state(&self.env.name)?.current;
+        let steps = plan::rollback(shape, current, good.id, crate::model::Scope::Full, schema);
         Ok(Some(steps.into_iter().map(|s| (s, Phase::Rollback)).collect()))
+    }
+
+    /// The destructive migrations a return to `target` would revert.
+    fn downs_to(&self, target: &Release) -> Result<Vec<String>> {
+        let Some(db) = EnvDatabase::of(self.env)? else { return Ok(Vec::new()) };
+        let mut m = db.migrator(self.current_migrations(&db)?.as_deref(), &self.ctx.actor())?;
+        let plan = m.plan_down_to_revision(target.schema_revision.as_deref())?;
+        Ok(database::environment::destructive(&db.verdicts(&plan, m.dialect())))
+    }
+
+    /// The migrations folder of the release serving now (it knows how to undo what it
+    /// applied); None when it has none.
+    fn current_migrations(&self, db: &EnvDatabase) -> Result<Option<std::path::PathBuf>> {
+        let current = self.ledger.env_state(&self.env.name)?.current;
+        Ok(current
+            .map(|c| releases::release_dir(&self.env.deploy_to, c))
+            .and_then(|dir| db.migrations_in(&dir))
+            .filter(|d| d.is_dir()))
+    }
+
+    fn backups_in_this_operation(&self) -> Result<usize> {
+        Ok(self.ledger.backups(&self.env.name, 50)?.iter().filter(|b| b.operation == Some(self.op.id)).count())
+    }
+
+    fn take_backup(&self, db: &EnvDatabase, release: ReleaseId, revision: Option<String>) -> Result<(String, Change)> {
+        let label = format!("{}-op{}-{}", self.env.name, self.op.id, now_ms());
+        let file = db.backup(&label)?;
+        let detail =
+            format!("backed up to {} ({} bytes, sha256 {})", file.path.display(), file.bytes, &file.sha256[..12]);
+        let record = BackupRecord {
+            id: 0,
+            operation: Some(self.op.id),
+            release: Some(release),
+            file,
+            schema_revision: revision,
+            created_at: self.ctx.now(),
+            created_by: self.ctx.actor(),
+        };
+        Ok((detail, Change::RecordBackup(record)))
+    }
+
+    fn database(&self) -> Result<EnvDatabase<'_>> {
+        EnvDatabase::of(self.env)?.ok_or_else(|| Error::Step {
+            message: format!("environment `{}` has no [database] section", self.env.name),
+        })
     }
 
     /// Works out the outcome and release states from the journal, and records them.
@@ -426,6 +509,75 @@ impl Journal<'_> {
                 }
             }
             Step::Cleanup => self.cleanup(),
+            Step::Backup { release } => {
+                let db = self.database()?;
+                let revision = db.migrator(None, &self.ctx.actor()).and_then(|mut m| Ok(m.current()?)).ok().flatten();
+                let (detail, change) = self.take_backup(&db, *release, revision)?;
+                Ok((detail, vec![change]))
+            }
+            Step::MigrateUp { release } => {
+                let db = self.database()?;
+                let dir = db.migrations_in(&releases::release_dir(deploy_to, *release));
+                let mut m = db.migrator(dir.as_deref(), &self.ctx.actor())?;
+                let plan = m.plan_up(None)?;
+                let mut effects = Vec::new();
+                let mut notes = Vec::new();
+                let destructive = database::environment::destructive(&db.verdicts(&plan, m.dialect()));
+                if !destructive.is_empty()
+                    && db.config.backup == crate::config::BackupPolicy::Auto
+                    && self.backups_in_this_operation()? == 0
+                {
+                    let (detail, change) = self.take_backup(&db, *release, m.current()?)?;
+                    notes.push(format!("{detail} first: {} is destructive", destructive.join(", ")));
+                    effects.push(change);
+                    // Record the backup before migrating: it must survive a failure below.
+                    self.ledger.apply(&self.fence, std::mem::take(&mut effects))?;
+                }
+                let mut applied = 0;
+                m.run(&plan, &mut |_, _| applied += 1)?;
+                let revision = m.current()?;
+                effects.push(Change::SetSchemaRevision { release: *release, revision: revision.clone() });
+                notes.push(format!(
+                    "applied {applied} migration(s); schema at {}",
+                    revision.as_deref().unwrap_or("none")
+                ));
+                Ok((notes.join("; "), effects))
+            }
+            Step::MigrateDown { release } => {
+                let target = self.release(*release)?.schema_revision;
+                let db = self.database()?;
+                let dir = self.current_migrations(&db)?;
+                let mut m = db.migrator(dir.as_deref(), &self.ctx.actor())?;
+                let plan = m.plan_down_to_revision(target.as_deref())?;
+                let destructive = database::environment::destructive(&db.verdicts(&plan, m.dialect()));
+                if !destructive.is_empty() {
+                    // The last line of defence, whatever path led here (a plan, an
+                    // abort, a resume): consent and a backup from this operation.
+                    if !self.op.allow_data_loss {
+                        return Err(Error::Step {
+                            message: format!(
+                                "refusing destructive down migrations without --allow-data-loss: {}",
+                                destructive.join(", ")
+                            ),
+                        });
+                    }
+                    if self.backups_in_this_operation()? == 0 {
+                        return Err(Error::Step {
+                            message: format!(
+                                "refusing destructive down migrations without a backup taken in this operation: {}",
+                                destructive.join(", ")
+                            ),
+                        });
+                    }
+                }
+                let mut reverted = 0;
+                m.run(&plan, &mut |_, _| reverted += 1)?;
+                let now = m.current()?;
+                Ok((
+                    format!("reverted {reverted} migration(s); schema at {}", now.as_deref().unwrap_or("none")),
+                    vec![],
+                ))
+            }
         }
     }
 

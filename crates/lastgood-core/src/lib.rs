@@ -5,6 +5,8 @@
 
 pub mod config;
 pub mod context;
+pub mod database;
+pub mod dbops;
 pub mod engine;
 pub mod error;
 pub mod exec;

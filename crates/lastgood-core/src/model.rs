@@ -279,6 +279,9 @@ impl Scope {
     pub fn includes_config(self) -> bool {
         matches!(self, Self::Full | Self::Config)
     }
+    pub fn includes_db(self) -> bool {
+        matches!(self, Self::Full | Self::Db)
+    }
 }
 impl fmt::Display for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -37,6 +37,13 @@ pub enum Step {
     Unlink,
     /// Remove release directories that retention no longer protects.
     Cleanup,
+    /// Back up the database (recorded in the ledger, tied to this operation).
+    Backup { release: ReleaseId },
+    /// Apply the release's pending migrations (backing up first when the linter finds
+    /// a destructive one and the policy is `auto`).
+    MigrateUp { release: ReleaseId },
+    /// Revert migrations down to the release's schema revision.
+    MigrateDown { release: ReleaseId },
 }
 
 impl Step {
@@ -51,6 +58,9 @@ impl Step {
             Self::Stop => "stop",
             Self::Unlink => "unlink",
             Self::Cleanup => "cleanup",
+            Self::Backup { .. } => "backup",
+            Self::MigrateUp { .. } => "migrate-up",
+            Self::MigrateDown { .. } => "migrate-down",
         }
     }
 }
@@ -69,6 +79,9 @@ impl fmt::Display for Step {
             Self::Stop => f.write_str("stop the app"),
             Self::Unlink => f.write_str("remove current"),
             Self::Cleanup => f.write_str("remove release directories retention no longer keeps"),
+            Self::Backup { .. } => f.write_str("back up the database"),
+            Self::MigrateUp { release } => write!(f, "apply the pending migrations of {release}"),
+            Self::MigrateDown { release } => write!(f, "revert migrations to the schema of {release}"),
         }
     }
 }
@@ -110,6 +123,21 @@ pub struct Shape {
     pub config_files: bool,
     /// Health checks will run (configured and not skipped with `--no-verify`).
     pub verify: bool,
+    /// A database with migrations is configured.
+    pub migrations: bool,
+    /// The app is lastgood's own process, which can be stopped before migrating down.
+    pub stoppable: bool,
+    /// `backup = "always"`.
+    pub backup_always: bool,
+}
+
+/// What a rollback does to the database, decided from the ledger and the linter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SchemaChange {
+    /// Migrations must be reverted to reach the target's schema revision.
+    pub migrate_down: bool,
+    /// A backup is taken first (a destructive down, or `backup = "always"`).
+    pub backup: bool,
 }
 
 /// A deploy of a new release: export, build, switch, start, verify, clean up.
@@ -117,6 +145,12 @@ pub fn deploy(shape: Shape, release: ReleaseId, commit: CommitId) -> Vec<Step> {
     let mut steps = vec![Step::Export { release, commit }];
     if shape.build {
         steps.push(Step::Build { release });
+    }
+    if shape.migrations {
+        if shape.backup_always {
+            steps.push(Step::Backup { release });
+        }
+        steps.push(Step::MigrateUp { release });
     }
     steps.push(Step::Switch { release });
     if shape.start {
@@ -129,12 +163,29 @@ pub fn deploy(shape: Shape, release: ReleaseId, commit: CommitId) -> Vec<Step> {
     steps
 }
 
-/// A return to `target`: code and config as the scope says, then start and verify.
+/// A return to `target`: schema, code and config as the scope says, then start and
+/// verify. With schema changes the order is stop, back up, migrate down, switch, start,
+/// verify: the newer code never runs against the older schema.
 ///
 /// `current` is the release serving now (None when nothing was ever deployed).
 /// The app is restarted on whichever release's code serves afterwards.
-pub fn rollback(shape: Shape, current: Option<ReleaseId>, target: ReleaseId, scope: Scope) -> Vec<Step> {
+pub fn rollback(
+    shape: Shape,
+    current: Option<ReleaseId>,
+    target: ReleaseId,
+    scope: Scope,
+    schema: SchemaChange,
+) -> Vec<Step> {
     let mut steps = Vec::new();
+    if scope.includes_db() && schema.migrate_down {
+        if shape.stoppable {
+            steps.push(Step::Stop);
+        }
+        if schema.backup {
+            steps.push(Step::Backup { release: target });
+        }
+        steps.push(Step::MigrateDown { release: target });
+    }
     let code_moves = scope.includes_code() && current != Some(target);
     if code_moves {
         steps.push(Step::Switch { release: target });
@@ -159,7 +210,16 @@ pub fn rollback(shape: Shape, current: Option<ReleaseId>, target: ReleaseId, sco
 pub fn undo(shape: Shape, from: Option<ReleaseId>) -> Vec<Step> {
     match from {
         Some(from) => {
-            let mut steps = vec![Step::Switch { release: from }];
+            let mut steps = Vec::new();
+            if shape.migrations {
+                // A no-op when the deploy never migrated; the step itself refuses a
+                // destructive down without consent.
+                if shape.stoppable {
+                    steps.push(Step::Stop);
+                }
+                steps.push(Step::MigrateDown { release: from });
+            }
+            steps.push(Step::Switch { release: from });
             if shape.config_files {
                 steps.push(Step::RestoreConfig { release: from });
             }
@@ -191,11 +251,22 @@ mod tests {
         CommitId::parse(&"a".repeat(40)).unwrap()
     }
     fn shapes() -> impl Strategy<Value = Shape> {
-        (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>())
-            .prop_map(|(build, start, config_files, verify)| Shape { build, start, config_files, verify })
+        (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>())
+            .prop_map(|(build, start, config_files, verify, migrations, stoppable, backup_always)| Shape {
+                build,
+                start: start || stoppable,
+                config_files,
+                verify,
+                migrations,
+                stoppable,
+                backup_always,
+            })
+    }
+    fn schemas() -> impl Strategy<Value = SchemaChange> {
+        (any::<bool>(), any::<bool>()).prop_map(|(migrate_down, backup)| SchemaChange { migrate_down, backup })
     }
     fn scopes() -> impl Strategy<Value = Scope> {
-        prop_oneof![Just(Scope::Full), Just(Scope::Code), Just(Scope::Config)]
+        prop_oneof![Just(Scope::Full), Just(Scope::Code), Just(Scope::Config), Just(Scope::Db)]
     }
     fn pos(steps: &[Step], name: &str) -> Option<usize> {
         steps.iter().position(|s| s.name() == name)
@@ -203,23 +274,25 @@ mod tests {
 
     proptest! {
         #[test]
-        fn a_rollback_never_builds_or_exports(shape in shapes(), cur in proptest::option::of(1u64..50), t in 1u64..50, scope in scopes()) {
-            let steps = rollback(shape, cur.map(ReleaseId), ReleaseId(t), scope);
+        fn a_rollback_never_builds_or_exports(shape in shapes(), cur in proptest::option::of(1u64..50), t in 1u64..50, scope in scopes(), db in schemas()) {
+            let steps = rollback(shape, cur.map(ReleaseId), ReleaseId(t), scope, db);
             let builds = steps.iter().any(|s| matches!(s, Step::Export { .. } | Step::Build { .. } | Step::Cleanup));
             prop_assert!(!builds, "{:?}", steps);
         }
 
         #[test]
-        fn a_rollback_touches_only_its_scope(shape in shapes(), cur in 1u64..50, t in 1u64..50, scope in scopes()) {
-            let steps = rollback(shape, Some(ReleaseId(cur)), ReleaseId(t), scope);
+        fn a_rollback_touches_only_its_scope(shape in shapes(), cur in 1u64..50, t in 1u64..50, scope in scopes(), db in schemas()) {
+            let steps = rollback(shape, Some(ReleaseId(cur)), ReleaseId(t), scope, db);
+            if !scope.includes_db() { prop_assert!(pos(&steps, "migrate-down").is_none()); }
             if !scope.includes_code() { prop_assert!(pos(&steps, "switch").is_none()); }
             if !scope.includes_config() { prop_assert!(pos(&steps, "config").is_none()); }
-            if scope.includes_code() && cur != t { prop_assert_eq!(pos(&steps, "switch"), Some(0)); }
+            if scope.includes_code() && cur != t && !(db.migrate_down && scope.includes_db()) { prop_assert_eq!(pos(&steps, "switch"), Some(0)); }
         }
 
         #[test]
-        fn restart_follows_every_change_and_verify_comes_last(shape in shapes(), cur in proptest::option::of(1u64..50), t in 1u64..50, scope in scopes()) {
-            let steps = rollback(shape, cur.map(ReleaseId), ReleaseId(t), scope);
+        fn restart_follows_every_change_and_verify_comes_last(shape in shapes(), cur in proptest::option::of(1u64..50), t in 1u64..50, scope in scopes(), db in schemas()) {
+            let steps = rollback(shape, cur.map(ReleaseId), ReleaseId(t), scope, db);
+            if let (Some(r), Some(m)) = (pos(&steps, "restart"), pos(&steps, "migrate-down")) { prop_assert!(m < r); }
             if let (Some(r), Some(s)) = (pos(&steps, "restart"), pos(&steps, "switch")) { prop_assert!(s < r); }
             if let (Some(r), Some(c)) = (pos(&steps, "restart"), pos(&steps, "config")) { prop_assert!(c < r); }
             if let Some(v) = pos(&steps, "verify") { prop_assert_eq!(v, steps.len() - 1); }
@@ -238,11 +311,41 @@ mod tests {
             prop_assert_eq!(pos(&steps, "verify").is_some(), shape.verify);
         }
 
+        /// DESIGN.md: stop -> migrate down -> switch code and config -> start -> verify.
+        #[test]
+        fn schema_rollbacks_stop_back_up_and_migrate_before_the_code_moves(shape in shapes(), cur in 1u64..50, t in 1u64..50, db in schemas()) {
+            let steps = rollback(shape, Some(ReleaseId(cur)), ReleaseId(t), Scope::Full, db);
+            let m = pos(&steps, "migrate-down");
+            prop_assert_eq!(m.is_some(), db.migrate_down);
+            if let Some(m) = m {
+                if let Some(sw) = pos(&steps, "switch") { prop_assert!(m < sw); }
+                if let Some(c) = pos(&steps, "config") { prop_assert!(m < c); }
+                if let Some(b) = pos(&steps, "backup") { prop_assert!(b < m); }
+                prop_assert_eq!(pos(&steps, "backup").is_some(), db.backup);
+                prop_assert_eq!(pos(&steps, "stop").is_some(), shape.stoppable);
+                if shape.stoppable { prop_assert!(pos(&steps, "restart").is_some()); }
+            }
+        }
+
+        #[test]
+        fn a_deploy_migrates_before_it_switches(shape in shapes(), id in 1u64..1000) {
+            let steps = deploy(shape, ReleaseId(id), commit());
+            let m = pos(&steps, "migrate-up");
+            prop_assert_eq!(m.is_some(), shape.migrations);
+            if let Some(m) = m {
+                prop_assert!(m < pos(&steps, "switch").unwrap());
+                if let Some(b) = pos(&steps, "build") { prop_assert!(b < m); }
+            }
+        }
+
         #[test]
         fn undo_returns_to_where_it_started(shape in shapes(), from in proptest::option::of(1u64..50)) {
             let steps = undo(shape, from.map(ReleaseId));
             match from {
-                Some(f) => prop_assert_eq!(&steps[0], &Step::Switch { release: ReleaseId(f) }),
+                Some(f) => {
+                    let back = Step::Switch { release: ReleaseId(f) };
+                    prop_assert!(steps.contains(&back), "{:?}", steps);
+                }
                 None => prop_assert_eq!(steps.last(), Some(&Step::Unlink)),
             }
         }
@@ -250,8 +353,16 @@ mod tests {
 
     #[test]
     fn rolling_back_to_current_with_code_scope_does_nothing_to_code() {
-        let shape = Shape { build: true, start: true, config_files: false, verify: true };
-        let steps = rollback(shape, Some(ReleaseId(3)), ReleaseId(3), Scope::Code);
+        let shape = Shape {
+            build: true,
+            start: true,
+            config_files: false,
+            verify: true,
+            migrations: false,
+            stoppable: true,
+            backup_always: false,
+        };
+        let steps = rollback(shape, Some(ReleaseId(3)), ReleaseId(3), Scope::Code, SchemaChange::default());
         assert_eq!(steps, vec![Step::Verify { release: ReleaseId(3) }]);
     }
 }

@@ -1,6 +1,7 @@
 //! One function a command: load what it needs, call the engine, render.
 
 mod admin;
+mod db;
 mod inspect;
 mod operate;
 
@@ -17,9 +18,16 @@ pub fn run(cli: &Cli) -> Result<i32> {
         Command::Deploy { env, version, reason, no_verify, no_auto_rollback, dry_run } => {
             operate::deploy(cli, &engine(cli)?, env, version, reason.clone(), !no_verify, !no_auto_rollback, *dry_run)
         }
-        Command::Rollback { env, to, scope, reason, dry_run } => {
-            operate::rollback(cli, &engine(cli)?, env, to, *scope, reason.clone(), *dry_run)
-        }
+        Command::Rollback { env, to, scope, reason, dry_run, sql, allow_data_loss } => operate::rollback(
+            cli,
+            &engine(cli)?,
+            env,
+            to,
+            *scope,
+            reason.clone(),
+            operate::RollbackFlags { dry_run: *dry_run, sql: *sql, allow_data_loss: *allow_data_loss },
+        ),
+        Command::Db { command } => db::run(cli, &engine(cli)?, command),
         Command::Resume { env, abort } => operate::resume(cli, &engine(cli)?, env, *abort),
         Command::Status { env } => inspect::status(cli, &engine(cli)?, env.as_deref()),
         Command::History { env, limit } => inspect::history(cli, &engine(cli)?, env, *limit),

@@ -37,6 +37,12 @@ pub fn deploy(
     Ok(finish(cli, &report, None))
 }
 
+pub struct RollbackFlags {
+    pub dry_run: bool,
+    pub sql: bool,
+    pub allow_data_loss: bool,
+}
+
 pub fn rollback(
     cli: &Cli,
     engine: &Engine,
@@ -44,18 +50,22 @@ pub fn rollback(
     to: &str,
     scope: ScopeArg,
     reason: Option<String>,
-    dry_run: bool,
+    flags: RollbackFlags,
 ) -> Result<i32> {
+    let dry_run = flags.dry_run || flags.sql;
     let scope = match scope {
         ScopeArg::Full => Scope::Full,
         ScopeArg::Code => Scope::Code,
         ScopeArg::Config => Scope::Config,
         ScopeArg::Db => Scope::Db,
     };
-    let opts = RollbackOptions { target: Target::parse(to)?, scope, reason };
+    let opts = RollbackOptions { target: Target::parse(to)?, scope, reason, allow_data_loss: flags.allow_data_loss };
     let plan = engine.plan_rollback(env, &opts)?;
     if cli.global.format == Format::Text {
         output::out(&output::plan_text(&plan));
+        if flags.sql {
+            output::out(plan.sql.as_deref().unwrap_or("-- the plan runs no SQL\n"));
+        }
     }
     if dry_run {
         if cli.global.format == Format::Json {

@@ -110,6 +110,20 @@ pub struct Operation {
     pub started_at: i64,
     pub finished_at: Option<i64>,
     pub error: Option<String>,
+    /// `--allow-data-loss` was given: destructive down migrations may run.
+    pub allow_data_loss: bool,
+}
+
+/// A database backup, as the ledger records it.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupRecord {
+    pub id: u64,
+    pub operation: Option<u64>,
+    pub release: Option<ReleaseId>,
+    pub file: crate::database::backup::BackupFile,
+    pub schema_revision: Option<String>,
+    pub created_at: i64,
+    pub created_by: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -171,6 +185,7 @@ pub struct NewOperation {
     pub started_at: i64,
     pub steps: Vec<(Step, Phase)>,
     pub release: Option<NewRelease>,
+    pub allow_data_loss: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -243,6 +258,11 @@ pub enum Change {
     },
     /// Frees the lock (the fence's epoch).
     ReleaseLock,
+    SetSchemaRevision {
+        release: ReleaseId,
+        revision: Option<String>,
+    },
+    RecordBackup(BackupRecord),
     Audit(AuditEvent),
 }
 
@@ -264,6 +284,8 @@ pub trait Ledger {
     /// Releases whose directories exist, newest first.
     fn releases_with_artifacts(&self, env: &EnvName) -> Result<Vec<Release>>;
     fn blob(&self, sha256: &str) -> Result<Option<Vec<u8>>>;
+    /// Backups of the environment's database, newest first.
+    fn backups(&self, env: &EnvName, limit: usize) -> Result<Vec<BackupRecord>>;
 
     fn lock_info(&self, env: &EnvName) -> Result<Option<LockInfo>>;
     /// Takes the lock, or takes it over when `is_stale` says its holder is dead or

@@ -15,7 +15,8 @@ use sha2::{Digest, Sha256};
 use super::*;
 use crate::error::Error;
 
-const SCHEMA: &[&str] = &[r#"
+const SCHEMA: &[&str] = &[
+    r#"
 CREATE TABLE environments (
     name TEXT PRIMARY KEY,
     current_release INTEGER,
@@ -104,7 +105,25 @@ CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
 BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
 CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
 BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
-"#];
+"#,
+    r#"
+ALTER TABLE operations ADD COLUMN allow_data_loss INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE backups (
+    id INTEGER PRIMARY KEY,
+    env TEXT NOT NULL,
+    operation INTEGER,
+    release INTEGER,
+    path TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    schema_revision TEXT,
+    created_at INTEGER NOT NULL,
+    created_by TEXT NOT NULL
+);
+CREATE INDEX backups_by_env ON backups (env, id);
+"#,
+];
 
 pub struct SqliteLedger {
     path: PathBuf,
@@ -228,6 +247,7 @@ impl SqliteLedger {
             started_at: r.get("started_at")?,
             finished_at: r.get("finished_at")?,
             error: r.get("error")?,
+            allow_data_loss: r.get("allow_data_loss")?,
         })
     }
 
@@ -316,6 +336,30 @@ impl SqliteLedger {
                     )?;
                 }
                 Change::Audit(e) => append_audit(tx, &e)?,
+                Change::SetSchemaRevision { release, revision } => {
+                    tx.execute(
+                        "UPDATE releases SET schema_revision = ?3 WHERE env = ?1 AND id = ?2",
+                        params![env.as_str(), release.0 as i64, revision],
+                    )?;
+                }
+                Change::RecordBackup(b) => {
+                    tx.execute(
+                        "INSERT INTO backups (env, operation, release, path, kind, sha256, bytes, schema_revision, created_at, created_by)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                        params![
+                            env.as_str(),
+                            b.operation.map(|o| o as i64),
+                            b.release.map(|r| r.0 as i64),
+                            b.file.path.display().to_string(),
+                            serde_json::to_value(b.file.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+                            b.file.sha256,
+                            b.file.bytes as i64,
+                            b.schema_revision,
+                            b.created_at,
+                            b.created_by,
+                        ],
+                    )?;
+                }
                 Change::ReleaseLock => {
                     tx.execute("DELETE FROM locks WHERE env = ?1", [env.as_str()])?;
                 }
@@ -460,6 +504,38 @@ impl Ledger for SqliteLedger {
         )
     }
 
+    fn backups(&self, env: &EnvName, limit: usize) -> Result<Vec<BackupRecord>> {
+        let mut s = self
+            .conn
+            .prepare_cached(
+                "SELECT id, operation, release, path, kind, sha256, bytes, schema_revision, created_at, created_by
+                 FROM backups WHERE env = ?1 ORDER BY id DESC LIMIT ?2",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = s
+            .query_map(params![env.as_str(), limit as i64], |r| {
+                let kind: String = r.get(4)?;
+                Ok(BackupRecord {
+                    id: r.get::<_, i64>(0)? as u64,
+                    operation: r.get::<_, Option<i64>>(1)?.map(|o| o as u64),
+                    release: r.get::<_, Option<i64>>(2)?.map(|o| ReleaseId(o as u64)),
+                    file: crate::database::backup::BackupFile {
+                        path: std::path::PathBuf::from(r.get::<_, String>(3)?),
+                        kind: serde_json::from_value(serde_json::Value::String(kind))
+                            .map_err(|e| rusqlite::Error::InvalidColumnName(e.to_string()))?,
+                        sha256: r.get(5)?,
+                        bytes: r.get::<_, i64>(6)? as u64,
+                        duration_ms: 0,
+                    },
+                    schema_revision: r.get(7)?,
+                    created_at: r.get(8)?,
+                    created_by: r.get(9)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| self.err(e))
+    }
+
     fn blob(&self, sha256: &str) -> Result<Option<Vec<u8>>> {
         self.conn
             .query_row("SELECT content FROM blobs WHERE sha256 = ?1", [sha256], |r| r.get(0))
@@ -562,8 +638,8 @@ impl Ledger for SqliteLedger {
         self.fenced(fence, |tx| {
             let env = fence.env.as_str();
             tx.execute(
-                "INSERT INTO operations (env, kind, from_release, to_release, scope, outcome, auto_rollback, reason, actor, host, pid, epoch, started_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                "INSERT INTO operations (env, kind, from_release, to_release, scope, outcome, auto_rollback, reason, actor, host, pid, epoch, started_at, allow_data_loss)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                 params![
                     env,
                     new.kind.as_str(),
@@ -576,7 +652,8 @@ impl Ledger for SqliteLedger {
                     new.host,
                     new.pid,
                     fence.epoch,
-                    new.started_at
+                    new.started_at,
+                    new.allow_data_loss
                 ],
             )?;
             let op = tx.last_insert_rowid() as u64;

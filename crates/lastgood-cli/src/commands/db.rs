@@ -1,0 +1,191 @@
+//! `lastgood db ...`.
+
+use lastgood_core::Result;
+use lastgood_core::database::migrate::DownTarget;
+use lastgood_core::engine::Engine;
+use serde_json::json;
+
+use crate::args::{Cli, DbCommand, Format};
+use crate::output::{self, StderrProgress};
+
+pub fn run(cli: &Cli, engine: &Engine, command: &DbCommand) -> Result<i32> {
+    let json = cli.global.format == Format::Json;
+    let mut progress = StderrProgress::new(&cli.global);
+    match command {
+        DbCommand::Status { env, dir } => {
+            let (db, st) = engine.db_status(env, dir.migrations.as_deref())?;
+            if json {
+                output::json(&json!({
+                    "database": db,
+                    "current": st.current.as_ref().map(|(v, n)| json!({ "version": v, "name": n })),
+                    "applied": st.applied,
+                    "pending": st.pending,
+                    "migrations": st.migrations,
+                }));
+            } else {
+                let mut t = format!(
+                    "{db}\n  current: {}\n  applied: {}, pending: {}\n",
+                    st.current.as_ref().map(|(_, n)| n.as_str()).unwrap_or("none"),
+                    st.applied,
+                    st.pending
+                );
+                for m in &st.migrations {
+                    t.push_str(&format!(
+                        "  {:<22} {}{}\n",
+                        m.state,
+                        m.name,
+                        if m.has_down { "" } else { "  (no down script)" }
+                    ));
+                }
+                output::out(&t);
+            }
+            Ok(0)
+        }
+        DbCommand::History { env } => {
+            let (db, applied) = engine.db_history(env)?;
+            if json {
+                output::json(&json!({ "database": db, "migrations": applied }));
+            } else {
+                let mut t = format!("{db}\n");
+                for a in &applied {
+                    t.push_str(&format!(
+                        "  {}  {:<40} {:>6} ms  {}{}\n",
+                        a.applied_at,
+                        a.name,
+                        a.duration_ms.map(|d| d.to_string()).unwrap_or_else(|| "-".into()),
+                        a.applied_by.as_deref().unwrap_or("-"),
+                        if a.down_sql.is_some() { "" } else { "  (no stored down)" }
+                    ));
+                }
+                output::out(&t);
+            }
+            Ok(0)
+        }
+        DbCommand::Up { env, to, sql, dir } => {
+            let up = Some(to.as_deref());
+            if *sql {
+                let plan = engine.db_plan(env, dir.migrations.as_deref(), up, None)?;
+                print_plan(json, &plan);
+                return Ok(0);
+            }
+            let run = engine.db_run(env, dir.migrations.as_deref(), up, None, false, &mut progress)?;
+            print_run(json, &run, "applied");
+            Ok(0)
+        }
+        DbCommand::Down { env, to, steps, sql, allow_data_loss, dir } => {
+            let target = match (to, steps) {
+                (Some(t), _) => DownTarget::To(t.clone()),
+                (None, Some(n)) => DownTarget::Steps(*n),
+                (None, None) => DownTarget::Steps(1),
+            };
+            if *sql {
+                let plan = engine.db_plan(env, dir.migrations.as_deref(), None, Some(&target))?;
+                print_plan(json, &plan);
+                return Ok(0);
+            }
+            let run =
+                engine.db_run(env, dir.migrations.as_deref(), None, Some(&target), *allow_data_loss, &mut progress)?;
+            print_run(json, &run, "reverted");
+            Ok(0)
+        }
+        DbCommand::Lint { env, dir } => {
+            let entries = engine.db_lint(env, dir.migrations.as_deref())?;
+            if json {
+                output::json(&serde_json::to_value(&entries).unwrap_or_default());
+            } else {
+                let mut t = String::new();
+                for e in &entries {
+                    let down = match &e.down {
+                        Some(l) => output::lint_class(l.class),
+                        None => "missing",
+                    };
+                    t.push_str(&format!("{:<40} up: {:<11} down: {}\n", e.name, output::lint_class(e.up.class), down));
+                    for (dir, l) in [("up", Some(&e.up)), ("down", e.down.as_ref())] {
+                        for f in l.map(|l| l.findings.as_slice()).unwrap_or_default() {
+                            t.push_str(&format!(
+                                "    {dir}:{} {}: {} ({})\n",
+                                f.line,
+                                output::lint_class(f.class),
+                                f.reason,
+                                f.statement
+                            ));
+                        }
+                    }
+                }
+                if entries.is_empty() {
+                    t.push_str("no migrations found\n");
+                }
+                output::out(&t);
+            }
+            Ok(0)
+        }
+        DbCommand::Backup { env } => {
+            let b = engine.db_backup(env, &mut progress)?;
+            if json {
+                output::json(&serde_json::to_value(&b).unwrap_or_default());
+            } else {
+                output::out(&format!(
+                    "backup {}: {} ({} bytes, sha256 {})\n",
+                    b.id,
+                    b.file.path.display(),
+                    b.file.bytes,
+                    b.file.sha256
+                ));
+            }
+            Ok(0)
+        }
+        DbCommand::Backups { env } => {
+            let list = engine.db_backups(env)?;
+            if json {
+                output::json(&serde_json::to_value(&list).unwrap_or_default());
+            } else {
+                let mut t = String::new();
+                for b in &list {
+                    t.push_str(&format!(
+                        "{:>4}  {}  {:>12} bytes  {}{}\n",
+                        b.id,
+                        lastgood_core::context::rfc3339(b.created_at),
+                        b.file.bytes,
+                        b.file.path.display(),
+                        b.operation.map(|o| format!("  (operation {o})")).unwrap_or_default()
+                    ));
+                }
+                if list.is_empty() {
+                    t.push_str("no backups recorded\n");
+                }
+                output::out(&t);
+            }
+            Ok(0)
+        }
+        DbCommand::Restore { env, id } => {
+            let b = engine.db_restore(env, *id, &mut progress)?;
+            if json {
+                output::json(&json!({ "restored": b.id, "path": b.file.path }));
+            } else {
+                output::out(&format!("restored backup {} ({})\n", b.id, b.file.path.display()));
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn print_plan(json: bool, plan: &lastgood_core::dbops::DbPlan) {
+    if json {
+        output::json(&serde_json::to_value(plan).unwrap_or_default());
+    } else {
+        output::out(&plan.sql);
+    }
+}
+
+fn print_run(json: bool, run: &lastgood_core::dbops::DbRun, verb: &str) {
+    if json {
+        output::json(&serde_json::to_value(run).unwrap_or_default());
+    } else {
+        let mut t = format!("{verb} {} migration(s)", run.ran.len());
+        if let Some(b) = &run.backup {
+            t.push_str(&format!(" after backup {} ({})", b.id, b.file.path.display()));
+        }
+        t.push_str(&format!("; schema now at {}\n", run.current.as_deref().unwrap_or("none")));
+        output::out(&t);
+    }
+}

@@ -1,0 +1,85 @@
+//! One environment's database: its URL resolved, a migrator on the right folder, backups
+//! recorded in the ledger, and the linter's verdict on a plan. The journal, the engine
+//! and `lastgood db` all go through here, so they agree on every rule.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::backup::{self, BackupFile};
+use super::lint::{self, Class, Lint};
+use super::migrate::{Migrator, Planned};
+use super::url::DbUrl;
+use crate::config::{self, Environment};
+use crate::error::{Error, Result};
+
+pub struct EnvDatabase<'a> {
+    pub env: &'a Environment,
+    pub config: &'a config::Database,
+    pub url: DbUrl,
+}
+
+/// The linter's verdict on one migration of a plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    pub name: String,
+    pub direction: super::migrate::Direction,
+    pub lint: Lint,
+}
+
+impl<'a> EnvDatabase<'a> {
+    /// None when the environment has no `[database]`.
+    pub fn of(env: &'a Environment) -> Result<Option<Self>> {
+        let Some(config) = env.database.as_ref() else { return Ok(None) };
+        Ok(Some(Self { env, config, url: config.url.resolve()? }))
+    }
+
+    /// The migrations folder inside a release directory (or any folder holding the tree).
+    pub fn migrations_in(&self, root: &Path) -> Option<PathBuf> {
+        self.config.migrations.as_ref().map(|m| root.join(m))
+    }
+
+    pub fn migrator(&self, dir: Option<&Path>, actor: &str) -> Result<Migrator> {
+        Ok(Migrator::open(&self.url, dir, &self.config.settings, actor)?)
+    }
+
+    /// Writes a backup named after what it protects.
+    pub fn backup(&self, label: &str) -> Result<BackupFile> {
+        Ok(backup::backup(&self.url, &self.config.backup_dir, label)?)
+    }
+
+    pub fn verdicts(&self, plan: &[Planned], dialect: super::Dialect) -> Vec<Verdict> {
+        plan.iter()
+            .map(|p| Verdict { name: p.name.clone(), direction: p.direction, lint: lint::classify(&p.script, dialect) })
+            .collect()
+    }
+}
+
+/// The destructive migrations among the verdicts, for messages.
+pub fn destructive(verdicts: &[Verdict]) -> Vec<String> {
+    verdicts
+        .iter()
+        .filter(|v| v.lint.class == Class::Destructive)
+        .map(|v| {
+            let why = v
+                .lint
+                .findings
+                .iter()
+                .find(|f| f.class == Class::Destructive)
+                .map(|f| f.reason.clone())
+                .unwrap_or_default();
+            format!("{} ({why})", v.name)
+        })
+        .collect()
+}
+
+impl From<super::migrate::MigrateError> for Error {
+    fn from(e: super::migrate::MigrateError) -> Self {
+        Error::Migrate(Box::new(e))
+    }
+}
+impl From<super::backup::BackupError> for Error {
+    fn from(e: super::backup::BackupError) -> Self {
+        Error::Backup(Box::new(e))
+    }
+}

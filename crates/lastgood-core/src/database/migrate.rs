@@ -1,0 +1,733 @@
+//! The migrator: which migrations are applied, what `up` and `down` would run (to the
+//! statement), and running it.
+//!
+//! Every migration and its bookkeeping commit in one transaction, so there is no
+//! "dirty" state: after a crash the database is at the last migration that committed.
+//! The bookkeeping row stores the migration's down SQL when it is applied, so a
+//! rollback can revert it even after the files that carried it are gone. A down
+//! script in the files, when present, wins over the stored one (it may have been
+//! fixed since); otherwise the stored one runs.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::driver::{Applied, DbError, Driver, Stmt};
+use super::migrations::{self, Migration, MigrationsError};
+use super::sql;
+use super::url::DbUrl;
+use super::{Dialect, postgres, sqlite};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Files(#[from] MigrationsError),
+    #[error(
+        "migration {name} was edited after it was applied: {file} has checksum {current}, the database recorded {recorded}"
+    )]
+    Modified { name: String, file: PathBuf, recorded: String, current: String },
+    #[error("migration {name} has no down script, in the files or stored when it was applied")]
+    NoDown { name: String },
+    #[error("no migration matches `{rev}`")]
+    UnknownRevision { rev: String, known: Vec<String> },
+    #[error("migration {name} ran outside a transaction and failed part way: {source}")]
+    Partial { name: String, source: DbError },
+}
+
+impl MigrateError {
+    /// SPEC.md exit codes: a busy lock is 3, a refusal 4, bad input 2, a failure 1.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::Db(DbError::Locked { .. }) => 3,
+            Self::Modified { .. } | Self::NoDown { .. } => 4,
+            Self::UnknownRevision { .. } | Self::Files(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Up,
+    Down,
+}
+
+/// One migration to run in one direction, as exact statements.
+#[derive(Debug, Clone, Serialize)]
+pub struct Planned {
+    pub version: String,
+    pub name: String,
+    pub direction: Direction,
+    pub transactional: bool,
+    pub statements: Vec<Stmt>,
+    /// The migration's own SQL (without bookkeeping), for the linter.
+    pub script: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MigrationState {
+    pub version: String,
+    pub name: String,
+    /// applied | pending | applied-missing-file | modified
+    pub state: &'static str,
+    pub applied_at: Option<String>,
+    pub has_down: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub current: Option<(String, String)>,
+    pub applied: usize,
+    pub pending: usize,
+    pub migrations: Vec<MigrationState>,
+}
+
+#[derive(Debug, Clone)]
+pub enum DownTarget {
+    /// Revert everything applied after this revision (version or full name); `0`
+    /// reverts every migration.
+    To(String),
+    Steps(usize),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub lock_timeout: Option<Duration>,
+    pub statement_timeout: Option<Duration>,
+    /// How long to wait for another run's migration lock.
+    pub lock_wait: Duration,
+}
+
+pub struct Migrator {
+    driver: Box<dyn Driver>,
+    files: Vec<Migration>,
+    dir: Option<PathBuf>,
+    actor: String,
+    lock_wait: Duration,
+}
+
+impl Migrator {
+    pub fn open(url: &DbUrl, dir: Option<&Path>, settings: &Settings, actor: &str) -> Result<Self, MigrateError> {
+        let driver: Box<dyn Driver> = match url {
+            DbUrl::Postgres(pg) => Box::new(postgres::Pg::connect(
+                pg,
+                actor,
+                &postgres::PgSettings {
+                    lock_timeout: settings.lock_timeout,
+                    statement_timeout: settings.statement_timeout,
+                },
+            )?),
+            DbUrl::Sqlite(path) => Box::new(sqlite::Sqlite::open(path, actor)?),
+        };
+        let files = match dir {
+            Some(d) => migrations::discover(d)?,
+            None => Vec::new(),
+        };
+        Ok(Self {
+            driver,
+            files,
+            dir: dir.map(Path::to_path_buf),
+            actor: actor.to_owned(),
+            lock_wait: settings.lock_wait,
+        })
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.driver.dialect()
+    }
+
+    pub fn describe(&self) -> String {
+        self.driver.describe()
+    }
+
+    pub fn files(&self) -> &[Migration] {
+        &self.files
+    }
+
+    pub fn applied(&mut self) -> Result<Vec<Applied>, MigrateError> {
+        Ok(self.driver.applied()?)
+    }
+
+    /// The newest applied migration's version (the schema revision).
+    pub fn current(&mut self) -> Result<Option<String>, MigrateError> {
+        Ok(self.driver.applied()?.last().map(|a| a.version.clone()))
+    }
+
+    pub fn status(&mut self) -> Result<Status, MigrateError> {
+        let applied = self.driver.applied()?;
+        let mut migrations = Vec::new();
+        for a in &applied {
+            let file = self.files.iter().find(|m| m.version == a.version);
+            let state = match file {
+                None => "applied-missing-file",
+                Some(m) if m.checksum != a.checksum => "modified",
+                Some(_) => "applied",
+            };
+            let has_down = a.down_sql.is_some() || file.is_some_and(|m| m.down.is_some());
+            migrations.push(MigrationState {
+                version: a.version.clone(),
+                name: a.name.clone(),
+                state,
+                applied_at: Some(a.applied_at.clone()),
+                has_down,
+            });
+        }
+        let mut pending = 0;
+        for m in &self.files {
+            if !applied.iter().any(|a| a.version == m.version) {
+                pending += 1;
+                migrations.push(MigrationState {
+                    version: m.version.clone(),
+                    name: m.name.clone(),
+                    state: "pending",
+                    applied_at: None,
+                    has_down: m.down.is_some(),
+                });
+            }
+        }
+        migrations.sort_by(|a, b| migrations::compare_versions(&a.version, &b.version));
+        Ok(Status {
+            current: applied.last().map(|a| (a.version.clone(), a.name.clone())),
+            applied: applied.len(),
+            pending,
+            migrations,
+        })
+    }
+
+    fn refuse_modified(&self, applied: &[Applied]) -> Result<(), MigrateError> {
+        for a in applied {
+            if let Some(m) = self.files.iter().find(|m| m.version == a.version) {
+                if m.checksum != a.checksum {
+                    return Err(MigrateError::Modified {
+                        name: m.name.clone(),
+                        file: m.up_path.clone(),
+                        recorded: a.checksum.clone(),
+                        current: m.checksum.clone(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn matches(rev: &str, version: &str, name: &str) -> bool {
+        rev == version || rev == name
+    }
+
+    /// The pending migrations up to and including `to` (all when None).
+    pub fn plan_up(&mut self, to: Option<&str>) -> Result<Vec<Planned>, MigrateError> {
+        let applied = self.driver.applied()?;
+        self.refuse_modified(&applied)?;
+        if let Some(rev) = to {
+            if !self.files.iter().any(|m| Self::matches(rev, &m.version, &m.name)) {
+                return Err(MigrateError::UnknownRevision {
+                    rev: rev.to_owned(),
+                    known: self.files.iter().map(|m| m.name.clone()).collect(),
+                });
+            }
+        }
+        let mut out = Vec::new();
+        for m in &self.files {
+            if !applied.iter().any(|a| a.version == m.version) {
+                out.push(self.up_statements(m));
+            }
+            if to.is_some_and(|rev| Self::matches(rev, &m.version, &m.name)) {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The applied migrations to revert, newest first.
+    pub fn plan_down(&mut self, target: &DownTarget) -> Result<Vec<Planned>, MigrateError> {
+        let applied = self.driver.applied()?;
+        self.refuse_modified(&applied)?;
+        let revert: Vec<&Applied> = match target {
+            DownTarget::Steps(n) => applied.iter().rev().take(*n).collect(),
+            DownTarget::To(rev) if rev == "0" => applied.iter().rev().collect(),
+            DownTarget::To(rev) => {
+                let Some(pos) = applied.iter().position(|a| Self::matches(rev, &a.version, &a.name)) else {
+                    return Err(MigrateError::UnknownRevision {
+                        rev: rev.clone(),
+                        known: applied.iter().map(|a| a.name.clone()).collect(),
+                    });
+                };
+                applied[pos + 1..].iter().rev().collect()
+            }
+        };
+        revert.into_iter().map(|a| self.down_statements(a)).collect()
+    }
+
+    /// The applied migrations newer than `version` (None: all), newest first, for a
+    /// rollback to a release whose schema revision is `version`.
+    pub fn plan_down_to_revision(&mut self, version: Option<&str>) -> Result<Vec<Planned>, MigrateError> {
+        let applied = self.driver.applied()?;
+        let revert: Vec<&Applied> = applied
+            .iter()
+            .rev()
+            .filter(|a| version.is_none_or(|v| migrations::compare_versions(&a.version, v).is_gt()))
+            .collect();
+        revert.into_iter().map(|a| self.down_statements(a)).collect()
+    }
+
+    fn up_statements(&self, m: &Migration) -> Planned {
+        let d = &self.driver;
+        let t = d.table();
+        let file = m.up_path.display().to_string();
+        let body: Vec<Stmt> = sql::split(&m.up)
+            .into_iter()
+            .map(|s| Stmt { text: s.text, origin: Some((file.clone(), s.line)) })
+            .collect();
+        let down = m.down.as_deref().map(sql::literal).unwrap_or_else(|| "NULL".to_owned());
+        let insert = format!(
+            "INSERT INTO {t} (version, name, checksum, applied_at, down_sql, no_transaction, applied_by) VALUES ({}, {}, {}, {}, {down}, {}, {})",
+            sql::literal(&m.version),
+            sql::literal(&m.name),
+            sql::literal(&m.checksum),
+            d.now_expr(),
+            if m.no_transaction { "TRUE" } else { "FALSE" },
+            sql::literal(&self.actor),
+        );
+        let mut statements = Vec::new();
+        if m.no_transaction {
+            // Outside a transaction the bookkeeping can only follow the migration.
+            statements.extend(body);
+            statements.push(Stmt::ours(insert));
+        } else {
+            statements.push(Stmt::ours(d.begin()));
+            statements.push(Stmt::ours(insert));
+            statements.extend(body);
+            statements.push(Stmt::ours(format!(
+                "UPDATE {t} SET duration_ms = {} WHERE version = {}",
+                d.elapsed_ms_expr(),
+                sql::literal(&m.version)
+            )));
+            statements.push(Stmt::ours("COMMIT"));
+        }
+        Planned {
+            version: m.version.clone(),
+            name: m.name.clone(),
+            direction: Direction::Up,
+            transactional: !m.no_transaction,
+            statements,
+            script: m.up.clone(),
+        }
+    }
+
+    fn down_statements(&self, a: &Applied) -> Result<Planned, MigrateError> {
+        let file = self.files.iter().find(|m| m.version == a.version);
+        let (script, origin) = match (file.and_then(|m| m.down.as_ref().zip(m.down_path.as_ref())), &a.down_sql) {
+            (Some((text, path)), _) => (text.clone(), path.display().to_string()),
+            (None, Some(stored)) => (stored.clone(), format!("stored down.sql of {}", a.name)),
+            (None, None) => return Err(MigrateError::NoDown { name: a.name.clone() }),
+        };
+        let no_transaction = file.map(|m| m.no_transaction).unwrap_or(a.no_transaction)
+            || script
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .is_some_and(|l| l == "-- no-transaction" || l == "-- lastgood:no-transaction");
+        let body: Vec<Stmt> = sql::split(&script)
+            .into_iter()
+            .map(|s| Stmt { text: s.text, origin: Some((origin.clone(), s.line)) })
+            .collect();
+        let delete =
+            Stmt::ours(format!("DELETE FROM {} WHERE version = {}", self.driver.table(), sql::literal(&a.version)));
+        let mut statements = Vec::new();
+        if no_transaction {
+            statements.extend(body);
+            statements.push(delete);
+        } else {
+            statements.push(Stmt::ours(self.driver.begin()));
+            statements.extend(body);
+            statements.push(delete);
+            statements.push(Stmt::ours("COMMIT"));
+        }
+        Ok(Planned {
+            version: a.version.clone(),
+            name: a.name.clone(),
+            direction: Direction::Down,
+            transactional: !no_transaction,
+            statements,
+            script,
+        })
+    }
+
+    /// Every statement a run of `plan` executes, in order: session settings, the
+    /// bookkeeping table, then each migration with its bookkeeping.
+    pub fn preview(&self, plan: &[Planned]) -> String {
+        let mut out = format!("-- lastgood: {} migration(s) against {}\n", plan.len(), self.driver.describe());
+        for s in self.driver.session().into_iter().chain(self.driver.bookkeeping_ddl()) {
+            out.push_str(&s);
+            out.push_str(";\n");
+        }
+        for p in plan {
+            out.push_str(&format!(
+                "\n-- {} {}{}\n",
+                match p.direction {
+                    Direction::Up => "up",
+                    Direction::Down => "down",
+                },
+                p.name,
+                if p.transactional { "" } else { " (outside a transaction)" }
+            ));
+            for s in &p.statements {
+                out.push_str(&s.text);
+                out.push_str(";\n");
+            }
+        }
+        out
+    }
+
+    /// Runs the plan under the migration lock. Stops at the first failure; everything
+    /// before it stays applied (each migration committed on its own).
+    pub fn run(&mut self, plan: &[Planned], on_done: &mut dyn FnMut(&Planned, Duration)) -> Result<(), MigrateError> {
+        self.driver.lock(self.lock_wait)?;
+        let result = self.run_locked(plan, on_done);
+        let unlocked = self.driver.unlock();
+        result?;
+        unlocked?;
+        Ok(())
+    }
+
+    fn run_locked(
+        &mut self,
+        plan: &[Planned],
+        on_done: &mut dyn FnMut(&Planned, Duration),
+    ) -> Result<(), MigrateError> {
+        for ddl in self.driver.bookkeeping_ddl() {
+            self.driver.execute(&Stmt::ours(ddl))?;
+        }
+        // Another run may have applied or reverted some of these while we waited.
+        let applied = self.driver.applied()?;
+        for p in plan {
+            let is_applied = applied.iter().any(|a| a.version == p.version);
+            if (p.direction == Direction::Up) == is_applied {
+                continue;
+            }
+            let t = Instant::now();
+            for (i, s) in p.statements.iter().enumerate() {
+                crate::failpoint::hit(&format!("migrate:{}:{i}", p.version));
+                if let Err(e) = self.driver.execute(s) {
+                    if p.transactional {
+                        self.driver.rollback();
+                        return Err(e.into());
+                    }
+                    return Err(MigrateError::Partial { name: p.name.clone(), source: e });
+                }
+            }
+            on_done(p, t.elapsed());
+        }
+        Ok(())
+    }
+
+    pub fn migrations_dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::database::url::PgUrl;
+
+    /// A fresh PostgreSQL database for one test, dropped at the end.
+    pub(crate) struct TestPg {
+        pub url: DbUrl,
+        admin: PgUrl,
+        name: String,
+    }
+
+    impl TestPg {
+        pub(crate) fn new(tag: &str) -> Self {
+            let base = std::env::var("LASTGOOD_TEST_PG").unwrap_or_else(|_| {
+                panic!("LASTGOOD_TEST_PG is not set: run `eval \"$(scripts/services.sh)\"` (scripts/test.sh does) to start PostgreSQL")
+            });
+            let DbUrl::Postgres(admin) = DbUrl::parse(&base, Path::new("/")).expect("LASTGOOD_TEST_PG") else {
+                panic!("LASTGOOD_TEST_PG must be a postgres:// URL")
+            };
+            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let name = format!("lg_{tag}_{}_{n}", std::process::id());
+            let mut c =
+                admin.client_config("lastgood-test").connect(::postgres::NoTls).expect("connect to the test server");
+            c.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).expect("drop an old test db");
+            c.batch_execute(&format!("CREATE DATABASE {name}")).expect("create the test db");
+            Self { url: DbUrl::Postgres(admin.with_database(&name)), admin, name }
+        }
+        pub(crate) fn client(&self) -> ::postgres::Client {
+            let DbUrl::Postgres(p) = &self.url else { unreachable!() };
+            p.client_config("lastgood-test").connect(::postgres::NoTls).expect("connect")
+        }
+    }
+
+    impl Drop for TestPg {
+        fn drop(&mut self) {
+            if let Ok(mut c) = self.admin.client_config("lastgood-test").connect(::postgres::NoTls) {
+                let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+            }
+        }
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            lock_timeout: Some(Duration::from_secs(5)),
+            statement_timeout: None,
+            lock_wait: Duration::from_millis(300),
+        }
+    }
+
+    fn write(dir: &Path, name: &str, text: &str) {
+        let p = dir.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    /// Three diesel-layout migrations: users, an email column, an index.
+    fn diesel_dir() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        write(
+            d.path(),
+            "2024-01-01-000000_users/up.sql",
+            "CREATE TABLE users (id integer PRIMARY KEY, name text NOT NULL);\nINSERT INTO users VALUES (1, 'ada');\n",
+        );
+        write(d.path(), "2024-01-01-000000_users/down.sql", "DROP TABLE users;\n");
+        write(d.path(), "2024-02-01-000000_email/up.sql", "ALTER TABLE users ADD COLUMN email text;\n");
+        write(d.path(), "2024-02-01-000000_email/down.sql", "ALTER TABLE users DROP COLUMN email;\n");
+        write(d.path(), "2024-03-01-000000_index/up.sql", "CREATE INDEX users_name ON users (name);\n");
+        write(d.path(), "2024-03-01-000000_index/down.sql", "DROP INDEX users_name;\n");
+        d
+    }
+
+    fn run(m: &mut Migrator, plan: &[Planned]) -> Result<Vec<String>, MigrateError> {
+        let mut names = Vec::new();
+        m.run(plan, &mut |p, _| names.push(p.name.clone()))?;
+        Ok(names)
+    }
+
+    fn up(m: &mut Migrator) -> Result<Vec<String>, MigrateError> {
+        let plan = m.plan_up(None)?;
+        run(m, &plan)
+    }
+
+    fn down(m: &mut Migrator, target: &DownTarget) -> Result<Vec<String>, MigrateError> {
+        let plan = m.plan_down(target)?;
+        run(m, &plan)
+    }
+
+    fn round_trip(url: &DbUrl) {
+        let dir = diesel_dir();
+        let mut m = Migrator::open(url, Some(dir.path()), &settings(), "tester").unwrap();
+        assert_eq!(m.status().unwrap().pending, 3);
+        let plan = m.plan_up(Some("2024-02-01-000000")).unwrap();
+        assert_eq!(plan.len(), 2);
+        assert_eq!(run(&mut m, &plan).unwrap().len(), 2);
+        assert_eq!(m.current().unwrap().as_deref(), Some("2024-02-01-000000"));
+        let plan = m.plan_up(None).unwrap();
+        assert_eq!(plan.len(), 1);
+        run(&mut m, &plan).unwrap();
+        let st = m.status().unwrap();
+        assert_eq!((st.applied, st.pending), (3, 0));
+        let applied = m.applied().unwrap();
+        assert!(
+            applied
+                .iter()
+                .all(|a| a.down_sql.is_some() && a.duration_ms.is_some() && a.applied_by.as_deref() == Some("tester"))
+        );
+
+        // Down by full name, then by steps; the stored down SQL is used once the files are gone.
+        let plan = m.plan_down(&DownTarget::To("2024-01-01-000000_users".into())).unwrap();
+        assert_eq!(
+            plan.iter().map(|p| p.version.as_str()).collect::<Vec<_>>(),
+            ["2024-03-01-000000", "2024-02-01-000000"]
+        );
+        run(&mut m, &plan).unwrap();
+        assert_eq!(m.current().unwrap().as_deref(), Some("2024-01-01-000000"));
+        drop(dir);
+        let mut m = Migrator::open(url, None, &settings(), "tester").unwrap();
+        let plan = m.plan_down(&DownTarget::Steps(1)).unwrap();
+        assert!(
+            plan[0].statements.iter().any(|s| s.origin.as_ref().is_some_and(|(o, _)| o.starts_with("stored down.sql")))
+        );
+        run(&mut m, &plan).unwrap();
+        assert_eq!(m.current().unwrap(), None);
+    }
+
+    #[test]
+    fn postgres_up_and_down_in_both_directions() {
+        let db = TestPg::new("roundtrip");
+        round_trip(&db.url);
+        let mut c = db.client();
+        let n: i64 = c.query_one("SELECT count(*) FROM lastgood.migrations", &[]).unwrap().get(0);
+        assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn sqlite_up_and_down_in_both_directions() {
+        let d = tempfile::tempdir().unwrap();
+        round_trip(&DbUrl::Sqlite(d.path().join("app.db")));
+    }
+
+    #[test]
+    fn the_sqlx_layout_and_no_transaction_migrations_on_postgres() {
+        let db = TestPg::new("sqlx");
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), "1_t.up.sql", "CREATE TABLE t (a int);");
+        write(d.path(), "1_t.down.sql", "DROP TABLE t;");
+        write(d.path(), "2_idx.up.sql", "-- no-transaction\nCREATE INDEX CONCURRENTLY t_a ON t (a);");
+        write(d.path(), "2_idx.down.sql", "-- no-transaction\nDROP INDEX CONCURRENTLY t_a;");
+        let mut m = Migrator::open(&db.url, Some(d.path()), &settings(), "tester").unwrap();
+        let plan = m.plan_up(None).unwrap();
+        assert!(!plan[1].transactional);
+        assert!(!plan[1].statements.iter().any(|s| s.text == "BEGIN"), "{:?}", plan[1].statements);
+        run(&mut m, &plan).unwrap();
+        down(&mut m, &DownTarget::Steps(2)).unwrap();
+        assert_eq!(m.current().unwrap(), None);
+    }
+
+    #[test]
+    fn a_failing_statement_names_file_line_and_error_and_keeps_what_committed() {
+        let db = TestPg::new("failing");
+        let d = diesel_dir();
+        write(
+            d.path(),
+            "2024-02-01-000000_email/up.sql",
+            "ALTER TABLE users ADD COLUMN email text;\n\nUPDATE users SET email = nosuchcolumn;\n",
+        );
+        let mut m = Migrator::open(&db.url, Some(d.path()), &settings(), "tester").unwrap();
+        let err = up(&mut m).unwrap_err().to_string();
+        assert!(err.contains("2024-02-01-000000_email/up.sql:3"), "{err}");
+        assert!(err.contains("nosuchcolumn") && err.contains("UPDATE users SET email"), "{err}");
+        // The first migration committed; the failed one left nothing behind (no dirty state).
+        assert_eq!(m.current().unwrap().as_deref(), Some("2024-01-01-000000"));
+        let cols: i64 = db
+            .client()
+            .query_one(
+                "SELECT count(*) FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'email'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(cols, 0);
+        // Fixed, a re-run continues from there.
+        write(d.path(), "2024-02-01-000000_email/up.sql", "ALTER TABLE users ADD COLUMN email text;\n");
+        let mut m = Migrator::open(&db.url, Some(d.path()), &settings(), "tester").unwrap();
+        assert_eq!(up(&mut m).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn an_edited_applied_migration_is_refused_with_both_checksums() {
+        let d = tempfile::tempdir().unwrap();
+        let url = DbUrl::Sqlite(d.path().join("app.db"));
+        let dir = diesel_dir();
+        let mut m = Migrator::open(&url, Some(dir.path()), &settings(), "tester").unwrap();
+        up(&mut m).unwrap();
+        // Line endings and trailing spaces are not an edit...
+        write(
+            dir.path(),
+            "2024-01-01-000000_users/up.sql",
+            "CREATE TABLE users (id integer PRIMARY KEY, name text NOT NULL);   \r\nINSERT INTO users VALUES (1, 'ada');\r\n\r\n",
+        );
+        let mut m = Migrator::open(&url, Some(dir.path()), &settings(), "tester").unwrap();
+        assert!(m.plan_up(None).is_ok());
+        // ...a changed statement is.
+        write(
+            dir.path(),
+            "2024-01-01-000000_users/up.sql",
+            "CREATE TABLE users (id bigint PRIMARY KEY, name text NOT NULL);\n",
+        );
+        let mut m = Migrator::open(&url, Some(dir.path()), &settings(), "tester").unwrap();
+        let err = m.plan_up(None).unwrap_err();
+        assert_eq!(err.exit_code(), 4);
+        let text = err.to_string();
+        assert!(text.contains("up.sql has checksum") && text.contains("recorded"), "{text}");
+        assert_eq!(m.status().unwrap().migrations[0].state, "modified");
+    }
+
+    #[test]
+    fn a_missing_down_is_refused_before_anything_runs() {
+        let d = tempfile::tempdir().unwrap();
+        let url = DbUrl::Sqlite(d.path().join("app.db"));
+        let dir = diesel_dir();
+        std::fs::remove_file(dir.path().join("2024-03-01-000000_index/down.sql")).unwrap();
+        let mut m = Migrator::open(&url, Some(dir.path()), &settings(), "tester").unwrap();
+        up(&mut m).unwrap();
+        let err = m.plan_down(&DownTarget::Steps(2)).unwrap_err();
+        assert!(matches!(err, MigrateError::NoDown { .. }), "{err}");
+        assert_eq!(m.current().unwrap().as_deref(), Some("2024-03-01-000000"));
+    }
+
+    #[test]
+    fn a_second_run_waits_for_the_lock_then_names_its_holder() {
+        let db = TestPg::new("lock");
+        let d = diesel_dir();
+        let mut first = Migrator::open(&db.url, Some(d.path()), &settings(), "first@host").unwrap();
+        first.driver.lock(Duration::from_secs(1)).unwrap();
+        let mut second = Migrator::open(&db.url, Some(d.path()), &settings(), "second@host").unwrap();
+        let plan = second.plan_up(None).unwrap();
+        let err = run(&mut second, &plan).unwrap_err();
+        assert_eq!(err.exit_code(), 3);
+        assert!(err.to_string().contains("lastgood first@host"), "{err}");
+        // The lock dies with its session.
+        drop(first);
+        assert_eq!(run(&mut second, &plan).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn sqlite_runs_exclude_each_other_too() {
+        let d = tempfile::tempdir().unwrap();
+        let url = DbUrl::Sqlite(d.path().join("app.db"));
+        let dir = diesel_dir();
+        let mut first = Migrator::open(&url, Some(dir.path()), &settings(), "first@host").unwrap();
+        first.driver.lock(Duration::from_secs(1)).unwrap();
+        let mut second = Migrator::open(&url, Some(dir.path()), &settings(), "second@host").unwrap();
+        let err = up(&mut second).unwrap_err();
+        assert!(err.to_string().contains("first@host"), "{err}");
+        first.driver.unlock().unwrap();
+        assert_eq!(up(&mut second).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn a_long_history_goes_up_and_all_the_way_down() {
+        let db = TestPg::new("long");
+        let d = tempfile::tempdir().unwrap();
+        for i in 1..=300 {
+            write(
+                d.path(),
+                &format!("{i:04}_t{i}.up.sql"),
+                &format!("CREATE TABLE t{i} (id int PRIMARY KEY, v text);\nINSERT INTO t{i} VALUES ({i}, 'x');"),
+            );
+            write(d.path(), &format!("{i:04}_t{i}.down.sql"), &format!("DROP TABLE t{i};"));
+        }
+        let mut m = Migrator::open(&db.url, Some(d.path()), &settings(), "tester").unwrap();
+        assert_eq!(up(&mut m).unwrap().len(), 300);
+        assert_eq!(m.current().unwrap().as_deref(), Some("0300"));
+        assert_eq!(down(&mut m, &DownTarget::To("0150".into())).unwrap().len(), 150);
+        assert_eq!(down(&mut m, &DownTarget::To("0".into())).unwrap().len(), 150);
+        assert_eq!(m.current().unwrap(), None);
+    }
+
+    #[test]
+    fn the_preview_is_the_statements_that_run() {
+        let d = tempfile::tempdir().unwrap();
+        let url = DbUrl::Sqlite(d.path().join("app.db"));
+        let dir = diesel_dir();
+        let m = &mut Migrator::open(&url, Some(dir.path()), &settings(), "tester").unwrap();
+        let plan = m.plan_up(None).unwrap();
+        let sql = m.preview(&plan);
+        for p in &plan {
+            for s in &p.statements {
+                assert!(sql.contains(&format!("{};\n", s.text)), "preview lacks {}", s.text);
+            }
+        }
+        assert!(
+            sql.contains("INSERT INTO lastgood_migrations")
+                && sql.contains("BEGIN IMMEDIATE;")
+                && sql.contains("COMMIT;")
+        );
+    }
+}

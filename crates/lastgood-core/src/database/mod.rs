@@ -1,0 +1,29 @@
+//! The database: migrations that know which release was good, previews of the exact
+//! SQL, protection for data, and proof that the way back works.
+//!
+//! - [`url`]: database URLs with the password kept out of displays and argv.
+//! - [`migrations`]: reading a migrations folder (diesel and sqlx layouts).
+//! - [`sql`]: splitting scripts into statements, quoting literals.
+//! - [`lint`]: classifying SQL as safe, blocking or destructive with a real parser.
+//! - [`schema`]: introspecting a schema and comparing two semantically.
+//! - [`backup`]: `pg_dump -Fc` / `pg_restore`, SQLite's online backup.
+
+pub mod backup;
+pub mod driver;
+pub mod environment;
+pub mod lint;
+pub mod migrate;
+pub mod migrations;
+pub mod postgres;
+pub mod schema;
+pub mod sql;
+pub mod sqlite;
+pub mod url;
+
+/// Which SQL dialect a database speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dialect {
+    Postgres,
+    Sqlite,
+}

@@ -1,0 +1,275 @@
+//! `lastgood db ...`: the database on its own, outside a deploy or rollback.
+//!
+//! These use the migrations folder in `source`'s working tree (or `--migrations DIR`),
+//! take the environment's lock for anything that changes the database (so they never
+//! run beside a deploy; Alembic and friends have no lock of their own), refuse to run
+//! over an interrupted operation, and write audit events. A destructive down needs
+//! `--allow-data-loss` and runs only after a backup taken by the same command.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::database::driver::Applied;
+use crate::database::environment::{self, EnvDatabase, Verdict};
+use crate::database::lint::{self, Lint};
+use crate::database::migrate::{DownTarget, Migrator, Planned, Status};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::journal::Progress;
+use crate::ledger::{AuditEvent, BackupRecord, Change};
+
+/// What `db up` or `db down` would run, or ran.
+#[derive(Debug, Clone, Serialize)]
+pub struct DbPlan {
+    pub database: String,
+    pub migrations: Vec<Verdict>,
+    pub sql: String,
+    #[serde(skip)]
+    pub planned: Vec<Planned>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DbRun {
+    pub plan: DbPlan,
+    pub ran: Vec<String>,
+    pub backup: Option<BackupRecord>,
+    pub current: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LintEntry {
+    pub version: String,
+    pub name: String,
+    pub up: Lint,
+    /// None when the migration has no down script.
+    pub down: Option<Lint>,
+}
+
+impl Engine {
+    fn env_database<'a>(&self, env: &'a crate::config::Environment) -> Result<EnvDatabase<'a>> {
+        EnvDatabase::of(env)?.ok_or_else(|| Error::Usage {
+            what: format!("environment `{}` has no [environments.{}.database] section", env.name, env.name),
+        })
+    }
+
+    /// `--migrations DIR`, else the configured folder in `source`'s working tree.
+    fn migrations_dir(&self, db: &EnvDatabase, dir: Option<&Path>) -> Option<PathBuf> {
+        dir.map(Path::to_path_buf).or_else(|| db.migrations_in(&db.env.source))
+    }
+
+    fn open_migrator(&self, env_name: &str, dir: Option<&Path>) -> Result<(crate::config::Environment, Migrator)> {
+        let env = self.config.environment(env_name)?.clone();
+        let m = {
+            let db = self.env_database(&env)?;
+            let dir = self.migrations_dir(&db, dir);
+            db.migrator(dir.as_deref(), &self.ctx.actor())?
+        };
+        Ok((env, m))
+    }
+
+    pub fn db_status(&self, env_name: &str, dir: Option<&Path>) -> Result<(String, Status)> {
+        let (_, mut m) = self.open_migrator(env_name, dir)?;
+        Ok((m.describe(), m.status()?))
+    }
+
+    pub fn db_history(&self, env_name: &str) -> Result<(String, Vec<Applied>)> {
+        let (_, mut m) = self.open_migrator(env_name, None)?;
+        let mut applied = m.applied()?;
+        applied.reverse();
+        Ok((m.describe(), applied))
+    }
+
+    pub fn db_lint(&self, env_name: &str, dir: Option<&Path>) -> Result<Vec<LintEntry>> {
+        let (_, m) = self.open_migrator(env_name, dir)?;
+        let dialect = m.dialect();
+        Ok(m.files()
+            .iter()
+            .map(|f| LintEntry {
+                version: f.version.clone(),
+                name: f.name.clone(),
+                up: lint::classify(&f.up, dialect),
+                down: f.down.as_deref().map(|d| lint::classify(d, dialect)),
+            })
+            .collect())
+    }
+
+    pub fn db_plan(
+        &self,
+        env_name: &str,
+        dir: Option<&Path>,
+        up: Option<Option<&str>>,
+        down: Option<&DownTarget>,
+    ) -> Result<DbPlan> {
+        let (env, mut m) = self.open_migrator(env_name, dir)?;
+        let planned = match (up, down) {
+            (Some(to), _) => m.plan_up(to)?,
+            (None, Some(target)) => m.plan_down(target)?,
+            (None, None) => Vec::new(),
+        };
+        let db = self.env_database(&env)?;
+        Ok(DbPlan {
+            database: m.describe(),
+            migrations: db.verdicts(&planned, m.dialect()),
+            sql: m.preview(&planned),
+            planned,
+        })
+    }
+
+    /// Runs `db up` or `db down` under the environment's lock.
+    pub fn db_run(
+        &self,
+        env_name: &str,
+        dir: Option<&Path>,
+        up: Option<Option<&str>>,
+        down: Option<&DownTarget>,
+        allow_data_loss: bool,
+        progress: &mut dyn Progress,
+    ) -> Result<DbRun> {
+        let env = self.config.environment(env_name)?.clone();
+        let plan = self.db_plan(env_name, dir, up, down)?;
+        let destructive = environment::destructive(&plan.migrations);
+        let is_down = down.is_some();
+        if is_down && !destructive.is_empty() && !allow_data_loss {
+            return Err(Error::Refused {
+                env: env.name.to_string(),
+                what: "db down".into(),
+                why: format!(
+                    "it would revert destructive migrations: {}; read them with --sql, then pass --allow-data-loss (a backup is taken first)",
+                    destructive.join(", ")
+                ),
+            });
+        }
+        let held = self.lock_for(&env, "db", progress)?;
+        let result = (|| {
+            let db = self.env_database(&env)?;
+            let policy = db.config.backup;
+            let wants_backup = !plan.planned.is_empty()
+                && (policy == crate::config::BackupPolicy::Always
+                    || (!destructive.is_empty() && (is_down || policy == crate::config::BackupPolicy::Auto)));
+            let mut backup = None;
+            if wants_backup {
+                if policy == crate::config::BackupPolicy::Never && is_down {
+                    return Err(Error::Refused {
+                        env: env.name.to_string(),
+                        what: "db down".into(),
+                        why: "a destructive down migration needs a backup first, and backup = \"never\"".into(),
+                    });
+                }
+                if policy != crate::config::BackupPolicy::Never {
+                    progress.note("backing up the database first");
+                    let record = self.record_backup(&env, &db, &held, None)?;
+                    backup = Some(record);
+                }
+            }
+            let dir = self.migrations_dir(&db, dir);
+            let mut m = db.migrator(dir.as_deref(), &self.ctx.actor())?;
+            let mut ran = Vec::new();
+            let outcome = m.run(&plan.planned, &mut |p, d| {
+                progress.note(&format!("{:?} {} ({} ms)", p.direction, p.name, d.as_millis()).to_lowercase());
+                ran.push(p.name.clone());
+            });
+            let current = m.current().ok().flatten();
+            self.ledger().apply(
+                &held.fence,
+                vec![self.db_audit(
+                    &env,
+                    if is_down { "db.down" } else { "db.up" },
+                    serde_json::json!({
+                        "ran": ran, "current": current, "error": outcome.as_ref().err().map(|e| e.to_string()),
+                    }),
+                )],
+            )?;
+            outcome?;
+            Ok(DbRun { plan, ran, backup, current })
+        })();
+        self.unlock_held(held);
+        result
+    }
+
+    fn db_audit(&self, env: &crate::config::Environment, event: &str, detail: serde_json::Value) -> Change {
+        Change::Audit(AuditEvent {
+            at: self.ctx.now(),
+            actor: self.ctx.actor(),
+            host: self.ctx.host.clone(),
+            env: Some(env.name.to_string()),
+            operation: None,
+            event: event.to_owned(),
+            detail,
+        })
+    }
+
+    fn record_backup(
+        &self,
+        env: &crate::config::Environment,
+        db: &EnvDatabase,
+        held: &crate::engine::Held,
+        revision: Option<String>,
+    ) -> Result<BackupRecord> {
+        let label = format!("{}-manual-{}", env.name, crate::context::now_ms());
+        let file = db.backup(&label)?;
+        let record = BackupRecord {
+            id: 0,
+            operation: None,
+            release: None,
+            file,
+            schema_revision: revision,
+            created_at: self.ctx.now(),
+            created_by: self.ctx.actor(),
+        };
+        self.ledger().apply(&held.fence, vec![Change::RecordBackup(record.clone())])?;
+        Ok(self.ledger().backups(&env.name, 1)?.into_iter().next().unwrap_or(record))
+    }
+
+    pub fn db_backup(&self, env_name: &str, progress: &mut dyn Progress) -> Result<BackupRecord> {
+        let env = self.config.environment(env_name)?.clone();
+        let held = self.lock_for(&env, "db backup", progress)?;
+        let result = (|| {
+            let db = self.env_database(&env)?;
+            let revision = db.migrator(None, &self.ctx.actor()).and_then(|mut m| Ok(m.current()?)).ok().flatten();
+            self.record_backup(&env, &db, &held, revision)
+        })();
+        self.unlock_held(held);
+        result
+    }
+
+    pub fn db_backups(&self, env_name: &str) -> Result<Vec<BackupRecord>> {
+        let env = self.config.environment(env_name)?;
+        self.ledger().backups(&env.name, 100)
+    }
+
+    /// Restores a recorded backup (the newest when `id` is None) over the database.
+    pub fn db_restore(&self, env_name: &str, id: Option<u64>, progress: &mut dyn Progress) -> Result<BackupRecord> {
+        let env = self.config.environment(env_name)?.clone();
+        let backups = self.ledger().backups(&env.name, 1000)?;
+        let chosen = match id {
+            None => backups.first().cloned(),
+            Some(id) => backups.iter().find(|b| b.id == id).cloned(),
+        }
+        .ok_or_else(|| Error::UnknownTarget {
+            env: env.name.to_string(),
+            target: id.map(|i| format!("backup {i}")).unwrap_or_else(|| "the newest backup".into()),
+            candidates: backups
+                .iter()
+                .take(10)
+                .map(|b| format!("backup {} ({})", b.id, b.file.path.display()))
+                .collect(),
+        })?;
+        let held = self.lock_for(&env, "db restore", progress)?;
+        let result = (|| {
+            let db = self.env_database(&env)?;
+            let took = crate::database::backup::restore(&db.url, &chosen.file)?;
+            self.ledger().apply(
+                &held.fence,
+                vec![self.db_audit(
+                    &env,
+                    "db.restore",
+                    serde_json::json!({ "backup": chosen.id, "ms": took.as_millis() as u64 }),
+                )],
+            )?;
+            Ok(chosen.clone())
+        })();
+        self.unlock_held(held);
+        result
+    }
+}

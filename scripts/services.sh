@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Starts what lastgood's tests need and prints the variables that point at it:
+#   PostgreSQL 15 (Debian's cluster `15 main`), with a role `lastgood_test` that may create
+#   databases (each test makes its own and drops it).
+# Idempotent: safe to run when everything is already up. Needs root (apt, pg_ctlcluster).
+# Usage: eval "$(scripts/services.sh)"
+set -euo pipefail
+log() { echo "services: $*" >&2; }
+
+if ! command -v pg_ctlcluster >/dev/null || ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
+  log "installing postgresql"
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >&2
+fi
+version=$(ls /usr/lib/postgresql | sort -n | tail -1)
+if ! pg_lsclusters -h | awk -v v="$version" '$1 == v && $2 == "main"' | grep -q .; then
+  log "creating cluster $version main"
+  pg_createcluster "$version" main >&2
+fi
+if ! pg_lsclusters -h | awk -v v="$version" '$1 == v && $2 == "main" && $4 == "online"' | grep -q .; then
+  log "starting postgresql $version"
+  pg_ctlcluster "$version" main start >&2
+fi
+port=$(pg_lsclusters -h | awk -v v="$version" '$1 == v && $2 == "main" {print $3}')
+for _ in $(seq 1 50); do
+  pg_isready -q -h 127.0.0.1 -p "$port" && break
+  sleep 0.2
+done
+pg_isready -q -h 127.0.0.1 -p "$port" || { log "postgresql did not come up on port $port"; exit 1; }
+su postgres -c "psql -q -p $port -v ON_ERROR_STOP=1" >&2 <<'SQL'
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'lastgood_test') THEN
+    CREATE ROLE lastgood_test LOGIN CREATEDB PASSWORD 'lastgood_test';
+  END IF;
+END $$;
+SQL
+echo "export LASTGOOD_TEST_PG=postgres://lastgood_test:lastgood_test@127.0.0.1:$port/postgres"
