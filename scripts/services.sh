@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts what lastgood's tests need and prints the variables that point at it:
 #   PostgreSQL 15 (Debian's cluster `15 main`), with a role `lastgood_test` that may create
-#   databases (each test makes its own and drops it).
+#   databases (each test makes its own and drops it), and Alembic from PyPI.
 # Idempotent: safe to run when everything is already up. Needs root (apt, pg_ctlcluster).
 # Usage: eval "$(scripts/services.sh)"
 set -euo pipefail
@@ -34,4 +34,11 @@ DO $$ BEGIN
   END IF;
 END $$;
 SQL
+# Alembic (PyPI), driven by the alembic adapter's tests.
+if ! python3 -c "import alembic, psycopg2" 2>/dev/null; then
+  log "installing alembic and psycopg2-binary"
+  python3 -m pip install -q alembic psycopg2-binary >&2
+fi
+command -v alembic >/dev/null || { log "alembic is not on PATH after installing it"; exit 1; }
+
 echo "export LASTGOOD_TEST_PG=postgres://lastgood_test:lastgood_test@127.0.0.1:$port/postgres"

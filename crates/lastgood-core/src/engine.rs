@@ -486,14 +486,10 @@ impl Engine {
         let schema_moves = from.as_ref().is_some_and(|f| f.schema_revision != to.schema_revision);
         if shape.migrations && opts.scope.includes_db() && schema_moves {
             if let Some(db) = EnvDatabase::of(&env)? {
-                let dir = state
-                    .current
-                    .map(|c| releases::release_dir(&env.deploy_to, c))
-                    .and_then(|d| db.migrations_in(&d))
-                    .filter(|d| d.is_dir());
-                let mut m = db.migrator(dir.as_deref(), &self.ctx.actor()).map_err(|e| self.unreachable(&env, e))?;
-                let downs = m.plan_down_to_revision(to.schema_revision.as_deref())?;
-                migrations = db.verdicts(&downs, m.dialect());
+                let root = state.current.map(|c| releases::release_dir(&env.deploy_to, c)).filter(|d| d.is_dir());
+                let mut tool = db.tool(root.as_deref(), &self.ctx.actor()).map_err(|e| self.unreachable(&env, e))?;
+                let downs = tool.plan_down(to.schema_revision.as_deref()).map_err(|e| self.unreachable(&env, e))?;
+                migrations = downs.verdicts.clone();
                 let destructive = crate::database::environment::destructive(&migrations);
                 schema.migrate_down = !downs.is_empty();
                 schema.backup = schema.migrate_down
@@ -519,9 +515,7 @@ impl Engine {
                     }
                     notes.push(format!("destructive, with your consent: {} (backed up first)", destructive.join(", ")));
                 }
-                if schema.migrate_down {
-                    sql = Some(m.preview(&downs));
-                }
+                sql = downs.sql.clone();
             }
         }
         let steps = plan::rollback(shape, state.current, to.id, opts.scope, schema);

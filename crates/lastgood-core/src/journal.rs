@@ -46,7 +46,7 @@ pub fn shape(env: &Environment, verify: bool) -> Shape {
         start: env.start != Start::Nothing,
         config_files: !env.config_files.is_empty(),
         verify: verify && !env.checks.is_empty(),
-        migrations: db.is_some_and(|d| d.migrations.is_some()),
+        migrations: db.is_some_and(EnvDatabase::has_migrations),
         stoppable: matches!(env.start, Start::Run(_)),
         backup_always: db.is_some_and(|d| d.backup == crate::config::BackupPolicy::Always),
     }
@@ -262,19 +262,22 @@ impl Journal<'_> {
     /// The destructive migrations a return to `target` would revert.
     fn downs_to(&self, target: &Release) -> Result<Vec<String>> {
         let Some(db) = EnvDatabase::of(self.env)? else { return Ok(Vec::new()) };
-        let mut m = db.migrator(self.current_migrations(&db)?.as_deref(), &self.ctx.actor())?;
-        let plan = m.plan_down_to_revision(target.schema_revision.as_deref())?;
-        Ok(database::environment::destructive(&db.verdicts(&plan, m.dialect())))
+        let mut tool = db.tool(self.newest_root()?.as_deref(), &self.ctx.actor())?;
+        let plan = tool.plan_down(target.schema_revision.as_deref())?;
+        Ok(database::environment::destructive(&plan.verdicts))
     }
 
-    /// The migrations folder of the release serving now (it knows how to undo what it
-    /// applied); None when it has none.
-    fn current_migrations(&self, db: &EnvDatabase) -> Result<Option<std::path::PathBuf>> {
+    /// The directory of the newest release that may have migrated the database: the
+    /// one this operation deployed if it got that far, else the one serving. Its files
+    /// know how to undo what it applied.
+    fn newest_root(&self) -> Result<Option<std::path::PathBuf>> {
         let current = self.ledger.env_state(&self.env.name)?.current;
-        Ok(current
-            .map(|c| releases::release_dir(&self.env.deploy_to, c))
-            .and_then(|dir| db.migrations_in(&dir))
-            .filter(|d| d.is_dir()))
+        let newest = match (self.op.kind, current) {
+            (OperationKind::Deploy, Some(c)) => Some(c.max(self.op.to)),
+            (OperationKind::Deploy, None) => Some(self.op.to),
+            (OperationKind::Rollback, c) => c,
+        };
+        Ok(newest.map(|c| releases::release_dir(&self.env.deploy_to, c)).filter(|d| d.is_dir()))
     }
 
     fn backups_in_this_operation(&self) -> Result<usize> {
@@ -511,34 +514,33 @@ impl Journal<'_> {
             Step::Cleanup => self.cleanup(),
             Step::Backup { release } => {
                 let db = self.database()?;
-                let revision = db.migrator(None, &self.ctx.actor()).and_then(|mut m| Ok(m.current()?)).ok().flatten();
+                let revision = db.tool(self.newest_root()?.as_deref(), &self.ctx.actor())?.current().ok().flatten();
                 let (detail, change) = self.take_backup(&db, *release, revision)?;
                 Ok((detail, vec![change]))
             }
             Step::MigrateUp { release } => {
                 let db = self.database()?;
-                let dir = db.migrations_in(&releases::release_dir(deploy_to, *release));
-                let mut m = db.migrator(dir.as_deref(), &self.ctx.actor())?;
-                let plan = m.plan_up(None)?;
+                let root = releases::release_dir(deploy_to, *release);
+                let mut tool = db.tool(Some(&root), &self.ctx.actor())?;
+                let plan = tool.plan_up()?;
                 let mut effects = Vec::new();
                 let mut notes = Vec::new();
-                let destructive = database::environment::destructive(&db.verdicts(&plan, m.dialect()));
+                let destructive = database::environment::destructive(&plan.verdicts);
                 if !destructive.is_empty()
                     && db.config.backup == crate::config::BackupPolicy::Auto
                     && self.backups_in_this_operation()? == 0
                 {
-                    let (detail, change) = self.take_backup(&db, *release, m.current()?)?;
+                    let (detail, change) = self.take_backup(&db, *release, tool.current()?)?;
                     notes.push(format!("{detail} first: {} is destructive", destructive.join(", ")));
-                    effects.push(change);
                     // Record the backup before migrating: it must survive a failure below.
-                    self.ledger.apply(&self.fence, std::mem::take(&mut effects))?;
+                    self.ledger.apply(&self.fence, vec![change])?;
                 }
-                let mut applied = 0;
-                m.run(&plan, &mut |_, _| applied += 1)?;
-                let revision = m.current()?;
+                let moved = tool.run(&plan)?;
+                let revision = tool.current()?;
                 effects.push(Change::SetSchemaRevision { release: *release, revision: revision.clone() });
                 notes.push(format!(
-                    "applied {applied} migration(s); schema at {}",
+                    "applied {} migration(s); schema at {}",
+                    moved.map(|n| n.to_string()).unwrap_or_else(|| "the pending".into()),
                     revision.as_deref().unwrap_or("none")
                 ));
                 Ok((notes.join("; "), effects))
@@ -546,10 +548,9 @@ impl Journal<'_> {
             Step::MigrateDown { release } => {
                 let target = self.release(*release)?.schema_revision;
                 let db = self.database()?;
-                let dir = self.current_migrations(&db)?;
-                let mut m = db.migrator(dir.as_deref(), &self.ctx.actor())?;
-                let plan = m.plan_down_to_revision(target.as_deref())?;
-                let destructive = database::environment::destructive(&db.verdicts(&plan, m.dialect()));
+                let mut tool = db.tool(self.newest_root()?.as_deref(), &self.ctx.actor())?;
+                let plan = tool.plan_down(target.as_deref())?;
+                let destructive = database::environment::destructive(&plan.verdicts);
                 if !destructive.is_empty() {
                     // The last line of defence, whatever path led here (a plan, an
                     // abort, a resume): consent and a backup from this operation.
@@ -570,11 +571,14 @@ impl Journal<'_> {
                         });
                     }
                 }
-                let mut reverted = 0;
-                m.run(&plan, &mut |_, _| reverted += 1)?;
-                let now = m.current()?;
+                let moved = tool.run(&plan)?;
+                let now = tool.current()?;
                 Ok((
-                    format!("reverted {reverted} migration(s); schema at {}", now.as_deref().unwrap_or("none")),
+                    format!(
+                        "reverted {} migration(s); schema at {}",
+                        moved.map(|n| n.to_string()).unwrap_or_else(|| "the".into()),
+                        now.as_deref().unwrap_or("none")
+                    ),
                     vec![],
                 ))
             }

@@ -229,3 +229,67 @@ impl Drop for TestEnv {
         }
     }
 }
+
+/// A fresh PostgreSQL database on the test server (`LASTGOOD_TEST_PG`), dropped when
+/// this is dropped. Tests that need PostgreSQL fail, never skip, when it is missing.
+pub struct PgDb {
+    pub name: String,
+    /// `postgres://user:password@host:port/<name>`.
+    pub url: String,
+    admin: String,
+}
+
+impl PgDb {
+    pub fn new(tag: &str) -> Self {
+        let admin = std::env::var("LASTGOOD_TEST_PG").unwrap_or_else(|_| {
+            panic!("LASTGOOD_TEST_PG is not set: run `eval \"$(scripts/services.sh)\"` first (scripts/test.sh does)")
+        });
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let name = format!("lg_it_{tag}_{}_{n}", std::process::id());
+        let (head, _) = admin.rsplit_once('/').expect("LASTGOOD_TEST_PG ends in /database");
+        let url = format!("{head}/{name}");
+        let db = Self { name: name.clone(), url, admin };
+        db.admin_sql(&format!("DROP DATABASE IF EXISTS {name}"));
+        db.admin_sql(&format!("CREATE DATABASE {name}"));
+        db
+    }
+
+    fn admin_sql(&self, sql: &str) {
+        let out = Command::new("psql")
+            .args([&self.admin, "-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql])
+            .output()
+            .expect("psql");
+        assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Runs SQL in this database; returns psql's unaligned output.
+    pub fn sql(&self, sql: &str) -> String {
+        let out =
+            Command::new("psql").args([&self.url, "-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql]).output().expect("psql");
+        assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// The password in the URL (for tests that search output for it).
+    pub fn password(&self) -> String {
+        let rest = self.url.split_once("://").map(|(_, r)| r).unwrap_or("");
+        let userinfo = rest.split_once('@').map(|(u, _)| u).unwrap_or("");
+        userinfo.split_once(':').map(|(_, p)| p.to_owned()).unwrap_or_default()
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .args([&self.admin, "-qAt", "-c", &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)])
+            .output();
+    }
+}
+
+/// Runs `sqlite3` on a database file; returns its output.
+pub fn sqlite(path: &Path, sql: &str) -> String {
+    let out = Command::new("sqlite3").arg(path).arg(sql).output().expect("sqlite3");
+    assert!(out.status.success(), "sqlite3 {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}

@@ -3,6 +3,7 @@
 //! One test binary with a module per area, so linking stays cheap.
 
 mod crash;
+mod database;
 mod deploy;
 mod input;
 mod lock;

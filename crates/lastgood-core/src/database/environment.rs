@@ -43,6 +43,24 @@ impl<'a> EnvDatabase<'a> {
         Ok(Migrator::open(&self.url, dir, &self.config.settings, actor)?)
     }
 
+    /// The schema tool working from `root`: a release directory (or the source tree).
+    /// The builtin engine reads the migrations folder inside it, when there is one, and
+    /// the down SQL stored in the database otherwise; other tools run in it.
+    pub fn tool(&self, root: Option<&Path>, actor: &str) -> Result<super::tool::Tool> {
+        match &self.config.adapter {
+            crate::config::Adapter::Builtin => {
+                let dir = root.and_then(|r| self.migrations_in(r)).filter(|d| d.is_dir());
+                Ok(super::tool::Tool::builtin(self.migrator(dir.as_deref(), actor)?))
+            }
+            other => Ok(super::tool::Tool::external(other.clone(), root.unwrap_or(&self.env.source), &self.url)),
+        }
+    }
+
+    /// Whether deploys change this database's schema at all.
+    pub fn has_migrations(config: &config::Database) -> bool {
+        config.migrations.is_some() || config.adapter != config::Adapter::Builtin
+    }
+
     /// Writes a backup named after what it protects.
     pub fn backup(&self, label: &str) -> Result<BackupFile> {
         Ok(backup::backup(&self.url, &self.config.backup_dir, label)?)

@@ -18,6 +18,7 @@ pub mod postgres;
 pub mod schema;
 pub mod sql;
 pub mod sqlite;
+pub mod tool;
 pub mod url;
 
 /// Which SQL dialect a database speaks.

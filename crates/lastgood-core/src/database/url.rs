@@ -43,10 +43,16 @@ impl DbUrl {
             let p = PathBuf::from(rest);
             return Ok(Self::Sqlite(if p.is_absolute() { p } else { base.join(p) }));
         }
-        let rest = url
-            .strip_prefix("postgres://")
-            .or_else(|| url.strip_prefix("postgresql://"))
-            .ok_or_else(|| InvalidUrl { shown: redact(url), why: "expected postgres://... or sqlite://...".into() })?;
+        // `postgresql+psycopg2://` is SQLAlchemy's way of naming a driver; adapters get
+        // the URL exactly as written, the builtin engine only needs its parts.
+        let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+        let scheme_ok = matches!(scheme, "postgres" | "postgresql")
+            || scheme
+                .strip_prefix("postgresql+")
+                .is_some_and(|d| !d.is_empty() && d.chars().all(|c| c.is_ascii_alphanumeric()));
+        if !scheme_ok {
+            return Err(InvalidUrl { shown: redact(url), why: "expected postgres://... or sqlite://...".into() });
+        }
         let bad = |why: &str| InvalidUrl { shown: redact(url), why: why.into() };
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
         let database = path.split('?').next().unwrap_or("").to_owned();
@@ -227,5 +233,7 @@ mod tests {
         assert!(DbUrl::parse("mysql://x/y", Path::new("/")).is_err());
         assert!(DbUrl::parse("postgres://host", Path::new("/")).is_err());
         assert!(DbUrl::parse("postgres://-oProxy@h/d", Path::new("/")).is_err());
+        assert!(DbUrl::parse("postgresql+psycopg2://u@h/d", Path::new("/")).unwrap().is_postgres());
+        assert!(DbUrl::parse("postgresql+/h/d", Path::new("/")).is_err());
     }
 }

@@ -1,0 +1,186 @@
+//! `lastgood db rehearse`: prove a rollback path before production needs it.
+//!
+//! On scratch databases (never the real one): reproduce the current schema by applying
+//! the applied migrations' up scripts, run the down path to the target revision, then
+//! compare the result with a fresh apply of the target using the semantic schema diff
+//! ([`super::schema`]). When a down script fails, the failure is recorded with its file,
+//! statement and the server's error, the scratch database is rebuilt at the revision
+//! just below it, and the rehearsal goes on, so one run names every broken down script
+//! (the comparison then only covers what could be reverted).
+//!
+//! PostgreSQL scratch databases are created on the same server (`CREATE DATABASE`
+//! needs the CREATEDB privilege) and dropped afterwards, even on failure; SQLite ones
+//! are temporary files.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::driver::DbError;
+use super::migrate::{DownTarget, MigrateError, Migrator, Settings};
+use super::schema::{self, Difference, Severity};
+use super::url::{DbUrl, PgUrl};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DownFailure {
+    pub migration: String,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Rehearsal {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub reverted: Vec<String>,
+    pub failures: Vec<DownFailure>,
+    pub differences: Vec<Difference>,
+    /// No down failed and no semantic difference was found.
+    pub ok: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RehearseError {
+    #[error(transparent)]
+    Migrate(#[from] MigrateError),
+    #[error("cannot prepare a scratch database: {0}")]
+    Scratch(String),
+    #[error(
+        "cannot reproduce the current schema: migration {0} is applied but its up script is not in the migrations folder"
+    )]
+    MissingUp(String),
+    #[error("cannot read a schema: {0}")]
+    Schema(String),
+}
+
+/// A scratch database that is removed when dropped.
+enum Scratch {
+    Pg { admin: PgUrl, url: PgUrl, name: String },
+    Sqlite { _dir: tempfile::TempDir, path: PathBuf },
+}
+
+impl Scratch {
+    fn new(real: &DbUrl, tag: &str) -> Result<Self, RehearseError> {
+        match real {
+            DbUrl::Postgres(pg) => {
+                let name = format!("lastgood_rehearse_{}_{tag}", std::process::id());
+                let mut c = pg
+                    .client_config("lastgood rehearse")
+                    .connect(postgres::NoTls)
+                    .map_err(|e| RehearseError::Scratch(super::postgres::message(&e)))?;
+                for sql in [format!("DROP DATABASE IF EXISTS {name}"), format!("CREATE DATABASE {name}")] {
+                    c.batch_execute(&sql).map_err(|e| RehearseError::Scratch(super::postgres::message(&e)))?;
+                }
+                Ok(Self::Pg { admin: pg.clone(), url: pg.with_database(&name), name })
+            }
+            DbUrl::Sqlite(_) => {
+                let dir = tempfile::tempdir().map_err(|e| RehearseError::Scratch(e.to_string()))?;
+                let path = dir.path().join(format!("{tag}.db"));
+                Ok(Self::Sqlite { _dir: dir, path })
+            }
+        }
+    }
+
+    fn url(&self) -> DbUrl {
+        match self {
+            Self::Pg { url, .. } => DbUrl::Postgres(url.clone()),
+            Self::Sqlite { path, .. } => DbUrl::Sqlite(path.clone()),
+        }
+    }
+
+    fn schema(&self) -> Result<schema::Schema, RehearseError> {
+        match self {
+            Self::Pg { url, .. } => {
+                let mut c = url
+                    .client_config("lastgood rehearse")
+                    .connect(postgres::NoTls)
+                    .map_err(|e| RehearseError::Schema(super::postgres::message(&e)))?;
+                schema::introspect_postgres(&mut c).map_err(|e| RehearseError::Schema(e.to_string()))
+            }
+            Self::Sqlite { path, .. } => {
+                let c = rusqlite::Connection::open(path).map_err(|e| RehearseError::Schema(e.to_string()))?;
+                schema::introspect_sqlite(&c).map_err(|e| RehearseError::Schema(e.to_string()))
+            }
+        }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Self::Pg { admin, name, .. } = self {
+            if let Ok(mut c) = admin.client_config("lastgood rehearse").connect(postgres::NoTls) {
+                let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+            }
+        }
+    }
+}
+
+fn up_to(url: &DbUrl, dir: &Path, settings: &Settings, to: Option<&str>) -> Result<Migrator, MigrateError> {
+    let mut m = Migrator::open(url, Some(dir), settings, "lastgood rehearse")?;
+    if let Some(to) = to {
+        let plan = m.plan_up(Some(to))?;
+        m.run(&plan, &mut |_, _| {})?;
+    }
+    Ok(m)
+}
+
+/// Rehearses the way from the real database's current revision down to `target`
+/// (None: no migrations at all), using the up and down scripts in `dir`.
+pub fn rehearse(
+    real: &DbUrl,
+    dir: &Path,
+    settings: &Settings,
+    target: Option<&str>,
+) -> Result<Rehearsal, RehearseError> {
+    let mut live = Migrator::open(real, Some(dir), settings, "lastgood rehearse")?;
+    let applied = live.applied()?;
+    drop(live);
+    let files = super::migrations::discover(dir).map_err(MigrateError::from)?;
+    if let Some(a) = applied.iter().find(|a| !files.iter().any(|m| m.version == a.version)) {
+        return Err(RehearseError::MissingUp(a.name.clone()));
+    }
+    let from = applied.last().map(|a| a.version.clone());
+    let target_version = match target {
+        None => None,
+        Some(t) => Some(applied.iter().find(|a| a.version == t || a.name == t).map(|a| a.version.clone()).ok_or_else(
+            || MigrateError::UnknownRevision {
+                rev: t.to_owned(),
+                known: applied.iter().map(|a| a.name.clone()).collect(),
+            },
+        )?),
+    };
+
+    // The down path, on a copy of the current schema.
+    let mut scratch = Scratch::new(real, "down")?;
+    let mut m = up_to(&scratch.url(), dir, settings, from.as_deref())?;
+    let mut reverted = Vec::new();
+    let mut failures = Vec::new();
+    let down_target = DownTarget::To(target_version.clone().unwrap_or_else(|| "0".into()));
+    loop {
+        let plan = m.plan_down(&down_target)?;
+        let Some(first) = plan.first().cloned() else { break };
+        match m.run(std::slice::from_ref(&first), &mut |p, _| reverted.push(p.name.clone())) {
+            Ok(()) => {}
+            Err(MigrateError::Db(e @ DbError::Statement { .. })) | Err(MigrateError::Partial { source: e, .. }) => {
+                failures.push(DownFailure { migration: first.name.clone(), error: e.to_string() });
+                // Rebuild just below the failed migration and go on with the rest.
+                let below = m.applied()?.iter().rev().nth(1).map(|a| a.version.clone());
+                drop(m);
+                scratch = Scratch::new(real, "down")?;
+                m = up_to(&scratch.url(), dir, settings, below.as_deref())?;
+            }
+            Err(other) => return Err(other.into()),
+        }
+    }
+    let rolled_back = scratch.schema()?;
+    drop(m);
+    drop(scratch);
+
+    // A fresh apply of the target, for comparison.
+    let fresh = Scratch::new(real, "fresh")?;
+    let fresh_m = up_to(&fresh.url(), dir, settings, target_version.as_deref())?;
+    let expected = fresh.schema()?;
+    drop(fresh_m);
+    let differences = schema::diff(&expected, &rolled_back);
+    let ok = failures.is_empty() && !differences.iter().any(|d| d.severity == Severity::Semantic);
+    Ok(Rehearsal { from, to: target_version, reverted, failures, differences, ok })
+}
