@@ -38,7 +38,8 @@ find_tool() { # name [extra candidates...]
 }
 export DIESEL="${DIESEL-$(find_tool diesel)}"
 export SQLX="${SQLX-$(find_tool sqlx)}"
-export ALEMBIC="${ALEMBIC-$(find_tool alembic /tmp/bench-alembic-venv/bin/alembic)}"
+if [[ -z "${ALEMBIC+x}" && -x /tmp/bench-alembic-venv/bin/alembic ]]; then ALEMBIC=/tmp/bench-alembic-venv/bin/alembic; fi
+export ALEMBIC="${ALEMBIC-$(find_tool alembic)}"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/lastgood-bench-db-revert.XXXXXX")"
 if [[ -n "${KEEP:-}" ]]; then echo "keeping $WORK" >&2; else trap 'rm -rf "$WORK"' EXIT; fi

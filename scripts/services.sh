@@ -30,9 +30,11 @@ pg_isready -q -h 127.0.0.1 -p "$port" || { log "postgresql did not come up on po
 su postgres -c "psql -q -p $port -v ON_ERROR_STOP=1" >&2 <<'SQL'
 DO $$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'lastgood_test') THEN
-    CREATE ROLE lastgood_test LOGIN CREATEDB PASSWORD 'lastgood_test';
+    CREATE ROLE lastgood_test LOGIN CREATEDB;
   END IF;
 END $$;
+-- A password unlike anything else in the output, so tests can search for leaks of it.
+ALTER ROLE lastgood_test PASSWORD 'canary-pw-Zq81x';
 SQL
 # Alembic (PyPI), driven by the alembic adapter's tests.
 if ! python3 -c "import alembic, psycopg2" 2>/dev/null; then
@@ -41,4 +43,4 @@ if ! python3 -c "import alembic, psycopg2" 2>/dev/null; then
 fi
 command -v alembic >/dev/null || { log "alembic is not on PATH after installing it"; exit 1; }
 
-echo "export LASTGOOD_TEST_PG=postgres://lastgood_test:lastgood_test@127.0.0.1:$port/postgres"
+echo "export LASTGOOD_TEST_PG=postgres://lastgood_test:canary-pw-Zq81x@127.0.0.1:$port/postgres"

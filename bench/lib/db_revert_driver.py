@@ -14,6 +14,7 @@ usage: db_revert_driver.py WORK N REVERT ITER WARMUP  (env: see db-revert.sh)
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -62,12 +63,34 @@ def run(argv, cwd=None, env=None):
     return p.stdout
 
 
+class ToolFailed(Exception):
+    pass
+
+
 def timed(argv, cwd=None, env=None):
-    return benchlib.run_timed(argv, cwd=cwd, env=env or ENV)
+    """benchlib.run_timed, but a failure is reported in the table instead of ending the run."""
+    t0 = time.perf_counter_ns()
+    p = subprocess.run(argv, cwd=cwd, env=env or ENV, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE)
+    t1 = time.perf_counter_ns()
+    if p.returncode != 0:
+        raise ToolFailed("exit %d: %s: %s" % (p.returncode, " ".join(argv).replace(PASSWORD, "***"),
+                                              p.stderr.decode(errors="replace").strip()[-600:]))
+    return (t1 - t0) / 1e6
 
 
 def drop(db):
-    psql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % db)
+    # A plain DROP DATABASE makes autovacuum workers on it exit (and waits for them);
+    # WITH (FORCE) would instead fail on them for a non-superuser ("must be a member of
+    # the role whose process is being terminated"), so it is only the fallback.
+    for attempt in range(10):
+        p = subprocess.run([PSQL_REAL, "-X", "-q", "-At"] + ["-h", HOST, "-p", PORT, "-U", USER, "-d", "postgres"] +
+                           ["-c", "DROP DATABASE IF EXISTS %s%s" % (db, " WITH (FORCE)" if attempt % 2 else "")],
+                           env=ENV, capture_output=True, text=True)
+        if p.returncode == 0:
+            return
+        time.sleep(0.5)
+    raise SystemExit("cannot drop %s: %s" % (db, p.stderr))
 
 
 def copy(src, dst):
@@ -80,11 +103,14 @@ def lastgood_config(dirname, db):
     os.makedirs(d, exist_ok=True)
     if not os.path.isdir(os.path.join(d, ".git")):
         run(["git", "init", "-q", d])
+    # lastgood reads the migrations from the source's working tree: the same files as diesel's.
+    if not os.path.isdir(os.path.join(d, "migrations")):
+        shutil.copytree(os.path.join(WORK, "hist", "diesel"), os.path.join(d, "migrations"))
     cfg = os.path.join(d, "lastgood.toml")
     with open(cfg, "w") as f:
         f.write('[environments.production]\nsource = "."\ndeploy_to = "srv"\n'
-                '[environments.production.database]\nurl = "%s"\nmigrations = "%s"\nbackup = "never"\n'
-                % (url(db), os.path.join(WORK, "hist", "diesel")))
+                '[environments.production.database]\nurl = "%s"\nmigrations = "migrations"\nbackup = "never"\n'
+                % url(db))
     return cfg
 
 
@@ -240,15 +266,23 @@ def main():
     setup(templates)
     CFG_RUN = lastgood_config("cfg_run", PREFIX + "run_lastgood")
     samples = {n: [] for n in names}
+    failed = {}
     for it in range(WARMUP + ITER):
         k = it % len(names)
         order = names[k:] + names[:k]
         for name in order:
+            if name in failed:
+                continue
             tpl = TOOLS[name][0]
             db = PREFIX + "run_" + tpl
             copy(PREFIX + "tpl_" + tpl, db)
             subprocess.run(["sync"])
-            ms = TOOLS[name][2](db)
+            try:
+                ms = TOOLS[name][2](db)
+            except ToolFailed as e:
+                failed[name] = str(e)
+                log("%s FAILED: %s" % (name, e))
+                continue
             verify(name, db, expect)
             if it >= WARMUP:
                 samples[name].append(ms)
@@ -257,6 +291,9 @@ def main():
     for db in [PREFIX + "seed"] + [PREFIX + "tpl_" + t for t in templates] + [PREFIX + "run_" + t for t in templates]:
         drop(db)
 
+    for name in failed:
+        names.remove(name)
+        del samples[name]
     floor = benchlib.median(samples["floor"]) if "floor" in samples else float("nan")
     print("N=%d migrations applied, the newest %d reverted; %d measured iterations per row (+%d warm-up)"
           % (N, REVERT, ITER, WARMUP))
@@ -269,12 +306,22 @@ def main():
             name, TOOLS[name][1].replace("REVERT", str(REVERT)).replace("KEPT", str(KEPT)),
             benchlib.fmt(s["median"]), benchlib.fmt(s["p90"]), benchlib.fmt(s["min"]), benchlib.fmt(s["max"]),
             s["median"] / floor))
+    for name, why in failed.items():
+        print("| %s | %s | **FAILED**: `%s` | | | | |" % (
+            name, TOOLS[name][1].replace("REVERT", str(REVERT)).replace("KEPT", str(KEPT)),
+            why.replace("\n", " / ").replace("|", "\\|")))
     for name in missing:
-        print("| %s | %s | not run (not installed or not selected) | | | | |" % (name, TOOLS[name][1]))
+        print("| %s | %s | not run (not installed or not selected) | | | | |" % (
+            name, TOOLS[name][1].replace("REVERT", str(REVERT)).replace("KEPT", str(KEPT))))
     print()
     print("raw samples (ms): " + json.dumps({n: [round(x, 1) for x in v] for n, v in samples.items()}))
     print()
     print("machine: " + benchlib.machine())
+    if "lastgood" in failed:
+        print()
+        print("| goal | result |")
+        print("|---|---|")
+        print("| within 1.15× the floor; faster than every tool | **FAIL** (lastgood db down failed, see above) |")
     if "lastgood" in samples and "floor" in samples:
         lg = benchlib.median(samples["lastgood"])
         peers = {n: benchlib.median(samples[n]) for n in ("diesel", "sqlx", "sqlx_1by1", "alembic", "alembic_1tx",

@@ -189,6 +189,16 @@ pub enum DbCommand {
         #[command(flatten)]
         dir: MigrationsDir,
     },
+    /// Prove the rollback path on scratch databases: reproduce the current schema, run
+    /// the downs to REV (default: the last good release's revision), compare with a
+    /// fresh apply of REV
+    Rehearse {
+        env: String,
+        #[arg(long, value_name = "REV")]
+        to: Option<String>,
+        #[command(flatten)]
+        dir: MigrationsDir,
+    },
     /// Back up the database now (recorded in the ledger)
     Backup { env: String },
     /// Restore a recorded backup over the database (the newest by default)

@@ -273,3 +273,43 @@ impl Engine {
         result
     }
 }
+
+impl Engine {
+    /// Rehearses the rollback path on scratch databases: down to `to` (a revision, `0`
+    /// for none), by default to the last good release's schema revision.
+    pub fn db_rehearse(
+        &self,
+        env_name: &str,
+        to: Option<&str>,
+        dir: Option<&Path>,
+    ) -> Result<crate::database::rehearse::Rehearsal> {
+        let env = self.config.environment(env_name)?.clone();
+        let db = self.env_database(&env)?;
+        if db.config.adapter != crate::config::Adapter::Builtin {
+            return Err(Error::Usage {
+                what: "db rehearse drives lastgood's builtin engine; with another adapter, rehearse with that tool"
+                    .into(),
+            });
+        }
+        let dir = self.migrations_dir(&db, dir).ok_or_else(|| Error::Usage {
+            what: "db rehearse needs a migrations folder (set `migrations` or pass --migrations DIR)".into(),
+        })?;
+        let target = match to {
+            Some("0") => None,
+            Some(rev) => Some(rev.to_owned()),
+            None => {
+                let current = self.ledger().env_state(&env.name)?.current;
+                let good = self.ledger().last_good(&env.name, current)?.ok_or_else(|| Error::Usage {
+                    what: format!("`{}` has no last good release to rehearse a rollback to; pass --to REV", env.name),
+                })?;
+                good.schema_revision
+            }
+        };
+        crate::database::rehearse::rehearse(&db.url, &dir, &db.config.settings, target.as_deref()).map_err(
+            |e| match e {
+                crate::database::rehearse::RehearseError::Migrate(m) => m.into(),
+                other => Error::Step { message: other.to_string() },
+            },
+        )
+    }
+}

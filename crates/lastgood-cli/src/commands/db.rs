@@ -119,6 +119,37 @@ pub fn run(cli: &Cli, engine: &Engine, command: &DbCommand) -> Result<i32> {
             }
             Ok(0)
         }
+        DbCommand::Rehearse { env, to, dir } => {
+            let r = engine.db_rehearse(env, to.as_deref(), dir.migrations.as_deref())?;
+            if json {
+                output::json(&serde_json::to_value(&r).unwrap_or_default());
+            } else {
+                let mut t = format!(
+                    "rehearsed {} -> {} on scratch databases: {}\n",
+                    r.from.as_deref().unwrap_or("none"),
+                    r.to.as_deref().unwrap_or("none"),
+                    if r.ok { "the way back works" } else { "the way back is BROKEN" }
+                );
+                t.push_str(&format!(
+                    "  reverted: {}\n",
+                    if r.reverted.is_empty() { "nothing".into() } else { r.reverted.join(", ") }
+                ));
+                for f in &r.failures {
+                    t.push_str(&format!("  FAILED down of {}: {}\n", f.migration, f.error));
+                }
+                for d in &r.differences {
+                    t.push_str(
+                        &format!("  {:?} difference, {}: {}\n", d.severity, d.object, d.what)
+                            .replace("Semantic", "SEMANTIC"),
+                    );
+                }
+                if r.differences.is_empty() {
+                    t.push_str("  the rolled-back schema equals a fresh apply of the target\n");
+                }
+                output::out(&t);
+            }
+            Ok(if r.ok { 0 } else { 1 })
+        }
         DbCommand::Backup { env } => {
             let b = engine.db_backup(env, &mut progress)?;
             if json {

@@ -60,7 +60,7 @@ fn releases_record_their_schema_and_a_rollback_reverts_it_before_the_code_moves(
     let out = env.run(&["rollback", "production", "--reason", "slow queries", "--format", "json"]);
     out.expect(0);
     let r = out.json();
-    assert_eq!(step_names(&r), ["stop", "migrate-down", "switch", "restart", "verify"]);
+    assert_eq!(step_names(&r), ["stop", "migrate-down", "switch", "config", "restart", "verify"]);
     assert!(!tables(&env).contains("users_name"), "{}", tables(&env));
     assert!(tables(&env).contains("users"));
     assert_eq!(env.serving().as_deref(), Some("v1"));
@@ -68,7 +68,7 @@ fn releases_record_their_schema_and_a_rollback_reverts_it_before_the_code_moves(
     let st = env.run(&["db", "status", "production", "--format", "json"]).expect(0).json();
     assert_eq!(st["current"]["version"], "2024-01-01-000000");
     assert_eq!(st["applied"], 1);
-    assert_eq!(st["pending"], 1, "the source tree has v3's migrations: {st}");
+    assert_eq!(st["pending"], 2, "the source tree has all three migrations: {st}");
 }
 
 #[test]
@@ -109,7 +109,7 @@ fn a_destructive_down_needs_consent_and_runs_after_a_backup_in_the_same_operatio
     ]);
     out.expect(0);
     let r = out.json();
-    assert_eq!(step_names(&r), ["stop", "backup", "migrate-down", "switch", "restart", "verify"]);
+    assert_eq!(step_names(&r), ["stop", "backup", "migrate-down", "switch", "config", "restart", "verify"]);
     assert!(!tables(&env).contains("audit_log"));
     let backups = env.run(&["db", "backups", "production", "--format", "json"]).expect(0).json();
     assert_eq!(backups[0]["operation"], r["operation"]);
@@ -337,4 +337,50 @@ fn the_alembic_adapter_drives_the_real_alembic() {
     env.run(&["rollback", "production", "--to", "1", "--reason", "t"]).expect(0);
     assert_eq!(db.sql("SELECT version_num FROM alembic_version"), "0001");
     assert_eq!(env.serving().as_deref(), Some("v1"));
+}
+
+fn rehearse_names_every_broken_down(url: &str, check_real: &dyn Fn(&TestEnv) -> String) {
+    let env = env_with_migrations(url);
+    for v in ["v1", "v2", "v3"] {
+        deploy_ok(&env, v);
+    }
+    // The last good release is #2: the default rehearsal reverts v3's migration.
+    let out = env.run(&["db", "rehearse", "production", "--format", "json"]);
+    out.expect(0);
+    let r = out.json();
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["reverted"], json!(["2024-03-01-000000_audit"]));
+
+    // Break two down scripts in the working tree: one fails, one forgets its index.
+    env.write("repo/migrations/2024-03-01-000000_audit/down.sql", "DROP TABLE audit_logg;\n");
+    env.write("repo/migrations/2024-02-01-000000_users_name/down.sql", "SELECT 1;\n");
+    let before = check_real(&env);
+    let out = env.run(&["db", "rehearse", "production", "--to", "2024-01-01-000000"]);
+    out.expect(1);
+    assert!(out.stdout.contains("BROKEN"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("FAILED down of 2024-03-01-000000_audit") && out.stdout.contains("audit_logg"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("2024-03-01-000000_audit/down.sql:1"), "{}", out.stdout);
+    assert!(out.stdout.contains("SEMANTIC difference, index"), "the forgotten index: {}", out.stdout);
+    assert_eq!(check_real(&env), before, "the real database is untouched");
+}
+
+#[test]
+fn rehearse_proves_the_way_back_on_sqlite() {
+    rehearse_names_every_broken_down("sqlite://app.db", &|env: &TestEnv| tables(env));
+}
+
+#[test]
+fn rehearse_proves_the_way_back_on_postgres() {
+    let db = PgDb::new("rehearse");
+    let check = |_: &TestEnv| db.sql("SELECT string_agg(version, ',' ORDER BY version) FROM lastgood.migrations");
+    rehearse_names_every_broken_down(&db.url, &check);
+    assert_eq!(
+        db.sql("SELECT count(*) FROM pg_database WHERE datname LIKE 'lastgood_rehearse_%'"),
+        "0",
+        "scratch databases are dropped"
+    );
 }

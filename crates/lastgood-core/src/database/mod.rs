@@ -15,6 +15,7 @@ pub mod lint;
 pub mod migrate;
 pub mod migrations;
 pub mod postgres;
+pub mod rehearse;
 pub mod schema;
 pub mod sql;
 pub mod sqlite;

@@ -58,7 +58,8 @@ impl Pg {
         let q = "SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.client_addr::text, 'local socket'), \
                  coalesce(to_char(a.backend_start, 'YYYY-MM-DD\"T\"HH24:MI:SSOF'), '') \
                  FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
-                 WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1 AND l.objid = $2 LIMIT 1";
+                 WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1 AND l.objid = $2 \
+                 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) LIMIT 1";
         // pg_locks splits a bigint advisory key into two oids: high and low 32 bits.
         let classid = (LOCK_KEY >> 32) as u32;
         let objid = LOCK_KEY as u32;

@@ -52,7 +52,9 @@ pub enum RehearseError {
     Schema(String),
 }
 
-/// A scratch database that is removed when dropped.
+/// A scratch database that is removed when dropped. Few exist at a time, so the size
+/// difference between the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Scratch {
     Pg { admin: PgUrl, url: PgUrl, name: String },
     Sqlite { _dir: tempfile::TempDir, path: PathBuf },
@@ -62,7 +64,11 @@ impl Scratch {
     fn new(real: &DbUrl, tag: &str) -> Result<Self, RehearseError> {
         match real {
             DbUrl::Postgres(pg) => {
-                let name = format!("lastgood_rehearse_{}_{tag}", std::process::id());
+                // Unique per scratch: a replacement is created before the one it
+                // replaces is dropped, so the two must never share a name.
+                static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+                let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let name = format!("lastgood_rehearse_{}_{tag}_{n}", std::process::id());
                 let mut c = pg
                     .client_config("lastgood rehearse")
                     .connect(postgres::NoTls)

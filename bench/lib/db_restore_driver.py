@@ -1,0 +1,230 @@
+"""Driver for bench/db-restore.sh: restoring a >= 500 MB PostgreSQL database from
+lastgood's recorded backup (`lastgood db restore`) against `psql` replaying a plain
+`pg_dump` into an empty database (the baseline), with pg_restore and a TEMPLATE copy
+as references.
+
+usage: db_restore_driver.py WORK ITER ROWS   (env: see db-restore.sh)
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib  # noqa: E402
+
+WORK, ITER, ROWS = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+HOST, PORT = os.environ.get("PGHOST_BENCH", "127.0.0.1"), os.environ.get("PGPORT_BENCH", "5432")
+USER, PASSWORD = os.environ.get("PGUSER_BENCH", "lastgood_test"), os.environ.get("PGPASSWORD_BENCH", "lastgood_test")
+BIN = os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin")
+PSQL_REAL = os.path.join(BIN, "psql")
+LASTGOOD = os.environ["LASTGOOD"]
+ONLY = set(filter(None, os.environ.get("TOOLS", "").split(",")))
+MIN_MB = int(os.environ.get("MIN_MB", "500"))
+ENV = dict(os.environ, PGPASSWORD=PASSWORD)
+P = "lg_bench_rs_"
+SRC = P + "src"
+
+
+def log(msg):
+    sys.stderr.write("[db-restore] %s\n" % msg)
+    sys.stderr.flush()
+
+
+def conn(db):
+    return ["-h", HOST, "-p", PORT, "-U", USER, "-d", db]
+
+
+def psql(sql, db="postgres"):
+    p = subprocess.run([PSQL_REAL, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1"] + conn(db) + ["-c", sql],
+                       env=ENV, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise SystemExit("psql failed: %s\n%s" % (sql, p.stderr))
+    return p.stdout.strip()
+
+
+def run(argv, cwd=None):
+    t0 = time.perf_counter()
+    p = subprocess.run(argv, cwd=cwd, env=ENV, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise SystemExit("failed (exit %d): %s\n%s\n%s" % (p.returncode, " ".join(argv), p.stdout[-3000:],
+                                                           p.stderr[-3000:]))
+    return p.stdout, (time.perf_counter() - t0) * 1000
+
+
+def drop(db):
+    # A plain DROP DATABASE makes autovacuum workers on it exit (and waits for them);
+    # WITH (FORCE) would instead fail on them for a non-superuser ("must be a member of
+    # the role whose process is being terminated"), so it is only the fallback.
+    for attempt in range(10):
+        p = subprocess.run([PSQL_REAL, "-X", "-q", "-At"] + ["-h", HOST, "-p", PORT, "-U", USER, "-d", "postgres"] +
+                           ["-c", "DROP DATABASE IF EXISTS %s%s" % (db, " WITH (FORCE)" if attempt % 2 else "")],
+                           env=ENV, capture_output=True, text=True)
+        if p.returncode == 0:
+            return
+        time.sleep(0.5)
+    raise SystemExit("cannot drop %s: %s" % (db, p.stderr))
+
+
+def fresh(db):
+    drop(db)
+    psql("CREATE DATABASE " + db)
+
+
+FINGERPRINT = ("SELECT json_build_object("
+               "'events', (SELECT count(*) FROM events), 'events_sum', (SELECT sum(account_id) FROM events),"
+               "'docs', (SELECT count(*) FROM documents), 'docs_len', (SELECT sum(length(body)) FROM documents),"
+               "'accounts', (SELECT count(*) FROM accounts),"
+               "'indexes', (SELECT count(*) FROM pg_indexes WHERE schemaname = 'public'))")
+
+GENERATE = """
+CREATE TABLE accounts (id integer PRIMARY KEY, name text NOT NULL, email text NOT NULL, created_at timestamptz NOT NULL);
+INSERT INTO accounts SELECT g, 'user ' || g, 'user' || g || '@example.invalid', timestamptz '2024-01-01' + g * interval '1 minute'
+  FROM generate_series(1, 100000) g;
+CREATE TABLE events (id bigint PRIMARY KEY, account_id integer NOT NULL REFERENCES accounts, kind text NOT NULL,
+  created_at timestamptz NOT NULL, payload text NOT NULL);
+INSERT INTO events SELECT g, 1 + (g * 7919) % 100000, 'kind_' || (g % 17), timestamptz '2024-01-01' + g * interval '1 second',
+  md5(g::text) || md5((g + 1)::text) || md5((g * 3)::text)
+  FROM generate_series(1, {rows}) g;
+CREATE INDEX events_account ON events (account_id, created_at);
+CREATE TABLE documents (id integer PRIMARY KEY, title text NOT NULL, body text NOT NULL);
+INSERT INTO documents SELECT g, 'doc ' || g, repeat(md5(g::text) || ' ' || md5((-g)::text) || E'\\n', 12)
+  FROM generate_series(1, {docs}) g;
+CREATE INDEX documents_title ON documents (title);
+ANALYZE;
+"""
+
+
+def lastgood_config(db):
+    d = os.path.join(WORK, "lg")
+    os.makedirs(d, exist_ok=True)
+    run(["git", "init", "-q", d])
+    cfg = os.path.join(d, "lastgood.toml")
+    with open(cfg, "w") as f:
+        f.write('[environments.production]\nsource = "."\ndeploy_to = "srv"\n'
+                '[environments.production.database]\nurl = "postgres://%s:%s@%s:%s/%s"\nmigrations = "migrations"\n'
+                'backup = "never"\n' % (USER, PASSWORD, HOST, PORT, db))
+    return cfg
+
+
+def main():
+    fresh(SRC)
+    t0 = time.time()
+    run([PSQL_REAL, "-X", "-q", "-v", "ON_ERROR_STOP=1"] + conn(SRC) + ["-c", GENERATE.format(rows=ROWS, docs=ROWS // 20)])
+    size = int(psql("SELECT pg_database_size('%s')" % SRC))
+    log("generated %s: %.0f MB in %.0f s" % (SRC, size / 1e6, time.time() - t0))
+    if size < MIN_MB * 1e6:
+        raise SystemExit("database is only %.0f MB (< %d MB): raise ROWS" % (size / 1e6, MIN_MB))
+    want = json.loads(psql(FINGERPRINT, SRC))
+    rel = psql("SELECT string_agg(relname || '=' || pg_size_pretty(pg_total_relation_size(oid)), ', ' ORDER BY relname) "
+               "FROM pg_class WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace", SRC)
+
+    notes = {"db_size_mb": round(size / 1e6), "tables": rel}
+    plain = os.path.join(WORK, "plain.sql")
+    _, notes["pg_dump_plain_ms"] = run([os.path.join(BIN, "pg_dump"), "--no-owner", "-f", plain] + conn(SRC)[:-2] +
+                                       [SRC])
+    notes["plain_mb"] = round(os.path.getsize(plain) / 1e6)
+    custom = os.path.join(WORK, "custom.dump")
+    _, notes["pg_dump_Fc_ms"] = run([os.path.join(BIN, "pg_dump"), "--no-owner", "-Fc", "-f", custom] +
+                                    conn(SRC)[:-2] + [SRC])
+    notes["custom_mb"] = round(os.path.getsize(custom) / 1e6)
+
+    cfg = lastgood_config(SRC)
+    lg_ok, lg_error = True, ""
+    p = subprocess.run([LASTGOOD, "--config", cfg, "db", "backup", "production"], cwd=os.path.dirname(cfg),
+                       env=ENV, capture_output=True, text=True)
+    if p.returncode != 0:
+        lg_ok, lg_error = False, (p.stdout + p.stderr).strip()
+        log("lastgood db backup failed (exit %d): %s" % (p.returncode, lg_error))
+    else:
+        notes["lastgood_backup"] = p.stdout.strip()
+        # time it again on its own, as a number to report (the newest backup is the one restored)
+        t = benchlib.run_timed([LASTGOOD, "--config", cfg, "-q", "db", "backup", "production"],
+                               cwd=os.path.dirname(cfg), env=ENV)
+        notes["lastgood_backup_ms"] = round(t)
+        notes["lastgood_backups"] = subprocess.run([LASTGOOD, "--config", cfg, "db", "backups", "production"],
+                                                   cwd=os.path.dirname(cfg), env=ENV, capture_output=True,
+                                                   text=True).stdout.strip()
+
+    # Rows: name -> (setup(), timed() -> ms, db to verify)
+    rows = {}
+    if lg_ok:
+        rows["lastgood"] = ("lastgood db restore production (over the live database)",
+                            lambda: None,
+                            lambda: benchlib.run_timed([LASTGOOD, "--config", cfg, "-q", "db", "restore", "production"],
+                                                       cwd=os.path.dirname(cfg), env=ENV), SRC)
+    rows["psql_plain"] = ("`psql -f plain.sql` into an empty database (baseline)",
+                          lambda: fresh(P + "psql"),
+                          lambda: benchlib.run_timed(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1"] + conn(P + "psql") +
+                                                     ["-f", plain], env=ENV), P + "psql")
+    rows["pg_restore"] = ("`pg_restore -d` of a `pg_dump -Fc` into an empty database (reference)",
+                          lambda: fresh(P + "pgr"),
+                          lambda: benchlib.run_timed([os.path.join(BIN, "pg_restore"), "--no-owner", "-d", P + "pgr",
+                                                      "-h", HOST, "-p", PORT, "-U", USER, custom], env=ENV), P + "pgr")
+    rows["pg_restore_j2"] = ("`pg_restore -j 2 -d` of the same dump (reference)",
+                             lambda: fresh(P + "pgr2"),
+                             lambda: benchlib.run_timed([os.path.join(BIN, "pg_restore"), "--no-owner", "-j", "2", "-d",
+                                                         P + "pgr2", "-h", HOST, "-p", PORT, "-U", USER, custom],
+                                                        env=ENV), P + "pgr2")
+    rows["template_copy"] = ("`CREATE DATABASE … TEMPLATE src` (WAL_LOG; reference: copy, not a restore from a file)",
+                             lambda: drop(P + "tpl"),
+                             lambda: benchlib.run_timed([PSQL_REAL, "-X", "-q"] + conn("postgres") +
+                                                        ["-c", "CREATE DATABASE %stpl TEMPLATE %s" % (P, SRC)],
+                                                        env=ENV), P + "tpl")
+    names = [n for n in rows if not ONLY or n in ONLY]
+    samples = {n: [] for n in names}
+    for it in range(ITER):
+        k = it % len(names)
+        for name in names[k:] + names[:k]:
+            desc, prep, timed, db = rows[name]
+            prep()
+            subprocess.run(["sync"])
+            ms = timed()
+            got = json.loads(psql(FINGERPRINT, db))
+            if got != want:
+                raise SystemExit("%s: restored database differs: %s vs %s" % (name, got, want))
+            samples[name].append(ms)
+            log("iteration %d %s: %.0f ms" % (it + 1, name, ms))
+            if db != SRC:
+                drop(db)
+    for db in (SRC, P + "psql", P + "pgr", P + "pgr2", P + "tpl"):
+        drop(db)
+
+    base = benchlib.median(samples["psql_plain"]) if "psql_plain" in samples else float("nan")
+    print("database: %d MB (`pg_database_size`); %s; plain dump %d MB (pg_dump %.1f s); -Fc dump %d MB (pg_dump -Fc %.1f s)"
+          % (notes["db_size_mb"], notes["tables"], notes["plain_mb"], notes["pg_dump_plain_ms"] / 1000,
+             notes["custom_mb"], notes["pg_dump_Fc_ms"] / 1000))
+    if lg_ok:
+        print("lastgood backup: `%s`; a second `lastgood db backup` took %.1f s"
+              % (notes["lastgood_backup"], notes["lastgood_backup_ms"] / 1000))
+    else:
+        print("lastgood: `lastgood db backup production` FAILED: `%s`" % lg_error.replace("\n", " / "))
+    print()
+    print("| what | how | median s | p90 s | min s | max s | baseline / this |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for name in names:
+        s = benchlib.summary(samples[name])
+        print("| %s | %s | %.2f | %.2f | %.2f | %.2f | %.2f× |" % (
+            name, rows[name][0], s["median"] / 1000, s["p90"] / 1000, s["min"] / 1000, s["max"] / 1000,
+            base / s["median"]))
+    print()
+    print("raw samples (ms): " + json.dumps({n: [round(x) for x in v] for n, v in samples.items()}))
+    print("machine: " + benchlib.machine())
+    if "lastgood" in samples:
+        lg = benchlib.median(samples["lastgood"])
+        print()
+        print("| goal | lastgood median | psql plain median | speed-up | result |")
+        print("|---|---:|---:|---:|---|")
+        print("| restore ≥ 3× faster than `psql < plain dump` | %.2f s | %.2f s | %.2f× | **%s** |" % (
+            lg / 1000, base / 1000, base / lg, "PASS" if base / lg >= 3 else "FAIL"))
+    elif not lg_ok:
+        print()
+        print("| goal | result |")
+        print("|---|---|")
+        print("| restore ≥ 3× faster than `psql < plain dump` | **NOT MEASURED**: `lastgood db backup` failed |")
+
+
+if __name__ == "__main__":
+    main()
