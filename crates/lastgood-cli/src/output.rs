@@ -47,14 +47,14 @@ impl StderrProgress {
 impl Progress for StderrProgress {
     fn step_started(&mut self, s: &StepRecord) {
         if self.steps && std::io::stderr().is_terminal() {
-            eprintln!("  {:>2}. {:<8} {} ...", s.seq, s.step.name(), s.step);
+            eprintln!("  {:>2}. {:<12} {} ...", s.seq, s.step.name(), s.step);
         }
     }
     fn step_finished(&mut self, s: &StepRecord) {
         if self.steps {
             let mark = if s.state == StepState::Done { "ok" } else { "FAILED" };
             eprintln!(
-                "  {:>2}. {:<8} {:<6} {:>6}ms  {}",
+                "  {:>2}. {:<12} {:<6} {:>6}ms  {}",
                 s.seq,
                 s.step.name(),
                 mark,
@@ -99,7 +99,7 @@ pub fn plan_text(p: &PlanView) -> String {
         },
     );
     for (i, step) in p.steps.iter().enumerate() {
-        s.push_str(&format!("  {:>2}. {:<8} {}\n", i + 1, step.name(), step));
+        s.push_str(&format!("  {:>2}. {:<12} {}\n", i + 1, step.name(), step));
     }
     if p.steps.is_empty() {
         s.push_str("  (no steps)\n");
@@ -298,7 +298,7 @@ pub fn history_text(rs: &[Release]) -> String {
     for r in rs {
         let features = if r.features.is_empty() { "-".to_owned() } else { r.features.join("; ") };
         t.push_str(&format!(
-            "{:<6} {:<16} {:<12} {:<7} {:<6} {:<20} {:<16} {}\n",
+            "{:<6} {:<16} {:<12} {:<7} {:<18} {:<20} {:<16} {}\n",
             r.id.to_string(),
             r.version,
             r.commit.as_ref().map(|c| c.short()).unwrap_or("-"),

@@ -444,9 +444,9 @@ impl Engine {
     /// directory is gone.
     pub fn plan_rollback(&self, env_name: &str, opts: &RollbackOptions) -> Result<PlanView> {
         let env = self.env(env_name)?;
-        if opts.scope == Scope::Db {
+        if opts.scope == Scope::Db && !env.database.as_ref().is_some_and(EnvDatabase::has_migrations) {
             return Err(Error::Usage {
-                what: "--scope db: database rollback is not available in this version of lastgood yet".into(),
+                what: format!("--scope db: environment `{}` has no [database] with migrations", env.name),
             });
         }
         let state = self.ledger.env_state(&env.name)?;
@@ -519,8 +519,8 @@ impl Engine {
             }
         }
         let steps = plan::rollback(shape, state.current, to.id, opts.scope, schema);
-        if scope_done(&state, &to, opts.scope) {
-            notes.push(format!("{} is already current: nothing to do", to.id));
+        if in_place(&state, &to, opts.scope, &steps) {
+            notes.push(format!("{} is already in place for scope {}: nothing to do", to.id, opts.scope));
         }
         Ok(PlanView {
             kind: OperationKind::Rollback,
@@ -584,7 +584,7 @@ impl Engine {
             }
         };
         let state = self.ledger.env_state(&env.name)?;
-        if scope_done(&state, &view.to, opts.scope) {
+        if in_place(&state, &view.to, opts.scope, &view.steps) {
             self.free(held);
             return Ok(None);
         }
@@ -799,11 +799,13 @@ impl Engine {
     }
 }
 
-/// Whether the target is already in place for this scope.
-fn scope_done(state: &crate::ledger::EnvState, to: &Release, scope: Scope) -> bool {
+/// Whether the target is already in place for this scope: its code current, its config
+/// files in place, and no migration to revert.
+fn in_place(state: &crate::ledger::EnvState, to: &Release, scope: Scope, steps: &[Step]) -> bool {
     let code = !scope.includes_code() || state.current == Some(to.id);
     let config = !scope.includes_config() || state.config_release == Some(to.id);
-    code && config
+    let schema = !steps.iter().any(|s| matches!(s, Step::MigrateDown { .. }));
+    code && config && schema
 }
 
 pub fn open_ledger(url: &LedgerUrl) -> Result<Box<dyn Ledger>> {

@@ -384,3 +384,62 @@ fn rehearse_proves_the_way_back_on_postgres() {
         "scratch databases are dropped"
     );
 }
+
+#[test]
+fn scope_db_reverts_only_the_schema() {
+    let env = sqlite_env();
+    deploy_ok(&env, "v1");
+    deploy_ok(&env, "v2");
+    let out = env.run(&["rollback", "production", "--scope", "db", "--reason", "slow index", "--format", "json"]);
+    out.expect(0);
+    assert_eq!(step_names(&out.json()), ["stop", "migrate-down", "restart", "verify"]);
+    assert!(!tables(&env).contains("users_name"));
+    assert_eq!(env.serving().as_deref(), Some("v2"), "the code stays");
+    // Nothing left to revert: the same rollback is a no-op.
+    let again = env.run(&["rollback", "production", "--scope", "db"]);
+    again.expect(0);
+    assert!(again.stdout.contains("nothing to do"), "{}", again.stdout);
+}
+
+#[test]
+fn a_db_down_killed_midway_leaves_no_dirty_state_and_a_rerun_finishes() {
+    let env = sqlite_env();
+    env.run(&["db", "up", "production"]).expect(0);
+    // Killed inside the second revert (v2's index): v3's revert committed, v2's did not.
+    let out = env.run_crashing(
+        "migrate:2024-02-01-000000:1",
+        &["db", "down", "production", "--to", "2024-01-01-000000", "--allow-data-loss"],
+    );
+    assert_eq!(out.signal, Some(9), "{out:?}");
+    let st = env.run(&["db", "status", "production", "--format", "json"]).expect(0).json();
+    assert_eq!(st["current"]["version"], "2024-02-01-000000");
+    assert!(tables(&env).contains("users_name"), "the killed revert rolled back whole");
+    // The process died holding the environment lock; the next command takes it over.
+    env.run(&["db", "down", "production", "--to", "2024-01-01-000000"]).expect(0);
+    assert_eq!(tables(&env), "lastgood_migrations,users");
+}
+
+#[test]
+fn the_command_adapter_runs_the_teams_own_commands() {
+    let mut env = TestEnv::new(BIN);
+    // A "tool" that keeps its revision in a file, standing in for a team's script.
+    let tool = "#!/bin/sh\nset -e\nstate=\"$(dirname \"$0\")/../schema-state\"\ncase \"$1\" in\n  current) cat \"$state\" 2>/dev/null || true ;;\n  up) cat VERSION > \"$state\" ;;\n  down) printf '%s\\n' \"$LASTGOOD_TARGET_REVISION\" > \"$state\" ;;\nesac\n";
+    env.write("repo/tool.sh", tool);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(env.repo().join("tool.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    env.commit_version("v1", &[]);
+    env.commit_version("v2", &[]);
+    env.write_config(
+        "[environments.production.database]\nurl = \"sqlite://app.db\"\nadapter = \"command\"\ncurrent = [\"./tool.sh\", \"current\"]\nup = [\"./tool.sh\", \"up\"]\ndown_to = [\"./tool.sh\", \"down\"]\n",
+    );
+    deploy_ok(&env, "v1");
+    deploy_ok(&env, "v2");
+    assert_eq!(env.history()[0]["schema_revision"], "v2");
+    // Its downs cannot be previewed, so they count as destructive.
+    env.run(&["rollback", "production", "--reason", "t"]).expect(4);
+    env.run(&["rollback", "production", "--reason", "t", "--allow-data-loss"]).expect(0);
+    let state = std::fs::read_to_string(env.deploy_to().join("releases/schema-state")).unwrap();
+    assert_eq!(state.trim(), "v1");
+}
