@@ -443,3 +443,27 @@ fn the_command_adapter_runs_the_teams_own_commands() {
     let state = std::fs::read_to_string(env.deploy_to().join("releases/schema-state")).unwrap();
     assert_eq!(state.trim(), "v1");
 }
+
+#[test]
+fn two_processes_migrating_at_once_the_second_is_told_who_holds_the_lock() {
+    let db = PgDb::new("race");
+    let mut env = TestEnv::new(BIN);
+    env.commit_version(
+        "v1",
+        &[
+            ("migrations/1_slow/up.sql", "SELECT pg_sleep(1.5);\nCREATE TABLE slow (id int);\n"),
+            ("migrations/1_slow/down.sql", "DROP TABLE slow;\n"),
+        ],
+    );
+    env.write_config(&format!(
+        "[environments.production.database]\nurl = \"{}\"\nmigrations = \"migrations\"\n",
+        db.url
+    ));
+    let first = env.cmd(&["db", "up", "production"]).stdout(std::process::Stdio::null()).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let second = env.run(&["db", "up", "production"]);
+    second.expect(3);
+    assert!(second.stderr.contains("locked by tester@"), "{}", second.stderr);
+    assert!(first.wait_with_output().unwrap().status.success());
+    assert_eq!(db.sql("SELECT count(*) FROM lastgood.migrations"), "1", "applied exactly once");
+}

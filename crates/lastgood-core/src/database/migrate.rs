@@ -692,6 +692,25 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn lock_timeout_bounds_a_migration_blocked_by_another_session() {
+        let db = TestPg::new("locktimeout");
+        let mut other = db.client();
+        other.batch_execute("CREATE TABLE busy (a int)").unwrap();
+        let mut tx = other.transaction().unwrap();
+        tx.batch_execute("LOCK TABLE busy IN ACCESS EXCLUSIVE MODE").unwrap();
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), "1_alter.up.sql", "ALTER TABLE busy ADD COLUMN b int;");
+        let settings = Settings { lock_timeout: Some(Duration::from_millis(200)), ..settings() };
+        let mut m = Migrator::open(&db.url, Some(d.path()), &settings, "tester").unwrap();
+        let t = Instant::now();
+        let err = up(&mut m).unwrap_err().to_string();
+        assert!(err.contains("lock timeout"), "{err}");
+        assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+        tx.rollback().unwrap();
+        assert_eq!(m.current().unwrap(), None);
+    }
+
+    #[test]
     fn a_long_history_goes_up_and_all_the_way_down() {
         let db = TestPg::new("long");
         let d = tempfile::tempdir().unwrap();
