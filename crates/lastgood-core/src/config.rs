@@ -80,6 +80,9 @@ pub struct Database {
     pub backup: BackupPolicy,
     /// Where backups are written; default `<config dir>/.lastgood/backups/<env>`.
     pub backup_dir: PathBuf,
+    /// PostgreSQL: `auto` (a template copy when nobody else is connected, else
+    /// `pg_dump`), `pg_dump` or `template`.
+    pub backup_method: crate::database::backup::PgMethod,
     pub settings: crate::database::migrate::Settings,
 }
 
@@ -411,7 +414,18 @@ fn check_database(env: &EnvName, raw: Spanned<RawDatabase>, dir: &Path) -> std::
         Some(b) => resolve(dir, b),
         None => dir.join(".lastgood/backups").join(env.as_str()),
     };
-    Ok(Database { url, migrations, adapter, backup, backup_dir, settings })
+    let backup_method = match raw.backup_method.as_ref().map(|m| m.get_ref().as_str()).unwrap_or("auto") {
+        "auto" => crate::database::backup::PgMethod::Auto,
+        "pg_dump" => crate::database::backup::PgMethod::PgDump,
+        "template" => crate::database::backup::PgMethod::Template,
+        other => {
+            return Err(fail(
+                raw.backup_method.as_ref().map(Spanned::span),
+                format!("backup_method: `{other}` is not auto, pg_dump or template"),
+            ));
+        }
+    };
+    Ok(Database { url, migrations, adapter, backup, backup_dir, backup_method, settings })
 }
 
 fn check_check(c: Spanned<RawCheck>) -> std::result::Result<Check, Fail> {
@@ -536,6 +550,7 @@ struct RawDatabase {
     adapter: Option<Spanned<String>>,
     backup: Option<Spanned<String>>,
     backup_dir: Option<String>,
+    backup_method: Option<Spanned<String>>,
     alembic: Option<Vec<String>>,
     current: Option<Vec<String>>,
     up: Option<Vec<String>>,

@@ -281,9 +281,19 @@ impl PgDb {
 
 impl Drop for PgDb {
     fn drop(&mut self) {
-        let _ = Command::new("psql")
-            .args([&self.admin, "-qAt", "-c", &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)])
-            .output();
+        // The database, and lastgood's template backups of it.
+        let list =
+            format!("SELECT datname FROM pg_database WHERE starts_with(datname, 'lastgood_backup_{}_')", self.name);
+        let copies = Command::new("psql").args([&self.admin, "-qAt", "-c", &list]).output();
+        let mut names = vec![self.name.clone()];
+        if let Ok(out) = copies {
+            names.extend(String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned));
+        }
+        for name in names {
+            let _ = Command::new("psql")
+                .args([&self.admin, "-qAt", "-c", &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")])
+                .output();
+        }
     }
 }
 

@@ -90,6 +90,20 @@ pub enum BackupKind {
     PgDump,
     /// A copy of an SQLite database, itself an SQLite database.
     Sqlite,
+    /// A server-side copy, `CREATE DATABASE <copy> TEMPLATE <db>`: `path` holds the
+    /// copy's database name and `sha256` a fingerprint of its relations and sizes.
+    PgTemplate,
+}
+
+/// How to back up a PostgreSQL database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PgMethod {
+    /// A template copy when no other session is connected (as during a rollback,
+    /// after the app was stopped), else `pg_dump`.
+    #[default]
+    Auto,
+    PgDump,
+    Template,
 }
 
 impl BackupKind {
@@ -97,10 +111,12 @@ impl BackupKind {
         match self {
             Self::PgDump => "dump",
             Self::Sqlite => "sqlite3",
+            Self::PgTemplate => "",
         }
     }
 
     fn of(url: &DbUrl) -> Self {
+        // A file backup's kind; template copies are chosen explicitly.
         match url {
             DbUrl::Postgres(_) => Self::PgDump,
             DbUrl::Sqlite(_) => Self::Sqlite,
@@ -136,6 +152,27 @@ pub enum BackupError {
 
     #[error("backup {} is a {kind:?} backup and cannot be restored into {url}", path.display())]
     WrongKind { path: PathBuf, kind: BackupKind, url: String },
+
+    #[error("{what}: {message}")]
+    Server { what: String, message: String },
+
+    #[error("a template copy needs {database} to itself, and {sessions} other session(s) are connected")]
+    Busy { database: String, sessions: i64 },
+}
+
+/// Writes a backup with the given method for PostgreSQL (SQLite has one way).
+pub fn backup_with(url: &DbUrl, dir: &Path, name: &str, method: PgMethod) -> Result<BackupFile, BackupError> {
+    if let DbUrl::Postgres(pg) = url {
+        match method {
+            PgMethod::PgDump => {}
+            PgMethod::Template => return template::backup(pg, name),
+            PgMethod::Auto => match template::backup(pg, name) {
+                Err(BackupError::Busy { .. }) => {}
+                other => return other,
+            },
+        }
+    }
+    backup(url, dir, name)
 }
 
 /// Writes a backup of the database into `dir` (created, mode 0700, if needed) as
@@ -167,6 +204,10 @@ pub fn backup(url: &DbUrl, dir: &Path, name: &str) -> Result<BackupFile, BackupE
 /// was written. Returns how long the restore took (checksum included).
 pub fn restore(url: &DbUrl, file: &BackupFile) -> Result<Duration, BackupError> {
     let started = Instant::now();
+    if let (DbUrl::Postgres(pg), BackupKind::PgTemplate) = (url, file.kind) {
+        template::restore(pg, file)?;
+        return Ok(started.elapsed());
+    }
     if BackupKind::of(url) != file.kind {
         return Err(BackupError::WrongKind { path: file.path.clone(), kind: file.kind, url: url.to_string() });
     }
@@ -637,5 +678,184 @@ mod tests {
         assert_eq!(libpq_dbname("app"), "app");
         assert_eq!(libpq_dbname("a=b'c"), r"dbname='a=b\'c'");
         assert_eq!(serde_json::to_value(BackupKind::PgDump).unwrap(), serde_json::Value::String("pg_dump".into()));
+    }
+}
+
+/// Template copies: the fast way back for PostgreSQL.
+///
+/// `CREATE DATABASE copy TEMPLATE db` copies the database's files inside the server, at
+/// disk speed, where `pg_restore` replays every row and rebuilds every index. The price
+/// is that PostgreSQL requires the source to have no other sessions while it copies:
+/// fine during a rollback, after lastgood stopped the app, and otherwise `auto` falls
+/// back to `pg_dump`. Restoring renames the live database aside, creates it again from
+/// the copy, and drops the aside one only after that succeeded, so a failure leaves the
+/// original in place. The copy is kept (it is the backup). Restoring needs a role that
+/// owns the database and may create databases; the new database keeps the old owner.
+mod template {
+    use super::*;
+    use crate::database::postgres::message;
+
+    fn maintenance(pg: &PgUrl) -> Result<postgres::Client, BackupError> {
+        let other = if pg.database == "postgres" { "template1" } else { "postgres" };
+        pg.with_database(other).client_config("lastgood backup").connect(postgres::NoTls).map_err(|e| {
+            BackupError::Server { what: format!("connect to the `{other}` database"), message: message(&e) }
+        })
+    }
+
+    fn ident(name: &str) -> String {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+
+    fn server(what: &str) -> impl Fn(postgres::Error) -> BackupError + '_ {
+        move |e| BackupError::Server { what: what.to_owned(), message: message(&e) }
+    }
+
+    /// Relations and their sizes: changes when anyone writes to the copy.
+    fn fingerprint(pg: &PgUrl, database: &str) -> Result<(String, u64), BackupError> {
+        let mut c = pg
+            .with_database(database)
+            .client_config("lastgood backup")
+            .connect(postgres::NoTls)
+            .map_err(server("connect to the backup copy"))?;
+        let row = c
+            .query_one(
+                "SELECT coalesce(string_agg(n.nspname || '.' || c.relname || ':' || c.relkind::text || ':' || pg_relation_size(c.oid), ',' \
+                 ORDER BY n.nspname, c.relname), ''), pg_database_size(current_database()) \
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'",
+                &[],
+            )
+            .map_err(server("fingerprint the backup copy"))?;
+        let text: String = row.get(0);
+        let bytes: i64 = row.get(1);
+        Ok((crate::ledger::sqlite::hex(&Sha256::digest(text.as_bytes())), bytes.max(0) as u64))
+    }
+
+    pub(super) fn backup(pg: &PgUrl, name: &str) -> Result<BackupFile, BackupError> {
+        check_name(name)?;
+        let started = Instant::now();
+        let mut c = maintenance(pg)?;
+        // A client that just disconnected can linger in pg_stat_activity for a moment.
+        let mut sessions = 0;
+        for _ in 0..10 {
+            sessions = c
+                .query_one("SELECT count(*) FROM pg_stat_activity WHERE datname = $1", &[&pg.database])
+                .map_err(server("count the database's sessions"))?
+                .get(0);
+            if sessions == 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if sessions > 0 {
+            return Err(BackupError::Busy { database: pg.database.clone(), sessions });
+        }
+        // Database names are at most 63 bytes; an existing backup is never replaced.
+        let safe = |s: &str| s.replace(|c: char| !c.is_ascii_alphanumeric(), "_");
+        let mut base: String = format!("lastgood_backup_{}_{}", safe(&pg.database), safe(name));
+        base.truncate(58);
+        let mut copy = base.clone();
+        for n in 2..1000 {
+            let taken: bool = c
+                .query_one("SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1)", &[&copy])
+                .map_err(server("look for a free backup name"))?
+                .get(0);
+            if !taken {
+                break;
+            }
+            copy = format!("{base}_{n}");
+        }
+        let sql = format!("CREATE DATABASE {} TEMPLATE {}", ident(&copy), ident(&pg.database));
+        match c.batch_execute(&sql) {
+            Ok(()) => {}
+            // Someone connected between the count and the copy.
+            Err(e) if e.as_db_error().is_some_and(|d| d.message().contains("is being accessed by other users")) => {
+                return Err(BackupError::Busy { database: pg.database.clone(), sessions: 1 });
+            }
+            Err(e) => return Err(server("copy the database")(e)),
+        }
+        let (sha256, bytes) = fingerprint(pg, &copy)?;
+        Ok(BackupFile {
+            path: PathBuf::from(copy),
+            kind: BackupKind::PgTemplate,
+            sha256,
+            bytes,
+            duration_ms: started.elapsed().as_millis() as u64,
+        })
+    }
+
+    pub(super) fn restore(pg: &PgUrl, file: &BackupFile) -> Result<(), BackupError> {
+        let copy = file.path.to_string_lossy().into_owned();
+        let (actual, _) = fingerprint(pg, &copy)?;
+        if actual != file.sha256 {
+            return Err(BackupError::Checksum { path: file.path.clone(), expected: file.sha256.clone(), actual });
+        }
+        let mut c = maintenance(pg)?;
+        let owner: String = c
+            .query_one("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = $1", &[&pg.database])
+            .map_err(server("read the database's owner"))?
+            .get(0);
+        let aside = format!("lastgood_aside_{}", std::process::id());
+        c.batch_execute(&format!("DROP DATABASE IF EXISTS {}", ident(&aside)))
+            .map_err(server("clear the aside name"))?;
+        // Restoring replaces the database: sessions still on it are ended.
+        c.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[&pg.database],
+        )
+        .map_err(server("end the sessions on the database"))?;
+        c.batch_execute(&format!("ALTER DATABASE {} RENAME TO {}", ident(&pg.database), ident(&aside)))
+            .map_err(server("move the live database aside"))?;
+        let create =
+            format!("CREATE DATABASE {} TEMPLATE {} OWNER {}", ident(&pg.database), ident(&copy), ident(&owner));
+        if let Err(e) = c.batch_execute(&create) {
+            // Put the original back before reporting.
+            let _ = c.batch_execute(&format!("ALTER DATABASE {} RENAME TO {}", ident(&aside), ident(&pg.database)));
+            return Err(server("create the database from the backup copy")(e));
+        }
+        c.batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", ident(&aside)))
+            .map_err(server("drop the replaced database"))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod template_tests {
+    use super::*;
+    use crate::database::migrate::tests::TestPg;
+
+    #[test]
+    fn a_template_copy_restores_the_database_exactly_and_a_busy_one_falls_back_to_pg_dump() {
+        let db = TestPg::new("template");
+        {
+            let mut c = db.client();
+            c.batch_execute("CREATE TABLE keep (id int); INSERT INTO keep SELECT generate_series(1, 1000);").unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        // A session stays connected: the copy is impossible, pg_dump is used.
+        let held = db.client();
+        let f = backup_with(&db.url, dir.path(), "busy", PgMethod::Auto).unwrap();
+        assert_eq!(f.kind, BackupKind::PgDump);
+        assert!(matches!(backup_with(&db.url, dir.path(), "busy2", PgMethod::Template), Err(BackupError::Busy { .. })));
+        drop(held);
+        let f = backup_with(&db.url, dir.path(), "quiet", PgMethod::Auto).unwrap();
+        assert_eq!(f.kind, BackupKind::PgTemplate);
+        {
+            let mut c = db.client();
+            c.batch_execute("DELETE FROM keep WHERE id > 10; CREATE TABLE newer (id int);").unwrap();
+        }
+        restore(&db.url, &f).unwrap();
+        let mut c = db.client();
+        let n: i64 = c.query_one("SELECT count(*) FROM keep", &[]).unwrap().get(0);
+        assert_eq!(n, 1000);
+        let newer: bool = c.query_one("SELECT to_regclass('newer') IS NULL", &[]).unwrap().get(0);
+        assert!(newer, "objects created after the backup are gone too");
+        drop(c);
+        // A copy someone changed is refused.
+        let DbUrl::Postgres(pg) = &db.url else { unreachable!() };
+        let mut copy = pg.with_database(&f.path.to_string_lossy()).client_config("t").connect(postgres::NoTls).unwrap();
+        copy.batch_execute("CREATE TABLE tampered (id int)").unwrap();
+        drop(copy);
+        assert!(matches!(restore(&db.url, &f), Err(BackupError::Checksum { .. })));
     }
 }

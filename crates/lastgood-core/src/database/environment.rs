@@ -63,7 +63,7 @@ impl<'a> EnvDatabase<'a> {
 
     /// Writes a backup named after what it protects.
     pub fn backup(&self, label: &str) -> Result<BackupFile> {
-        Ok(backup::backup(&self.url, &self.config.backup_dir, label)?)
+        Ok(backup::backup_with(&self.url, &self.config.backup_dir, label, self.config.backup_method)?)
     }
 
     pub fn verdicts(&self, plan: &[Planned], dialect: super::Dialect) -> Vec<Verdict> {

@@ -469,6 +469,16 @@ pub(crate) mod tests {
         fn drop(&mut self) {
             if let Ok(mut c) = self.admin.client_config("lastgood-test").connect(::postgres::NoTls) {
                 let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+                // Template backups of this database.
+                if let Ok(rows) = c.query(
+                    "SELECT datname FROM pg_database WHERE starts_with(datname, $1)",
+                    &[&format!("lastgood_backup_{}_", self.name)],
+                ) {
+                    for r in rows {
+                        let name: String = r.get(0);
+                        let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
+                    }
+                }
             }
         }
     }
