@@ -211,6 +211,14 @@ pub struct AuditEvent {
     pub detail: serde_json::Value,
 }
 
+/// An audit event as stored, with its place in the chain.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRow {
+    pub id: i64,
+    pub event: AuditEvent,
+    pub hash: String,
+}
+
 /// One write of an operation, applied with others in one fenced transaction.
 #[derive(Debug, Clone)]
 pub enum Change {
@@ -286,6 +294,8 @@ pub trait Ledger {
     fn blob(&self, sha256: &str) -> Result<Option<Vec<u8>>>;
     /// Backups of the environment's database, newest first.
     fn backups(&self, env: &EnvName, limit: usize) -> Result<Vec<BackupRecord>>;
+    /// The audit events of one operation, oldest first.
+    fn audit_events(&self, operation: u64) -> Result<Vec<AuditRow>>;
 
     fn lock_info(&self, env: &EnvName) -> Result<Option<LockInfo>>;
     /// Takes the lock, or takes it over when `is_stale` says its holder is dead or

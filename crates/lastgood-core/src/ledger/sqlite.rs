@@ -122,6 +122,7 @@ CREATE TABLE backups (
     created_by TEXT NOT NULL
 );
 CREATE INDEX backups_by_env ON backups (env, id);
+CREATE INDEX audit_events_by_operation ON audit_events (operation, id);
 "#,
 ];
 
@@ -530,6 +531,34 @@ impl Ledger for SqliteLedger {
                     schema_revision: r.get(7)?,
                     created_at: r.get(8)?,
                     created_by: r.get(9)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| self.err(e))
+    }
+
+    fn audit_events(&self, operation: u64) -> Result<Vec<AuditRow>> {
+        let mut s = self
+            .conn
+            .prepare_cached(
+                "SELECT id, at, actor, host, env, operation, event, detail, hash FROM audit_events WHERE operation = ?1 ORDER BY id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = s
+            .query_map([operation as i64], |r| {
+                let detail: String = r.get(7)?;
+                Ok(AuditRow {
+                    id: r.get(0)?,
+                    event: AuditEvent {
+                        at: r.get(1)?,
+                        actor: r.get(2)?,
+                        host: r.get(3)?,
+                        env: r.get(4)?,
+                        operation: r.get::<_, Option<i64>>(5)?.map(|o| o as u64),
+                        event: r.get(6)?,
+                        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+                    },
+                    hash: r.get(8)?,
                 })
             })
             .map_err(|e| self.err(e))?;
