@@ -136,6 +136,9 @@ pub enum Command {
         #[command(subcommand)]
         command: DbCommand,
     },
+    /// Delivers one spooled notification (run detached by lastgood itself)
+    #[command(name = "__deliver", hide = true)]
+    Deliver { file: PathBuf },
     /// The audit trail
     Audit {
         #[command(subcommand)]

@@ -67,6 +67,17 @@ pub struct Environment {
     pub stop_timeout: Duration,
     pub lease: Duration,
     pub database: Option<Database>,
+    pub notify: Option<Notify>,
+}
+
+/// `[environments.X.notify]`: where to tell people what happens.
+#[derive(Debug, Clone)]
+pub struct Notify {
+    /// Webhook URLs. They often carry a token, so they are never printed or logged.
+    pub webhooks: Vec<String>,
+    /// Per attempt.
+    pub timeout: Duration,
+    pub attempts: u32,
 }
 
 /// `[environments.X.database]`.
@@ -236,9 +247,28 @@ fn check_env(name: &EnvName, raw: RawEnv, dir: &Path) -> std::result::Result<Env
             return Err((Some(v.span()), format!("{key}: applies to another runtime, not `releases`")));
         }
     }
-    if let Some(n) = &raw.notify {
-        return Err((Some(n.span()), "notify: notifications are not available in this version of lastgood yet".into()));
-    }
+    let notify = match &raw.notify {
+        None => None,
+        Some(n) => {
+            let span = n.span();
+            let n = n.get_ref();
+            for w in &n.webhooks {
+                if !(w.starts_with("http://") || w.starts_with("https://"))
+                    || w.chars().any(|c| c.is_control() || c == '"')
+                {
+                    return Err((
+                        Some(span),
+                        "notify.webhooks: each webhook must be an http:// or https:// URL".into(),
+                    ));
+                }
+            }
+            let timeout = match &n.timeout {
+                Some(t) => parse_duration(t).map_err(|m| (Some(span.clone()), format!("notify.timeout: {m}")))?,
+                None => Duration::from_secs(5),
+            };
+            Some(Notify { webhooks: n.webhooks.clone(), timeout, attempts: n.attempts.unwrap_or(4).clamp(1, 10) })
+        }
+    };
     if let Some(s) = &raw.ssh_config {
         return Err((Some(s.span()), "ssh_config: ssh hosts are not available in this version of lastgood yet".into()));
     }
@@ -345,6 +375,7 @@ fn check_env(name: &EnvName, raw: RawEnv, dir: &Path) -> std::result::Result<Env
         stop_timeout,
         lease,
         database,
+        notify,
     })
 }
 
@@ -526,7 +557,7 @@ struct RawEnv {
     #[serde(default)]
     checks: Vec<Spanned<RawCheck>>,
     database: Option<Spanned<RawDatabase>>,
-    notify: Option<Spanned<toml::Value>>,
+    notify: Option<Spanned<RawNotify>>,
     // Keys of the other runtimes (SPEC.md), accepted by name so that the error says
     // which runtime they belong to instead of "unknown field".
     compose_file: Option<Spanned<toml::Value>>,
@@ -539,6 +570,15 @@ struct RawEnv {
     branch: Option<Spanned<toml::Value>>,
     version_file: Option<Spanned<toml::Value>>,
     mode: Option<Spanned<toml::Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNotify {
+    #[serde(default)]
+    webhooks: Vec<String>,
+    timeout: Option<String>,
+    attempts: Option<u32>,
 }
 
 #[derive(Deserialize)]

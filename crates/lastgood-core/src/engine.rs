@@ -69,6 +69,8 @@ pub struct PlanView {
     pub migrations: Vec<crate::database::environment::Verdict>,
     /// Exactly the SQL the migration steps would run (bookkeeping included).
     pub sql: Option<String>,
+    /// The target is already in place: running the plan would change nothing.
+    pub in_place: bool,
 }
 
 /// What an operation did.
@@ -297,6 +299,7 @@ impl Engine {
             confirm: vec![],
             migrations: vec![],
             sql: None,
+            in_place: false,
         };
         Ok((view, release))
     }
@@ -346,7 +349,23 @@ impl Engine {
         self.execute(&env, held, new, progress)
     }
 
+    fn notifier(&self, env: &Environment) -> Option<crate::notify::Notifier> {
+        env.notify.as_ref().map(|n| crate::notify::Notifier {
+            notify: n.clone(),
+            spool: crate::notify::spool_dir(&self.config.dir),
+            config_path: self.config.path.clone(),
+        })
+    }
+
     fn execute(&self, env: &Environment, held: Held, new: NewOperation, progress: &mut dyn Progress) -> Result<Report> {
+        let summary = format!(
+            "lastgood: {} of {} to {} started by {}{}",
+            new.kind.as_str(),
+            env.name,
+            new.release.as_ref().map(|r| r.version.clone()).unwrap_or_else(|| new.to.to_string()),
+            new.actor,
+            new.reason.as_ref().map(|r| format!(" (reason: {r})")).unwrap_or_default()
+        );
         let op_id = match self.ledger.begin_operation(&held.fence, new) {
             Ok(id) => id,
             Err(e) => {
@@ -354,6 +373,11 @@ impl Engine {
                 return Err(e);
             }
         };
+        if let Some(n) = self.notifier(env) {
+            if let Err(why) = n.send(env.name.as_str(), op_id, "started", summary, serde_json::json!({})) {
+                progress.note(&why);
+            }
+        }
         self.run_journal(env, held, op_id, progress)
     }
 
@@ -370,6 +394,7 @@ impl Engine {
             progress,
             checks: Vec::new(),
             verify,
+            notifier: self.notifier(env),
         };
         let result = j.run();
         let checks = std::mem::take(&mut j.checks);
@@ -519,7 +544,8 @@ impl Engine {
             }
         }
         let steps = plan::rollback(shape, state.current, to.id, opts.scope, schema);
-        if in_place(&state, &to, opts.scope, &steps) {
+        let in_place = in_place(&state, &to, opts.scope, &steps);
+        if in_place {
             notes.push(format!("{} is already in place for scope {}: nothing to do", to.id, opts.scope));
         }
         Ok(PlanView {
@@ -533,6 +559,7 @@ impl Engine {
             confirm,
             migrations,
             sql,
+            in_place,
         })
     }
 

@@ -73,6 +73,45 @@ pub fn subjects(dir: &Path, from: Option<&CommitId>, to: &CommitId, limit: usize
         .collect())
 }
 
+/// One commit as an incident record shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Commit {
+    pub id: CommitId,
+    pub author: String,
+    pub subject: String,
+}
+
+/// Commits in `to` that are not in `from` (all of `to`'s history if None), newest
+/// first, at most `limit`. Fields are split on the unit separator, which neither a
+/// name nor a subject line can hold.
+pub fn commits(dir: &Path, from: Option<&CommitId>, to: &CommitId, limit: usize) -> Result<Vec<Commit>> {
+    let range = match from {
+        Some(f) if f != to => format!("{}..{}", f.as_str(), to.as_str()),
+        Some(_) => return Ok(Vec::new()),
+        None => to.as_str().to_owned(),
+    };
+    let max = format!("--max-count={limit}");
+    let out = run(dir, &["log", "-z", "--format=%H%x1f%an%x1f%s", &max, "--end-of-options", &range])?;
+    if !out.status.success() {
+        return Err(fail(dir, &out));
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .split('\0')
+        .filter(|r| !r.trim().is_empty())
+        .map(|record| {
+            let mut fields = record.trim_start_matches('\n').splitn(3, '\x1f');
+            let (id, author, subject) = (fields.next(), fields.next(), fields.next());
+            let id = CommitId::parse(id.unwrap_or("").trim())
+                .map_err(|e| Error::Git { dir: dir.to_path_buf(), message: e.to_string() })?;
+            Ok(Commit {
+                id,
+                author: author.unwrap_or("").trim().to_owned(),
+                subject: subject.unwrap_or("").trim().to_owned(),
+            })
+        })
+        .collect()
+}
+
 /// Writes the commit's tree into `dest` (which must exist and be empty).
 pub fn export(dir: &Path, commit: &CommitId, dest: &Path) -> Result<()> {
     let mut child = git(dir)

@@ -65,6 +65,7 @@ pub(crate) struct Journal<'a> {
     pub progress: &'a mut dyn Progress,
     pub checks: Vec<CheckOutcome>,
     pub verify: bool,
+    pub notifier: Option<crate::notify::Notifier>,
 }
 
 /// The end of a journal run.
@@ -74,6 +75,18 @@ pub struct Finished {
 }
 
 impl Journal<'_> {
+    /// Queues a notification; a failure to queue is recorded, never raised.
+    fn notify(&self, event: &str, text: String, facts: serde_json::Value) -> Result<()> {
+        let Some(n) = &self.notifier else { return Ok(()) };
+        if let Err(why) = n.send(self.env.name.as_str(), self.op.id, event, text, facts) {
+            self.ledger.apply(
+                &self.fence,
+                vec![self.audit("notify.failed", serde_json::json!({ "event": event, "error": why }))],
+            )?;
+        }
+        Ok(())
+    }
+
     fn audit(&self, event: &str, detail: serde_json::Value) -> Change {
         Change::Audit(AuditEvent {
             at: self.ctx.now(),
@@ -139,6 +152,13 @@ impl Journal<'_> {
                 Ok((detail, mut effects)) => {
                     rec.state = StepState::Done;
                     rec.detail = Some(detail.clone());
+                    effects.push(self.audit(
+                        "step.done",
+                        serde_json::json!({
+                            "seq": rec.seq, "step": rec.step.name(), "phase": rec.phase,
+                            "host": rec.host, "duration_ms": duration_ms, "detail": detail,
+                        }),
+                    ));
                     effects.insert(
                         0,
                         Change::StepFinished {
@@ -183,6 +203,18 @@ impl Journal<'_> {
                         ],
                     )?;
                     self.progress.step_finished(&rec);
+                    self.notify(
+                        "step_failed",
+                        format!(
+                            "lastgood: step `{}` of {} {} on {} failed: {}",
+                            rec.step.name(),
+                            self.op.kind.as_str(),
+                            self.op.id,
+                            self.env.name,
+                            detail
+                        ),
+                        serde_json::json!({ "step": rec.step.name(), "error": detail }),
+                    )?;
                     steps = self.ledger.steps(self.op.id)?;
                     if let Some(more) = self.on_failure(&rec, &steps)? {
                         self.ledger.apply(&self.fence, vec![Change::AppendSteps { op: self.op.id, steps: more }])?;
@@ -254,6 +286,19 @@ impl Journal<'_> {
             }
         }
         self.progress.note(&format!("returning to the last good release {} ({})", good.id, good.version));
+        self.notify(
+            "automatic_rollback",
+            format!(
+                "lastgood: {} {} on {} failed; returning {} to the last good release {} ({}) by itself",
+                self.op.kind.as_str(),
+                self.op.id,
+                self.env.name,
+                self.env.name,
+                good.id,
+                good.version
+            ),
+            serde_json::json!({ "to": good.id }),
+        )?;
         let current = self.ledger.env_state(&self.env.name)?.current;
         let steps = plan::rollback(shape, current, good.id, crate::model::Scope::Full, schema);
         Ok(Some(steps.into_iter().map(|s| (s, Phase::Rollback)).collect()))
@@ -371,6 +416,29 @@ impl Journal<'_> {
             serde_json::json!({ "outcome": outcome.as_str(), "error": error, "checks": self.checks }),
         ));
         self.ledger.apply(&self.fence, changes)?;
+        let serving = self.ledger.env_state(&self.env.name)?.current;
+        let serving_text = match serving.map(|c| self.release(c)).transpose()? {
+            Some(r) => format!("{} runs {} ({})", self.env.name, r.id, r.version),
+            None => format!("{} runs nothing", self.env.name),
+        };
+        let verb = match outcome {
+            Outcome::Succeeded => "succeeded",
+            Outcome::RolledBack => "failed and was rolled back",
+            Outcome::Aborted => "was aborted",
+            Outcome::Failed => "FAILED",
+            Outcome::Running => "is still running",
+        };
+        self.notify(
+            "finished",
+            format!(
+                "lastgood: {} {} on {} {verb}; {serving_text}{}",
+                self.op.kind.as_str(),
+                self.op.id,
+                self.env.name,
+                error.as_ref().map(|e| format!(". {e}")).unwrap_or_default()
+            ),
+            serde_json::json!({ "outcome": outcome.as_str(), "current": serving }),
+        )?;
         Ok(Finished { outcome, error })
     }
 

@@ -16,6 +16,7 @@ pub mod journal;
 pub mod ledger;
 pub mod lock;
 pub mod model;
+pub mod notify;
 pub mod plan;
 pub mod runtime;
 pub mod supervise;

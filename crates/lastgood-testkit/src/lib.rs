@@ -299,7 +299,7 @@ impl Drop for PgDb {
 
 /// Runs `sqlite3` on a database file; returns its output.
 pub fn sqlite(path: &Path, sql: &str) -> String {
-    let out = Command::new("sqlite3").arg(path).arg(sql).output().expect("sqlite3");
+    let out = Command::new("sqlite3").args(["-cmd", ".timeout 10000"]).arg(path).arg(sql).output().expect("sqlite3");
     assert!(out.status.success(), "sqlite3 {sql}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }

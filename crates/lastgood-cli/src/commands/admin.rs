@@ -100,3 +100,30 @@ pub fn audit_verify(cli: &Cli, engine: &Engine) -> Result<i32> {
     }
     Ok(if result.is_ok() { 0 } else { 1 })
 }
+
+/// The detached deliverer of one spooled notification: deliver, record, remove.
+pub fn deliver(engine: &Engine, file: &Path) -> Result<i32> {
+    use lastgood_core::ledger::{AuditEvent, Change};
+    let text = std::fs::read(file).map_err(lastgood_core::Error::io("read", file))?;
+    let item: lastgood_core::notify::Spooled = serde_json::from_slice(&text)
+        .map_err(|e| usage(format!("{} is not a spooled notification: {e}", file.display())))?;
+    let deliveries = lastgood_core::notify::deliver(&item);
+    let env = lastgood_core::model::EnvName::parse(&item.env)?;
+    let changes = deliveries
+        .iter()
+        .map(|d| {
+            Change::Audit(AuditEvent {
+                at: engine.ctx.now(),
+                actor: engine.ctx.actor(),
+                host: engine.ctx.host.clone(),
+                env: Some(item.env.clone()),
+                operation: Some(item.operation),
+                event: if d.delivered { "notify.delivered" } else { "notify.failed" }.to_owned(),
+                detail: serde_json::json!({ "event": item.payload["event"], "delivery": d }),
+            })
+        })
+        .collect();
+    engine.ledger().apply_unfenced(&env, changes)?;
+    let _ = std::fs::remove_file(file);
+    Ok(if deliveries.iter().all(|d| d.delivered) { 0 } else { 1 })
+}

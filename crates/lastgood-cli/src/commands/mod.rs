@@ -28,6 +28,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
             operate::RollbackFlags { dry_run: *dry_run, sql: *sql, allow_data_loss: *allow_data_loss },
         ),
         Command::Db { command } => db::run(cli, &engine(cli)?, command),
+        Command::Deliver { file } => admin::deliver(&engine(cli)?, file),
         Command::Resume { env, abort } => operate::resume(cli, &engine(cli)?, env, *abort),
         Command::Status { env } => inspect::status(cli, &engine(cli)?, env.as_deref()),
         Command::History { env, limit } => inspect::history(cli, &engine(cli)?, env, *limit),

@@ -73,6 +73,15 @@ pub fn rollback(
         }
         return Ok(0);
     }
+    // Why a rollback happened is the first question of every incident review: it is
+    // required, asked for on a terminal, and recorded in the audit log.
+    let mut opts = opts;
+    if opts.reason.as_deref().is_none_or(|r| r.trim().is_empty()) && !plan.in_place {
+        opts.reason = Some(ask_reason().ok_or_else(|| lastgood_core::Error::Usage {
+            what:
+                "a rollback needs --reason TEXT: why it happens goes into the audit log and the incident record".into(),
+        })?);
+    }
     let confirmed =
         cli.global.yes || plan.confirm.is_empty() || ask(&format!("{}. Roll back anyway?", plan.confirm.join("; ")));
     let mut progress = StderrProgress::new(&cli.global);
@@ -122,6 +131,19 @@ fn finish(cli: &Cli, report: &Report, plan: Option<&lastgood_core::engine::PlanV
         Outcome::Failed | Outcome::RolledBack => 1,
         Outcome::Running => 5,
     }
+}
+
+/// Asks for a reason on a terminal; None elsewhere or when the answer is empty.
+fn ask_reason() -> Option<String> {
+    if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    eprint!("Reason for this rollback: ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).ok()?;
+    let line = line.trim();
+    (!line.is_empty()).then(|| line.to_owned())
 }
 
 /// Asks on a terminal; anywhere else the answer is no (use --yes).

@@ -61,7 +61,7 @@ fn a_deploy_killed_at_any_step_is_finished_by_resume() {
         let out = env.run(&["deploy", "production", "v2"]);
         out.expect(5);
         assert!(out.stderr.contains("lastgood resume production"), "{fp}: {}", out.stderr);
-        env.run(&["rollback", "production", "--to", "1"]).expect(5);
+        env.run(&["rollback", "production", "--to", "1", "--reason", "t"]).expect(5);
 
         let out = env.run(&["resume", "production"]);
         out.expect(0);

@@ -12,7 +12,7 @@ fn a_lock_held_by_hand_stops_operations_until_unlocked() {
     let out = env.run(&["deploy", "production", "v2"]);
     out.expect(3);
     assert!(out.stderr.contains("locked by tester@") && out.stderr.contains("incident 42"), "{}", out.stderr);
-    env.run(&["rollback", "production", "--to", "1"]).expect(3);
+    env.run(&["rollback", "production", "--to", "1", "--reason", "t"]).expect(3);
     let st = env.status();
     assert_eq!(st["lock"]["reason"], "incident 42");
     assert_eq!(st["lock"]["expires_at"], json!(null));
@@ -40,7 +40,7 @@ fn a_running_operation_holds_the_lock_and_names_itself() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert!(held, "the slow deploy never took the lock");
-    let out = env.run(&["rollback", "production", "--to", "1"]);
+    let out = env.run(&["rollback", "production", "--to", "1", "--reason", "t"]);
     out.expect(3);
     assert!(out.stderr.contains("(operation ") && out.stderr.contains("expires at"), "{}", out.stderr);
     env.run(&["unlock", "production"]).expect(3);
@@ -118,7 +118,11 @@ fn a_holder_on_another_machine_keeps_its_lease_by_heartbeat_and_loses_it_when_de
     // Machine a: a deploy whose build outlasts the lease; the heartbeat must renew it.
     let mut a = env.cmd(&["deploy", "production", "v2"]).env("LASTGOOD_HOSTNAME", "machine-a").spawn().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(4500));
-    let b = env.cmd(&["rollback", "production", "--to", "1"]).env("LASTGOOD_HOSTNAME", "machine-b").output().unwrap();
+    let b = env
+        .cmd(&["rollback", "production", "--to", "1", "--reason", "t"])
+        .env("LASTGOOD_HOSTNAME", "machine-b")
+        .output()
+        .unwrap();
     assert_eq!(b.status.code(), Some(3), "{}", String::from_utf8_lossy(&b.stderr));
     assert!(a.wait().unwrap().success());
 

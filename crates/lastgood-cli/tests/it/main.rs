@@ -7,6 +7,7 @@ mod database;
 mod deploy;
 mod input;
 mod lock;
+mod record;
 mod rollback;
 
 use lastgood_testkit::TestEnv;

@@ -67,6 +67,16 @@ fn unknown_targets_list_the_candidates_and_change_nothing() {
 }
 
 #[test]
+fn a_rollback_needs_a_reason() {
+    let env = three_good();
+    let out = env.run(&["rollback", "production"]);
+    out.expect(2);
+    assert!(out.stderr.contains("--reason"), "{}", out.stderr);
+    assert_eq!(env.serving().as_deref(), Some("v3"), "nothing changed");
+    env.run(&["rollback", "production", "--reason", "  "]).expect(2);
+}
+
+#[test]
 fn rollback_to_the_current_release_does_nothing() {
     let env = three_good();
     let out = env.run(&["rollback", "production", "--to", "3"]);
