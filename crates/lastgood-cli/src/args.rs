@@ -42,6 +42,8 @@ pub struct Global {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
+    /// `md` is the same: `report`'s text form is Markdown.
+    #[value(alias = "md")]
     Text,
     Json,
 }
@@ -139,6 +141,11 @@ pub enum Command {
     /// Delivers one spooled notification (run detached by lastgood itself)
     #[command(name = "__deliver", hide = true)]
     Deliver { file: PathBuf },
+    /// The incident record of one operation (--format text gives Markdown, json a document)
+    Report {
+        /// The operation's id, as deploy and rollback print it
+        operation: u64,
+    },
     /// The audit trail
     Audit {
         #[command(subcommand)]

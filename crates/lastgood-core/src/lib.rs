@@ -18,6 +18,7 @@ pub mod lock;
 pub mod model;
 pub mod notify;
 pub mod plan;
+pub mod report;
 pub mod runtime;
 pub mod supervise;
 pub mod verify;

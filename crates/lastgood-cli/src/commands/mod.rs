@@ -4,6 +4,7 @@ mod admin;
 mod db;
 mod inspect;
 mod operate;
+mod report;
 
 use lastgood_core::config::Config;
 use lastgood_core::context::Context;
@@ -38,6 +39,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
         }
         Command::Lock { env, reason } => admin::lock(cli, &engine(cli)?, env, reason),
         Command::Unlock { env, force } => admin::unlock(cli, &engine(cli)?, env, *force),
+        Command::Report { operation } => report::report(cli, &engine(cli)?, *operation),
         Command::Audit { command: crate::args::AuditCommand::Verify } => admin::audit_verify(cli, &engine(cli)?),
     }
 }

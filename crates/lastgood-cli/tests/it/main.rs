@@ -8,6 +8,7 @@ mod deploy;
 mod input;
 mod lock;
 mod record;
+mod report;
 mod rollback;
 
 use lastgood_testkit::TestEnv;

@@ -1,0 +1,21 @@
+//! report: the incident record of one operation, as Markdown or JSON.
+//!
+//! `--format` is the global flag: `text` (the default) prints the record's Markdown,
+//! which is its text form, and `json` the same content as one document.
+
+use lastgood_core::Result;
+use lastgood_core::engine::Engine;
+use lastgood_core::report::IncidentReport;
+
+use crate::args::{Cli, Format};
+use crate::output;
+
+pub fn report(cli: &Cli, engine: &Engine, operation: u64) -> Result<i32> {
+    let record = IncidentReport::build(engine.ledger(), &engine.config, operation)?;
+    match cli.global.format {
+        // Invariant: the record is plain data with string keys, which always serializes.
+        Format::Json => output::json(&serde_json::to_value(&record).expect("an incident record serializes")),
+        Format::Text => output::out(&record.markdown()),
+    }
+    Ok(0)
+}
