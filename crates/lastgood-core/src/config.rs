@@ -74,7 +74,7 @@ pub struct Environment {
 #[derive(Debug, Clone)]
 pub struct Notify {
     /// Webhook URLs. They often carry a token, so they are never printed or logged.
-    pub webhooks: Vec<String>,
+    pub webhooks: Vec<crate::secret::Secret<String>>,
     /// Per attempt.
     pub timeout: Duration,
     pub attempts: u32,
@@ -266,7 +266,11 @@ fn check_env(name: &EnvName, raw: RawEnv, dir: &Path) -> std::result::Result<Env
                 Some(t) => parse_duration(t).map_err(|m| (Some(span.clone()), format!("notify.timeout: {m}")))?,
                 None => Duration::from_secs(5),
             };
-            Some(Notify { webhooks: n.webhooks.clone(), timeout, attempts: n.attempts.unwrap_or(4).clamp(1, 10) })
+            Some(Notify {
+                webhooks: n.webhooks.iter().cloned().map(crate::secret::Secret::new).collect(),
+                timeout,
+                attempts: n.attempts.unwrap_or(4).clamp(1, 10),
+            })
         }
     };
     if let Some(s) = &raw.ssh_config {

@@ -20,6 +20,7 @@ pub mod notify;
 pub mod plan;
 pub mod report;
 pub mod runtime;
+pub mod secret;
 pub mod supervise;
 pub mod verify;
 

@@ -24,7 +24,8 @@ use crate::config::Notify;
 pub struct Spooled {
     pub env: String,
     pub operation: u64,
-    pub webhooks: Vec<String>,
+    /// The webhooks are not in the spool (their URLs carry tokens): the deliverer reads
+    /// them from the config, as the operation did.
     pub timeout_ms: u64,
     pub attempts: u32,
     pub payload: serde_json::Value,
@@ -124,7 +125,6 @@ impl Notifier {
         let item = Spooled {
             env: env.to_owned(),
             operation,
-            webhooks: self.notify.webhooks.clone(),
             timeout_ms: self.notify.timeout.as_millis() as u64,
             attempts: self.notify.attempts,
             payload,
@@ -137,14 +137,14 @@ impl Notifier {
 
 /// Delivers one spooled notification to each webhook, in parallel (a hanging webhook
 /// must not hold up the others), with retries after 0.5 s, 1 s, 2 s...
-pub fn deliver(item: &Spooled) -> Vec<Delivery> {
+pub fn deliver(item: &Spooled, webhooks: &[crate::secret::Secret<String>]) -> Vec<Delivery> {
     let body = serde_json::to_string(&item.payload).unwrap_or_default();
     let timeout = Duration::from_millis(item.timeout_ms.max(100));
     let attempts = item.attempts.max(1);
     std::thread::scope(|scope| {
-        let handles: Vec<_> = item
-            .webhooks
+        let handles: Vec<_> = webhooks
             .iter()
+            .map(|url| url.expose())
             .map(|url| {
                 let body = &body;
                 scope.spawn(move || {
@@ -171,7 +171,7 @@ pub fn deliver(item: &Spooled) -> Vec<Delivery> {
             .collect();
         handles
             .into_iter()
-            .zip(&item.webhooks)
+            .zip(webhooks.iter().map(|w| w.expose()))
             .map(|(h, url)| {
                 h.join().unwrap_or_else(|_| Delivery {
                     webhook: shown(url),

@@ -107,7 +107,9 @@ pub fn deliver(engine: &Engine, file: &Path) -> Result<i32> {
     let text = std::fs::read(file).map_err(lastgood_core::Error::io("read", file))?;
     let item: lastgood_core::notify::Spooled = serde_json::from_slice(&text)
         .map_err(|e| usage(format!("{} is not a spooled notification: {e}", file.display())))?;
-    let deliveries = lastgood_core::notify::deliver(&item);
+    let webhooks =
+        engine.config.environment(&item.env)?.notify.as_ref().map(|n| n.webhooks.clone()).unwrap_or_default();
+    let deliveries = lastgood_core::notify::deliver(&item, &webhooks);
     let env = lastgood_core::model::EnvName::parse(&item.env)?;
     let changes = deliveries
         .iter()

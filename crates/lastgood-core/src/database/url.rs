@@ -25,7 +25,7 @@ pub enum DbUrl {
 #[derive(Clone, PartialEq, Eq)]
 pub struct PgUrl {
     pub user: Option<String>,
-    password: Option<String>,
+    password: Option<crate::secret::Secret<String>>,
     pub host: String,
     pub port: u16,
     pub database: String,
@@ -65,7 +65,7 @@ impl DbUrl {
         };
         let (user, password) = match userinfo {
             Some(u) => match u.split_once(':') {
-                Some((u, p)) => (Some(percent_decode(u)), Some(percent_decode(p))),
+                Some((u, p)) => (Some(percent_decode(u)), Some(crate::secret::Secret::new(percent_decode(p)))),
                 None => (Some(percent_decode(u)), None),
             },
             None => (None, None),
@@ -95,7 +95,7 @@ impl PgUrl {
             c.user(u);
         }
         if let Some(p) = &self.password {
-            c.password(p);
+            c.password(p.expose());
         }
         c.connect_timeout(std::time::Duration::from_secs(10));
         c
@@ -114,7 +114,7 @@ impl PgUrl {
             env.push(("PGUSER".to_owned(), u.clone()));
         }
         if let Some(p) = &self.password {
-            env.push(("PGPASSWORD".to_owned(), p.clone()));
+            env.push(("PGPASSWORD".to_owned(), p.expose().clone()));
         }
         env
     }
@@ -140,7 +140,7 @@ impl PgUrl {
 
     /// Whether `text` contains the password (for tests that search output for it).
     pub fn password(&self) -> Option<&str> {
-        self.password.as_deref()
+        self.password.as_ref().map(|p| p.expose().as_str())
     }
 }
 
