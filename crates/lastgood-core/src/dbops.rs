@@ -188,15 +188,7 @@ impl Engine {
     }
 
     fn db_audit(&self, env: &crate::config::Environment, event: &str, detail: serde_json::Value) -> Change {
-        Change::Audit(AuditEvent {
-            at: self.ctx.now(),
-            actor: self.ctx.actor(),
-            host: self.ctx.host.clone(),
-            env: Some(env.name.to_string()),
-            operation: None,
-            event: event.to_owned(),
-            detail,
-        })
+        Change::Audit(AuditEvent::by(&self.ctx, env.name.as_str(), None, event, detail))
     }
 
     fn record_backup(

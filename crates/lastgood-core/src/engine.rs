@@ -135,15 +135,7 @@ impl Engine {
     }
 
     fn audit(&self, env: &EnvName, operation: Option<u64>, event: &str, detail: serde_json::Value) -> Change {
-        Change::Audit(AuditEvent {
-            at: self.ctx.now(),
-            actor: self.ctx.actor(),
-            host: self.ctx.host.clone(),
-            env: Some(env.to_string()),
-            operation,
-            event: event.to_owned(),
-            detail,
-        })
+        Change::Audit(AuditEvent::by(&self.ctx, env.as_str(), operation, event, detail))
     }
 
     fn must_release(&self, env: &EnvName, id: ReleaseId) -> Result<Release> {
@@ -688,15 +680,7 @@ impl Engine {
     }
 
     fn audit_event(&self, env: &EnvName, event: &str, detail: serde_json::Value) -> AuditEvent {
-        AuditEvent {
-            at: self.ctx.now(),
-            actor: self.ctx.actor(),
-            host: self.ctx.host.clone(),
-            env: Some(env.to_string()),
-            operation: None,
-            event: event.to_owned(),
-            detail,
-        }
+        AuditEvent::by(&self.ctx, env.as_str(), None, event, detail)
     }
 
     // ---- reading ----------------------------------------------------------------------
@@ -746,13 +730,7 @@ impl Engine {
             return Err(Error::Usage { what: format!("nothing is deployed to `{}` yet", env.name) });
         };
         let r = self.must_release(&env.name, current)?;
-        let vars = vec![
-            ("LASTGOOD_VERSION".to_owned(), r.version.clone()),
-            ("LASTGOOD_RELEASE".to_owned(), r.id.0.to_string()),
-            ("LASTGOOD_ENV".to_owned(), env.name.to_string()),
-            ("LASTGOOD_COMMIT".to_owned(), r.commit.as_ref().map(|c| c.to_string()).unwrap_or_default()),
-            ("LASTGOOD_HOST".to_owned(), "127.0.0.1".to_owned()),
-        ];
+        let vars = journal::program_env(&env.name, &r);
         let dir = releases::release_dir(&env.deploy_to, current);
         let outcomes = verify::run_checks(
             &env.checks,

@@ -52,6 +52,17 @@ pub fn shape(env: &Environment, verify: bool) -> Shape {
     }
 }
 
+/// What `build`, `run`, `restart` and command checks get in their environment.
+pub fn program_env(env: &crate::model::EnvName, r: &Release) -> Vec<(String, String)> {
+    vec![
+        ("LASTGOOD_VERSION".into(), r.version.clone()),
+        ("LASTGOOD_RELEASE".into(), r.id.0.to_string()),
+        ("LASTGOOD_ENV".into(), env.to_string()),
+        ("LASTGOOD_COMMIT".into(), r.commit.as_ref().map(|c| c.to_string()).unwrap_or_default()),
+        ("LASTGOOD_HOST".into(), "127.0.0.1".into()),
+    ]
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     crate::ledger::sqlite::hex(&Sha256::digest(bytes))
 }
@@ -88,15 +99,7 @@ impl Journal<'_> {
     }
 
     fn audit(&self, event: &str, detail: serde_json::Value) -> Change {
-        Change::Audit(AuditEvent {
-            at: self.ctx.now(),
-            actor: self.ctx.actor(),
-            host: self.ctx.host.clone(),
-            env: Some(self.env.name.to_string()),
-            operation: Some(self.op.id),
-            event: event.to_owned(),
-            detail,
-        })
+        Change::Audit(AuditEvent::by(self.ctx, self.env.name.as_str(), Some(self.op.id), event, detail))
     }
 
     fn release(&self, id: ReleaseId) -> Result<Release> {
@@ -107,13 +110,7 @@ impl Journal<'_> {
     }
 
     fn vars(&self, r: &Release) -> Vec<(String, String)> {
-        vec![
-            ("LASTGOOD_VERSION".into(), r.version.clone()),
-            ("LASTGOOD_RELEASE".into(), r.id.0.to_string()),
-            ("LASTGOOD_ENV".into(), self.env.name.to_string()),
-            ("LASTGOOD_COMMIT".into(), r.commit.as_ref().map(|c| c.to_string()).unwrap_or_default()),
-            ("LASTGOOD_HOST".into(), "127.0.0.1".into()),
-        ]
+        program_env(&self.env.name, r)
     }
 
     /// Runs every step not yet done, handling failures, then settles the operation.

@@ -114,15 +114,13 @@ pub fn deliver(engine: &Engine, file: &Path) -> Result<i32> {
     let changes = deliveries
         .iter()
         .map(|d| {
-            Change::Audit(AuditEvent {
-                at: engine.ctx.now(),
-                actor: engine.ctx.actor(),
-                host: engine.ctx.host.clone(),
-                env: Some(item.env.clone()),
-                operation: Some(item.operation),
-                event: if d.delivered { "notify.delivered" } else { "notify.failed" }.to_owned(),
-                detail: serde_json::json!({ "event": item.payload["event"], "delivery": d }),
-            })
+            Change::Audit(AuditEvent::by(
+                &engine.ctx,
+                &item.env,
+                Some(item.operation),
+                if d.delivered { "notify.delivered" } else { "notify.failed" },
+                serde_json::json!({ "event": item.payload["event"], "delivery": d }),
+            ))
         })
         .collect();
     engine.ledger().apply_unfenced(&env, changes)?;

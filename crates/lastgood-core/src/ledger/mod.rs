@@ -211,6 +211,27 @@ pub struct AuditEvent {
     pub detail: serde_json::Value,
 }
 
+impl AuditEvent {
+    /// An event by this actor, on this host, now.
+    pub fn by(
+        ctx: &crate::context::Context,
+        env: &str,
+        operation: Option<u64>,
+        event: &str,
+        detail: serde_json::Value,
+    ) -> Self {
+        Self {
+            at: ctx.now(),
+            actor: ctx.actor(),
+            host: ctx.host.clone(),
+            env: Some(env.to_owned()),
+            operation,
+            event: event.to_owned(),
+            detail,
+        }
+    }
+}
+
 /// An audit event as stored, with its place in the chain.
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditRow {
