@@ -158,9 +158,16 @@ fn a_paused_holder_whose_lease_was_taken_over_is_fenced_out() {
         .spawn()
         .unwrap();
     let pid = a.id().to_string();
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Pause it once it holds the lock for its operation (its build sleeps a second).
+    for _ in 0..200 {
+        if env.status()["lock"]["operation"].is_u64() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(3500));
+    // Expiry is kept in whole seconds and errs late: wait the lease plus 1.5 s.
+    std::thread::sleep(std::time::Duration::from_millis(4500));
     let b = env.cmd(&["resume", "production", "--abort"]).env("LASTGOOD_HOSTNAME", "machine-b").output().unwrap();
     assert_eq!(b.status.code(), Some(0), "{}", String::from_utf8_lossy(&b.stderr));
     assert_eq!(env.serving().as_deref(), Some("v1"));
