@@ -102,12 +102,22 @@ impl Engine {
         down: Option<&DownTarget>,
     ) -> Result<DbPlan> {
         let (env, mut m) = self.open_migrator(env_name, dir)?;
+        self.plan_with(&env, &mut m, up, down)
+    }
+
+    fn plan_with(
+        &self,
+        env: &crate::config::Environment,
+        m: &mut Migrator,
+        up: Option<Option<&str>>,
+        down: Option<&DownTarget>,
+    ) -> Result<DbPlan> {
         let planned = match (up, down) {
             (Some(to), _) => m.plan_up(to)?,
             (None, Some(target)) => m.plan_down(target)?,
             (None, None) => Vec::new(),
         };
-        let db = self.env_database(&env)?;
+        let db = self.env_database(env)?;
         Ok(DbPlan {
             database: m.describe(),
             migrations: db.verdicts(&planned, m.dialect()),
@@ -126,8 +136,10 @@ impl Engine {
         allow_data_loss: bool,
         progress: &mut dyn Progress,
     ) -> Result<DbRun> {
-        let env = self.config.environment(env_name)?.clone();
-        let plan = self.db_plan(env_name, dir, up, down)?;
+        // One connection plans and runs (it is closed only for a template backup, which
+        // needs the database to itself).
+        let (env, mut m) = self.open_migrator(env_name, dir)?;
+        let plan = self.plan_with(&env, &mut m, up, down)?;
         let destructive = environment::destructive(&plan.migrations);
         let is_down = down.is_some();
         if is_down && !destructive.is_empty() && !allow_data_loss {
@@ -158,12 +170,13 @@ impl Engine {
                 }
                 if policy != crate::config::BackupPolicy::Never {
                     progress.note("backing up the database first");
+                    drop(m);
                     let record = self.record_backup(&env, &db, &held, None)?;
                     backup = Some(record);
+                    let dir = self.migrations_dir(&db, dir);
+                    m = db.migrator(dir.as_deref(), &self.ctx.actor())?;
                 }
             }
-            let dir = self.migrations_dir(&db, dir);
-            let mut m = db.migrator(dir.as_deref(), &self.ctx.actor())?;
             let mut ran = Vec::new();
             let outcome = m.run(&plan.planned, &mut |p, d| {
                 progress.note(&format!("{:?} {} ({} ms)", p.direction, p.name, d.as_millis()).to_lowercase());

@@ -798,9 +798,12 @@ mod template {
         let aside = format!("lastgood_aside_{}", std::process::id());
         c.batch_execute(&format!("DROP DATABASE IF EXISTS {}", ident(&aside)))
             .map_err(server("clear the aside name"))?;
-        // Restoring replaces the database: sessions still on it are ended.
+        // Restoring replaces the database: client sessions still on it are ended.
+        // Autovacuum workers are left alone (a role that is not superuser may not end
+        // them); PostgreSQL stops them itself for RENAME and DROP.
         c.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = $1 AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
             &[&pg.database],
         )
         .map_err(server("end the sessions on the database"))?;
@@ -813,8 +816,11 @@ mod template {
             let _ = c.batch_execute(&format!("ALTER DATABASE {} RENAME TO {}", ident(&aside), ident(&pg.database)));
             return Err(server("create the database from the backup copy")(e));
         }
-        c.batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", ident(&aside)))
-            .map_err(server("drop the replaced database"))?;
+        // A plain DROP first: FORCE would also try to end autovacuum workers.
+        if c.batch_execute(&format!("DROP DATABASE {}", ident(&aside))).is_err() {
+            c.batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", ident(&aside)))
+                .map_err(server("drop the replaced database"))?;
+        }
         Ok(())
     }
 }
