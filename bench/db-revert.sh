@@ -8,6 +8,7 @@
 #   TOOLS=floor,lastgood bash bench/db-revert.sh    # only some rows
 #   LASTGOOD=/path/to/lastgood DIESEL=... SQLX=... ALEMBIC=... bash bench/db-revert.sh
 #   KEEP=1 bash bench/db-revert.sh                  # keep the temp dir
+#   SSLMODE=prefer bash bench/db-revert.sh          # peers on their default (TLS when the server offers it)
 #
 # Needs PostgreSQL (PGHOST_BENCH=127.0.0.1 PGPORT_BENCH=5432 PGUSER_BENCH=lastgood_test
 # PGPASSWORD_BENCH=lastgood_test by default; the role needs CREATEDB). Creates and drops

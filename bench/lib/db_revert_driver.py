@@ -36,6 +36,13 @@ PREFIX = "lg_bench_rv_"
 KEPT = N - REVERT
 
 ENV = dict(os.environ, PGPASSWORD=PASSWORD, PGCONNECT_TIMEOUT="10")
+# lastgood's migrator connects without TLS (the `postgres` crate with NoTls). libpq
+# (psql, diesel, psycopg2) and sqlx default to sslmode=prefer, which negotiates TLS
+# whenever the server has it on (Debian's does). SSLMODE=disable (the default here)
+# gives every client lastgood's plaintext transport; SSLMODE=prefer keeps their defaults.
+SSLMODE = os.environ.get("SSLMODE", "disable")
+if SSLMODE:
+    ENV["PGSSLMODE"] = SSLMODE
 
 
 def log(msg):
@@ -43,8 +50,9 @@ def log(msg):
     sys.stderr.flush()
 
 
-def url(db, scheme="postgres"):
-    return "%s://%s:%s@%s:%s/%s" % (scheme, USER, PASSWORD, HOST, PORT, db)
+def url(db, scheme="postgres", peer=True):
+    u = "%s://%s:%s@%s:%s/%s" % (scheme, USER, PASSWORD, HOST, PORT, db)
+    return u + ("?sslmode=" + SSLMODE if peer and SSLMODE else "")
 
 
 def psql(sql, db="postgres", check=True):
@@ -110,7 +118,7 @@ def lastgood_config(dirname, db):
     with open(cfg, "w") as f:
         f.write('[environments.production]\nsource = "."\ndeploy_to = "srv"\n'
                 '[environments.production.database]\nurl = "%s"\nmigrations = "migrations"\nbackup = "never"\n'
-                % url(db))
+                % url(db, peer=False))
     return cfg
 
 
@@ -295,8 +303,8 @@ def main():
         names.remove(name)
         del samples[name]
     floor = benchlib.median(samples["floor"]) if "floor" in samples else float("nan")
-    print("N=%d migrations applied, the newest %d reverted; %d measured iterations per row (+%d warm-up)"
-          % (N, REVERT, ITER, WARMUP))
+    print("N=%d migrations applied, the newest %d reverted; %d measured iterations per row (+%d warm-up); "
+          "peers' sslmode=%s (lastgood: no TLS)" % (N, REVERT, ITER, WARMUP, SSLMODE or "default"))
     print()
     print("| tool | what runs | median ms | p90 ms | min ms | max ms | median / floor |")
     print("|---|---|---:|---:|---:|---:|---:|")
