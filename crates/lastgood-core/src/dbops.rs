@@ -60,6 +60,20 @@ impl Engine {
 
     fn open_migrator(&self, env_name: &str, dir: Option<&Path>) -> Result<(crate::config::Environment, Migrator)> {
         let env = self.config.environment(env_name)?.clone();
+        if let Some(db) = &env.database {
+            if db.adapter != crate::config::Adapter::Builtin {
+                return Err(Error::Usage {
+                    what: format!(
+                        "environment `{}` migrates with its own tool (adapter = {}): use that tool for this; lastgood drives it in deploys and rollbacks, and `lastgood db status` shows its revision",
+                        env.name,
+                        match db.adapter {
+                            crate::config::Adapter::Alembic(_) => "alembic",
+                            _ => "command",
+                        }
+                    ),
+                });
+            }
+        }
         let m = {
             let db = self.env_database(&env)?;
             let dir = self.migrations_dir(&db, dir);
@@ -69,6 +83,20 @@ impl Engine {
     }
 
     pub fn db_status(&self, env_name: &str, dir: Option<&Path>) -> Result<(String, Status)> {
+        let env = self.config.environment(env_name)?.clone();
+        let db = self.env_database(&env)?;
+        if db.config.adapter != crate::config::Adapter::Builtin {
+            // The tool keeps its own history: lastgood reports its current revision.
+            let root = self
+                .ledger()
+                .env_state(&env.name)?
+                .current
+                .map(|c| crate::runtime::releases::release_dir(&env.deploy_to, c));
+            let current = db.tool(root.as_deref().filter(|d| d.is_dir()), &self.ctx.actor())?.current()?;
+            let status =
+                Status { current: current.map(|c| (c.clone(), c)), applied: 0, pending: 0, migrations: Vec::new() };
+            return Ok((db.url.to_string(), status));
+        }
         let (_, mut m) = self.open_migrator(env_name, dir)?;
         Ok((m.describe(), m.status()?))
     }

@@ -336,6 +336,11 @@ fn the_alembic_adapter_drives_the_real_alembic() {
     assert!(out.stdout.contains("DROP INDEX users_name"), "alembic's offline SQL is the preview: {}", out.stdout);
     env.run(&["rollback", "production", "--to", "1", "--reason", "t"]).expect(0);
     assert_eq!(db.sql("SELECT version_num FROM alembic_version"), "0001");
+    let st = env.run(&["db", "status", "production", "--format", "json"]).expect(0).json();
+    assert_eq!(st["current"]["version"], "0001", "db status reports Alembic's own revision");
+    let out = env.run(&["db", "down", "production", "--steps", "1"]);
+    out.expect(2);
+    assert!(out.stderr.contains("adapter = alembic"), "{}", out.stderr);
     assert_eq!(env.serving().as_deref(), Some("v1"));
 }
 
