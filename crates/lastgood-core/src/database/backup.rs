@@ -697,9 +697,9 @@ mod template {
 
     fn maintenance(pg: &PgUrl) -> Result<postgres::Client, BackupError> {
         let other = if pg.database == "postgres" { "template1" } else { "postgres" };
-        pg.with_database(other).client_config("lastgood backup").connect(postgres::NoTls).map_err(|e| {
-            BackupError::Server { what: format!("connect to the `{other}` database"), message: message(&e) }
-        })
+        pg.with_database(other)
+            .connect("lastgood backup")
+            .map_err(|message| BackupError::Server { what: format!("connect to the `{other}` database"), message })
     }
 
     fn ident(name: &str) -> String {
@@ -714,9 +714,8 @@ mod template {
     fn fingerprint(pg: &PgUrl, database: &str) -> Result<(String, u64), BackupError> {
         let mut c = pg
             .with_database(database)
-            .client_config("lastgood backup")
-            .connect(postgres::NoTls)
-            .map_err(server("connect to the backup copy"))?;
+            .connect("lastgood backup")
+            .map_err(|message| BackupError::Server { what: "connect to the backup copy".into(), message })?;
         let row = c
             .query_one(
                 "SELECT coalesce(string_agg(n.nspname || '.' || c.relname || ':' || c.relkind::text || ':' || pg_relation_size(c.oid), ',' \

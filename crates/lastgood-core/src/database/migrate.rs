@@ -702,6 +702,24 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn connections_use_tls_as_sslmode_says() {
+        let db = TestPg::new("tls");
+        let DbUrl::Postgres(pg) = &db.url else { unreachable!() };
+        let encrypted = |mode: &str| -> Result<bool, String> {
+            let url = format!("{}?sslmode={mode}", pg.expose());
+            let DbUrl::Postgres(p) = DbUrl::parse(&url, Path::new("/")).unwrap() else { unreachable!() };
+            let mut c = p.connect("lastgood-test")?;
+            Ok(c.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).unwrap().get(0))
+        };
+        // The test server uses Debian's self-signed certificate.
+        assert_eq!(encrypted("require"), Ok(true));
+        assert_eq!(encrypted("prefer"), Ok(true));
+        assert_eq!(encrypted("disable"), Ok(false));
+        let refused = encrypted("verify-full").unwrap_err();
+        assert!(refused.to_lowercase().contains("certificate"), "{refused}");
+    }
+
+    #[test]
     fn lock_timeout_bounds_a_migration_blocked_by_another_session() {
         let db = TestPg::new("locktimeout");
         let mut other = db.client();

@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use postgres::{Client, NoTls};
+use postgres::Client;
 
 use super::Dialect;
 use super::driver::{Applied, DbError, Driver, Stmt, statement_error};
@@ -33,9 +33,8 @@ impl Pg {
     pub fn connect(url: &PgUrl, actor: &str, settings: &PgSettings) -> Result<Self, DbError> {
         let shown = url.to_string();
         let client = url
-            .client_config(&format!("lastgood {actor}"))
-            .connect(NoTls)
-            .map_err(|e| DbError::Connect { url: shown.clone(), message: message(&e) })?;
+            .connect(&format!("lastgood {actor}"))
+            .map_err(|message| DbError::Connect { url: shown.clone(), message })?;
         let mut session = Vec::new();
         if let Some(t) = settings.lock_timeout {
             session.push(format!("SET lock_timeout = '{}ms'", t.as_millis()));

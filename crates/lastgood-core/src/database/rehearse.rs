@@ -69,10 +69,7 @@ impl Scratch {
                 static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
                 let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let name = format!("lastgood_rehearse_{}_{tag}_{n}", std::process::id());
-                let mut c = pg
-                    .client_config("lastgood rehearse")
-                    .connect(postgres::NoTls)
-                    .map_err(|e| RehearseError::Scratch(super::postgres::message(&e)))?;
+                let mut c = pg.connect("lastgood rehearse").map_err(RehearseError::Scratch)?;
                 for sql in [format!("DROP DATABASE IF EXISTS {name}"), format!("CREATE DATABASE {name}")] {
                     c.batch_execute(&sql).map_err(|e| RehearseError::Scratch(super::postgres::message(&e)))?;
                 }
@@ -96,10 +93,7 @@ impl Scratch {
     fn schema(&self) -> Result<schema::Schema, RehearseError> {
         match self {
             Self::Pg { url, .. } => {
-                let mut c = url
-                    .client_config("lastgood rehearse")
-                    .connect(postgres::NoTls)
-                    .map_err(|e| RehearseError::Schema(super::postgres::message(&e)))?;
+                let mut c = url.connect("lastgood rehearse").map_err(RehearseError::Schema)?;
                 schema::introspect_postgres(&mut c).map_err(|e| RehearseError::Schema(e.to_string()))
             }
             Self::Sqlite { path, .. } => {
@@ -113,7 +107,7 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         if let Self::Pg { admin, name, .. } = self {
-            if let Ok(mut c) = admin.client_config("lastgood rehearse").connect(postgres::NoTls) {
+            if let Ok(mut c) = admin.connect("lastgood rehearse") {
                 let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
             }
         }

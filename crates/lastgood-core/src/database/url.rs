@@ -22,6 +22,20 @@ pub enum DbUrl {
     Sqlite(PathBuf),
 }
 
+/// libpq's `sslmode`, with libpq's meanings and default (`prefer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    Disable,
+    /// Encrypt when the server offers it, certificate not checked (also `allow`).
+    Prefer,
+    /// Encrypt, certificate not checked.
+    Require,
+    /// Encrypt, certificate signed by a trusted authority, any host name.
+    VerifyCa,
+    /// Encrypt, certificate trusted and naming the host.
+    VerifyFull,
+}
+
 #[derive(Clone, PartialEq, Eq)]
 pub struct PgUrl {
     pub user: Option<String>,
@@ -29,6 +43,9 @@ pub struct PgUrl {
     pub host: String,
     pub port: u16,
     pub database: String,
+    pub sslmode: SslMode,
+    /// `sslrootcert`: extra trusted authorities (PEM) for the verify modes.
+    pub sslrootcert: Option<PathBuf>,
     /// The URL exactly as written (adapters get it unchanged through DATABASE_URL).
     raw: String,
 }
@@ -56,6 +73,29 @@ impl DbUrl {
         let bad = |why: &str| InvalidUrl { shown: redact(url), why: why.into() };
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
         let database = path.split('?').next().unwrap_or("").to_owned();
+        let mut sslmode = SslMode::Prefer;
+        let mut sslrootcert = None;
+        for pair in path.split_once('?').map(|(_, q)| q).unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            match k {
+                "sslmode" => {
+                    sslmode = match v {
+                        "disable" => SslMode::Disable,
+                        "allow" | "prefer" => SslMode::Prefer,
+                        "require" => SslMode::Require,
+                        "verify-ca" => SslMode::VerifyCa,
+                        "verify-full" => SslMode::VerifyFull,
+                        _ => {
+                            return Err(bad(
+                                "sslmode must be disable, allow, prefer, require, verify-ca or verify-full",
+                            ));
+                        }
+                    }
+                }
+                "sslrootcert" => sslrootcert = Some(base.join(percent_decode(v))),
+                _ => {}
+            }
+        }
         if database.is_empty() {
             return Err(bad("it names no database (postgres://user@host/DATABASE)"));
         }
@@ -78,7 +118,7 @@ impl DbUrl {
         if host.starts_with('-') || user.as_deref().is_some_and(|u| u.starts_with('-')) || database.starts_with('-') {
             return Err(bad("a part starts with `-`"));
         }
-        Ok(Self::Postgres(PgUrl { user, password, host, port, database, raw: url.to_owned() }))
+        Ok(Self::Postgres(PgUrl { user, password, host, port, database, sslmode, sslrootcert, raw: url.to_owned() }))
     }
 
     pub fn is_postgres(&self) -> bool {
@@ -101,6 +141,36 @@ impl PgUrl {
         c
     }
 
+    /// Connects with TLS as `sslmode` asks (libpq's meanings: `prefer` and `require` do not
+    /// check the certificate, `verify-ca` checks who signed it, `verify-full` also the
+    /// host name), trusting the system's authorities plus `sslrootcert`.
+    pub fn connect(&self, application_name: &str) -> Result<postgres::Client, String> {
+        let mut config = self.client_config(application_name);
+        config.ssl_mode(match self.sslmode {
+            SslMode::Disable => postgres::config::SslMode::Disable,
+            SslMode::Prefer => postgres::config::SslMode::Prefer,
+            _ => postgres::config::SslMode::Require,
+        });
+        let mut tls = native_tls::TlsConnector::builder();
+        match self.sslmode {
+            SslMode::Disable | SslMode::Prefer | SslMode::Require => {
+                tls.danger_accept_invalid_certs(true).danger_accept_invalid_hostnames(true);
+            }
+            SslMode::VerifyCa => {
+                tls.danger_accept_invalid_hostnames(true);
+            }
+            SslMode::VerifyFull => {}
+        }
+        if let Some(path) = &self.sslrootcert {
+            let pem = std::fs::read(path).map_err(|e| format!("sslrootcert {}: {e}", path.display()))?;
+            let cert =
+                native_tls::Certificate::from_pem(&pem).map_err(|e| format!("sslrootcert {}: {e}", path.display()))?;
+            tls.add_root_certificate(cert);
+        }
+        let tls = tls.build().map_err(|e| format!("TLS: {e}"))?;
+        config.connect(postgres_native_tls::MakeTlsConnector::new(tls)).map_err(|e| super::postgres::message(&e))
+    }
+
     /// Environment for libpq programs (`pg_dump`, `psql`): the connection travels here,
     /// not in argv.
     pub fn libpq_env(&self) -> Vec<(String, String)> {
@@ -109,7 +179,21 @@ impl PgUrl {
             ("PGPORT".to_owned(), self.port.to_string()),
             ("PGDATABASE".to_owned(), self.database.clone()),
             ("PGCONNECT_TIMEOUT".to_owned(), "10".to_owned()),
+            (
+                "PGSSLMODE".to_owned(),
+                match self.sslmode {
+                    SslMode::Disable => "disable",
+                    SslMode::Prefer => "prefer",
+                    SslMode::Require => "require",
+                    SslMode::VerifyCa => "verify-ca",
+                    SslMode::VerifyFull => "verify-full",
+                }
+                .to_owned(),
+            ),
         ];
+        if let Some(root) = &self.sslrootcert {
+            env.push(("PGSSLROOTCERT".to_owned(), root.display().to_string()));
+        }
         if let Some(u) = &self.user {
             env.push(("PGUSER".to_owned(), u.clone()));
         }
@@ -235,5 +319,12 @@ mod tests {
         assert!(DbUrl::parse("postgres://-oProxy@h/d", Path::new("/")).is_err());
         assert!(DbUrl::parse("postgresql+psycopg2://u@h/d", Path::new("/")).unwrap().is_postgres());
         assert!(DbUrl::parse("postgresql+/h/d", Path::new("/")).is_err());
+        let DbUrl::Postgres(p) =
+            DbUrl::parse("postgres://u@h/d?sslmode=verify-full&sslrootcert=ca.pem", Path::new("/etc")).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((p.sslmode, p.sslrootcert.as_deref()), (SslMode::VerifyFull, Some(Path::new("/etc/ca.pem"))));
+        assert!(DbUrl::parse("postgres://u@h/d?sslmode=maybe", Path::new("/")).is_err());
     }
 }
