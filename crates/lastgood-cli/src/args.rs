@@ -102,6 +102,16 @@ pub enum Command {
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
+    /// What differs between two releases: commits, config keys, migrations
+    Diff {
+        env: String,
+        /// A release id (3 or #3), a version, last-good or previous
+        from: String,
+        to: String,
+    },
+    /// Which of code, configuration and database changed since the last good release,
+    /// and the rollback scope that undoes it
+    Diagnose { env: String },
     /// Run the health checks against the current release now
     Verify { env: String },
     /// Set a release's state by hand

@@ -433,7 +433,12 @@ impl Engine {
 
     // ---- rollback ---------------------------------------------------------------------
 
-    fn resolve_target(&self, env: &Environment, target: &Target, current: Option<ReleaseId>) -> Result<Release> {
+    pub(crate) fn resolve_target(
+        &self,
+        env: &Environment,
+        target: &Target,
+        current: Option<ReleaseId>,
+    ) -> Result<Release> {
         let found = match target {
             Target::LastGood => self.ledger.last_good(&env.name, current)?,
             Target::Previous => match current {

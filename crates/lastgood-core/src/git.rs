@@ -136,3 +136,27 @@ pub fn export(dir: &Path, commit: &CommitId, dest: &Path) -> Result<()> {
         None => Err(Error::Git { dir: dir.to_path_buf(), message: "git archive gave no output".into() }),
     }
 }
+
+/// Whether the trees of two commits differ outside the given paths (so a release that
+/// only adds migrations is not taken for a code change).
+pub fn differs_outside(dir: &Path, a: &CommitId, b: &CommitId, excluded: &[&str]) -> Result<bool> {
+    let mut args = vec![
+        "diff".to_owned(),
+        "--quiet".into(),
+        "--end-of-options".into(),
+        a.to_string(),
+        b.to_string(),
+        "--".into(),
+        ".".into(),
+    ];
+    for e in excluded {
+        args.push(format!(":(exclude){e}"));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run(dir, &args)?;
+    match out.status.code() {
+        Some(0) => Ok(false),
+        Some(1) => Ok(true),
+        _ => Err(fail(dir, &out)),
+    }
+}

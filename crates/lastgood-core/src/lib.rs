@@ -7,6 +7,7 @@ pub mod config;
 pub mod context;
 pub mod database;
 pub mod dbops;
+pub mod diagnose;
 pub mod engine;
 pub mod error;
 pub mod exec;

@@ -350,64 +350,7 @@ impl IncidentReport {
     }
 
     fn diff_md(&self) -> String {
-        let d = &self.diff;
-        let mut s = String::from("### Commits\n\n");
-        let (from, to) = (self.from.as_ref().map(|r| format!("#{}", r.id)), format!("#{}", self.to.id));
-        let from = from.unwrap_or_else(|| "nothing".into());
-        if d.commits_added.is_empty() && d.commits_removed.is_empty() {
-            s.push_str("No commits differ.\n");
-        }
-        for (list, what) in [(&d.commits_added, "brings in"), (&d.commits_removed, "takes out")] {
-            if list.is_empty() {
-                continue;
-            }
-            let _ = writeln!(s, "From {from} to {to} {what} {} commit(s):\n", list.len());
-            for c in list {
-                let _ = writeln!(s, "- {} {} ({})", code(c.id.short()), c.subject, c.author);
-            }
-            s.push('\n');
-        }
-        if let Some(n) = &d.commits_note {
-            let _ = writeln!(s, "Note: {n}\n");
-        }
-        let mut s = s.trim_end().to_owned();
-        s.push_str("\n\n### Config\n\n");
-        if d.config.is_empty() {
-            s.push_str("No config file changed.\n");
-        }
-        for c in &d.config {
-            let _ = writeln!(s, "- {} {}", code(&c.file), c.change);
-            for k in &c.keys {
-                let value = |v: &Option<String>| v.as_deref().map(code).unwrap_or_default();
-                let line = match k.change {
-                    "added" => format!("{} added: {}", code(&k.key), value(&k.to)),
-                    "removed" => format!("{} removed (was {})", code(&k.key), value(&k.from)),
-                    _ => format!("{}: {} -> {}", code(&k.key), value(&k.from), value(&k.to)),
-                };
-                let _ = writeln!(s, "  - {line}{}", if k.masked { " (masked)" } else { "" });
-            }
-            if let Some(n) = &c.note {
-                let _ = writeln!(s, "  - {n}");
-            }
-        }
-        s.push_str("\n### Migrations\n\n");
-        let sd = &d.schema;
-        let rev = |r: &Option<String>| r.as_deref().map(code).unwrap_or_else(|| "none".into());
-        if sd.direction == "unchanged" {
-            let _ = writeln!(s, "Schema revision unchanged ({}).", rev(&sd.to));
-        } else {
-            let _ = writeln!(s, "Schema revision {} -> {} ({}).", rev(&sd.from), rev(&sd.to), sd.direction);
-            if !sd.migrations.is_empty() {
-                s.push('\n');
-            }
-            for m in &sd.migrations {
-                let _ = writeln!(s, "- {}", code(m));
-            }
-        }
-        if let Some(n) = &sd.note {
-            let _ = writeln!(s, "\nNote: {n}");
-        }
-        s
+        diff_markdown(&self.diff, self.from.as_ref(), &self.to)
     }
 
     fn plan_md(&self) -> String {
@@ -497,8 +440,69 @@ impl IncidentReport {
     }
 }
 
+/// The "what changed" part of a record, for any two releases (`lastgood diff` too).
+pub fn diff_markdown(d: &Diff, from: Option<&ReleaseSummary>, to: &ReleaseSummary) -> String {
+    let mut s = String::from("### Commits\n\n");
+    let from = from.map(|r| format!("#{}", r.id)).unwrap_or_else(|| "nothing".into());
+    let to = format!("#{}", to.id);
+    if d.commits_added.is_empty() && d.commits_removed.is_empty() {
+        s.push_str("No commits differ.\n");
+    }
+    for (list, what) in [(&d.commits_added, "brings in"), (&d.commits_removed, "takes out")] {
+        if list.is_empty() {
+            continue;
+        }
+        let _ = writeln!(s, "From {from} to {to} {what} {} commit(s):\n", list.len());
+        for c in list {
+            let _ = writeln!(s, "- {} {} ({})", code(c.id.short()), c.subject, c.author);
+        }
+        s.push('\n');
+    }
+    if let Some(n) = &d.commits_note {
+        let _ = writeln!(s, "Note: {n}\n");
+    }
+    let mut s = s.trim_end().to_owned();
+    s.push_str("\n\n### Config\n\n");
+    if d.config.is_empty() {
+        s.push_str("No config file changed.\n");
+    }
+    for c in &d.config {
+        let _ = writeln!(s, "- {} {}", code(&c.file), c.change);
+        for k in &c.keys {
+            let value = |v: &Option<String>| v.as_deref().map(code).unwrap_or_default();
+            let line = match k.change {
+                "added" => format!("{} added: {}", code(&k.key), value(&k.to)),
+                "removed" => format!("{} removed (was {})", code(&k.key), value(&k.from)),
+                _ => format!("{}: {} -> {}", code(&k.key), value(&k.from), value(&k.to)),
+            };
+            let _ = writeln!(s, "  - {line}{}", if k.masked { " (masked)" } else { "" });
+        }
+        if let Some(n) = &c.note {
+            let _ = writeln!(s, "  - {n}");
+        }
+    }
+    s.push_str("\n### Migrations\n\n");
+    let sd = &d.schema;
+    let rev = |r: &Option<String>| r.as_deref().map(code).unwrap_or_else(|| "none".into());
+    if sd.direction == "unchanged" {
+        let _ = writeln!(s, "Schema revision unchanged ({}).", rev(&sd.to));
+    } else {
+        let _ = writeln!(s, "Schema revision {} -> {} ({}).", rev(&sd.from), rev(&sd.to), sd.direction);
+        if !sd.migrations.is_empty() {
+            s.push('\n');
+        }
+        for m in &sd.migrations {
+            let _ = writeln!(s, "- {}", code(m));
+        }
+    }
+    if let Some(n) = &sd.note {
+        let _ = writeln!(s, "\nNote: {n}");
+    }
+    s
+}
+
 impl ReleaseSummary {
-    fn of(r: &Release) -> Self {
+    pub fn of(r: &Release) -> Self {
         Self {
             id: r.id.0,
             version: r.version.clone(),
@@ -511,7 +515,7 @@ impl ReleaseSummary {
         }
     }
 
-    fn line(&self) -> String {
+    pub fn line(&self) -> String {
         let commit = self.commit.as_deref().map(|c| format!("commit {}", code(&c[..c.len().min(12)])));
         let mut parts = vec![commit.unwrap_or_else(|| "no commit".into()), format!("now {}", self.state)];
         if let Some(r) = &self.schema_revision {
@@ -525,7 +529,7 @@ impl ReleaseSummary {
 impl Diff {
     /// Never fails: a part that cannot be worked out (the repository moved, a snapshot
     /// is missing) says so in its note, and the rest of the record still stands.
-    fn between(ledger: &dyn Ledger, env: Option<&Environment>, from: Option<&Release>, to: &Release) -> Self {
+    pub fn between(ledger: &dyn Ledger, env: Option<&Environment>, from: Option<&Release>, to: &Release) -> Self {
         let (commits_added, commits_removed, commits_note) = commits(env, from, to);
         Self {
             commits_added,

@@ -48,3 +48,43 @@ pub fn verify(cli: &Cli, engine: &Engine, env: &str) -> Result<i32> {
     }
     Ok(if passed { 0 } else { 1 })
 }
+
+pub fn diff(cli: &Cli, engine: &Engine, env: &str, from: &str, to: &str) -> Result<i32> {
+    let c = engine.diff(env, from, to)?;
+    match cli.global.format {
+        Format::Json => output::json(&serde_json::to_value(&c).unwrap_or_default()),
+        Format::Text => output::out(&format!(
+            "## `{env}`: {} -> {}\n\n{}",
+            c.from.line(),
+            c.to.line(),
+            lastgood_core::report::diff_markdown(&c.diff, Some(&c.from), &c.to)
+        )),
+    }
+    Ok(0)
+}
+
+pub fn diagnose(cli: &Cli, engine: &Engine, env: &str) -> Result<i32> {
+    let d = engine.diagnose(env)?;
+    match cli.global.format {
+        Format::Json => output::json(&serde_json::to_value(&d).unwrap_or_default()),
+        Format::Text => {
+            let yes = |b: bool| if b { "CHANGED" } else { "same" };
+            let mut t = format!(
+                "`{env}` now runs {}\nlast good:  {}\n\n  code:      {}\n  config:    {}\n  database:  {}\n\n{}\n",
+                d.current.line(),
+                d.last_good.line(),
+                yes(d.code),
+                yes(d.config),
+                yes(d.database),
+                d.explanation
+            );
+            match (&d.scope, &d.command) {
+                (Some(s), Some(c)) => t.push_str(&format!("\nrecommended scope: {s}\n  {c}\n")),
+                _ => t.push_str("\nno rollback recommended\n"),
+            }
+            t.push_str(&format!("\n{}", lastgood_core::report::diff_markdown(&d.diff, Some(&d.last_good), &d.current)));
+            output::out(&t);
+        }
+    }
+    Ok(0)
+}

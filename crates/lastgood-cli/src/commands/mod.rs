@@ -34,6 +34,8 @@ pub fn run(cli: &Cli) -> Result<i32> {
         Command::Status { env } => inspect::status(cli, &engine(cli)?, env.as_deref()),
         Command::History { env, limit } => inspect::history(cli, &engine(cli)?, env, *limit),
         Command::Verify { env } => inspect::verify(cli, &engine(cli)?, env),
+        Command::Diff { env, from, to } => inspect::diff(cli, &engine(cli)?, env, from, to),
+        Command::Diagnose { env } => inspect::diagnose(cli, &engine(cli)?, env),
         Command::Mark { env, release, state, reason } => {
             admin::mark(cli, &engine(cli)?, env, release, *state, reason.as_deref())
         }

@@ -5,6 +5,7 @@
 mod crash;
 mod database;
 mod deploy;
+mod diagnose;
 mod input;
 mod lock;
 mod record;
