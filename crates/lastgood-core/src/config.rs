@@ -639,6 +639,17 @@ keep_releases = 5               # good releases whose directories are never clea
 # config_files = ["app.env"]    # snapshotted with each release, restored on rollback
 # stop_timeout = "10s"          # SIGTERM, then SIGKILL after this long
 
+# The app's database: migrations travel with releases (docs/database.md).
+# [environments.production.database]
+# url_env = "DATABASE_URL"        # or url = "postgres://app@127.0.0.1/app" / "sqlite://app.db"
+# migrations = "migrations"       # relative to a release; diesel or sqlx layout
+# adapter = "builtin"             # builtin | alembic | command
+# backup = "auto"                 # auto (before destructive steps) | always | never
+
+# Where to tell people what happens (JSON with a `text` field chat tools show).
+# [environments.production.notify]
+# webhooks = ["https://chat.example.com/hooks/..."]
+
 # Health checks: a release becomes good only when all of them pass.
 # [[environments.production.checks]]
 # http = "http://127.0.0.1:8080/health"
