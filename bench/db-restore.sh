@@ -17,15 +17,11 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$HERE/.." && pwd)"
+source "$HERE/lib/common.sh"
 ITER="${ITER:-3}"
 ROWS="${ROWS:-2500000}"
 
-if [[ -z "${LASTGOOD:-}" ]]; then
-    (cd "$ROOT" && cargo build --release -q -p lastgood-cli) >&2
-    LASTGOOD="$ROOT/target/release/lastgood"
-fi
-export LASTGOOD="$(readlink -f "$LASTGOOD")"
+bench_binary
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/lastgood-bench-db-restore.XXXXXX")"
 if [[ -n "${KEEP:-}" ]]; then echo "keeping $WORK" >&2; else trap 'rm -rf "$WORK"' EXIT; fi

@@ -19,18 +19,14 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$HERE/.." && pwd)"
+source "$HERE/lib/common.sh"
 N="${N:-200}"
 REVERT="${REVERT:-100}"
 ITER="${ITER:-7}"
 WARMUP="${WARMUP:-1}"
 ROWS="${ROWS:-20000}"
 
-if [[ -z "${LASTGOOD:-}" ]]; then
-    (cd "$ROOT" && cargo build --release -q -p lastgood-cli) >&2
-    LASTGOOD="$ROOT/target/release/lastgood"
-fi
-export LASTGOOD="$(readlink -f "$LASTGOOD")"
+bench_binary
 find_tool() { # name [extra candidates...]
     local name="$1"; shift
     if command -v "$name" >/dev/null 2>&1; then command -v "$name"; return; fi

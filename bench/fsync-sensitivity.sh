@@ -8,15 +8,11 @@
 #   bash bench/fsync-sensitivity.sh                 # DELAYS="0 1000 3000 5000" N=15
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$HERE/.." && pwd)"
+source "$HERE/lib/common.sh"
 N="${N:-15}"
 DELAYS="${DELAYS:-0 1000 3000 5000}"
 command -v strace >/dev/null || { echo "needs strace" >&2; exit 2; }
-if [[ -z "${LASTGOOD:-}" ]]; then
-    (cd "$ROOT" && cargo build --release -q -p lastgood-cli) >&2
-    LASTGOOD="$ROOT/target/release/lastgood"
-fi
-LASTGOOD="$(readlink -f "$LASTGOOD")"
+bench_binary
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/lastgood-bench-fsync.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
 git init -q "$WORK/repo"

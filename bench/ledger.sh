@@ -10,23 +10,13 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$HERE/.." && pwd)"
+source "$HERE/lib/common.sh"
 N="${N:-50}"
 SIZES="${SIZES:-1000 100000}"
 
-if [[ -z "${LASTGOOD:-}" ]]; then
-    (cd "$ROOT" && cargo build --release -q -p lastgood-cli) >&2
-    LASTGOOD="$ROOT/target/release/lastgood"
-fi
-LASTGOOD="$(readlink -f "$LASTGOOD")"
-[[ -x "$LASTGOOD" ]] || { echo "not executable: $LASTGOOD" >&2; exit 2; }
+bench_binary
 
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/lastgood-bench-ledger.XXXXXX")"
-if [[ -n "${KEEP:-}" ]]; then
-    echo "keeping $WORK" >&2
-else
-    trap 'rm -rf "$WORK"' EXIT
-fi
+bench_workdir ledger
 
 # One real deploy makes the ledger and its schema.
 SEED="$WORK/seed"

@@ -10,23 +10,13 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$HERE/.." && pwd)"
+source "$HERE/lib/common.sh"
 N="${N:-30}"
 WARMUP="${WARMUP:-3}"
 
-if [[ -z "${LASTGOOD:-}" ]]; then
-    (cd "$ROOT" && cargo build --release -q -p lastgood-cli) >&2
-    LASTGOOD="$ROOT/target/release/lastgood"
-fi
-LASTGOOD="$(readlink -f "$LASTGOOD")"
-[[ -x "$LASTGOOD" ]] || { echo "not executable: $LASTGOOD" >&2; exit 2; }
+bench_binary
 
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/lastgood-bench-rollback.XXXXXX")"
-if [[ -n "${KEEP:-}" ]]; then
-    echo "keeping $WORK" >&2
-else
-    trap 'rm -rf "$WORK"' EXIT
-fi
+bench_workdir rollback
 
 # A repository with tags v1 and v2.
 git init -q "$WORK/repo"
