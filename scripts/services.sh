@@ -7,6 +7,16 @@
 set -euo pipefail
 log() { echo "services: $*" >&2; }
 
+# Programs the tests drive besides PostgreSQL: sqlite3 (reading ledgers), curl
+# (webhook delivery), psql (fixtures).
+missing=()
+for tool in sqlite3 curl; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing ${missing[*]}"
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+fi
+
 if ! command -v pg_ctlcluster >/dev/null || ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
   log "installing postgresql"
   apt-get update -qq >&2
