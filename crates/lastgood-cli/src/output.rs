@@ -222,6 +222,7 @@ pub fn status_json(s: &Status) -> Value {
         })),
         "current_link": s.current_link.map(|c| c.0),
         "config_release": s.config_release.map(|c| c.0),
+        "rollback_ready": s.rollback_ready,
         "app": s.app.as_ref().map(|a| json!({ "pid": a.pid, "release": a.release })),
     })
 }
@@ -233,6 +234,11 @@ pub fn status_text(s: &Status) -> String {
         s.current.as_ref().map(release_line).unwrap_or_else(|| "nothing deployed".into())
     ));
     t.push_str(&format!("  last good: {}\n", s.last_good.as_ref().map(release_line).unwrap_or_else(|| "none".into())));
+    match s.rollback_ready {
+        Some(true) => t.push_str("  rollback:  ready (the last good release's directory is in place)\n"),
+        Some(false) => t.push_str("  rollback:  NOT READY: the last good release's directory is gone\n"),
+        None => {}
+    }
     if let (Some(c), Some(cfg)) = (&s.current, s.config_release) {
         if c.id != cfg {
             t.push_str(&format!("  config:    from {cfg}\n"));

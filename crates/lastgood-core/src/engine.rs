@@ -104,6 +104,9 @@ pub struct Status {
     pub app: Option<Running>,
     /// The config files in place came from this release (differs after `--scope` rollbacks).
     pub config_release: Option<ReleaseId>,
+    /// Whether `rollback` to the last good release can run: its release directory is
+    /// there. None when there is no last good release.
+    pub rollback_ready: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -695,6 +698,7 @@ impl Engine {
         let state = self.ledger.env_state(&env.name)?;
         let current = state.current.map(|c| self.must_release(&env.name, c)).transpose()?;
         let last_good = self.ledger.last_good(&env.name, state.current)?;
+        let rollback_ready = last_good.as_ref().map(|g| g.artifact && releases::present(&env.deploy_to, g.id));
         let lock = self.ledger.lock_info(&env.name)?;
         let lock_holder_gone = lock.as_ref().is_some_and(|l| lock::holder_gone(&self.ctx, l));
         let interrupted = match self.ledger.running_operation(&env.name)? {
@@ -719,6 +723,7 @@ impl Engine {
             current_link: releases::current(&env.deploy_to),
             app,
             config_release: state.config_release,
+            rollback_ready,
         })
     }
 

@@ -35,6 +35,19 @@ fn rollback_to_last_good_prints_the_plan_and_marks_the_release_moved_away_from_b
 }
 
 #[test]
+fn status_says_whether_the_way_back_is_ready() {
+    let env = three_good();
+    let st = env.status();
+    assert_eq!(st["last_good"]["id"], 2);
+    assert_eq!(st["rollback_ready"], true);
+    assert!(env.run(&["status", "production"]).stdout.contains("rollback:  ready"));
+    std::fs::remove_dir_all(env.deploy_to().join("releases/2")).unwrap();
+    assert_eq!(env.status()["rollback_ready"], false);
+    assert!(env.run(&["status", "production"]).stdout.contains("NOT READY"));
+    env.run(&["rollback", "production", "--reason", "t"]).expect(4);
+}
+
+#[test]
 fn rollback_targets_previous_id_hash_id_and_version() {
     let env = three_good();
     env.run(&["rollback", "production", "--to", "previous", "--reason", "t"]).expect(0);
