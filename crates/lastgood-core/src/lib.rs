@@ -22,6 +22,7 @@ pub mod plan;
 pub mod report;
 pub mod runtime;
 pub mod secret;
+pub mod snapshots;
 pub mod supervise;
 pub mod verify;
 

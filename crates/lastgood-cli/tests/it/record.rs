@@ -160,6 +160,9 @@ fn canary_secrets_never_leave_the_config() {
         "[environments.production.database]\nurl = \"{}\"\nmigrations = \"migrations\"\n\n[environments.production.notify]\nwebhooks = [\"{good}\"]\n",
         db.url
     ));
+    // A third canary in a config file: restoring needs its content, which is kept in the
+    // snapshot store beside the ledger, never in the ledger, output or reports.
+    env.write("app.env", "HEALTH=ok\nAPI_TOKEN=canary-token-Kx9\n");
     let mut everything = String::new();
     for args in [
         &["-vv", "deploy", "production", "v1"][..],
@@ -172,6 +175,9 @@ fn canary_secrets_never_leave_the_config() {
         &["db", "backups", "production", "--format", "json"],
         &["rollback", "production", "--to", "2", "--yes", "--reason", "canary", "--sql"],
         &["deploy", "production", "nope"],
+        &["report", "3"],
+        &["report", "3", "--format", "json"],
+        &["diff", "production", "1", "2"],
     ] {
         let out = env.run(args);
         everything += &out.stdout;
@@ -180,7 +186,11 @@ fn canary_secrets_never_leave_the_config() {
     std::thread::sleep(Duration::from_secs(2));
     // Every file lastgood wrote: the ledger, logs, pid files, spool, backups.
     for entry in walk(env.path()) {
-        if entry.starts_with(env.repo()) || entry.file_name().is_some_and(|n| n == "lastgood.toml") {
+        let snapshots = env.path().join(".lastgood/snapshots");
+        if entry.starts_with(env.repo())
+            || entry.starts_with(&snapshots)
+            || entry.file_name().is_some_and(|n| n == "lastgood.toml" || n == "app.env")
+        {
             continue;
         }
         if let Ok(bytes) = std::fs::read(&entry) {
@@ -189,7 +199,11 @@ fn canary_secrets_never_leave_the_config() {
         }
     }
     let password = db.password();
-    for canary in [password.as_str(), "secret-token-Yq42"] {
+    let stored = walk(&env.path().join(".lastgood/snapshots"))
+        .iter()
+        .any(|f| std::fs::read_to_string(f).unwrap_or_default().contains("canary-token-Kx9"));
+    assert!(stored, "the snapshot store keeps the config for restores");
+    for canary in [password.as_str(), "secret-token-Yq42", "canary-token-Kx9"] {
         assert!(!everything.contains(canary), "{canary} leaked:\n{}", around(&everything, canary));
     }
 }

@@ -312,6 +312,7 @@ pub trait Ledger {
     fn release_before(&self, env: &EnvName, before: ReleaseId) -> Result<Option<Release>>;
     /// Releases whose directories exist, newest first.
     fn releases_with_artifacts(&self, env: &EnvName) -> Result<Vec<Release>>;
+    /// A config snapshot's content (kept outside the ledger: see [`crate::snapshots`]).
     fn blob(&self, sha256: &str) -> Result<Option<Vec<u8>>>;
     /// Backups of the environment's database, newest first.
     fn backups(&self, env: &EnvName, limit: usize) -> Result<Vec<BackupRecord>>;

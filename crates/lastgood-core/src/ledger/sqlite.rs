@@ -566,10 +566,7 @@ impl Ledger for SqliteLedger {
     }
 
     fn blob(&self, sha256: &str) -> Result<Option<Vec<u8>>> {
-        self.conn
-            .query_row("SELECT content FROM blobs WHERE sha256 = ?1", [sha256], |r| r.get(0))
-            .optional()
-            .map_err(|e| self.err(e))
+        crate::snapshots::Snapshots::beside(&self.path).get(sha256)
     }
 
     fn lock_info(&self, env: &EnvName) -> Result<Option<LockInfo>> {
@@ -664,6 +661,14 @@ impl Ledger for SqliteLedger {
     }
 
     fn begin_operation(&self, fence: &Fence, new: NewOperation) -> Result<u64> {
+        // Config contents go to the snapshot store, never into the ledger; first, so that
+        // a recorded release never names a snapshot that is not there.
+        if let Some(r) = &new.release {
+            let store = crate::snapshots::Snapshots::beside(&self.path);
+            for (sha, content) in &r.blobs {
+                store.put(sha, content)?;
+            }
+        }
         self.fenced(fence, |tx| {
             let env = fence.env.as_str();
             tx.execute(
@@ -687,9 +692,6 @@ impl Ledger for SqliteLedger {
             )?;
             let op = tx.last_insert_rowid() as u64;
             if let Some(r) = &new.release {
-                for (sha, content) in &r.blobs {
-                    tx.execute("INSERT OR IGNORE INTO blobs (sha256, content) VALUES (?1, ?2)", params![sha, content])?;
-                }
                 tx.execute(
                     "INSERT INTO releases (env, id, version, commit_id, state, created_at, created_by, reason, operation, features, config)
                      VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?8, ?9, ?10)",
