@@ -94,7 +94,7 @@ pub const STATEMENT_CHARS: usize = 120;
 /// Classifies every statement of a migration script.
 pub fn classify(sql: &str, dialect: Dialect) -> Lint {
     let mut findings = Vec::new();
-    for piece in split(sql, dialect) {
+    for piece in super::sql::split(sql, dialect) {
         let verdict = classify_statement(piece.text, dialect);
         if verdict.class > Class::Safe {
             findings.push(Finding {
@@ -640,188 +640,6 @@ fn recognise_head(text: &str, dialect: Dialect) -> Option<Verdict> {
         }
         _ => None,
     }
-}
-
-// ---------------------------------------------------------------------------------------
-// Splitting a script into statements
-
-/// One statement of a script, borrowed from it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Piece<'a> {
-    /// From the first token to just before the terminating `;`, trailing space trimmed.
-    text: &'a str,
-    /// 1-based line of the first token.
-    line: usize,
-}
-
-fn is_word_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80
-}
-
-/// Cuts a script at the semicolons that end statements. Leading comments and psql
-/// meta-commands (a line starting with `\` between statements) are not part of any
-/// statement; a tail of comments after the last `;` is not a statement.
-///
-/// Unterminated quotes and comments run to the end of the script, which the parser then
-/// rejects: an unclosed quote must not make the rest of the script look harmless.
-fn split<'a>(script: &'a str, dialect: Dialect) -> Vec<Piece<'a>> {
-    let pg = dialect == Dialect::Postgres;
-    let b = script.as_bytes();
-    let mut pieces = Vec::new();
-    let mut start: Option<usize> = None;
-    // The first few words of the current statement, upper-cased ("" for a quoted name),
-    // to recognise statements whose body holds semicolons.
-    let mut head: Vec<String> = Vec::new();
-    let mut previous = String::new();
-    // Nesting inside a BEGIN ... END body (CASE ... END nests too).
-    let mut depth = 0usize;
-    let mut line = 1;
-    let mut counted = 0;
-    let mut finish = |pieces: &mut Vec<Piece<'a>>, from: usize, to: usize| {
-        line += script[counted..from].matches('\n').count();
-        counted = from;
-        pieces.push(Piece { text: script[from..to].trim_end(), line });
-    };
-
-    let mut i = 0;
-    while i < b.len() {
-        let c = b[i];
-        let next = b.get(i + 1).copied();
-        if c == b';' && depth == 0 {
-            if let Some(s) = start.take() {
-                finish(&mut pieces, s, i);
-            }
-            head.clear();
-            previous.clear();
-            i += 1;
-        } else if c.is_ascii_whitespace() {
-            i += 1;
-        } else if c == b'-' && next == Some(b'-') {
-            i = b[i..].iter().position(|&x| x == b'\n').map_or(b.len(), |p| i + p);
-        } else if c == b'/' && next == Some(b'*') {
-            i = skip_block_comment(b, i, pg);
-        } else if c == b'\\' && start.is_none() {
-            i = b[i..].iter().position(|&x| x == b'\n').map_or(b.len(), |p| i + p);
-        } else {
-            start.get_or_insert(i);
-            if c == b'\'' {
-                let backslashes = pg && i > 0 && matches!(b[i - 1], b'E' | b'e') && (i < 2 || !is_word_byte(b[i - 2]));
-                i = skip_quoted(b, i, b'\'', backslashes);
-            } else if c == b'"' || c == b'`' {
-                i = skip_quoted(b, i, c, false);
-                push_word(&mut head, &mut previous, String::new());
-            } else if c == b'[' && !pg {
-                i = b[i..].iter().position(|&x| x == b']').map_or(b.len(), |p| i + p + 1);
-                push_word(&mut head, &mut previous, String::new());
-            } else if c == b'$' && pg {
-                i = dollar_quote_end(script, i).unwrap_or(i + 1);
-            } else if is_word_byte(c) {
-                let end =
-                    b[i..].iter().position(|&x| !(is_word_byte(x) || (pg && x == b'$'))).map_or(b.len(), |p| i + p);
-                let word = script[i..end].to_ascii_uppercase();
-                i = end;
-                if depth > 0 {
-                    match word.as_str() {
-                        "CASE" => depth += 1,
-                        "END" => depth -= 1,
-                        _ => {}
-                    }
-                } else if opens_body(&head, &previous, &word, pg) {
-                    depth = 1;
-                }
-                push_word(&mut head, &mut previous, word);
-            } else {
-                i += 1;
-            }
-        }
-    }
-    if let Some(s) = start {
-        finish(&mut pieces, s, b.len());
-    }
-    pieces
-}
-
-fn push_word(head: &mut Vec<String>, previous: &mut String, word: String) {
-    if head.len() < 4 {
-        head.push(word.clone());
-    }
-    *previous = word;
-}
-
-/// Whether `word` opens a body whose statements end in `;` but belong to this statement:
-/// SQLite's `CREATE [TEMP] TRIGGER ... BEGIN ... END` and PostgreSQL's SQL-standard
-/// `CREATE FUNCTION|PROCEDURE ... BEGIN ATOMIC ... END`.
-fn opens_body(head: &[String], previous: &str, word: &str, pg: bool) -> bool {
-    let h: Vec<&str> = head.iter().map(String::as_str).collect();
-    if pg {
-        word == "ATOMIC"
-            && previous == "BEGIN"
-            && matches!(h.as_slice(), ["CREATE", "FUNCTION" | "PROCEDURE", ..] | ["CREATE", "OR", "REPLACE", ..])
-    } else {
-        word == "BEGIN"
-            && matches!(h.as_slice(), ["CREATE", "TRIGGER", ..] | ["CREATE", "TEMP" | "TEMPORARY", "TRIGGER", ..])
-    }
-}
-
-/// Index just past a quoted string or identifier starting at `i`; a doubled quote is an
-/// escaped quote, and in an `E'...'` string so is a backslash before anything.
-fn skip_quoted(b: &[u8], i: usize, quote: u8, backslashes: bool) -> usize {
-    let mut j = i + 1;
-    while j < b.len() {
-        if backslashes && b[j] == b'\\' {
-            j += 2;
-        } else if b[j] == quote {
-            if b.get(j + 1) == Some(&quote) {
-                j += 2;
-            } else {
-                return j + 1;
-            }
-        } else {
-            j += 1;
-        }
-    }
-    b.len()
-}
-
-/// Index just past a `/* */` comment starting at `i`. PostgreSQL nests them; SQLite ends
-/// at the first `*/`.
-fn skip_block_comment(b: &[u8], i: usize, nested: bool) -> usize {
-    let mut depth = 1;
-    let mut j = i + 2;
-    while j < b.len() {
-        if nested && b[j] == b'/' && b.get(j + 1) == Some(&b'*') {
-            depth += 1;
-            j += 2;
-        } else if b[j] == b'*' && b.get(j + 1) == Some(&b'/') {
-            depth -= 1;
-            j += 2;
-            if depth == 0 {
-                return j;
-            }
-        } else {
-            j += 1;
-        }
-    }
-    b.len()
-}
-
-/// If a PostgreSQL dollar quote (`$$` or `$tag$`, the tag not starting with a digit) opens
-/// at `i`, the index just past its closing tag (the end of the script if it never closes).
-/// `$1` and other parameters are not quotes.
-fn dollar_quote_end(script: &str, i: usize) -> Option<usize> {
-    let b = script.as_bytes();
-    let mut j = i + 1;
-    if b.get(j).is_some_and(u8::is_ascii_digit) {
-        return None;
-    }
-    while j < b.len() && is_word_byte(b[j]) {
-        j += 1;
-    }
-    if b.get(j) != Some(&b'$') {
-        return None;
-    }
-    let tag = &script[i..=j];
-    Some(script[j + 1..].find(tag).map_or(b.len(), |end| j + 1 + end + tag.len()))
 }
 
 #[cfg(test)]
@@ -1420,13 +1238,6 @@ mod tests {
         assert_eq!(json["class"], "destructive");
         assert_eq!(json["findings"][0]["line"], 1);
         assert_eq!(json["findings"][0]["statement"], "DROP TABLE t");
-    }
-
-    #[test]
-    fn splitter_keeps_parameters_and_identifiers_with_dollars() {
-        let pieces = split("INSERT INTO t VALUES ($1, $2); SELECT a$b$ FROM t; SELECT 1", Dialect::Postgres);
-        let texts: Vec<&str> = pieces.iter().map(|p| p.text).collect();
-        assert_eq!(texts, vec!["INSERT INTO t VALUES ($1, $2)", "SELECT a$b$ FROM t", "SELECT 1"]);
     }
 
     #[test]

@@ -278,9 +278,9 @@ impl Migrator {
         let d = &self.driver;
         let t = d.table();
         let file = m.up_path.display().to_string();
-        let body: Vec<Stmt> = sql::split(&m.up)
+        let body: Vec<Stmt> = sql::split(&m.up, d.dialect())
             .into_iter()
-            .map(|s| Stmt { text: s.text, origin: Some((file.clone(), s.line)) })
+            .map(|s| Stmt { text: s.text.to_owned(), origin: Some((file.clone(), s.line)) })
             .collect();
         let down = m.down.as_deref().map(sql::literal).unwrap_or_else(|| "NULL".to_owned());
         let insert = format!(
@@ -331,9 +331,9 @@ impl Migrator {
                 .map(str::trim)
                 .find(|l| !l.is_empty())
                 .is_some_and(|l| l == "-- no-transaction" || l == "-- lastgood:no-transaction");
-        let body: Vec<Stmt> = sql::split(&script)
+        let body: Vec<Stmt> = sql::split(&script, self.driver.dialect())
             .into_iter()
-            .map(|s| Stmt { text: s.text, origin: Some((origin.clone(), s.line)) })
+            .map(|s| Stmt { text: s.text.to_owned(), origin: Some((origin.clone(), s.line)) })
             .collect();
         let delete =
             Stmt::ours(format!("DELETE FROM {} WHERE version = {}", self.driver.table(), sql::literal(&a.version)));
@@ -756,6 +756,25 @@ pub(crate) mod tests {
         assert_eq!(down(&mut m, &DownTarget::To("0150".into())).unwrap().len(), 150);
         assert_eq!(down(&mut m, &DownTarget::To("0".into())).unwrap().len(), 150);
         assert_eq!(m.current().unwrap(), None);
+    }
+
+    #[test]
+    fn a_sqlite_trigger_migration_runs_whole() {
+        let d = tempfile::tempdir().unwrap();
+        let url = DbUrl::Sqlite(d.path().join("app.db"));
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "1_audit/up.sql",
+            "CREATE TABLE t (a int);\nCREATE TABLE log (a int);\nCREATE TRIGGER t_log AFTER INSERT ON t BEGIN\n  INSERT INTO log VALUES (new.a);\n  INSERT INTO log VALUES (new.a + 1);\nEND;\n",
+        );
+        write(dir.path(), "1_audit/down.sql", "DROP TRIGGER t_log;\nDROP TABLE log;\nDROP TABLE t;\n");
+        let mut m = Migrator::open(&url, Some(dir.path()), &settings(), "tester").unwrap();
+        assert_eq!(up(&mut m).unwrap().len(), 1);
+        let c = rusqlite::Connection::open(d.path().join("app.db")).unwrap();
+        c.execute_batch("INSERT INTO t VALUES (1)").unwrap();
+        let n: i64 = c.query_row("SELECT count(*) FROM log", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 2);
     }
 
     #[test]

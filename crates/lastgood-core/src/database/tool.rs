@@ -214,7 +214,7 @@ impl External {
                     (Vec::new(), None, Some(0))
                 } else {
                     let sql = self.alembic(program, &[verb, &range, "--sql"])?;
-                    let lint = lint::classify(&strip_alembic_bookkeeping(&sql), dialect);
+                    let lint = lint::classify(&strip_alembic_bookkeeping(&sql, dialect), dialect);
                     let verdict = Verdict { name: format!("alembic {verb} {range}"), direction, lint };
                     let moves = sql.contains("alembic_version");
                     (vec![verdict], Some(sql), if moves { None } else { Some(0) })
@@ -267,8 +267,8 @@ impl External {
 
 /// Alembic's offline SQL includes its own `alembic_version` bookkeeping (an UPDATE
 /// without WHERE, a DROP TABLE at base): the linter judges the migrations, not that.
-fn strip_alembic_bookkeeping(script: &str) -> String {
-    sql::split(script)
+fn strip_alembic_bookkeeping(script: &str, dialect: Dialect) -> String {
+    sql::split(script, dialect)
         .into_iter()
         .filter(|s| !s.text.contains("alembic_version"))
         .map(|s| format!("{};\n", s.text))
