@@ -72,3 +72,18 @@ def machine():
     return "nproc=%d, kernel %s, %s, python %s, loadavg at end %s" % (
         os.cpu_count() or 0, platform.release(), cpu or "unknown cpu",
         platform.python_version(), load)
+
+
+def drop_database(db, psql, conn, env):
+    """Drops a PostgreSQL database. A plain DROP DATABASE makes autovacuum workers on it
+    exit (and waits for them); WITH (FORCE) would instead fail on them for a
+    non-superuser ("must be a member of the role whose process is being terminated"), so
+    it is only the fallback."""
+    for attempt in range(10):
+        p = subprocess.run([psql, "-X", "-q", "-At"] + conn + ["-d", "postgres"] +
+                           ["-c", "DROP DATABASE IF EXISTS %s%s" % (db, " WITH (FORCE)" if attempt % 2 else "")],
+                           env=env, capture_output=True, text=True)
+        if p.returncode == 0:
+            return
+        time.sleep(0.5)
+    raise SystemExit("cannot drop %s: %s" % (db, p.stderr))

@@ -88,17 +88,7 @@ def timed(argv, cwd=None, env=None):
 
 
 def drop(db):
-    # A plain DROP DATABASE makes autovacuum workers on it exit (and waits for them);
-    # WITH (FORCE) would instead fail on them for a non-superuser ("must be a member of
-    # the role whose process is being terminated"), so it is only the fallback.
-    for attempt in range(10):
-        p = subprocess.run([PSQL_REAL, "-X", "-q", "-At"] + ["-h", HOST, "-p", PORT, "-U", USER, "-d", "postgres"] +
-                           ["-c", "DROP DATABASE IF EXISTS %s%s" % (db, " WITH (FORCE)" if attempt % 2 else "")],
-                           env=ENV, capture_output=True, text=True)
-        if p.returncode == 0:
-            return
-        time.sleep(0.5)
-    raise SystemExit("cannot drop %s: %s" % (db, p.stderr))
+    benchlib.drop_database(db, PSQL_REAL, ["-h", HOST, "-p", PORT, "-U", USER], ENV)
 
 
 def copy(src, dst):
