@@ -17,7 +17,7 @@ use crate::database::migrate::{DownTarget, Migrator, Planned, Status};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::journal::Progress;
-use crate::ledger::{AuditEvent, BackupRecord, Change};
+use crate::ledger::{BackupRecord, Change};
 
 /// What `db up` or `db down` would run, or ran.
 #[derive(Debug, Clone, Serialize)]
@@ -213,8 +213,9 @@ impl Engine {
             let current = m.current().ok().flatten();
             self.ledger().apply(
                 &held.fence,
-                vec![self.db_audit(
-                    &env,
+                vec![self.audit(
+                    &env.name,
+                    None,
                     if is_down { "db.down" } else { "db.up" },
                     serde_json::json!({
                         "ran": ran, "current": current, "error": outcome.as_ref().err().map(|e| e.to_string()),
@@ -224,12 +225,8 @@ impl Engine {
             outcome?;
             Ok(DbRun { plan, ran, backup, current })
         })();
-        self.unlock_held(held);
+        self.free(held);
         result
-    }
-
-    fn db_audit(&self, env: &crate::config::Environment, event: &str, detail: serde_json::Value) -> Change {
-        Change::Audit(AuditEvent::by(&self.ctx, env.name.as_str(), None, event, detail))
     }
 
     fn record_backup(
@@ -262,7 +259,7 @@ impl Engine {
             let revision = db.migrator(None, &self.ctx.actor()).and_then(|mut m| Ok(m.current()?)).ok().flatten();
             self.record_backup(&env, &db, &held, revision)
         })();
-        self.unlock_held(held);
+        self.free(held);
         result
     }
 
@@ -294,15 +291,16 @@ impl Engine {
             let took = crate::database::backup::restore(&db.url, &chosen.file)?;
             self.ledger().apply(
                 &held.fence,
-                vec![self.db_audit(
-                    &env,
+                vec![self.audit(
+                    &env.name,
+                    None,
                     "db.restore",
                     serde_json::json!({ "backup": chosen.id, "ms": took.as_millis() as u64 }),
                 )],
             )?;
             Ok(chosen.clone())
         })();
-        self.unlock_held(held);
+        self.free(held);
         result
     }
 }

@@ -137,7 +137,13 @@ impl Engine {
         self.config.environment(name).cloned()
     }
 
-    fn audit(&self, env: &EnvName, operation: Option<u64>, event: &str, detail: serde_json::Value) -> Change {
+    pub(crate) fn audit(
+        &self,
+        env: &EnvName,
+        operation: Option<u64>,
+        event: &str,
+        detail: serde_json::Value,
+    ) -> Change {
         Change::Audit(AuditEvent::by(&self.ctx, env.as_str(), operation, event, detail))
     }
 
@@ -194,11 +200,7 @@ impl Engine {
         self.refuse_interrupted(env, held)
     }
 
-    pub(crate) fn unlock_held(&self, held: Held) {
-        self.free(held);
-    }
-
-    fn free(&self, held: Held) {
+    pub(crate) fn free(&self, held: Held) {
         // Best effort: if this fails the lease expires, or the next command on this
         // machine sees our process gone and takes over.
         let _ = self.ledger.release_lock(&held.fence);
