@@ -472,3 +472,28 @@ fn two_processes_migrating_at_once_the_second_is_told_who_holds_the_lock() {
     assert!(first.wait_with_output().unwrap().status.success());
     assert_eq!(db.sql("SELECT count(*) FROM lastgood.migrations"), "1", "applied exactly once");
 }
+
+#[test]
+fn refusals_around_the_schema_say_why() {
+    // backup = "never" makes a destructive down impossible, on purpose.
+    let env = sqlite_env();
+    let cfg = std::fs::read_to_string(env.path().join("lastgood.toml"))
+        .unwrap()
+        .replace("migrations = \"migrations\"\n", "migrations = \"migrations\"\nbackup = \"never\"\n");
+    env.write("lastgood.toml", &cfg);
+    for v in ["v1", "v2", "v3"] {
+        deploy_ok(&env, v);
+    }
+    let out = env.run(&["rollback", "production", "--to", "2", "--yes", "--allow-data-loss", "--reason", "t"]);
+    out.expect(4);
+    assert!(out.stderr.contains("backup = \"never\""), "{}", out.stderr);
+    assert!(tables(&env).contains("audit_log"), "nothing changed");
+
+    // --scope db needs a database with migrations.
+    let plain = crate::env_with_versions(2);
+    deploy_ok(&plain, "v1");
+    deploy_ok(&plain, "v2");
+    let out = plain.run(&["rollback", "production", "--scope", "db", "--reason", "t"]);
+    out.expect(2);
+    assert!(out.stderr.contains("no [database] with migrations"), "{}", out.stderr);
+}
