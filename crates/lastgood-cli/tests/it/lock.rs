@@ -165,7 +165,29 @@ fn a_paused_holder_whose_lease_was_taken_over_is_fenced_out() {
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap();
+    // Pause it outside a ledger write: a process stopped inside a SQLite write
+    // transaction (its heartbeat writes every second) holds the file's write lock until
+    // it runs again, and no one can write at all; fencing is about what others CAN write.
+    let ledger = env.path().join(".lastgood/ledger.db");
+    let writable = || {
+        std::process::Command::new("sqlite3")
+            .args(["-cmd", ".timeout 200"])
+            .arg(&ledger)
+            .arg("BEGIN IMMEDIATE; ROLLBACK;")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let mut paused = false;
+    for _ in 0..50 {
+        std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap();
+        if writable() {
+            paused = true;
+            break;
+        }
+        std::process::Command::new("kill").args(["-CONT", &pid]).status().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(37));
+    }
+    assert!(paused, "could not pause the holder outside a ledger write");
     // Expiry is kept in whole seconds and errs late: wait the lease plus 1.5 s.
     std::thread::sleep(std::time::Duration::from_millis(4500));
     let b = env.cmd(&["resume", "production", "--abort"]).env("LASTGOOD_HOSTNAME", "machine-b").output().unwrap();
