@@ -99,7 +99,7 @@ pub fn plan_text(p: &PlanView) -> String {
         },
     );
     for (i, step) in p.steps.iter().enumerate() {
-        s.push_str(&format!("  {:>2}. {:<12} {}\n", i + 1, step.name(), step));
+        s.push_str(&format!("  {:>2}. {:<12} {}\n", i + 1, step.name(), step.describe(p.runtime)));
     }
     if p.steps.is_empty() {
         s.push_str("  (no steps)\n");
@@ -224,6 +224,8 @@ pub fn status_json(s: &Status) -> Value {
         "config_release": s.config_release.map(|c| c.0),
         "rollback_ready": s.rollback_ready,
         "app": s.app.as_ref().map(|a| json!({ "pid": a.pid, "release": a.release })),
+        "runtime": s.runtime,
+        "runtime_version": s.runtime_version,
     })
 }
 
@@ -234,10 +236,24 @@ pub fn status_text(s: &Status) -> String {
         s.current.as_ref().map(release_line).unwrap_or_else(|| "nothing deployed".into())
     ));
     t.push_str(&format!("  last good: {}\n", s.last_good.as_ref().map(release_line).unwrap_or_else(|| "none".into())));
+    let releases = s.runtime == "releases";
     match s.rollback_ready {
-        Some(true) => t.push_str("  rollback:  ready (the last good release's directory is in place)\n"),
+        Some(true) if releases => t.push_str("  rollback:  ready (the last good release's directory is in place)\n"),
+        Some(true) => t.push_str("  rollback:  ready\n"),
         Some(false) => t.push_str("  rollback:  NOT READY: the last good release's directory is gone\n"),
         None => {}
+    }
+    if !releases {
+        let seen = s.runtime_version.as_deref().unwrap_or("unknown");
+        t.push_str(&format!("  runtime:   {} (reports {seen})\n", s.runtime));
+        if let (Some(c), Some(v)) = (&s.current, &s.runtime_version) {
+            if &c.version != v {
+                t.push_str(&format!(
+                    "  WARNING:   the runtime reports {v}, the ledger says {} ({})\n",
+                    c.version, c.id
+                ));
+            }
+        }
     }
     if let (Some(c), Some(cfg)) = (&s.current, s.config_release) {
         if c.id != cfg {
@@ -246,9 +262,10 @@ pub fn status_text(s: &Status) -> String {
     }
     match &s.app {
         Some(a) => t.push_str(&format!("  app:       pid {} running #{}\n", a.pid, a.release)),
-        None => t.push_str("  app:       not running under lastgood\n"),
+        None if releases => t.push_str("  app:       not running under lastgood\n"),
+        None => {}
     }
-    if s.current_link != s.current.as_ref().map(|c| c.id) {
+    if releases && s.current_link != s.current.as_ref().map(|c| c.id) {
         t.push_str(&format!(
             "  WARNING:   `current` on disk points at {}, the ledger says {}\n",
             s.current_link.map(|c| c.to_string()).unwrap_or_else(|| "nothing".into()),

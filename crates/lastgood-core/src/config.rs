@@ -54,10 +54,57 @@ pub struct ConfigFile {
     pub path: PathBuf,
 }
 
+/// How code is switched (`runtime = ...`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Runtime {
+    /// Release directories and an atomic `current` symlink.
+    Releases,
+    /// The user's program does the switch: a CI job, a parameter store and a pipeline.
+    Command {
+        switch: Vec<String>,
+        /// Prints the version running now (optional).
+        current: Option<Vec<String>>,
+    },
+    /// The desired version lives in a file in a git repository a controller syncs.
+    Gitops(Gitops),
+}
+
+impl Runtime {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Releases => "releases",
+            Self::Command { .. } => "command",
+            Self::Gitops(_) => "gitops",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gitops {
+    /// A path (resolved against the config's folder) or a URL, as git takes it.
+    pub repo: String,
+    pub branch: String,
+    /// Relative to the repository's root; holds the version and nothing else.
+    pub version_file: String,
+    pub mode: GitopsMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GitopsMode {
+    /// Rollback commits reverts (history kept, a plain push).
+    Revert,
+    /// Rollback moves the branch back with `--force-with-lease`.
+    Reset,
+}
+
 #[derive(Debug, Clone)]
 pub struct Environment {
     pub name: EnvName,
+    pub runtime: Runtime,
     pub source: PathBuf,
+    /// Versions name commits in `source` (always for `releases`; for the other
+    /// runtimes only when `source` is set, else a version is an opaque string).
+    pub versions_in_source: bool,
     pub deploy_to: PathBuf,
     pub build: Option<Vec<String>>,
     pub start: Start,
@@ -68,6 +115,19 @@ pub struct Environment {
     pub lease: Duration,
     pub database: Option<Database>,
     pub notify: Option<Notify>,
+}
+
+impl Environment {
+    /// A rollback target as the user wrote it; versions are opaque strings when the
+    /// runtime does not resolve them in git.
+    pub fn parse_target(&self, s: &str) -> Result<crate::model::Target> {
+        let t = if self.versions_in_source {
+            crate::model::Target::parse(s)
+        } else {
+            crate::model::Target::parse_opaque(s)
+        };
+        Ok(t?)
+    }
 }
 
 /// `[environments.X.notify]`: where to tell people what happens.
@@ -213,40 +273,7 @@ fn parse_ledger_url(url: &str, dir: &Path) -> std::result::Result<LedgerUrl, Str
 type Fail = (Option<Range<usize>>, String);
 
 fn check_env(name: &EnvName, raw: RawEnv, dir: &Path) -> std::result::Result<Environment, Fail> {
-    let runtime = raw.runtime.as_ref().map(|r| r.get_ref().as_str()).unwrap_or("releases");
-    match runtime {
-        "releases" => {}
-        "compose" | "swarm" | "command" | "gitops" | "kubernetes" => {
-            return Err((
-                raw.runtime.as_ref().map(Spanned::span),
-                format!(
-                    "runtime: `{runtime}` is planned but not available in this version of lastgood; use `releases`"
-                ),
-            ));
-        }
-        other => {
-            return Err((
-                raw.runtime.as_ref().map(Spanned::span),
-                format!("runtime: unknown runtime `{other}`; expected releases, compose, swarm, command or gitops"),
-            ));
-        }
-    }
-    for (key, value) in [
-        ("compose_file", &raw.compose_file),
-        ("project", &raw.project),
-        ("services", &raw.services),
-        ("service", &raw.service),
-        ("switch", &raw.switch),
-        ("current", &raw.current),
-        ("repo", &raw.repo),
-        ("branch", &raw.branch),
-        ("version_file", &raw.version_file),
-        ("mode", &raw.mode),
-    ] {
-        if let Some(v) = value {
-            return Err((Some(v.span()), format!("{key}: applies to another runtime, not `releases`")));
-        }
-    }
+    let runtime = check_runtime(&raw, dir)?;
     let notify = match &raw.notify {
         None => None,
         Some(n) => {
@@ -299,15 +326,33 @@ fn check_env(name: &EnvName, raw: RawEnv, dir: &Path) -> std::result::Result<Env
     }
 
     let source = resolve(dir, raw.source.as_ref().map(|s| s.get_ref().as_str()).unwrap_or("."));
+    let versions_in_source = runtime == Runtime::Releases || raw.source.is_some();
     let deploy_to = match &raw.deploy_to {
         Some(d) if d.get_ref().is_empty() => {
             return Err((Some(d.span()), "deploy_to: is empty".into()));
         }
         Some(d) => resolve(dir, d.get_ref()),
+        // The other runtimes keep only logs and working copies, next to the ledger.
+        None if runtime != Runtime::Releases => dir.join(".lastgood/work").join(name.as_str()),
         None => {
             return Err((None, "deploy_to: missing; the releases runtime needs a folder to deploy to".into()));
         }
     };
+    if runtime != Runtime::Releases {
+        for (key, value) in
+            [("build", raw.build.as_ref().map(Spanned::span)), ("run", raw.run.as_ref().map(Spanned::span))]
+        {
+            if let Some(span) = value {
+                return Err((
+                    Some(span),
+                    format!(
+                        "{key}: applies to the releases runtime; with runtime `{}` your pipeline or controller builds and runs the app",
+                        runtime.name()
+                    ),
+                ));
+            }
+        }
+    }
     let argv = |key: &str, v: &Option<Spanned<Vec<String>>>| -> std::result::Result<Option<Vec<String>>, Fail> {
         match v {
             None => Ok(None),
@@ -364,12 +409,24 @@ fn check_env(name: &EnvName, raw: RawEnv, dir: &Path) -> std::result::Result<Env
         None => None,
         Some(db) => Some(check_database(name, db, dir)?),
     };
+    if runtime != Runtime::Releases && database.as_ref().is_some_and(|d| d.migrations.is_some()) {
+        return Err((
+            None,
+            format!(
+                "database.migrations: migrations travel with release directories, which runtime `{}` does not have; \
+                 run them in your pipeline, or keep the [database] section without `migrations` for backups",
+                runtime.name()
+            ),
+        ));
+    }
     if lease < Duration::from_secs(3) {
         return Err((raw.lease.as_ref().map(Spanned::span), "lease: must be at least 3s".into()));
     }
     Ok(Environment {
         name: name.clone(),
+        runtime,
         source,
+        versions_in_source,
         deploy_to,
         build,
         start,
@@ -381,6 +438,128 @@ fn check_env(name: &EnvName, raw: RawEnv, dir: &Path) -> std::result::Result<Env
         database,
         notify,
     })
+}
+
+fn check_runtime(raw: &RawEnv, dir: &Path) -> std::result::Result<Runtime, Fail> {
+    let span = raw.runtime.as_ref().map(Spanned::span);
+    let name = raw.runtime.as_ref().map(|r| r.get_ref().as_str()).unwrap_or("releases");
+    let keys: [(&str, &[&str]); 3] = [
+        ("releases", &[]),
+        ("command", &["switch", "current"]),
+        ("gitops", &["repo", "branch", "version_file", "mode"]),
+    ];
+    let own: &[&str] = match keys.iter().find(|(k, _)| *k == name) {
+        Some((_, own)) => own,
+        None if matches!(name, "compose" | "swarm" | "kubernetes") => {
+            return Err((
+                span,
+                format!(
+                    "runtime: `{name}` is planned but not available in this version of lastgood; use releases, command or gitops"
+                ),
+            ));
+        }
+        None => {
+            return Err((
+                span,
+                format!("runtime: unknown runtime `{name}`; expected releases, compose, swarm, command or gitops"),
+            ));
+        }
+    };
+    for (key, value) in [
+        ("compose_file", &raw.compose_file),
+        ("project", &raw.project),
+        ("services", &raw.services),
+        ("service", &raw.service),
+        ("switch", &raw.switch),
+        ("current", &raw.current),
+        ("repo", &raw.repo),
+        ("branch", &raw.branch),
+        ("version_file", &raw.version_file),
+        ("mode", &raw.mode),
+    ] {
+        if let Some(v) = value {
+            if !own.contains(&key) {
+                return Err((Some(v.span()), format!("{key}: applies to another runtime, not `{name}`")));
+            }
+        }
+    }
+    let string = |key: &str, v: &Option<Spanned<toml::Value>>| -> std::result::Result<Option<String>, Fail> {
+        match v {
+            None => Ok(None),
+            Some(s) => match s.get_ref() {
+                toml::Value::String(text) if !text.is_empty() => Ok(Some(text.clone())),
+                _ => Err((Some(s.span()), format!("{key}: expected a non-empty string"))),
+            },
+        }
+    };
+    let argv = |key: &str, v: &Option<Spanned<toml::Value>>| -> std::result::Result<Option<Vec<String>>, Fail> {
+        let Some(s) = v else { return Ok(None) };
+        let bad = || {
+            (Some(s.span()), format!("{key}: needs a program and its arguments, like [\"./pipeline.sh\", \"--wait\"]"))
+        };
+        let toml::Value::Array(items) = s.get_ref() else { return Err(bad()) };
+        let words: Option<Vec<String>> = items.iter().map(|i| i.as_str().map(str::to_owned)).collect();
+        match words {
+            Some(w) if !w.is_empty() && !w[0].is_empty() => Ok(Some(w)),
+            _ => Err(bad()),
+        }
+    };
+    match name {
+        "command" => {
+            let Some(switch) = argv("switch", &raw.switch)? else {
+                return Err((span, "switch: missing; runtime `command` needs `switch = [argv]`".into()));
+            };
+            Ok(Runtime::Command { switch, current: argv("current", &raw.current)? })
+        }
+        "gitops" => {
+            let Some(repo) = string("repo", &raw.repo)? else {
+                return Err((span, "repo: missing; runtime `gitops` needs the repository the controller syncs".into()));
+            };
+            let repo_span = raw.repo.as_ref().map(Spanned::span);
+            if repo.starts_with('-') || repo.chars().any(char::is_control) {
+                return Err((repo_span, "repo: must not start with `-` or hold control characters".into()));
+            }
+            // A URL as written; anything else is a path relative to this file's folder.
+            let is_url =
+                repo.contains("://") || (repo.contains(':') && !repo.starts_with('/') && !repo.starts_with('.'));
+            let repo = if is_url { repo } else { resolve(dir, &repo).to_string_lossy().into_owned() };
+            let branch = string("branch", &raw.branch)?.unwrap_or_else(|| "main".into());
+            if let Err(e) = crate::model::Version::parse(&branch) {
+                return Err((raw.branch.as_ref().map(Spanned::span), format!("branch: {e}")));
+            }
+            let Some(version_file) = string("version_file", &raw.version_file)? else {
+                return Err((
+                    span,
+                    "version_file: missing; name the file in the repository that holds the version".into(),
+                ));
+            };
+            let vf_span = raw.version_file.as_ref().map(Spanned::span);
+            let path = Path::new(&version_file);
+            if path.is_absolute()
+                || version_file.starts_with('-')
+                || version_file.chars().any(char::is_control)
+                || path.components().any(|c| !matches!(c, std::path::Component::Normal(_)))
+            {
+                return Err((
+                    vf_span,
+                    "version_file: must be a plain relative path inside the repository (no `..`, no leading `-` or `/`)"
+                        .into(),
+                ));
+            }
+            let mode = match string("mode", &raw.mode)?.as_deref() {
+                None | Some("revert") => GitopsMode::Revert,
+                Some("reset") => GitopsMode::Reset,
+                Some(other) => {
+                    return Err((
+                        raw.mode.as_ref().map(Spanned::span),
+                        format!("mode: `{}` is not revert or reset", other.escape_debug()),
+                    ));
+                }
+            };
+            Ok(Runtime::Gitops(Gitops { repo, branch, version_file, mode }))
+        }
+        _ => Ok(Runtime::Releases),
+    }
 }
 
 fn check_database(env: &EnvName, raw: Spanned<RawDatabase>, dir: &Path) -> std::result::Result<Database, Fail> {

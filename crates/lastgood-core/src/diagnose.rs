@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::journal::sha256_hex;
-use crate::model::{Scope, Target};
+use crate::model::Scope;
 use crate::report::{Diff, ReleaseSummary};
 
 /// `lastgood diff ENV FROM TO`.
@@ -46,8 +46,8 @@ impl Engine {
     pub fn diff(&self, env_name: &str, from: &str, to: &str) -> Result<Comparison> {
         let env = self.config.environment(env_name)?.clone();
         let current = self.ledger().env_state(&env.name)?.current;
-        let from = self.resolve_target(&env, &Target::parse(from)?, current)?;
-        let to = self.resolve_target(&env, &Target::parse(to)?, current)?;
+        let from = self.resolve_target(&env, &env.parse_target(from)?, current)?;
+        let to = self.resolve_target(&env, &env.parse_target(to)?, current)?;
         Ok(Comparison {
             environment: env.name.to_string(),
             diff: Diff::between(self.ledger(), Some(&env), Some(&from), &to),
@@ -82,6 +82,9 @@ impl Engine {
                 let excluded: Vec<&str> = migrations.iter().map(String::as_str).collect();
                 crate::git::differs_outside(&env.source, b, a, &excluded).unwrap_or(true)
             }
+            // Opaque versions (runtimes other than releases, without `source`): the
+            // version is what the code is.
+            (None, None) => current.version != good.version,
             (a, b) => a != b,
         };
         let database = current.schema_revision != good.schema_revision;

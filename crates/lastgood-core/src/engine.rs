@@ -26,7 +26,7 @@ use crate::model::{
     EnvName, OperationKind, Outcome, ReleaseEvent, ReleaseId, ReleaseState, Scope, Target, Version, next_state,
 };
 use crate::plan::{self, Phase, Step};
-use crate::runtime::releases;
+use crate::runtime::{self, releases};
 use crate::supervise::{Running, Supervisor};
 use crate::verify::{self, CheckOutcome};
 
@@ -71,6 +71,7 @@ pub struct PlanView {
     pub sql: Option<String>,
     /// The target is already in place: running the plan would change nothing.
     pub in_place: bool,
+    pub runtime: &'static str,
 }
 
 /// What an operation did.
@@ -107,6 +108,10 @@ pub struct Status {
     /// Whether `rollback` to the last good release can run: its release directory is
     /// there. None when there is no last good release.
     pub rollback_ready: Option<bool>,
+    pub runtime: &'static str,
+    /// For runtimes other than `releases`: the version the world says runs (the
+    /// `current` command's answer, the gitops branch's version file at the last fetch).
+    pub runtime_version: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -238,8 +243,13 @@ impl Engine {
     /// serves now. Changes nothing.
     pub fn plan_deploy(&self, env_name: &str, version: &str, opts: &DeployOptions) -> Result<(PlanView, NewRelease)> {
         let env = self.env(env_name)?;
-        let version = Version::parse(version)?;
-        let commit = crate::git::resolve(&env.source, &version)?;
+        let (version, commit) = if env.versions_in_source {
+            let version = Version::parse(version)?;
+            let commit = crate::git::resolve(&env.source, &version)?;
+            (version, Some(commit))
+        } else {
+            (Version::opaque(version)?, None)
+        };
         let mut config = BTreeMap::new();
         let mut blobs = Vec::new();
         for f in &env.config_files {
@@ -256,15 +266,17 @@ impl Engine {
         }
         let id = self.ledger.next_release_id(&env.name)?;
         let before = self.ledger.release_before(&env.name, id)?;
-        let features = crate::git::subjects(&env.source, before.as_ref().and_then(|r| r.commit.as_ref()), &commit, 50)?;
+        let features = match &commit {
+            Some(c) => crate::git::subjects(&env.source, before.as_ref().and_then(|r| r.commit.as_ref()), c, 50)?,
+            None => Vec::new(),
+        };
         let state = self.ledger.env_state(&env.name)?;
         let from = state.current.map(|c| self.must_release(&env.name, c)).transpose()?;
-        let release =
-            NewRelease { id, version: version.to_string(), commit: Some(commit.clone()), features, config, blobs };
+        let release = NewRelease { id, version: version.to_string(), commit: commit.clone(), features, config, blobs };
         let to = Release {
             id,
             version: release.version.clone(),
-            commit: Some(commit.clone()),
+            commit: commit.clone(),
             state: ReleaseState::Pending,
             schema_revision: None,
             created_at: self.ctx.now(),
@@ -297,6 +309,7 @@ impl Engine {
             migrations: vec![],
             sql: None,
             in_place: false,
+            runtime: env.runtime.name(),
         };
         Ok((view, release))
     }
@@ -312,11 +325,7 @@ impl Engine {
         // Preflight before the lock: a bad version or unreadable config is a usage error.
         self.plan_deploy(env_name, version, opts)?;
         self.preflight_database(&env)?;
-        releases::prepare(&env.deploy_to).map_err(|e| Error::Refused {
-            env: env.name.to_string(),
-            what: "deploy".into(),
-            why: format!("deploy_to is not usable: {e}"),
-        })?;
+        self.preflight_runtime(&env, "deploy")?;
         let held = self.take_lock(&env, opts.reason.as_deref(), progress)?;
         crate::failpoint::hit("locked");
         let held = self.refuse_interrupted(&env, held)?;
@@ -479,17 +488,10 @@ impl Engine {
         let state = self.ledger.env_state(&env.name)?;
         let from = state.current.map(|c| self.must_release(&env.name, c)).transpose()?;
         let to = self.resolve_target(&env, &opts.target, state.current)?;
-        if opts.scope.includes_code() && (!to.artifact || !releases::present(&env.deploy_to, to.id)) {
-            return Err(Error::Refused {
-                env: env.name.to_string(),
-                what: "rollback".into(),
-                why: format!(
-                    "the release directory of {} ({}) is gone: {} does not exist",
-                    to.id,
-                    to.version,
-                    releases::release_dir(&env.deploy_to, to.id).display()
-                ),
-            });
+        if opts.scope.includes_code() {
+            if let Err(why) = runtime::of(&env).ready(&to) {
+                return Err(Error::Refused { env: env.name.to_string(), what: "rollback".into(), why });
+            }
         }
         let mut confirm = Vec::new();
         if opts.target != Target::LastGood {
@@ -513,7 +515,7 @@ impl Engine {
         let schema_moves = from.as_ref().is_some_and(|f| f.schema_revision != to.schema_revision);
         if shape.migrations && opts.scope.includes_db() && schema_moves {
             if let Some(db) = EnvDatabase::of(&env)? {
-                let root = state.current.map(|c| releases::release_dir(&env.deploy_to, c)).filter(|d| d.is_dir());
+                let root = state.current.map(|c| runtime::of(&env).workdir(c)).filter(|d| d.is_dir());
                 let mut tool = db.tool(root.as_deref(), &self.ctx.actor()).map_err(|e| self.unreachable(&env, e))?;
                 let downs = tool.plan_down(to.schema_revision.as_deref()).map_err(|e| self.unreachable(&env, e))?;
                 migrations = downs.verdicts.clone();
@@ -562,6 +564,20 @@ impl Engine {
             migrations,
             sql,
             in_place,
+            runtime: env.runtime.name(),
+        })
+    }
+
+    /// A runtime that cannot act (deploy_to not writable, repository unreachable)
+    /// refuses the operation before anything changes.
+    fn preflight_runtime(&self, env: &Environment, what: &str) -> Result<()> {
+        runtime::of(env).prepare().map_err(|e| Error::Refused {
+            env: env.name.to_string(),
+            what: what.into(),
+            why: match env.runtime {
+                crate::config::Runtime::Releases => format!("deploy_to is not usable: {e}"),
+                _ => e.to_string(),
+            },
         })
     }
 
@@ -596,6 +612,9 @@ impl Engine {
     ) -> Result<Option<Report>> {
         let env = self.env(env_name)?;
         let view = self.plan_rollback(env_name, opts)?;
+        if opts.scope.includes_code() && !view.in_place {
+            self.preflight_runtime(&env, "rollback")?;
+        }
         if !view.confirm.is_empty() && !confirmed {
             return Err(Error::Refused {
                 env: env.name.to_string(),
@@ -700,7 +719,8 @@ impl Engine {
         let state = self.ledger.env_state(&env.name)?;
         let current = state.current.map(|c| self.must_release(&env.name, c)).transpose()?;
         let last_good = self.ledger.last_good(&env.name, state.current)?;
-        let rollback_ready = last_good.as_ref().map(|g| g.artifact && releases::present(&env.deploy_to, g.id));
+        let rt = runtime::of(&env);
+        let rollback_ready = last_good.as_ref().map(|g| rt.ready(g).is_ok());
         let lock = self.ledger.lock_info(&env.name)?;
         let lock_holder_gone = lock.as_ref().is_some_and(|l| lock::holder_gone(&self.ctx, l));
         let interrupted = match self.ledger.running_operation(&env.name)? {
@@ -714,7 +734,8 @@ impl Engine {
             }),
             None => None,
         };
-        let app = Supervisor::new(&releases::state_dir(&env.deploy_to)).running().ok().flatten();
+        let app = Supervisor::new(&runtime::state_dir(&env)).running().ok().flatten();
+        let releases_runtime = env.runtime == crate::config::Runtime::Releases;
         Ok(Status {
             environment: env.name.to_string(),
             current,
@@ -722,7 +743,9 @@ impl Engine {
             lock,
             lock_holder_gone,
             interrupted,
-            current_link: releases::current(&env.deploy_to),
+            current_link: if releases_runtime { releases::current(&env.deploy_to) } else { None },
+            runtime: env.runtime.name(),
+            runtime_version: if releases_runtime { None } else { rt.observe() },
             app,
             config_release: state.config_release,
             rollback_ready,
@@ -743,7 +766,7 @@ impl Engine {
         };
         let r = self.must_release(&env.name, current)?;
         let vars = journal::program_env(&env.name, &r);
-        let dir = releases::release_dir(&env.deploy_to, current);
+        let dir = runtime::of(&env).workdir(current);
         let outcomes = verify::run_checks(
             &env.checks,
             &verify::Vars { version: &r.version, host: "127.0.0.1", env: &vars, cwd: &dir },
@@ -753,7 +776,7 @@ impl Engine {
 
     pub fn mark(&self, env_name: &str, target: &str, state: ReleaseState, reason: Option<&str>) -> Result<Release> {
         let env = self.env(env_name)?;
-        let t = Target::parse(target)?;
+        let t = env.parse_target(target)?;
         let current = self.ledger.env_state(&env.name)?.current;
         let r = self.resolve_target(&env, &t, current)?;
         let next = next_state(r.state, ReleaseEvent::Marked(state))

@@ -57,3 +57,48 @@ pub fn run_logged(argv: &[String], cwd: &Path, env: &[(String, String)], log: &P
     };
     Err(ExecError::Failed { program, status, tail, log: log.to_path_buf() })
 }
+
+/// Runs a program that answers a question (`current`): its stdout, or why there is
+/// none. Killed after `timeout`; stderr is dropped.
+pub fn output(
+    argv: &[String],
+    cwd: &Path,
+    env: &[(String, String)],
+    timeout: std::time::Duration,
+) -> Result<String, String> {
+    use std::io::Read;
+    let program = argv.first().cloned().unwrap_or_default();
+    let mut child = Command::new(program_path(&program, cwd))
+        .args(&argv[1..])
+        .current_dir(cwd)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start `{program}`: {e}"))?;
+    let mut stdout = child.stdout.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stdout.by_ref().take(64 * 1024).read_to_end(&mut buf);
+        buf
+    });
+    let deadline = std::time::Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if std::time::Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("`{program}` did not answer within {timeout:?}"));
+            }
+            Ok(None) => std::thread::sleep(std::time::Duration::from_millis(5)),
+            Err(e) => return Err(format!("waiting for `{program}`: {e}")),
+        }
+    };
+    let out = reader.join().unwrap_or_default();
+    if !status.success() {
+        return Err(format!("`{program}` exited with {status}"));
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}

@@ -24,7 +24,7 @@ use crate::failpoint;
 use crate::ledger::{AuditEvent, BackupRecord, Change, Fence, Ledger, Operation, Release, StepRecord, StepState};
 use crate::model::{OperationKind, Outcome, ReleaseEvent, ReleaseId, ReleaseState, next_state};
 use crate::plan::{self, Phase, Shape, Step};
-use crate::runtime::releases;
+use crate::runtime::{self, releases};
 use crate::supervise::Supervisor;
 use crate::verify::{self, CheckOutcome};
 
@@ -41,7 +41,10 @@ impl Progress for Quiet {}
 
 pub fn shape(env: &Environment, verify: bool) -> Shape {
     let db = env.database.as_ref();
+    let releases = env.runtime == crate::config::Runtime::Releases;
     Shape {
+        artifacts: releases,
+        unlink: releases,
         build: env.build.is_some(),
         start: env.start != Start::Nothing,
         config_files: !env.config_files.is_empty(),
@@ -252,9 +255,8 @@ impl Journal<'_> {
             self.progress.note("there is no good release to return to: the failed release stays current");
             return Ok(None);
         };
-        if !good.artifact || !releases::present(&self.env.deploy_to, good.id) {
-            self.progress
-                .note(&format!("the last good release {} has no release directory left: cannot return to it", good.id));
+        if let Err(why) = runtime::of(self.env).ready(&good) {
+            self.progress.note(&format!("cannot return to the last good release {}: {why}", good.id));
             return Ok(None);
         }
         let shape = shape(self.env, self.verify);
@@ -319,7 +321,7 @@ impl Journal<'_> {
             (OperationKind::Deploy, None) => Some(self.op.to),
             (OperationKind::Rollback, c) => c,
         };
-        Ok(newest.map(|c| releases::release_dir(&self.env.deploy_to, c)).filter(|d| d.is_dir()))
+        Ok(newest.map(|c| runtime::of(self.env).workdir(c)).filter(|d| d.is_dir()))
     }
 
     fn backups_in_this_operation(&self) -> Result<usize> {
@@ -442,10 +444,11 @@ impl Journal<'_> {
     /// Applies one step; returns its detail and the ledger changes that record its effect.
     fn apply(&mut self, rec: &StepRecord) -> Result<(String, Vec<Change>)> {
         let env = self.env;
-        let deploy_to = &env.deploy_to;
+        let rt = runtime::of(env);
+        let state_dir = runtime::state_dir(env);
         match &rec.step {
             Step::Export { release, commit } => {
-                let fresh = releases::export(&env.source, commit, deploy_to, *release)?;
+                let fresh = rt.export(commit, *release)?;
                 let detail = if fresh {
                     format!("exported {} into releases/{}", commit.short(), release.0)
                 } else {
@@ -458,25 +461,38 @@ impl Journal<'_> {
                 let Some(argv) = &env.build else {
                     return Ok(("no build configured".into(), vec![]));
                 };
-                let dir = releases::release_dir(deploy_to, *release);
-                let log = releases::state_dir(deploy_to).join(format!("build-{}.log", release.0));
+                let dir = rt.workdir(*release);
+                let log = state_dir.join(format!("build-{}.log", release.0));
                 crate::exec::run_logged(argv, &dir, &self.vars(&r), &log)
                     .map_err(|e| Error::Step { message: e.to_string() })?;
                 Ok((format!("built (log: {})", log.display()), vec![]))
             }
             Step::Switch { release } => {
-                let moved = releases::switch(deploy_to, *release)?;
+                let r = self.release(*release)?;
+                let state = self.ledger.env_state(&env.name)?;
+                let expected = match state.current.filter(|c| c != release) {
+                    Some(c) => Some(self.release(c)?.version),
+                    None => None,
+                };
+                let actor = self.ctx.actor();
+                let vars = self.vars(&r);
+                let detail = rt.activate(&runtime::Activation {
+                    env: &env.name,
+                    release: &r,
+                    expected: expected.as_deref(),
+                    operation: self.op.id,
+                    kind: self.op.kind,
+                    back: !(self.op.kind == OperationKind::Deploy && rec.phase == Phase::Forward),
+                    actor: &actor,
+                    reason: self.op.reason.as_deref(),
+                    vars: &vars,
+                })?;
                 let mut effects = vec![Change::SetCurrent(Some(*release))];
                 let config_follows = env.config_files.is_empty() && self.op.scope.includes_config();
                 if config_follows || (self.op.kind == OperationKind::Deploy && rec.phase == Phase::Forward) {
                     // A deploy snapshots the config files that are in place, so they are its own.
                     effects.push(Change::SetConfigRelease(Some(*release)));
                 }
-                let detail = if moved {
-                    format!("current -> releases/{}", release.0)
-                } else {
-                    "current already pointed there".into()
-                };
                 Ok((detail, effects))
             }
             Step::RestoreConfig { release } => {
@@ -506,12 +522,12 @@ impl Journal<'_> {
             }
             Step::Restart { release } => {
                 let r = self.release(*release)?;
-                let dir = releases::release_dir(deploy_to, *release);
+                let dir = rt.workdir(*release);
                 match &env.start {
                     Start::Run(argv) => {
                         // Always a real restart, even when the release already runs: a
                         // config-only rollback needs the app to read its files again.
-                        let sup = Supervisor::new(&releases::state_dir(deploy_to));
+                        let sup = Supervisor::new(&state_dir);
                         let stopped = sup.stop(env.stop_timeout)?;
                         let started = sup
                             .start(argv, &dir, &self.vars(&r), release.0, Duration::from_millis(50))
@@ -538,7 +554,7 @@ impl Journal<'_> {
                         Ok((detail, vec![]))
                     }
                     Start::Restart(argv) => {
-                        let log = releases::state_dir(deploy_to).join("restart.log");
+                        let log = state_dir.join("restart.log");
                         crate::exec::run_logged(argv, &dir, &self.vars(&r), &log)
                             .map_err(|e| Error::Step { message: e.to_string() })?;
                         Ok(("restarted".into(), vec![]))
@@ -547,20 +563,21 @@ impl Journal<'_> {
                 }
             }
             Step::Stop => {
-                let sup = Supervisor::new(&releases::state_dir(deploy_to));
+                let sup = Supervisor::new(&state_dir);
                 Ok(match sup.stop(env.stop_timeout)? {
                     Some(old) => (format!("stopped pid {}", old.pid), vec![]),
                     None => ("nothing was running".into(), vec![]),
                 })
             }
             Step::Unlink => {
-                releases::unlink(deploy_to)?;
-                Ok(("current removed".into(), vec![Change::SetCurrent(None), Change::SetConfigRelease(None)]))
+                let detail =
+                    rt.deactivate()?.unwrap_or_else(|| format!("runtime {} has nothing to remove", env.runtime.name()));
+                Ok((detail, vec![Change::SetCurrent(None), Change::SetConfigRelease(None)]))
             }
             Step::Verify { release } => {
                 let r = self.release(*release)?;
                 let vars = self.vars(&r);
-                let dir = releases::release_dir(deploy_to, *release);
+                let dir = rt.workdir(*release);
                 let outcomes = verify::run_checks(
                     &env.checks,
                     &verify::Vars { version: &r.version, host: "127.0.0.1", env: &vars, cwd: &dir },
@@ -585,7 +602,7 @@ impl Journal<'_> {
             }
             Step::MigrateUp { release } => {
                 let db = self.database()?;
-                let root = releases::release_dir(deploy_to, *release);
+                let root = rt.workdir(*release);
                 let mut tool = db.tool(Some(&root), &self.ctx.actor())?;
                 let plan = tool.plan_up()?;
                 let mut effects = Vec::new();
@@ -668,7 +685,7 @@ impl Journal<'_> {
         let mut removed = Vec::new();
         let mut changes = Vec::new();
         for r in with_dirs.iter().filter(|r| !keep.contains(&r.id) && r.state != ReleaseState::Pending) {
-            releases::remove(&env.deploy_to, r.id)?;
+            runtime::of(env).remove(r.id)?;
             changes.push(Change::SetArtifact { release: r.id, present: false });
             removed.push(r.id.to_string());
         }

@@ -104,6 +104,30 @@ impl Version {
         }
         Ok(Self(s.to_owned()))
     }
+    /// A version that is never resolved in git (runtimes other than `releases`): an
+    /// image tag, a build number, a digest. It still travels only as an argv element
+    /// or an environment variable, so the rules are those that keep it one word that
+    /// no program can read as an option.
+    pub fn opaque(s: &str) -> Result<Self, InvalidValue> {
+        let what = "version";
+        if s.is_empty() {
+            return Err(invalid(what, s, "it is empty"));
+        }
+        if s.len() > 255 {
+            return Err(invalid(what, s, "it is longer than 255 bytes"));
+        }
+        if s.starts_with('-') {
+            return Err(invalid(what, s, "it starts with `-`, so programs would read it as an option"));
+        }
+        if let Some(c) = s.chars().find(|c| c.is_control() || c.is_whitespace()) {
+            return Err(invalid(
+                what,
+                s,
+                format!("it contains `{}`; a version may not hold control characters or whitespace", c.escape_debug()),
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -314,6 +338,14 @@ impl Target {
                 .map_err(|_| invalid("release id", s, "the number is too large"));
         }
         Version::parse(s).map(|v| Self::Version(v.0))
+    }
+
+    /// The same, for runtimes whose versions are opaque strings.
+    pub fn parse_opaque(s: &str) -> Result<Self, InvalidValue> {
+        match Self::parse(s) {
+            Ok(t) => Ok(t),
+            Err(_) => Version::opaque(s).map(|v| Self::Version(v.0)),
+        }
     }
 }
 

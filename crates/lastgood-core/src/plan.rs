@@ -65,6 +65,18 @@ impl Step {
     }
 }
 
+impl Step {
+    /// The step as a plan shows it for a runtime (`releases` is the Display form).
+    pub fn describe(&self, runtime: &str) -> String {
+        match (self, runtime) {
+            (Self::Switch { release }, "command") => format!("run `switch` with the version of {release}"),
+            (Self::Switch { release }, "gitops") => format!("commit and push the version of {release}"),
+            (Self::Unlink, "command" | "gitops") => "nothing to remove for this runtime".into(),
+            _ => self.to_string(),
+        }
+    }
+}
+
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -117,6 +129,10 @@ impl Phase {
 /// What the environment's configuration makes an operation do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shape {
+    /// The runtime ships files of its own (export and cleanup steps).
+    pub artifacts: bool,
+    /// The runtime can remove what serves (undoing a first deploy).
+    pub unlink: bool,
     pub build: bool,
     /// `run` or `restart` is configured.
     pub start: bool,
@@ -141,8 +157,11 @@ pub struct SchemaChange {
 }
 
 /// A deploy of a new release: export, build, switch, start, verify, clean up.
-pub fn deploy(shape: Shape, release: ReleaseId, commit: CommitId) -> Vec<Step> {
-    let mut steps = vec![Step::Export { release, commit }];
+pub fn deploy(shape: Shape, release: ReleaseId, commit: Option<CommitId>) -> Vec<Step> {
+    let mut steps = Vec::new();
+    if let (true, Some(commit)) = (shape.artifacts, commit) {
+        steps.push(Step::Export { release, commit });
+    }
     if shape.build {
         steps.push(Step::Build { release });
     }
@@ -159,7 +178,9 @@ pub fn deploy(shape: Shape, release: ReleaseId, commit: CommitId) -> Vec<Step> {
     if shape.verify {
         steps.push(Step::Verify { release });
     }
-    steps.push(Step::Cleanup);
+    if shape.artifacts {
+        steps.push(Step::Cleanup);
+    }
     steps
 }
 
@@ -236,7 +257,9 @@ pub fn undo(shape: Shape, from: Option<ReleaseId>) -> Vec<Step> {
             if shape.start {
                 steps.push(Step::Stop);
             }
-            steps.push(Step::Unlink);
+            if shape.unlink {
+                steps.push(Step::Unlink);
+            }
             steps
         }
     }
@@ -251,16 +274,30 @@ mod tests {
         CommitId::parse(&"a".repeat(40)).unwrap()
     }
     fn shapes() -> impl Strategy<Value = Shape> {
-        (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>())
-            .prop_map(|(build, start, config_files, verify, migrations, stoppable, backup_always)| Shape {
-                build,
-                start: start || stoppable,
-                config_files,
-                verify,
-                migrations,
-                stoppable,
-                backup_always,
-            })
+        (
+            any::<bool>(),
+            any::<bool>(),
+            any::<bool>(),
+            any::<bool>(),
+            any::<bool>(),
+            any::<bool>(),
+            any::<bool>(),
+            any::<bool>(),
+        )
+            .prop_map(
+                |(releases, build, start, config_files, verify, migrations, stoppable, backup_always)| Shape {
+                    // Only the releases runtime has artifacts, builds, migrations and an unlink.
+                    artifacts: releases,
+                    unlink: releases,
+                    build: build && releases,
+                    start: start || stoppable,
+                    config_files,
+                    verify,
+                    migrations: migrations && releases,
+                    stoppable,
+                    backup_always,
+                },
+            )
     }
     fn schemas() -> impl Strategy<Value = SchemaChange> {
         (any::<bool>(), any::<bool>()).prop_map(|(migrate_down, backup)| SchemaChange { migrate_down, backup })
@@ -300,13 +337,13 @@ mod tests {
 
         #[test]
         fn a_deploy_builds_before_it_switches_and_switches_before_it_starts(shape in shapes(), id in 1u64..1000) {
-            let steps = deploy(shape, ReleaseId(id), commit());
-            prop_assert_eq!(pos(&steps, "export"), Some(0));
+            let steps = deploy(shape, ReleaseId(id), Some(commit()));
+            prop_assert_eq!(pos(&steps, "export"), shape.artifacts.then_some(0));
             let switch = pos(&steps, "switch").unwrap();
             if let Some(b) = pos(&steps, "build") { prop_assert!(b < switch); }
             if let Some(r) = pos(&steps, "restart") { prop_assert!(switch < r); }
             if let (Some(r), Some(v)) = (pos(&steps, "restart"), pos(&steps, "verify")) { prop_assert!(r < v); }
-            prop_assert_eq!(steps.last(), Some(&Step::Cleanup));
+            prop_assert_eq!(steps.last() == Some(&Step::Cleanup), shape.artifacts);
             prop_assert_eq!(pos(&steps, "restart").is_some(), shape.start);
             prop_assert_eq!(pos(&steps, "verify").is_some(), shape.verify);
         }
@@ -329,7 +366,7 @@ mod tests {
 
         #[test]
         fn a_deploy_migrates_before_it_switches(shape in shapes(), id in 1u64..1000) {
-            let steps = deploy(shape, ReleaseId(id), commit());
+            let steps = deploy(shape, ReleaseId(id), Some(commit()));
             let m = pos(&steps, "migrate-up");
             prop_assert_eq!(m.is_some(), shape.migrations);
             if let Some(m) = m {
@@ -346,7 +383,7 @@ mod tests {
                     let back = Step::Switch { release: ReleaseId(f) };
                     prop_assert!(steps.contains(&back), "{:?}", steps);
                 }
-                None => prop_assert_eq!(steps.last(), Some(&Step::Unlink)),
+                None => prop_assert_eq!(steps.last() == Some(&Step::Unlink), shape.unlink),
             }
         }
     }
@@ -354,6 +391,8 @@ mod tests {
     #[test]
     fn rolling_back_to_current_with_code_scope_does_nothing_to_code() {
         let shape = Shape {
+            artifacts: true,
+            unlink: true,
             build: true,
             start: true,
             config_files: false,

@@ -284,7 +284,7 @@ impl IncidentReport {
                 .map(|s| PlannedStep {
                     seq: s.seq,
                     step: s.step.name(),
-                    description: s.step.to_string(),
+                    description: s.step.describe(env.map(|e| e.runtime.name()).unwrap_or("releases")),
                     phase: s.phase,
                 })
                 .collect(),
@@ -554,7 +554,15 @@ fn commits(
         );
     };
     let Some(to_commit) = to.commit.as_ref() else {
-        return (vec![], vec![], Some(format!("release #{} has no recorded commit", to.id.0)));
+        let why = if env.versions_in_source {
+            format!("release #{} has no recorded commit", to.id.0)
+        } else {
+            format!(
+                "versions of runtime {} are opaque (image tags, build numbers): set `source` to resolve them in git and list commits",
+                env.runtime.name()
+            )
+        };
+        return (vec![], vec![], Some(why));
     };
     let from_commit = from.and_then(|f| f.commit.as_ref());
     let added = git::commits(&env.source, from_commit, to_commit, COMMIT_LIMIT);

@@ -4,7 +4,7 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use lastgood_core::Result;
 use lastgood_core::engine::{DeployOptions, Engine, Report, RollbackOptions};
-use lastgood_core::model::{Outcome, Scope, Target};
+use lastgood_core::model::{Outcome, Scope};
 
 use crate::args::{Cli, Format, ScopeArg};
 use crate::output::{self, StderrProgress};
@@ -59,7 +59,8 @@ pub fn rollback(
         ScopeArg::Config => Scope::Config,
         ScopeArg::Db => Scope::Db,
     };
-    let opts = RollbackOptions { target: Target::parse(to)?, scope, reason, allow_data_loss: flags.allow_data_loss };
+    let target = engine.config.environment(env)?.parse_target(to)?;
+    let opts = RollbackOptions { target, scope, reason, allow_data_loss: flags.allow_data_loss };
     let plan = engine.plan_rollback(env, &opts)?;
     if cli.global.format == Format::Text {
         output::out(&output::plan_text(&plan));

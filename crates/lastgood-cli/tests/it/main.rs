@@ -11,6 +11,7 @@ mod lock;
 mod record;
 mod report;
 mod rollback;
+mod runtimes;
 
 use lastgood_testkit::TestEnv;
 

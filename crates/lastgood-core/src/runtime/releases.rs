@@ -147,3 +147,57 @@ pub fn write_atomic(path: &Path, content: &[u8]) -> Result<()> {
     fs::rename(&tmp, path).map_err(Error::io("replace", path))?;
     fsync_dir(dir)
 }
+
+/// The runtime over these functions.
+pub struct Releases<'a> {
+    pub env: &'a crate::config::Environment,
+}
+
+impl super::Runtime for Releases<'_> {
+    fn prepare(&self) -> Result<()> {
+        prepare(&self.env.deploy_to)
+    }
+
+    fn artifacts(&self) -> bool {
+        true
+    }
+
+    fn export(&self, commit: &CommitId, id: ReleaseId) -> Result<bool> {
+        export(&self.env.source, commit, &self.env.deploy_to, id)
+    }
+
+    fn activate(&self, a: &super::Activation<'_>) -> Result<String> {
+        let id = a.release.id;
+        Ok(if switch(&self.env.deploy_to, id)? {
+            format!("current -> releases/{}", id.0)
+        } else {
+            "current already pointed there".into()
+        })
+    }
+
+    fn deactivate(&self) -> Result<Option<String>> {
+        unlink(&self.env.deploy_to)?;
+        Ok(Some("current removed".into()))
+    }
+
+    fn ready(&self, r: &crate::ledger::Release) -> std::result::Result<(), String> {
+        if r.artifact && present(&self.env.deploy_to, r.id) {
+            Ok(())
+        } else {
+            Err(format!(
+                "the release directory of {} ({}) is gone: {} does not exist",
+                r.id,
+                r.version,
+                release_dir(&self.env.deploy_to, r.id).display()
+            ))
+        }
+    }
+
+    fn workdir(&self, id: ReleaseId) -> PathBuf {
+        release_dir(&self.env.deploy_to, id)
+    }
+
+    fn remove(&self, id: ReleaseId) -> Result<()> {
+        remove(&self.env.deploy_to, id)
+    }
+}

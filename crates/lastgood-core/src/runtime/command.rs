@@ -1,0 +1,78 @@
+//! The `command` runtime: the user's program switches versions. It stands for a CI
+//! job triggered with a parameter and waited for, or a parameter store written and a
+//! pipeline run ("set desired_version to the old tag, run the pipeline").
+//!
+//! `switch` runs with `LASTGOOD_VERSION` and the other variables in its environment
+//! (the version is never part of a command line). `current`, if configured, prints
+//! the version running now; it is read before switching (already there: nothing to
+//! do, which makes a resumed switch harmless) and after (a switch that exits 0 while
+//! the old version still runs is a failure, not a success).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::config::Environment;
+use crate::error::{Error, Result};
+use crate::model::ReleaseId;
+
+/// How long `current` may take to answer.
+const CURRENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct Command<'a> {
+    pub env: &'a Environment,
+    pub switch: &'a [String],
+    pub current: Option<&'a [String]>,
+}
+
+impl Command<'_> {
+    fn dir(&self) -> PathBuf {
+        self.env.deploy_to.clone()
+    }
+
+    /// What `current` prints, trimmed; None when it is not configured, fails or prints nothing.
+    fn running(&self, vars: &[(String, String)]) -> Option<String> {
+        let argv = self.current?;
+        let out = crate::exec::output(argv, &self.dir(), vars, CURRENT_TIMEOUT).ok()?;
+        let line = out.lines().map(str::trim).find(|l| !l.is_empty())?.to_owned();
+        Some(line)
+    }
+}
+
+impl super::Runtime for Command<'_> {
+    fn prepare(&self) -> Result<()> {
+        super::ensure_dir(&super::state_dir(self.env))
+    }
+
+    fn activate(&self, a: &super::Activation<'_>) -> Result<String> {
+        let version = a.release.version.as_str();
+        if self.running(a.vars).as_deref() == Some(version) {
+            return Ok(format!("`current` already prints {version}"));
+        }
+        let log = super::state_dir(self.env).join(format!("switch-{}.log", a.release.id.0));
+        crate::exec::run_logged(self.switch, &self.dir(), a.vars, &log)
+            .map_err(|e| Error::Step { message: format!("switch: {e}") })?;
+        match (self.current, self.running(a.vars)) {
+            (None, _) => Ok(format!("switch ran for {version} (log: {})", log.display())),
+            (Some(_), Some(now)) if now == version => Ok(format!("switched; `current` prints {version}")),
+            (Some(_), Some(now)) => Err(Error::Step {
+                message: format!("switch exited 0 but `current` prints {now}, not {version} (log: {})", log.display()),
+            }),
+            (Some(_), None) => {
+                Ok(format!("switch ran for {version}; `current` printed nothing (log: {})", log.display()))
+            }
+        }
+    }
+
+    fn ready(&self, _release: &crate::ledger::Release) -> std::result::Result<(), String> {
+        // A version is all the switch program needs.
+        Ok(())
+    }
+
+    fn workdir(&self, _id: ReleaseId) -> PathBuf {
+        self.dir()
+    }
+
+    fn observe(&self) -> Option<String> {
+        self.running(&[])
+    }
+}
