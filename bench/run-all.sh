@@ -14,6 +14,8 @@ status=0
 bash "$HERE/rollback.sh" || status=$?
 echo
 bash "$HERE/ledger.sh" || status=$?
+echo
+bash "$HERE/gitops.sh" || status=$?
 if command -v strace >/dev/null && [[ -z "${NO_FSYNC:-}" ]]; then
     echo
     bash "$HERE/fsync-sensitivity.sh" || status=$?

@@ -111,9 +111,18 @@ impl GitOps<'_> {
             super::ensure_dir(&wc)?;
             self.ok(&["init", "--quiet"], "git init")?;
         }
-        self.ok(&["config", "remote.origin.url", &self.cfg.repo], "git config")?;
-        let refspec = format!("+refs/heads/{}:{}", self.cfg.branch, self.remote_ref());
-        self.ok(&["config", "remote.origin.fetch", &refspec], "git config")?;
+        // The remote is (re)configured only when the config changed since last time.
+        let marker = wc.join(".git/lastgood-remote");
+        let want = format!("{}\n{}\n", self.cfg.repo, self.cfg.branch);
+        if std::fs::read_to_string(&marker).ok().as_deref() != Some(want.as_str()) {
+            self.ok(&["config", "remote.origin.url", &self.cfg.repo], "git config")?;
+            let refspec = format!("+refs/heads/{}:{}", self.cfg.branch, self.remote_ref());
+            self.ok(&["config", "remote.origin.fetch", &refspec], "git config")?;
+            // lastgood's clone is small and short-lived work: no background gc on its time.
+            self.ok(&["config", "maintenance.auto", "false"], "git config")?;
+            self.ok(&["config", "gc.auto", "0"], "git config")?;
+            std::fs::write(&marker, want).map_err(Error::io("write", &marker))?;
+        }
         Ok(())
     }
 
@@ -137,9 +146,17 @@ impl GitOps<'_> {
         Ok(Some(String::from_utf8_lossy(&out.stdout).trim().to_owned()))
     }
 
-    /// Commits in `range`, newest first, with the trailers of their last paragraph.
-    fn log(&self, range: &str) -> Result<Vec<Stamped>> {
-        let text = self.ok(&["log", "-z", "--format=%H%n%B", "--end-of-options", range], "git log")?;
+    /// Commits in `range`, newest first, with the trailers of their last paragraph;
+    /// `grep` narrows the search to messages holding all of those lines.
+    fn log(&self, range: &str, grep: &[String]) -> Result<Vec<Stamped>> {
+        let mut args = vec!["log".to_owned(), "-z".into(), "--format=%H%n%B".into()];
+        if !grep.is_empty() {
+            args.extend(["--fixed-strings".into(), "--all-match".into()]);
+            args.extend(grep.iter().map(|g| format!("--grep={g}")));
+        }
+        args.extend(["--end-of-options".into(), range.to_owned()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let text = self.ok(&args, "git log")?;
         Ok(text
             .split('\0')
             .filter_map(|entry| {
@@ -167,8 +184,9 @@ impl GitOps<'_> {
     /// The commit that deployed `release` on this branch, if it is in its history.
     fn deploy_commit(&self, tip: &str, release: ReleaseId) -> Result<Option<String>> {
         let id = release.0.to_string();
+        let grep = [format!("Lastgood-Environment: {}", self.env.name), format!("Lastgood-Release: {id}")];
         Ok(self
-            .log(tip)?
+            .log(tip, &grep)?
             .into_iter()
             .find(|c| {
                 self.ours(c)
@@ -211,8 +229,13 @@ impl GitOps<'_> {
     }
 
     fn checkout(&self, tip: &str) -> Result<()> {
+        // A revert cut short by a crash leaves its sequencer state behind.
+        let git_dir = self.wc().join(".git");
+        if git_dir.join("sequencer").exists() || git_dir.join("REVERT_HEAD").exists() {
+            let _ = self.run(&["revert", "--quit"], None);
+        }
+        // Tracked files are reset; lastgood only ever stages the version file.
         self.ok(&["checkout", "--quiet", "--force", "--detach", tip], "git checkout")?;
-        self.ok(&["clean", "--quiet", "-fdx"], "git clean")?;
         Ok(())
     }
 
@@ -231,7 +254,10 @@ impl GitOps<'_> {
         if !out.status.success() {
             return Err(step(format!("git commit: {}", said(&out))));
         }
-        Ok(self.ok(&["rev-parse", "HEAD"], "rev-parse")?.trim().to_owned())
+        // Detached: HEAD holds the new commit's id.
+        let head = self.wc().join(".git/HEAD");
+        let sha = std::fs::read_to_string(&head).map_err(Error::io("read", &head))?;
+        Ok(sha.trim().to_owned())
     }
 
     fn push(&self, source: &str, lease: Option<&str>) -> Result<Pushed> {
@@ -269,7 +295,7 @@ impl GitOps<'_> {
                         self.cfg.branch, id.0
                     )));
                 };
-                let dropped = self.log(&format!("{target}..{tip}"))?;
+                let dropped = self.log(&format!("{target}..{tip}"), &[])?;
                 if let Some(other) = dropped.iter().find(|c| !self.ours(c)) {
                     return Err(step(format!(
                         "mode = \"reset\" would drop commit {} on {}, which lastgood did not make; \
@@ -288,7 +314,7 @@ impl GitOps<'_> {
                 let mut reverted = Vec::new();
                 if let Some(target) = self.deploy_commit(tip, id)? {
                     let since: Vec<String> = self
-                        .log(&format!("{target}..{tip}"))?
+                        .log(&format!("{target}..{tip}"), &[])?
                         .into_iter()
                         .filter(|c| self.ours(c))
                         .map(|c| c.sha)
