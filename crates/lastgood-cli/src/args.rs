@@ -151,6 +151,9 @@ pub enum Command {
     /// Delivers one spooled notification (run detached by lastgood itself)
     #[command(name = "__deliver", hide = true)]
     Deliver { file: PathBuf },
+    /// Serves one request of a fleet controller on stdin (run over ssh by lastgood itself)
+    #[command(name = "__agent", hide = true)]
+    Agent,
     /// The incident record of one operation (--format text gives Markdown, json a document)
     Report {
         /// The operation's id, as deploy and rollback print it

@@ -62,6 +62,9 @@ fn hint(e: &Error, cli: &Cli) -> Option<String> {
         Error::Locked { .. } => {
             format!("run `lastgood unlock {env}` when the environment may change again")
         }
+        Error::Halted { .. } => format!(
+            "fix the host, then `lastgood resume {env}` retries the step, or `lastgood resume {env} --abort` returns every host to where it started"
+        ),
         Error::Interrupted { .. } => format!(
             "run `lastgood resume {env}` to finish it, or `lastgood resume {env} --abort` to return to where it started"
         ),

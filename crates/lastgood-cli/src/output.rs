@@ -226,6 +226,7 @@ pub fn status_json(s: &Status) -> Value {
         "app": s.app.as_ref().map(|a| json!({ "pid": a.pid, "release": a.release })),
         "runtime": s.runtime,
         "runtime_version": s.runtime_version,
+        "hosts": s.hosts,
     })
 }
 
@@ -240,6 +241,9 @@ pub fn status_text(s: &Status) -> String {
     match s.rollback_ready {
         Some(true) if releases => t.push_str("  rollback:  ready (the last good release's directory is in place)\n"),
         Some(true) => t.push_str("  rollback:  ready\n"),
+        Some(false) if s.hosts.iter().any(|h| !h.reachable) => {
+            t.push_str("  rollback:  NOT READY: a host cannot be reached (below)\n")
+        }
         Some(false) => t.push_str("  rollback:  NOT READY: the last good release's directory is gone\n"),
         None => {}
     }
@@ -260,12 +264,27 @@ pub fn status_text(s: &Status) -> String {
             t.push_str(&format!("  config:    from {cfg}\n"));
         }
     }
+    let fleet = !s.hosts.is_empty();
     match &s.app {
         Some(a) => t.push_str(&format!("  app:       pid {} running #{}\n", a.pid, a.release)),
-        None if releases => t.push_str("  app:       not running under lastgood\n"),
+        None if releases && !fleet => t.push_str("  app:       not running under lastgood\n"),
         None => {}
     }
-    if releases && s.current_link != s.current.as_ref().map(|c| c.id) {
+    let expected = s.current.as_ref().map(|c| c.id.0);
+    for h in &s.hosts {
+        let show = |r: Option<u64>| r.map(|r| format!("#{r}")).unwrap_or_else(|| "nothing".into());
+        let line = match &h.error {
+            Some(e) => format!("UNREACHABLE: {e}"),
+            None => format!(
+                "current {}, app {}{}",
+                show(h.current),
+                h.app.map(|r| format!("runs #{r}")).unwrap_or_else(|| "not running".into()),
+                if h.current != expected { "  <- DIFFERS from the ledger" } else { "" }
+            ),
+        };
+        t.push_str(&format!("  host:      {:<22} {line}\n", h.host));
+    }
+    if releases && !fleet && s.current_link != s.current.as_ref().map(|c| c.id) {
         t.push_str(&format!(
             "  WARNING:   `current` on disk points at {}, the ledger says {}\n",
             s.current_link.map(|c| c.to_string()).unwrap_or_else(|| "nothing".into()),

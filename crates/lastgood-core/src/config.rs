@@ -97,10 +97,36 @@ pub enum GitopsMode {
     Reset,
 }
 
+/// How a fleet deploy moves through its hosts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rollout {
+    /// At most this many hosts are worked on at once.
+    pub parallel: usize,
+    /// Hosts switched, started and verified together (None: all of them at once).
+    pub batch: Option<usize>,
+    /// The first N hosts go first, alone, and must pass their checks before the rest.
+    pub canary: usize,
+    pub on_failure: OnFailure,
+}
+
+/// What a fleet deploy does when a host fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFailure {
+    /// Every host returns to the release it had (all or nothing).
+    Rollback,
+    /// Stop where it is and report; `lastgood resume` retries, `--abort` undoes.
+    Halt,
+}
+
 #[derive(Debug, Clone)]
 pub struct Environment {
     pub name: EnvName,
     pub runtime: Runtime,
+    /// Empty: this machine (`hosts = ["local"]`).
+    pub hosts: Vec<crate::model::SshHost>,
+    /// Passed to ssh as `-F`.
+    pub ssh_config: Option<PathBuf>,
+    pub rollout: Rollout,
     pub source: PathBuf,
     /// Versions name commits in `source` (always for `releases`; for the other
     /// runtimes only when `source` is set, else a version is an opaque string).
@@ -300,31 +326,7 @@ fn check_env(name: &EnvName, raw: RawEnv, dir: &Path) -> std::result::Result<Env
             })
         }
     };
-    if let Some(s) = &raw.ssh_config {
-        return Err((Some(s.span()), "ssh_config: ssh hosts are not available in this version of lastgood yet".into()));
-    }
-    if let Some(hosts) = &raw.hosts {
-        for h in hosts.get_ref() {
-            if h != "local" {
-                let why = if h.starts_with("ssh://") {
-                    format!(
-                        "hosts: `{}`: ssh hosts are not available in this version of lastgood yet; use \"local\"",
-                        h.escape_debug()
-                    )
-                } else {
-                    format!(
-                        "hosts: `{}` is not a host; expected \"local\" or \"ssh://user@host[:port]\"",
-                        h.escape_debug()
-                    )
-                };
-                return Err((Some(hosts.span()), why));
-            }
-        }
-        if hosts.get_ref().is_empty() {
-            return Err((Some(hosts.span()), "hosts: the list is empty; use [\"local\"]".into()));
-        }
-    }
-
+    let (hosts, ssh_config, rollout) = check_hosts(&raw, &runtime, dir)?;
     let source = resolve(dir, raw.source.as_ref().map(|s| s.get_ref().as_str()).unwrap_or("."));
     let versions_in_source = runtime == Runtime::Releases || raw.source.is_some();
     let deploy_to = match &raw.deploy_to {
@@ -422,9 +424,23 @@ fn check_env(name: &EnvName, raw: RawEnv, dir: &Path) -> std::result::Result<Env
     if lease < Duration::from_secs(3) {
         return Err((raw.lease.as_ref().map(Spanned::span), "lease: must be at least 3s".into()));
     }
+    if !hosts.is_empty() {
+        let refuse = |key: &str, span: Option<Range<usize>>, why: &str| -> std::result::Result<(), Fail> {
+            Err((span, format!("{key}: {why} with ssh hosts in this version of lastgood")))
+        };
+        if let Some(f) = &raw.config_files {
+            refuse("config_files", Some(f.span()), "config files are not shipped to hosts")?;
+        }
+        if database.as_ref().is_some_and(|d| d.migrations.is_some()) {
+            refuse("database.migrations", None, "migrations are not run")?;
+        }
+    }
     Ok(Environment {
         name: name.clone(),
         runtime,
+        hosts,
+        ssh_config,
+        rollout,
         source,
         versions_in_source,
         deploy_to,
@@ -438,6 +454,90 @@ fn check_env(name: &EnvName, raw: RawEnv, dir: &Path) -> std::result::Result<Env
         database,
         notify,
     })
+}
+
+fn check_hosts(
+    raw: &RawEnv,
+    runtime: &Runtime,
+    dir: &Path,
+) -> std::result::Result<(Vec<crate::model::SshHost>, Option<PathBuf>, Rollout), Fail> {
+    let mut hosts = Vec::new();
+    if let Some(list) = &raw.hosts {
+        let span = Some(list.span());
+        if list.get_ref().is_empty() {
+            return Err((span, "hosts: the list is empty; use [\"local\"] or ssh:// hosts".into()));
+        }
+        let local = list.get_ref().iter().filter(|h| h.as_str() == "local").count();
+        if local > 0 && local < list.get_ref().len() {
+            return Err((
+                span,
+                "hosts: mix of \"local\" and ssh hosts; list either [\"local\"] or ssh:// hosts".into(),
+            ));
+        }
+        if local == 0 {
+            for h in list.get_ref() {
+                let host = crate::model::SshHost::parse(h).map_err(|e| (span.clone(), format!("hosts: {e}")))?;
+                if hosts.iter().any(|o: &crate::model::SshHost| o.label() == host.label()) {
+                    return Err((span, format!("hosts: {} is listed twice", host.label())));
+                }
+                hosts.push(host);
+            }
+            if *runtime != Runtime::Releases {
+                return Err((
+                    span,
+                    format!("hosts: ssh hosts work with the releases runtime, not `{}`", runtime.name()),
+                ));
+            }
+        }
+    }
+    let ssh_config = match &raw.ssh_config {
+        Some(s) if hosts.is_empty() => {
+            return Err((Some(s.span()), "ssh_config: applies to ssh hosts, and `hosts` lists none".into()));
+        }
+        Some(s) if s.get_ref().is_empty() || s.get_ref().starts_with('-') => {
+            return Err((Some(s.span()), "ssh_config: must be a path to an ssh config file".into()));
+        }
+        Some(s) => Some(resolve(dir, s.get_ref())),
+        None => None,
+    };
+    let count = |key: &str, v: &Option<Spanned<i64>>| -> std::result::Result<Option<usize>, Fail> {
+        match v {
+            None => Ok(None),
+            Some(_) if hosts.is_empty() => {
+                Err((v.as_ref().map(Spanned::span), format!("{key}: applies to ssh hosts, and `hosts` lists none")))
+            }
+            Some(n) if *n.get_ref() < 0 || *n.get_ref() > 10_000 => {
+                Err((Some(n.span()), format!("{key}: must be between 0 and 10000")))
+            }
+            Some(n) => Ok(Some(*n.get_ref() as usize)),
+        }
+    };
+    let parallel = count("parallel", &raw.parallel)?.unwrap_or(hosts.len().clamp(1, 16));
+    if parallel == 0 {
+        return Err((raw.parallel.as_ref().map(Spanned::span), "parallel: must be at least 1".into()));
+    }
+    let batch = count("batch", &raw.batch)?;
+    if batch == Some(0) {
+        return Err((raw.batch.as_ref().map(Spanned::span), "batch: must be at least 1".into()));
+    }
+    let canary = count("canary", &raw.canary)?.unwrap_or(0);
+    if canary > 0 && canary >= hosts.len() {
+        return Err((
+            raw.canary.as_ref().map(Spanned::span),
+            format!("canary: {canary} of {} hosts leaves none to follow; use fewer", hosts.len()),
+        ));
+    }
+    let on_failure = match raw.on_failure.as_ref().map(|s| s.get_ref().as_str()) {
+        None | Some("rollback") => OnFailure::Rollback,
+        Some("halt") => OnFailure::Halt,
+        Some(other) => {
+            return Err((
+                raw.on_failure.as_ref().map(Spanned::span),
+                format!("on_failure: `{}` is not rollback or halt", other.escape_debug()),
+            ));
+        }
+    };
+    Ok((hosts, ssh_config, Rollout { parallel, batch, canary, on_failure }))
 }
 
 fn check_runtime(raw: &RawEnv, dir: &Path) -> std::result::Result<Runtime, Fail> {
@@ -734,6 +834,10 @@ struct RawEnv {
     restart: Option<Spanned<Vec<String>>>,
     keep_releases: Option<Spanned<i64>>,
     ssh_config: Option<Spanned<String>>,
+    parallel: Option<Spanned<i64>>,
+    batch: Option<Spanned<i64>>,
+    canary: Option<Spanned<i64>>,
+    on_failure: Option<Spanned<String>>,
     config_files: Option<Spanned<Vec<String>>>,
     stop_timeout: Option<Spanned<String>>,
     lease: Option<Spanned<String>>,

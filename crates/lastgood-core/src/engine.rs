@@ -112,6 +112,8 @@ pub struct Status {
     /// For runtimes other than `releases`: the version the world says runs (the
     /// `current` command's answer, the gitops branch's version file at the last fetch).
     pub runtime_version: Option<String>,
+    /// Each ssh host: reachable, the release its `current` names, the release its app runs.
+    pub hosts: Vec<crate::fleet::HostState>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -348,7 +350,7 @@ impl Engine {
             host: self.ctx.host.clone(),
             pid: self.ctx.pid,
             started_at: self.ctx.now(),
-            steps: view.steps.iter().cloned().map(|s| (s, Phase::Forward)).collect(),
+            steps: crate::fleet::place(&env, view.steps.clone(), Phase::Forward, OperationKind::Deploy),
             release: Some(release),
             allow_data_loss: false,
         };
@@ -488,7 +490,13 @@ impl Engine {
         let state = self.ledger.env_state(&env.name)?;
         let from = state.current.map(|c| self.must_release(&env.name, c)).transpose()?;
         let to = self.resolve_target(&env, &opts.target, state.current)?;
-        if opts.scope.includes_code() {
+        let mut drift = false;
+        if let Some(fleet) = crate::fleet::Fleet::of(&env) {
+            if opts.scope.includes_code() {
+                let hosts = self.preflight_fleet(&fleet, "rollback", Some(&to))?;
+                drift = hosts.iter().any(|(_, current)| *current != Some(to.id.0));
+            }
+        } else if opts.scope.includes_code() {
             if let Err(why) = runtime::of(&env).ready(&to) {
                 return Err(Error::Refused { env: env.name.to_string(), what: "rollback".into(), why });
             }
@@ -547,8 +555,10 @@ impl Engine {
                 sql = downs.sql.clone();
             }
         }
-        let steps = plan::rollback(shape, state.current, to.id, opts.scope, schema);
-        let in_place = in_place(&state, &to, opts.scope, &steps);
+        // A host that runs something else than the ledger says is switched too.
+        let current = if drift { None } else { state.current };
+        let steps = plan::rollback(shape, current, to.id, opts.scope, schema);
+        let in_place = !drift && in_place(&state, &to, opts.scope, &steps);
         if in_place {
             notes.push(format!("{} is already in place for scope {}: nothing to do", to.id, opts.scope));
         }
@@ -571,6 +581,9 @@ impl Engine {
     /// A runtime that cannot act (deploy_to not writable, repository unreachable)
     /// refuses the operation before anything changes.
     fn preflight_runtime(&self, env: &Environment, what: &str) -> Result<()> {
+        if let Some(fleet) = crate::fleet::Fleet::of(env) {
+            return self.preflight_fleet(&fleet, what, None).map(drop);
+        }
         runtime::of(env).prepare().map_err(|e| Error::Refused {
             env: env.name.to_string(),
             what: what.into(),
@@ -578,6 +591,27 @@ impl Engine {
                 crate::config::Runtime::Releases => format!("deploy_to is not usable: {e}"),
                 _ => e.to_string(),
             },
+        })
+    }
+
+    /// Every host must be ready before any host changes; one that is not refuses the
+    /// whole operation and is named. Returns each host's current release.
+    fn preflight_fleet(
+        &self,
+        fleet: &crate::fleet::Fleet<'_>,
+        what: &str,
+        release: Option<&Release>,
+    ) -> Result<Vec<(crate::model::SshHost, Option<u64>)>> {
+        let need = release.map(|r| (r.id.0, r.commit.as_ref().map(ToString::to_string)));
+        fleet.preflight(need).map_err(|failed| Error::Refused {
+            env: fleet.env.name.to_string(),
+            what: what.into(),
+            why: format!(
+                "{} of {} host(s) failed the preflight:\n  {}",
+                failed.len(),
+                fleet.env.hosts.len(),
+                failed.iter().map(|(h, e)| format!("{}: {e}", h.label())).collect::<Vec<_>>().join("\n  ")
+            ),
         })
     }
 
@@ -612,7 +646,7 @@ impl Engine {
     ) -> Result<Option<Report>> {
         let env = self.env(env_name)?;
         let view = self.plan_rollback(env_name, opts)?;
-        if opts.scope.includes_code() && !view.in_place {
+        if opts.scope.includes_code() && !view.in_place && env.hosts.is_empty() {
             self.preflight_runtime(&env, "rollback")?;
         }
         if !view.confirm.is_empty() && !confirmed {
@@ -631,8 +665,7 @@ impl Engine {
                 return Err(e);
             }
         };
-        let state = self.ledger.env_state(&env.name)?;
-        if in_place(&state, &view.to, opts.scope, &view.steps) {
+        if view.in_place {
             self.free(held);
             return Ok(None);
         }
@@ -647,7 +680,7 @@ impl Engine {
             host: self.ctx.host.clone(),
             pid: self.ctx.pid,
             started_at: self.ctx.now(),
-            steps: view.steps.iter().cloned().map(|s| (s, Phase::Forward)).collect(),
+            steps: crate::fleet::place(&env, view.steps.clone(), Phase::Forward, OperationKind::Rollback),
             release: None,
             allow_data_loss: opts.allow_data_loss,
         };
@@ -691,7 +724,7 @@ impl Engine {
             let verify = env.checks.is_empty() || steps.iter().any(|s| matches!(s.step, Step::Verify { .. }));
             let undo = plan::undo(journal::shape(&env, verify), op.from);
             changes
-                .push(Change::AppendSteps { op: op.id, steps: undo.into_iter().map(|s| (s, Phase::Abort)).collect() });
+                .push(Change::AppendSteps { op: op.id, steps: crate::fleet::place(&env, undo, Phase::Abort, op.kind) });
         }
         if let Err(e) = self.ledger.apply(&held.fence, changes) {
             self.free(held);
@@ -720,7 +753,14 @@ impl Engine {
         let current = state.current.map(|c| self.must_release(&env.name, c)).transpose()?;
         let last_good = self.ledger.last_good(&env.name, state.current)?;
         let rt = runtime::of(&env);
-        let rollback_ready = last_good.as_ref().map(|g| rt.ready(g).is_ok());
+        let hosts = crate::fleet::Fleet::of(&env).map(|f| f.observe()).unwrap_or_default();
+        let rollback_ready = match &last_good {
+            None => None,
+            // On a fleet: known on every host (the directory is checked when the
+            // rollback's preflight runs).
+            Some(g) if !env.hosts.is_empty() => Some(g.artifact && hosts.iter().all(|h| h.reachable)),
+            Some(g) => Some(rt.ready(g).is_ok()),
+        };
         let lock = self.ledger.lock_info(&env.name)?;
         let lock_holder_gone = lock.as_ref().is_some_and(|l| lock::holder_gone(&self.ctx, l));
         let interrupted = match self.ledger.running_operation(&env.name)? {
@@ -743,9 +783,14 @@ impl Engine {
             lock,
             lock_holder_gone,
             interrupted,
-            current_link: if releases_runtime { releases::current(&env.deploy_to) } else { None },
+            current_link: if releases_runtime && env.hosts.is_empty() {
+                releases::current(&env.deploy_to)
+            } else {
+                None
+            },
             runtime: env.runtime.name(),
             runtime_version: if releases_runtime { None } else { rt.observe() },
+            hosts,
             app,
             config_release: state.config_release,
             rollback_ready,
@@ -766,6 +811,22 @@ impl Engine {
         };
         let r = self.must_release(&env.name, current)?;
         let vars = journal::program_env(&env.name, &r);
+        if !env.hosts.is_empty() {
+            let mut outcomes = Vec::new();
+            for h in &env.hosts {
+                let mut vars = vars.clone();
+                for (k, v) in &mut vars {
+                    if k == "LASTGOOD_HOST" {
+                        *v = h.host.clone();
+                    }
+                }
+                outcomes.extend(verify::run_checks(
+                    &env.checks,
+                    &verify::Vars { version: &r.version, host: &h.host, env: &vars, cwd: &env.source },
+                ));
+            }
+            return Ok((r, outcomes));
+        }
         let dir = runtime::of(&env).workdir(current);
         let outcomes = verify::run_checks(
             &env.checks,

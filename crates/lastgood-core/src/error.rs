@@ -42,6 +42,9 @@ pub enum Error {
     #[error("{kind} operation {operation} on `{env}` was interrupted{}", step.as_ref().map(|s| format!(" at step `{s}`")).unwrap_or_default())]
     Interrupted { env: String, operation: u64, kind: String, step: Option<String> },
 
+    #[error("{kind} operation {operation} on `{env}` halted at step `{step}` (on_failure = \"halt\"): {detail}")]
+    Halted { env: String, operation: u64, kind: String, step: String, detail: String },
+
     #[error("operation on `{env}` lost its lock to a newer holder (epoch {epoch} is stale)")]
     Fenced { env: String, epoch: i64 },
 
@@ -85,7 +88,7 @@ impl Error {
             | Self::Usage { .. } => 2,
             Self::Locked { .. } => 3,
             Self::Refused { .. } => 4,
-            Self::Interrupted { .. } | Self::Fenced { .. } => 5,
+            Self::Interrupted { .. } | Self::Fenced { .. } | Self::Halted { .. } => 5,
             Self::Migrate(e) => e.exit_code(),
             Self::Backup(_) => 1,
             Self::Step { .. } | Self::Git { .. } | Self::Ledger { .. } | Self::Io { .. } | Self::Supervise(_) => 1,

@@ -137,6 +137,15 @@ pub fn export(dir: &Path, commit: &CommitId, dest: &Path) -> Result<()> {
     }
 }
 
+/// The commit's tree as a tar archive (what fleet hosts unpack).
+pub fn archive(dir: &Path, commit: &CommitId) -> Result<Vec<u8>> {
+    let out = run(dir, &["archive", "--format=tar", "--end-of-options", commit.as_str()])?;
+    if !out.status.success() {
+        return Err(fail(dir, &out));
+    }
+    Ok(out.stdout)
+}
+
 /// Whether the trees of two commits differ outside the given paths (so a release that
 /// only adds migrations is not taken for a code change).
 pub fn differs_outside(dir: &Path, a: &CommitId, b: &CommitId, excluded: &[&str]) -> Result<bool> {

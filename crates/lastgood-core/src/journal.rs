@@ -186,6 +186,24 @@ impl Journal<'_> {
                         return Err(e);
                     }
                     let detail = e.to_string();
+                    if self.halts(&rec) {
+                        // The step stays open: `resume` retries it, `resume --abort` undoes.
+                        self.ledger.apply(
+                            &self.fence,
+                            vec![self.audit(
+                                "step.halted",
+                                serde_json::json!({ "step": rec.step.name(), "host": rec.host, "error": detail }),
+                            )],
+                        )?;
+                        self.progress.step_finished(&rec);
+                        return Err(Error::Halted {
+                            env: self.env.name.to_string(),
+                            operation: self.op.id,
+                            kind: self.op.kind.as_str().into(),
+                            step: rec.step.name().into(),
+                            detail,
+                        });
+                    }
                     rec.state = StepState::Failed;
                     rec.detail = Some(detail.clone());
                     self.ledger.apply(
@@ -232,7 +250,7 @@ impl Journal<'_> {
     }
 
     /// A failed step: decide whether to return to the last good release.
-    fn on_failure(&mut self, failed: &StepRecord, steps: &[StepRecord]) -> Result<Option<Vec<(Step, Phase)>>> {
+    fn on_failure(&mut self, failed: &StepRecord, steps: &[StepRecord]) -> Result<Option<Vec<(Step, Phase, String)>>> {
         let deploy = self.op.kind == OperationKind::Deploy;
         let switched = steps
             .iter()
@@ -298,9 +316,15 @@ impl Journal<'_> {
             ),
             serde_json::json!({ "to": good.id }),
         )?;
-        let current = self.ledger.env_state(&self.env.name)?.current;
+        let mut current = self.ledger.env_state(&self.env.name)?.current;
+        if !self.env.hosts.is_empty() {
+            // Some hosts may have switched before the ledger's `current` moved (it moves
+            // with the last wave): switch every host back; where one never moved, that
+            // is a no-op.
+            current = Some(self.op.to);
+        }
         let steps = plan::rollback(shape, current, good.id, crate::model::Scope::Full, schema);
-        Ok(Some(steps.into_iter().map(|s| (s, Phase::Rollback)).collect()))
+        Ok(Some(crate::fleet::place(self.env, steps, Phase::Rollback, self.op.kind)))
     }
 
     /// The destructive migrations a return to `target` would revert.
@@ -444,6 +468,11 @@ impl Journal<'_> {
     /// Applies one step; returns its detail and the ledger changes that record its effect.
     fn apply(&mut self, rec: &StepRecord) -> Result<(String, Vec<Change>)> {
         let env = self.env;
+        if rec.host != crate::fleet::LOCAL {
+            if let Some(fleet) = crate::fleet::Fleet::of(env) {
+                return self.apply_fleet(&fleet, rec);
+            }
+        }
         let rt = runtime::of(env);
         let state_dir = runtime::state_dir(env);
         match &rec.step {
@@ -667,9 +696,167 @@ impl Journal<'_> {
         }
     }
 
-    /// Retention: keep the current release, the config release, this operation's
-    /// release and the newest `keep_releases` good ones; remove the other directories.
-    fn cleanup(&mut self) -> Result<(String, Vec<Change>)> {
+    /// Whether a failed step halts the operation (`on_failure = "halt"` on a fleet's
+    /// forward path) instead of failing it.
+    fn halts(&self, rec: &StepRecord) -> bool {
+        rec.host != crate::fleet::LOCAL
+            && rec.phase == Phase::Forward
+            && self.env.rollout.on_failure == crate::config::OnFailure::Halt
+    }
+
+    /// One step on the hosts its record names, in parallel; done only if done on all.
+    fn apply_fleet(&mut self, fleet: &crate::fleet::Fleet<'_>, rec: &StepRecord) -> Result<(String, Vec<Change>)> {
+        use crate::agent::Request;
+        use crate::fleet::summarize;
+        let env = self.env;
+        let hosts = fleet.hosts_of(&rec.host).map_err(|message| Error::Step { message })?;
+        let epoch = self.fence.epoch;
+        let deploy_to = env.deploy_to.clone();
+        let finish = |r: std::result::Result<String, (String, bool)>| match r {
+            Ok(text) => Ok(text),
+            Err((_, true)) => Err(Error::Fenced { env: env.name.to_string(), epoch }),
+            Err((message, false)) => Err(Error::Step { message }),
+        };
+        let env_name = env.name.clone();
+        let host_vars = |r: &Release, h: &crate::model::SshHost| {
+            let mut vars = program_env(&env_name, r);
+            for (k, v) in &mut vars {
+                if k == "LASTGOOD_HOST" {
+                    *v = h.host.clone();
+                }
+            }
+            vars
+        };
+        let stop_ms = env.stop_timeout.as_millis() as u64;
+        let detail = |a: &crate::agent::Answer| a.detail.clone();
+        match &rec.step {
+            Step::Export { release, commit } => {
+                let tar = crate::git::archive(&env.source, commit)?;
+                let req = Request::Export { deploy_to, release: release.0, commit: commit.to_string(), epoch };
+                let results = fleet.each(&hosts, |h| fleet.call(h, &req, &tar));
+                Ok((
+                    finish(summarize(results, detail))?,
+                    vec![Change::SetArtifact { release: *release, present: true }],
+                ))
+            }
+            Step::Build { release } => {
+                let Some(argv) = &env.build else { return Ok(("no build configured".into(), vec![])) };
+                let r = self.release(*release)?;
+                let results = fleet.each(&hosts, |h| {
+                    let req = Request::Exec {
+                        deploy_to: deploy_to.clone(),
+                        release: release.0,
+                        argv: argv.clone(),
+                        env: host_vars(&r, h),
+                        log: format!("build-{}.log", release.0),
+                        epoch,
+                    };
+                    fleet.call(h, &req, &[])
+                });
+                Ok((finish(summarize(results, detail))?, vec![]))
+            }
+            Step::Switch { release } => {
+                let req = Request::Switch { deploy_to, release: release.0, epoch };
+                let results = fleet.each(&hosts, |h| fleet.call(h, &req, &[]));
+                let text = finish(summarize(results, detail))?;
+                // The ledger's `current` moves with the last wave of this phase.
+                let later = self
+                    .ledger
+                    .steps(self.op.id)?
+                    .iter()
+                    .any(|s| s.seq > rec.seq && s.phase == rec.phase && matches!(s.step, Step::Switch { .. }));
+                let mut effects = Vec::new();
+                if !later {
+                    effects.push(Change::SetCurrent(Some(*release)));
+                    if self.op.scope.includes_config() || self.op.kind == OperationKind::Deploy {
+                        effects.push(Change::SetConfigRelease(Some(*release)));
+                    }
+                }
+                Ok((text, effects))
+            }
+            Step::Restart { release } => {
+                let r = self.release(*release)?;
+                let results = match &env.start {
+                    Start::Nothing => return Ok(("nothing to restart".into(), vec![])),
+                    Start::Run(argv) => fleet.each(&hosts, |h| {
+                        let req = Request::Start {
+                            deploy_to: deploy_to.clone(),
+                            release: release.0,
+                            argv: argv.clone(),
+                            env: host_vars(&r, h),
+                            stop_timeout_ms: stop_ms,
+                            epoch,
+                        };
+                        fleet.call(h, &req, &[])
+                    }),
+                    Start::Restart(argv) => fleet.each(&hosts, |h| {
+                        let req = Request::Exec {
+                            deploy_to: deploy_to.clone(),
+                            release: release.0,
+                            argv: argv.clone(),
+                            env: host_vars(&r, h),
+                            log: "restart.log".into(),
+                            epoch,
+                        };
+                        fleet.call(h, &req, &[])
+                    }),
+                };
+                Ok((finish(summarize(results, detail))?, vec![]))
+            }
+            Step::Stop => {
+                let req = Request::Stop { deploy_to, stop_timeout_ms: stop_ms, epoch };
+                let results = fleet.each(&hosts, |h| fleet.call(h, &req, &[]));
+                Ok((finish(summarize(results, detail))?, vec![]))
+            }
+            Step::Unlink => {
+                let req = Request::Unlink { deploy_to, epoch };
+                let results = fleet.each(&hosts, |h| fleet.call(h, &req, &[]));
+                let text = finish(summarize(results, detail))?;
+                Ok((text, vec![Change::SetCurrent(None), Change::SetConfigRelease(None)]))
+            }
+            Step::Verify { release } => {
+                let r = self.release(*release)?;
+                let results = fleet.each(&hosts, |h| {
+                    let vars = host_vars(&r, h);
+                    let outcomes = verify::run_checks(
+                        &env.checks,
+                        &verify::Vars { version: &r.version, host: &h.host, env: &vars, cwd: &env.source },
+                    );
+                    let failed: Vec<String> =
+                        outcomes.iter().filter(|o| !o.passed).map(|o| format!("{}: {}", o.check, o.detail)).collect();
+                    let passed = outcomes.len() - failed.len();
+                    let line = format!("{passed}/{} checks passed", outcomes.len());
+                    let verdict = if failed.is_empty() {
+                        Ok(line)
+                    } else {
+                        Err(crate::fleet::HostError::Agent(format!("{line}; {}", failed.join("; "))))
+                    };
+                    (outcomes, verdict)
+                });
+                let mut per_host = Vec::new();
+                for (h, (outcomes, verdict)) in results {
+                    self.checks.extend(outcomes);
+                    per_host.push((h, verdict));
+                }
+                Ok((finish(summarize(per_host, |s: &String| s.clone()))?, vec![]))
+            }
+            Step::Cleanup => {
+                let (remove, changes) = self.retention()?;
+                if remove.is_empty() {
+                    return Ok(("nothing to remove".into(), vec![]));
+                }
+                let ids: Vec<u64> = remove.iter().map(|r| r.0).collect();
+                let req = Request::Remove { deploy_to, releases: ids, epoch };
+                let results = fleet.each(&hosts, |h| fleet.call(h, &req, &[]));
+                let text = finish(summarize(results, detail))?;
+                Ok((text, changes))
+            }
+            other => Err(Error::Step { message: format!("step `{}` cannot run on hosts", other.name()) }),
+        }
+    }
+
+    /// The releases retention removes now, and the ledger changes that record it.
+    fn retention(&self) -> Result<(Vec<ReleaseId>, Vec<Change>)> {
         let env = self.env;
         let state = self.ledger.env_state(&env.name)?;
         let with_dirs = self.ledger.releases_with_artifacts(&env.name)?;
@@ -682,15 +869,28 @@ impl Journal<'_> {
         // Failed and bad releases among the newest few stay a while for inspection;
         // they are never what a rollback needs, so they do not count as protected.
         keep.extend(with_dirs.iter().map(|r| r.id).take(env.keep_releases));
-        let mut removed = Vec::new();
-        let mut changes = Vec::new();
-        for r in with_dirs.iter().filter(|r| !keep.contains(&r.id) && r.state != ReleaseState::Pending) {
-            runtime::of(env).remove(r.id)?;
-            changes.push(Change::SetArtifact { release: r.id, present: false });
-            removed.push(r.id.to_string());
+        let remove: Vec<ReleaseId> = with_dirs
+            .iter()
+            .filter(|r| !keep.contains(&r.id) && r.state != ReleaseState::Pending)
+            .map(|r| r.id)
+            .collect();
+        let changes = remove.iter().map(|id| Change::SetArtifact { release: *id, present: false }).collect();
+        Ok((remove, changes))
+    }
+
+    /// Retention: keep the current release, the config release, this operation's
+    /// release and the newest `keep_releases` good ones; remove the other directories.
+    fn cleanup(&mut self) -> Result<(String, Vec<Change>)> {
+        let (remove, changes) = self.retention()?;
+        let rt = runtime::of(self.env);
+        for id in &remove {
+            rt.remove(*id)?;
         }
-        let detail =
-            if removed.is_empty() { "nothing to remove".into() } else { format!("removed {}", removed.join(", ")) };
+        let detail = if remove.is_empty() {
+            "nothing to remove".into()
+        } else {
+            format!("removed {}", remove.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))
+        };
         Ok((detail, changes))
     }
 }

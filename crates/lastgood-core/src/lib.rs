@@ -3,6 +3,7 @@
 //! The CLI (and later the dashboard) call [`engine::Engine`]; everything below it is
 //! plain library code with typed errors.
 
+pub mod agent;
 pub mod config;
 pub mod context;
 pub mod database;
@@ -12,6 +13,7 @@ pub mod engine;
 pub mod error;
 pub mod exec;
 pub mod failpoint;
+pub mod fleet;
 pub mod git;
 pub mod journal;
 pub mod ledger;
@@ -23,6 +25,7 @@ pub mod report;
 pub mod runtime;
 pub mod secret;
 pub mod snapshots;
+pub mod ssh;
 pub mod supervise;
 pub mod verify;
 

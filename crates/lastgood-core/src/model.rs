@@ -502,3 +502,129 @@ mod tests {
         }
     }
 }
+
+/// A host of a fleet, from `ssh://[user@]host[:port]`.
+///
+/// The smart constructor is the defence against option injection (git CVE-2017-1000117,
+/// gitoxide RUSTSEC-2023-0064): a host or user that could be read as an ssh option
+/// (`-oProxyCommand=...`) or that holds anything but the characters of a name or an
+/// address is refused here, and ssh still gets `--` before the host.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SshHost {
+    pub user: Option<String>,
+    /// A DNS name, an IPv4 address or an IPv6 address (without brackets).
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+impl SshHost {
+    pub fn parse(s: &str) -> Result<Self, InvalidValue> {
+        let what = "host";
+        let Some(rest) = s.strip_prefix("ssh://") else {
+            return Err(invalid(what, s, "expected ssh://[user@]host[:port]"));
+        };
+        if rest.contains('/') || rest.contains('?') || rest.contains('#') {
+            return Err(invalid(what, s, "a host has no path; write ssh://user@host:port"));
+        }
+        let (user, hostport) = match rest.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, rest),
+        };
+        if let Some(u) = user {
+            let ok = !u.is_empty()
+                && !u.starts_with('-')
+                && u.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+            if !ok {
+                return Err(invalid(
+                    what,
+                    s,
+                    "the user may hold only letters, digits, `.`, `_` and `-`, and not start with `-`",
+                ));
+            }
+        }
+        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+            let Some((addr, after)) = v6.split_once(']') else {
+                return Err(invalid(what, s, "an IPv6 address needs its closing `]`"));
+            };
+            if addr.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(invalid(what, s, "not an IPv6 address inside `[...]`"));
+            }
+            (addr, after.strip_prefix(':'))
+        } else {
+            match hostport.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (hostport, None),
+            }
+        };
+        let port = match port {
+            None => None,
+            Some(p) => match p.parse::<u16>() {
+                Ok(n) if n > 0 => Some(n),
+                _ => return Err(invalid(what, s, "the port must be a number from 1 to 65535")),
+            },
+        };
+        let name_ok = !host.is_empty()
+            && host.len() <= 253
+            && !host.starts_with('-')
+            && !host.starts_with('.')
+            && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'));
+        if !name_ok {
+            return Err(invalid(
+                what,
+                s,
+                "the host must be a name or an address (letters, digits, `.`, `-`), not starting with `-` or `.`",
+            ));
+        }
+        Ok(Self { user: user.map(str::to_owned), host: host.to_owned(), port })
+    }
+
+    /// How the host is named in records and plans: `host` or `host:port`.
+    pub fn label(&self) -> String {
+        match self.port {
+            Some(p) if self.host.contains(':') => format!("[{}]:{p}", self.host),
+            Some(p) => format!("{}:{p}", self.host),
+            None => self.host.clone(),
+        }
+    }
+}
+
+impl fmt::Display for SshHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ssh://")?;
+        if let Some(u) = &self.user {
+            write!(f, "{u}@")?;
+        }
+        f.write_str(&self.label())
+    }
+}
+
+#[cfg(test)]
+mod ssh_host_tests {
+    use super::SshHost;
+
+    #[test]
+    fn hosts_parse_and_hostile_ones_are_refused() {
+        let h = SshHost::parse("ssh://deploy@web-1.example.com:2222").unwrap();
+        assert_eq!((h.user.as_deref(), h.host.as_str(), h.port), (Some("deploy"), "web-1.example.com", Some(2222)));
+        assert_eq!(h.to_string(), "ssh://deploy@web-1.example.com:2222");
+        assert_eq!(SshHost::parse("ssh://[::1]:22").unwrap().host, "::1");
+        assert_eq!(SshHost::parse("ssh://10.0.0.7").unwrap().label(), "10.0.0.7");
+        for bad in [
+            "ssh://-oProxyCommand=touch${IFS}x",
+            "ssh://-oProxyCommand=x@host",
+            "ssh://host;id",
+            "ssh://host/path",
+            "ssh://$(id)",
+            "ssh://a b",
+            "ssh://host:0",
+            "ssh://host:99999",
+            "ssh://",
+            "ssh://@host",
+            "host",
+            "ssh://ho\nst",
+            "ssh://[zz]:1",
+        ] {
+            assert!(SshHost::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+}

@@ -22,7 +22,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 use std::{env, fs, thread};
 
-const USAGE: &str = "usage: lastgood-sample-app [--listen 127.0.0.1:8080] [--config PATH]";
+const USAGE: &str = "usage: lastgood-sample-app [--listen 127.0.0.1:8080 | --listen :8080] [--config PATH]";
 
 /// What the app serves, fixed at startup.
 struct App {
@@ -96,7 +96,13 @@ fn listen_addr(mut args: impl Iterator<Item = String>) -> Result<String, String>
             return Err(format!("unexpected argument {arg:?}"));
         }
     }
-    Ok(listen.or_else(|| env::var("SAMPLE_APP_LISTEN").ok()).unwrap_or_else(|| "127.0.0.1:8080".to_owned()))
+    let listen = listen.or_else(|| env::var("SAMPLE_APP_LISTEN").ok()).unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+    // `:PORT` binds the address of the host lastgood deployed to (`LASTGOOD_HOST`), so
+    // one `run` line serves a whole fleet.
+    Ok(match listen.strip_prefix(':') {
+        Some(port) => format!("{}:{port}", env::var("LASTGOOD_HOST").unwrap_or_else(|_| "127.0.0.1".into())),
+        None => listen,
+    })
 }
 
 /// Reads `VERSION` and the env file from the working directory (the release).

@@ -183,7 +183,9 @@ pub struct NewOperation {
     pub host: String,
     pub pid: i32,
     pub started_at: i64,
-    pub steps: Vec<(Step, Phase)>,
+    /// Each step with its phase and the hosts it acts on (`local`, or host labels
+    /// joined with `,`).
+    pub steps: Vec<(Step, Phase, String)>,
     pub release: Option<NewRelease>,
     pub allow_data_loss: bool,
 }
@@ -262,7 +264,7 @@ pub enum Change {
     },
     AppendSteps {
         op: u64,
-        steps: Vec<(Step, Phase)>,
+        steps: Vec<(Step, Phase, String)>,
     },
     SetCurrent(Option<ReleaseId>),
     SetConfigRelease(Option<ReleaseId>),

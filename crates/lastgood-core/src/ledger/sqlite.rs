@@ -389,14 +389,14 @@ fn ledger_err(path: &Path, e: rusqlite::Error) -> Error {
     Error::Ledger { path: path.display().to_string(), message: e.to_string() }
 }
 
-fn insert_steps(tx: &Connection, op: u64, first: u32, steps: &[(Step, Phase)]) -> rusqlite::Result<()> {
+fn insert_steps(tx: &Connection, op: u64, first: u32, steps: &[(Step, Phase, String)]) -> rusqlite::Result<()> {
     let mut ins = tx.prepare_cached(
-        "INSERT INTO steps (operation, seq, name, phase, host, spec, state) VALUES (?1, ?2, ?3, ?4, 'local', ?5, 'planned')",
+        "INSERT INTO steps (operation, seq, name, phase, host, spec, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'planned')",
     )?;
-    for (i, (step, phase)) in steps.iter().enumerate() {
+    for (i, (step, phase, host)) in steps.iter().enumerate() {
         // Serialising a plain enum of ids and strings cannot fail.
         let spec = serde_json::to_string(step).unwrap_or_default();
-        ins.execute(params![op as i64, first + i as u32, step.name(), phase.as_str(), spec])?;
+        ins.execute(params![op as i64, first + i as u32, step.name(), phase.as_str(), host, spec])?;
     }
     Ok(())
 }
@@ -722,7 +722,7 @@ impl Ledger for SqliteLedger {
                     event: format!("{}.start", new.kind.as_str()),
                     detail: serde_json::json!({
                         "from": new.from, "to": new.to, "scope": new.scope, "reason": new.reason,
-                        "steps": new.steps.iter().map(|(s, _)| s.name()).collect::<Vec<_>>(),
+                        "steps": new.steps.iter().map(|(s, _, _)| s.name()).collect::<Vec<_>>(),
                     }),
                 },
             )?;

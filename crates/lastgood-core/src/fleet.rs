@@ -1,0 +1,325 @@
+//! Fleets: one environment on many ssh hosts, always on one release.
+//!
+//! The journal's steps stay the same (export, build, switch, restart, verify,
+//! cleanup); for a fleet each step acts on a set of hosts, recorded in the step's
+//! `host` column, and fans out over them with at most `parallel` at once. A step
+//! succeeds only when it succeeded on every one of its hosts; its record holds one
+//! line per host. The rollout shape is decided when the operation is planned
+//! ([`place`]): with `canary` or `batch`, switch/restart/verify are repeated per wave,
+//! canary hosts first; every later wave starts only after the one before passed its
+//! checks. The ledger's `current` moves only when the last wave has switched, so it
+//! never names a release the whole fleet does not run once the operation has ended.
+//!
+//! When a step fails on any host, the failure policy of the journal applies to the
+//! whole fleet: the automatic rollback switches every host back (a no-op on hosts that
+//! never moved) and restarts and verifies them; `on_failure = "halt"` stops there
+//! instead and leaves the operation for `lastgood resume` or `resume --abort`.
+//!
+//! Each host runs lastgood's own binary as an agent (`agent.rs`), uploaded once per
+//! build; the agent checks the operation's fencing epoch before any change.
+
+use std::io::{Cursor, Read};
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use crate::agent::{Answer, Request};
+use crate::config::Environment;
+use crate::model::{OperationKind, SshHost};
+use crate::plan::{Phase, Step};
+use crate::ssh::{Ssh, SshError};
+
+/// The `host` column of steps that run on the controller.
+pub const LOCAL: &str = "local";
+
+/// Free space a host must have before a deploy, in MB.
+const MIN_FREE_MB: u64 = 64;
+
+/// Gives each planned step the hosts it acts on, expanding waves for a fleet deploy.
+pub fn place(env: &Environment, steps: Vec<Step>, phase: Phase, kind: OperationKind) -> Vec<(Step, Phase, String)> {
+    if env.hosts.is_empty() {
+        return steps.into_iter().map(|s| (s, phase, LOCAL.to_owned())).collect();
+    }
+    let all = labels(&env.hosts);
+    let on_hosts = |s: &Step| {
+        matches!(
+            s,
+            Step::Export { .. }
+                | Step::Build { .. }
+                | Step::Switch { .. }
+                | Step::Restart { .. }
+                | Step::Verify { .. }
+                | Step::Stop
+                | Step::Unlink
+                | Step::Cleanup
+        )
+    };
+    let waves = waves(env);
+    let rolling = kind == OperationKind::Deploy && phase == Phase::Forward && waves.len() > 1;
+    if !rolling {
+        return steps
+            .into_iter()
+            .map(|s| {
+                let h = if on_hosts(&s) { all.clone() } else { LOCAL.to_owned() };
+                (s, phase, h)
+            })
+            .collect();
+    }
+    // Switch, restart and verify once per wave; everything else once for all.
+    let in_wave = |s: &Step| matches!(s, Step::Switch { .. } | Step::Restart { .. } | Step::Verify { .. });
+    let first = steps.iter().position(in_wave).unwrap_or(steps.len());
+    let last = steps.iter().rposition(in_wave).map(|i| i + 1).unwrap_or(first);
+    let mut out = Vec::new();
+    for s in &steps[..first] {
+        out.push((s.clone(), phase, if on_hosts(s) { all.clone() } else { LOCAL.to_owned() }));
+    }
+    for wave in &waves {
+        let label = labels(wave);
+        for s in &steps[first..last] {
+            out.push((s.clone(), phase, label.clone()));
+        }
+    }
+    for s in &steps[last..] {
+        out.push((s.clone(), phase, if on_hosts(s) { all.clone() } else { LOCAL.to_owned() }));
+    }
+    out
+}
+
+/// The rollout's waves: the canary hosts, then batches of the rest.
+pub fn waves(env: &Environment) -> Vec<Vec<SshHost>> {
+    let hosts = &env.hosts;
+    let mut out = Vec::new();
+    let canary = env.rollout.canary.min(hosts.len());
+    if canary > 0 {
+        out.push(hosts[..canary].to_vec());
+    }
+    let rest = &hosts[canary..];
+    let size = env.rollout.batch.unwrap_or(rest.len()).max(1);
+    for chunk in rest.chunks(size) {
+        out.push(chunk.to_vec());
+    }
+    out
+}
+
+fn labels(hosts: &[SshHost]) -> String {
+    hosts.iter().map(SshHost::label).collect::<Vec<_>>().join(",")
+}
+
+/// What went wrong on one host.
+#[derive(Debug)]
+pub enum HostError {
+    Ssh(SshError),
+    /// The agent ran and said no (or could not be run).
+    Agent(String),
+    /// The host has seen a newer lock epoch.
+    Fenced(String),
+}
+
+impl std::fmt::Display for HostError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Ssh(e) => write!(f, "{e}"),
+            Self::Agent(m) | Self::Fenced(m) => f.write_str(m),
+        }
+    }
+}
+
+/// The hosts of one environment and how to reach them.
+pub struct Fleet<'a> {
+    pub env: &'a Environment,
+    ssh: Ssh,
+    /// The agent's path on every host.
+    agent: String,
+    exe: PathBuf,
+}
+
+impl<'a> Fleet<'a> {
+    pub fn of(env: &'a Environment) -> Option<Self> {
+        if env.hosts.is_empty() {
+            return None;
+        }
+        let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("lastgood"));
+        // The agent is named after this build, so a new lastgood uploads itself again
+        // and an old agent is never asked to speak a newer protocol.
+        let key = std::fs::metadata(&exe)
+            .map(|m| {
+                use std::os::unix::fs::MetadataExt;
+                format!("{}-{:x}-{:x}", env!("CARGO_PKG_VERSION"), m.len(), m.mtime())
+            })
+            .unwrap_or_else(|_| env!("CARGO_PKG_VERSION").to_owned());
+        let agent = env.deploy_to.join(".lastgood/bin").join(format!("lastgood-{key}")).to_string_lossy().into_owned();
+        Some(Self { env, ssh: Ssh::new(env.ssh_config.clone()), agent, exe })
+    }
+
+    /// The configured hosts named by a step's `host` column.
+    pub fn hosts_of(&self, column: &str) -> Result<Vec<SshHost>, String> {
+        column
+            .split(',')
+            .map(|label| {
+                self.env.hosts.iter().find(|h| h.label() == label).cloned().ok_or_else(|| {
+                    format!("host {label} of this operation is no longer in the environment's `hosts`; put it back to finish, or run `lastgood resume --abort`")
+                })
+            })
+            .collect()
+    }
+
+    /// Copies lastgood's binary to the host unless this build is there already.
+    fn ensure_agent(&self, host: &SshHost) -> Result<(), HostError> {
+        let probe = self.ssh.run(host, &["test", "-x", &self.agent], &mut std::io::empty()).map_err(HostError::Ssh)?;
+        if probe.status == Some(0) {
+            return Ok(());
+        }
+        let file = std::fs::File::open(&self.exe)
+            .map_err(|e| HostError::Agent(format!("cannot read {}: {e}", self.exe.display())))?;
+        let dir =
+            std::path::Path::new(&self.agent).parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+        // A fixed script; the paths arrive as its positional parameters.
+        let script = "mkdir -p \"$1\" && cat > \"$2.tmp.$$\" && chmod 755 \"$2.tmp.$$\" && mv -f \"$2.tmp.$$\" \"$2\"";
+        let reply = self
+            .ssh
+            .run(host, &["sh", "-c", script, "sh", &dir, &self.agent], &mut std::io::BufReader::new(file))
+            .map_err(HostError::Ssh)?;
+        if reply.status != Some(0) {
+            return Err(HostError::Agent(format!(
+                "cannot install lastgood's agent at {}: {}",
+                self.agent,
+                reply.stderr.trim()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Sends one request (and its payload) to the host's agent.
+    pub fn call(&self, host: &SshHost, req: &Request, payload: &[u8]) -> Result<Answer, HostError> {
+        let mut line = serde_json::to_vec(req).map_err(|e| HostError::Agent(e.to_string()))?;
+        line.push(b'\n');
+        let mut input = Cursor::new(line).chain(Cursor::new(payload));
+        let reply = self.ssh.run(host, &[&self.agent, "__agent"], &mut input).map_err(HostError::Ssh)?;
+        let text = String::from_utf8_lossy(&reply.stdout);
+        let answer: Option<Answer> = text.lines().rev().find_map(|l| serde_json::from_str(l).ok());
+        match answer {
+            Some(a) if a.fenced => Err(HostError::Fenced(a.detail)),
+            Some(a) if a.ok => Ok(a),
+            Some(a) => Err(HostError::Agent(a.detail)),
+            None => Err(HostError::Agent(format!(
+                "lastgood's agent gave no answer (exit {}): {}",
+                reply.status.map(|s| s.to_string()).unwrap_or_else(|| "by signal".into()),
+                reply.stderr.trim().lines().last().unwrap_or("")
+            ))),
+        }
+    }
+
+    /// Runs `f` on every host, at most `parallel` at once; results in host order.
+    pub fn each<T: Send>(&self, hosts: &[SshHost], f: impl Fn(&SshHost) -> T + Sync) -> Vec<(SshHost, T)> {
+        let next = Mutex::new(0usize);
+        let results: Mutex<Vec<Option<T>>> = Mutex::new((0..hosts.len()).map(|_| None).collect());
+        let workers = self.env.rollout.parallel.clamp(1, hosts.len().max(1));
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| {
+                    loop {
+                        let i = {
+                            let mut n = next.lock().unwrap_or_else(|e| e.into_inner());
+                            let i = *n;
+                            *n += 1;
+                            i
+                        };
+                        let Some(host) = hosts.get(i) else { break };
+                        let r = f(host);
+                        results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(r);
+                    }
+                });
+            }
+        });
+        let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+        hosts.iter().cloned().zip(results.into_iter().map(|r| r.expect("every host ran"))).collect()
+    }
+
+    /// Preflight on every host: reachable with its pinned key, the agent installed,
+    /// `deploy_to` writable with room to spare, and for a rollback the target's release
+    /// directory present with the right commit. Returns each host's current release.
+    pub fn preflight(
+        &self,
+        release: Option<(u64, Option<String>)>,
+    ) -> Result<Vec<(SshHost, Option<u64>)>, Vec<Refusal>> {
+        let results = self.each(&self.env.hosts, |h| {
+            self.ensure_agent(h)?;
+            self.call(
+                h,
+                &Request::Preflight {
+                    deploy_to: self.env.deploy_to.clone(),
+                    release: release.as_ref().map(|r| r.0),
+                    commit: release.as_ref().and_then(|r| r.1.clone()),
+                    min_free_mb: MIN_FREE_MB,
+                },
+                &[],
+            )
+        });
+        let mut ok = Vec::new();
+        let mut failed = Vec::new();
+        for (h, r) in results {
+            match r {
+                Ok(a) => ok.push((h, a.current)),
+                Err(e) => failed.push((h, e.to_string())),
+            }
+        }
+        if failed.is_empty() { Ok(ok) } else { Err(failed) }
+    }
+
+    /// What every host runs now (`current` and the app), for `status`.
+    pub fn observe(&self) -> Vec<HostState> {
+        self.each(&self.env.hosts, |h| self.call(h, &Request::Current { deploy_to: self.env.deploy_to.clone() }, &[]))
+            .into_iter()
+            .map(|(h, r)| match r {
+                Ok(a) => HostState { host: h.label(), reachable: true, current: a.current, app: a.app, error: None },
+                Err(e) => HostState {
+                    host: h.label(),
+                    reachable: false,
+                    current: None,
+                    app: None,
+                    error: Some(e.to_string()),
+                },
+            })
+            .collect()
+    }
+}
+
+/// A host that failed the preflight, and why.
+pub type Refusal = (SshHost, String);
+
+/// One host as `status` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HostState {
+    pub host: String,
+    pub reachable: bool,
+    pub current: Option<u64>,
+    pub app: Option<u64>,
+    pub error: Option<String>,
+}
+
+/// The outcome of a step on each of its hosts, as one record: `Ok(detail)` when every
+/// host succeeded; otherwise the table, and whether a host refused a stale epoch.
+pub fn summarize<T>(
+    results: Vec<(SshHost, Result<T, HostError>)>,
+    show: impl Fn(&T) -> String,
+) -> Result<String, (String, bool)> {
+    let mut lines = Vec::new();
+    let mut failed = 0;
+    let mut fenced = false;
+    for (h, r) in &results {
+        match r {
+            Ok(v) => lines.push(format!("{}: {}", h.label(), show(v))),
+            Err(e) => {
+                failed += 1;
+                fenced |= matches!(e, HostError::Fenced(_));
+                lines.push(format!("{}: FAILED: {e}", h.label()));
+            }
+        }
+    }
+    let head = if failed == 0 {
+        format!("{} host(s) ok", results.len())
+    } else {
+        format!("{failed} of {} host(s) failed", results.len())
+    };
+    let text = format!("{head}\n      {}", lines.join("\n      "));
+    if failed == 0 { Ok(text) } else { Err((text, fenced)) }
+}
