@@ -99,7 +99,11 @@ pub fn plan_text(p: &PlanView) -> String {
         },
     );
     for (i, step) in p.steps.iter().enumerate() {
-        s.push_str(&format!("  {:>2}. {:<12} {}\n", i + 1, step.name(), step.describe(p.runtime)));
+        let on = match p.hosts.get(i).map(String::as_str) {
+            None | Some("local") => String::new(),
+            Some(h) => format!("  [on {}]", h.replace(',', ", ")),
+        };
+        s.push_str(&format!("  {:>2}. {:<12} {}{on}\n", i + 1, step.name(), step.describe(p.runtime)));
     }
     if p.steps.is_empty() {
         s.push_str("  (no steps)\n");

@@ -61,6 +61,8 @@ pub struct PlanView {
     pub to: Release,
     pub scope: Scope,
     pub steps: Vec<Step>,
+    /// The hosts each step acts on (`local`, or host labels joined with `,`).
+    pub hosts: Vec<String>,
     /// Facts worth reading before going on.
     pub notes: Vec<String>,
     /// Reasons the user must confirm (a bad target, a newer target).
@@ -72,6 +74,13 @@ pub struct PlanView {
     /// The target is already in place: running the plan would change nothing.
     pub in_place: bool,
     pub runtime: &'static str,
+}
+
+impl PlanView {
+    /// The steps as the journal records them.
+    fn forward(&self) -> Vec<(Step, Phase, String)> {
+        self.steps.iter().cloned().zip(self.hosts.iter().cloned()).map(|(s, h)| (s, Phase::Forward, h)).collect()
+    }
 }
 
 /// What an operation did.
@@ -289,7 +298,14 @@ impl Engine {
             config: release.config.clone(),
             artifact: false,
         };
-        let steps = plan::deploy(journal::shape(&env, opts.verify), id, commit);
+        let placed = crate::fleet::place(
+            &env,
+            plan::deploy(journal::shape(&env, opts.verify), id, commit),
+            Phase::Forward,
+            OperationKind::Deploy,
+        );
+        let hosts = placed.iter().map(|p| p.2.clone()).collect();
+        let steps = placed.into_iter().map(|p| p.0).collect();
         let mut notes = Vec::new();
         if env.checks.is_empty() {
             notes.push("no health checks are configured: the release will count as good once it starts".into());
@@ -306,6 +322,7 @@ impl Engine {
             to,
             scope: Scope::Full,
             steps,
+            hosts,
             notes,
             confirm: vec![],
             migrations: vec![],
@@ -350,7 +367,7 @@ impl Engine {
             host: self.ctx.host.clone(),
             pid: self.ctx.pid,
             started_at: self.ctx.now(),
-            steps: crate::fleet::place(&env, view.steps.clone(), Phase::Forward, OperationKind::Deploy),
+            steps: view.forward(),
             release: Some(release),
             allow_data_loss: false,
         };
@@ -557,7 +574,14 @@ impl Engine {
         }
         // A host that runs something else than the ledger says is switched too.
         let current = if drift { None } else { state.current };
-        let steps = plan::rollback(shape, current, to.id, opts.scope, schema);
+        let placed = crate::fleet::place(
+            &env,
+            plan::rollback(shape, current, to.id, opts.scope, schema),
+            Phase::Forward,
+            OperationKind::Rollback,
+        );
+        let hosts: Vec<String> = placed.iter().map(|p| p.2.clone()).collect();
+        let steps: Vec<Step> = placed.into_iter().map(|p| p.0).collect();
         let in_place = !drift && in_place(&state, &to, opts.scope, &steps);
         if in_place {
             notes.push(format!("{} is already in place for scope {}: nothing to do", to.id, opts.scope));
@@ -569,6 +593,7 @@ impl Engine {
             to,
             scope: opts.scope,
             steps,
+            hosts,
             notes,
             confirm,
             migrations,
@@ -680,7 +705,7 @@ impl Engine {
             host: self.ctx.host.clone(),
             pid: self.ctx.pid,
             started_at: self.ctx.now(),
-            steps: crate::fleet::place(&env, view.steps.clone(), Phase::Forward, OperationKind::Rollback),
+            steps: view.forward(),
             release: None,
             allow_data_loss: opts.allow_data_loss,
         };

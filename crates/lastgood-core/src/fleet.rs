@@ -193,7 +193,15 @@ impl<'a> Fleet<'a> {
         let mut line = serde_json::to_vec(req).map_err(|e| HostError::Agent(e.to_string()))?;
         line.push(b'\n');
         let mut input = Cursor::new(line).chain(Cursor::new(payload));
-        let reply = self.ssh.run(host, &[&self.agent, "__agent"], &mut input).map_err(HostError::Ssh)?;
+        let mut reply = self.ssh.run(host, &[&self.agent, "__agent"], &mut input).map_err(HostError::Ssh)?;
+        if reply.status == Some(127) {
+            // This build's agent is not on the host yet (a resume after an upgrade).
+            self.ensure_agent(host)?;
+            let mut line = serde_json::to_vec(req).map_err(|e| HostError::Agent(e.to_string()))?;
+            line.push(b'\n');
+            let mut input = Cursor::new(line).chain(Cursor::new(payload));
+            reply = self.ssh.run(host, &[&self.agent, "__agent"], &mut input).map_err(HostError::Ssh)?;
+        }
         let text = String::from_utf8_lossy(&reply.stdout);
         let answer: Option<Answer> = text.lines().rev().find_map(|l| serde_json::from_str(l).ok());
         match answer {

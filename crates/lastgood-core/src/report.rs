@@ -82,6 +82,8 @@ pub struct ReleaseSummary {
 /// What differs between the `from` and `to` releases.
 #[derive(Debug, Clone, Serialize)]
 pub struct Diff {
+    /// The version (a tag, an image reference, a build number), when it differs.
+    pub version: Option<VersionChange>,
     /// In `to` but not in `from`: what the operation brought in.
     pub commits_added: Vec<Commit>,
     /// In `from` but not in `to`: what the operation took out.
@@ -91,6 +93,12 @@ pub struct Diff {
     /// Only files that differ, by name.
     pub config: Vec<ConfigChange>,
     pub schema: SchemaDiff,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionChange {
+    pub from: Option<String>,
+    pub to: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -442,7 +450,11 @@ impl IncidentReport {
 
 /// The "what changed" part of a record, for any two releases (`lastgood diff` too).
 pub fn diff_markdown(d: &Diff, from: Option<&ReleaseSummary>, to: &ReleaseSummary) -> String {
-    let mut s = String::from("### Commits\n\n");
+    let mut s = String::new();
+    if let Some(v) = &d.version {
+        s.push_str(&format!("### Version\n\n`{}` -> `{}`\n\n", v.from.as_deref().unwrap_or("nothing"), v.to));
+    }
+    s.push_str("### Commits\n\n");
     let from = from.map(|r| format!("#{}", r.id)).unwrap_or_else(|| "nothing".into());
     let to = format!("#{}", to.id);
     if d.commits_added.is_empty() && d.commits_removed.is_empty() {
@@ -531,7 +543,10 @@ impl Diff {
     /// is missing) says so in its note, and the rest of the record still stands.
     pub fn between(ledger: &dyn Ledger, env: Option<&Environment>, from: Option<&Release>, to: &Release) -> Self {
         let (commits_added, commits_removed, commits_note) = commits(env, from, to);
+        let version = (from.map(|f| &f.version) != Some(&to.version))
+            .then(|| VersionChange { from: from.map(|f| f.version.clone()), to: to.version.clone() });
         Self {
+            version,
             commits_added,
             commits_removed,
             commits_note,
