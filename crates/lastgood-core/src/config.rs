@@ -577,7 +577,10 @@ fn check_runtime(raw: &RawEnv, dir: &Path) -> std::result::Result<Runtime, Fail>
         }
         "compose" => {
             let Some(file) = string("compose_file", &raw.compose_file)? else {
-                return Err((span, "compose_file: missing; runtime `compose` needs the compose file to bring up".into()));
+                return Err((
+                    span,
+                    "compose_file: missing; runtime `compose` needs the compose file to bring up".into(),
+                ));
             };
             if file.starts_with('-') || file.chars().any(char::is_control) {
                 return Err((
@@ -588,14 +591,22 @@ fn check_runtime(raw: &RawEnv, dir: &Path) -> std::result::Result<Runtime, Fail>
             let Some(project) = string("project", &raw.project)? else {
                 return Err((span, "project: missing; runtime `compose` needs the compose project name (-p)".into()));
             };
-            if let Err(why) = crate::runtime::docker::check_name(&project) {
+            if let Err(why) = crate::runtime::docker::check_name(&project).and_then(|()| {
+                match project.chars().any(|c| c.is_ascii_uppercase()) {
+                    true => Err("compose project names are lowercase".into()),
+                    false => Ok(()),
+                }
+            }) {
                 return Err((raw.project.as_ref().map(Spanned::span), format!("project: {why}")));
             }
             let services = match &raw.services {
                 None => Vec::new(),
                 Some(s) => {
                     let bad = || {
-                        (Some(s.span()), "services: expected a list of service names, like [\"web\", \"worker\"]".into())
+                        (
+                            Some(s.span()),
+                            "services: expected a list of service names, like [\"web\", \"worker\"]".into(),
+                        )
                     };
                     let toml::Value::Array(items) = s.get_ref() else { return Err(bad()) };
                     let mut names = Vec::new();

@@ -84,7 +84,14 @@ impl Compose<'_> {
     }
 
     /// Resolves a version's images to their ids; an error names the first one missing.
-    fn resolve(&self, engine: &Engine, cli: &ComposeCli, release: u64, version: &str, vars: &[(String, String)]) -> Result<Record> {
+    fn resolve(
+        &self,
+        engine: &Engine,
+        cli: &ComposeCli,
+        release: u64,
+        version: &str,
+        vars: &[(String, String)],
+    ) -> Result<Record> {
         let mut images = Vec::new();
         for (service, reference) in self.render(cli, version, vars)? {
             let Some((id, repo_digests)) = engine.image(&reference).map_err(step)? else {
@@ -98,7 +105,14 @@ impl Compose<'_> {
     }
 
     /// The record of a release, written now if this is its first activation.
-    fn record(&self, engine: &Engine, cli: &ComposeCli, release: u64, version: &str, vars: &[(String, String)]) -> Result<Record> {
+    fn record(
+        &self,
+        engine: &Engine,
+        cli: &ComposeCli,
+        release: u64,
+        version: &str,
+        vars: &[(String, String)],
+    ) -> Result<Record> {
         let records = self.records();
         if let Some(r) = records.load(release) {
             return Ok(r);
@@ -291,8 +305,7 @@ impl super::Runtime for Compose<'_> {
     fn observe(&self) -> Option<String> {
         let engine = Engine::connect().ok()?;
         let containers = engine.containers(&self.cfg.project).ok()?;
-        let running: Vec<_> =
-            containers.iter().filter(|c| c.status == "running" && self.wanted(&c.service)).collect();
+        let running: Vec<_> = containers.iter().filter(|c| c.status == "running" && self.wanted(&c.service)).collect();
         if running.is_empty() {
             return None;
         }

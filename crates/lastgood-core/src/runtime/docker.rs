@@ -289,8 +289,7 @@ impl Engine {
 
     /// The containers of a compose project (one-off `run` containers left out).
     pub fn containers(&self, project: &str) -> std::result::Result<Vec<Container>, String> {
-        let filters =
-            HashMap::from([("label".to_owned(), vec![format!("com.docker.compose.project={project}")])]);
+        let filters = HashMap::from([("label".to_owned(), vec![format!("com.docker.compose.project={project}")])]);
         let opts = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
         let list = self
             .rt
@@ -317,10 +316,7 @@ impl Engine {
                 image_id: inspect.image.unwrap_or_default(),
                 status: state.status.map(|s| s.to_string()).unwrap_or_default(),
                 exit_code: state.exit_code.unwrap_or(0),
-                health: health
-                    .and_then(|h| h.status)
-                    .map(|s| s.to_string())
-                    .filter(|s| !s.is_empty() && s != "none"),
+                health: health.and_then(|h| h.status).map(|s| s.to_string()).filter(|s| !s.is_empty() && s != "none"),
                 health_output: health
                     .and_then(|h| h.log.as_ref())
                     .and_then(|l| l.last())
@@ -396,11 +392,7 @@ impl Engine {
             .map(|t| {
                 let status = t.status.unwrap_or_default();
                 SwarmTask {
-                    image: t
-                        .spec
-                        .and_then(|s| s.container_spec)
-                        .and_then(|c| c.image)
-                        .unwrap_or_default(),
+                    image: t.spec.and_then(|s| s.container_spec).and_then(|c| c.image).unwrap_or_default(),
                     state: state(status.state),
                     desired: state(t.desired_state),
                     message: status.message.unwrap_or_default(),
@@ -470,11 +462,8 @@ impl ComposeCli {
         log: Option<&Path>,
     ) -> std::result::Result<String, String> {
         let what = format!("{} {}", self.name(), args.join(" "));
-        let out = self
-            .command(file, project, vars)
-            .args(args)
-            .output()
-            .map_err(|e| format!("cannot run {what}: {e}"))?;
+        let out =
+            self.command(file, project, vars).args(args).output().map_err(|e| format!("cannot run {what}: {e}"))?;
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         if let Some(log) = log {

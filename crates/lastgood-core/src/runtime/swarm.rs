@@ -164,7 +164,8 @@ impl super::Runtime for Swarm<'_> {
         let image = rec.images[0].reference.clone();
         let current = engine.image(&image).map_err(step)?.map(|(i, _)| i);
         let since = self.service(&engine)?.update_started;
-        if current.as_deref() == Some(rec.images[0].id.as_str()) && self.look(&engine, &image, since.as_deref())? == Ok(true)
+        if current.as_deref() == Some(rec.images[0].id.as_str())
+            && self.look(&engine, &image, since.as_deref())? == Ok(true)
         {
             rec.healthy = true;
             records.save(&rec)?;
