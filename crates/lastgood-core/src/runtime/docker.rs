@@ -30,7 +30,6 @@ use bollard::Docker;
 use bollard::models::{ServiceSpec, TaskState};
 use bollard::query_parameters::{
     InspectServiceOptions, ListContainersOptions, ListTasksOptions, RemoveImageOptions, TagImageOptions,
-    UpdateServiceOptions,
 };
 use serde::{Deserialize, Serialize};
 
@@ -210,6 +209,8 @@ pub struct SwarmService {
 #[derive(Debug, Clone)]
 pub struct SwarmTask {
     pub image: String,
+    /// The task's container (on this node, the engine can say whether it is healthy).
+    pub container: Option<String>,
     pub state: String,
     pub desired: String,
     pub message: String,
@@ -327,6 +328,20 @@ impl Engine {
         Ok(out)
     }
 
+    /// A container's health (`starting`, `healthy`, `unhealthy`) and its last check's
+    /// output; None without a healthcheck or when this engine does not have it.
+    pub fn health(&self, id: &str) -> std::result::Result<Option<(String, Option<String>)>, String> {
+        let inspect = match self.rt.block_on(self.api.inspect_container(id, None)) {
+            Ok(i) => i,
+            Err(e) if not_found(&e) => return Ok(None),
+            Err(e) => return Err(format!("cannot inspect container {id}: {e}")),
+        };
+        let Some(h) = inspect.state.and_then(|s| s.health) else { return Ok(None) };
+        let status = h.status.map(|s| s.to_string()).filter(|s| !s.is_empty() && s != "none");
+        let output = h.log.as_ref().and_then(|l| l.last()).and_then(|r| r.output.clone()).map(|o| o.trim().to_owned());
+        Ok(status.map(|s| (s, output)))
+    }
+
     /// A Swarm service; None when there is no such service.
     pub fn service(&self, name: &str) -> std::result::Result<Option<SwarmService>, String> {
         let s = match self.rt.block_on(self.api.inspect_service(name, None::<InspectServiceOptions>)) {
@@ -356,26 +371,73 @@ impl Engine {
     }
 
     /// Sets the service's image, retrying when another update got in between.
+    ///
+    /// This one call bypasses bollard's models: they name the container spec's
+    /// healthcheck `HealthCheck` where the engine says `Healthcheck`, so a spec read and
+    /// written back through them silently loses the service's healthcheck (and any field
+    /// the models do not know). The spec travels as the engine's own JSON instead, with
+    /// only the image changed.
     pub fn set_service_image(&self, name: &str, image: &str) -> std::result::Result<(), String> {
         let mut last = String::new();
         for _ in 0..5 {
-            let Some(s) = self.service(name)? else {
+            let (status, body) = self.raw("GET", &format!("/services/{name}"), None)?;
+            if status == 404 {
                 return Err(format!("service {name} does not exist"));
+            }
+            if status != 200 {
+                return Err(format!("cannot inspect service {name}: HTTP {status}: {}", body.trim()));
+            }
+            let mut service: serde_json::Value =
+                serde_json::from_str(&body).map_err(|e| format!("cannot read service {name}: {e}"))?;
+            let version = service["Version"]["Index"].as_u64().unwrap_or(0);
+            let mut spec = service["Spec"].take();
+            let Some(container) = spec.pointer_mut("/TaskTemplate/ContainerSpec").and_then(|c| c.as_object_mut())
+            else {
+                return Err(format!("service {name} has no container spec (a plugin service?)"));
             };
-            let mut spec = s.spec;
-            let task = spec.task_template.get_or_insert_with(Default::default);
-            task.container_spec.get_or_insert_with(Default::default).image = Some(image.to_owned());
-            let opts = UpdateServiceOptions { version: s.version as i32, ..Default::default() };
-            match self.rt.block_on(self.api.update_service(name, spec, opts, None)) {
-                Ok(_) => return Ok(()),
-                Err(e) if e.to_string().contains("out of sequence") => {
-                    last = e.to_string();
+            container.insert("Image".into(), serde_json::Value::String(image.to_owned()));
+            let (status, body) =
+                self.raw("POST", &format!("/services/{name}/update?version={version}"), Some(&spec.to_string()))?;
+            match status {
+                200 => return Ok(()),
+                _ if body.contains("out of sequence") => {
+                    last = body.trim().to_owned();
                     std::thread::sleep(POLL);
                 }
-                Err(e) => return Err(format!("cannot update service {name} to {image}: {e}")),
+                _ => return Err(format!("cannot update service {name} to {image}: HTTP {status}: {}", body.trim())),
             }
         }
         Err(format!("cannot update service {name} to {image}: it kept changing under lastgood ({last})"))
+    }
+
+    /// One request over the engine's unix socket, at the negotiated API version: the
+    /// status and body. HTTP/1.1 with `Connection: close`; chunked bodies are decoded.
+    fn raw(&self, method: &str, path: &str, body: Option<&str>) -> std::result::Result<(u16, String), String> {
+        use std::io::{Read, Write};
+        let sock = socket();
+        let file = sock.strip_prefix("unix://").ok_or_else(|| format!("DOCKER_HOST={sock} is not a unix socket"))?;
+        let mut s = std::os::unix::net::UnixStream::connect(file)
+            .map_err(|e| format!("cannot reach the Docker engine at {sock}: {e}"))?;
+        s.set_read_timeout(Some(Duration::from_secs(120))).map_err(|e| e.to_string())?;
+        let version = self.api.client_version();
+        let body = body.unwrap_or("");
+        let request = format!(
+            "{method} /v{}.{}{path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            version.major_version,
+            version.minor_version,
+            body.len()
+        );
+        s.write_all(request.as_bytes()).map_err(|e| format!("cannot talk to the Docker engine: {e}"))?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).map_err(|e| format!("cannot read the Docker engine's answer: {e}"))?;
+        let text = String::from_utf8_lossy(&raw);
+        let (head, rest) = text.split_once("\r\n\r\n").ok_or("the Docker engine's answer has no header")?;
+        let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or("malformed HTTP status")?;
+        let chunked = head.lines().any(|l| {
+            let l = l.to_ascii_lowercase();
+            l.starts_with("transfer-encoding:") && l.contains("chunked")
+        });
+        Ok((status, if chunked { dechunk(rest) } else { rest.to_owned() }))
     }
 
     /// The service's tasks (old ones included; the engine keeps a few).
@@ -393,6 +455,7 @@ impl Engine {
                 let status = t.status.unwrap_or_default();
                 SwarmTask {
                     image: t.spec.and_then(|s| s.container_spec).and_then(|c| c.image).unwrap_or_default(),
+                    container: status.container_status.as_ref().and_then(|c| c.container_id.clone()),
                     state: state(status.state),
                     desired: state(t.desired_state),
                     message: status.message.unwrap_or_default(),
@@ -401,6 +464,20 @@ impl Engine {
             })
             .collect())
     }
+}
+
+/// Decodes an HTTP/1.1 chunked body.
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16) else { break };
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].strip_prefix("\r\n").unwrap_or(&after[n..]);
+    }
+    out
 }
 
 // ---- the compose CLI ---------------------------------------------------------------
@@ -732,6 +809,11 @@ mod tests {
         }
         let r = Reference::parse("registry:5000/app:v2").unwrap();
         assert_eq!((r.repo.as_str(), r.tag.as_deref()), ("registry:5000/app", Some("v2")));
+    }
+
+    #[test]
+    fn chunked_bodies_are_decoded() {
+        assert_eq!(dechunk("5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n"), "hello, world");
     }
 
     #[test]

@@ -92,10 +92,24 @@ impl Swarm<'_> {
         let live: Vec<_> = tasks.iter().filter(|t| t.desired == "running").collect();
         let running = live.iter().filter(|t| unpinned(&t.image) == image && t.state == "running").count();
         let wanted = s.replicas.unwrap_or(live.len().max(1) as u64) as usize;
-        if running >= wanted && live.iter().all(|t| unpinned(&t.image) == image) {
-            return Ok(Ok(true));
+        if running < wanted || !live.iter().all(|t| unpinned(&t.image) == image) {
+            return Ok(Ok(false));
         }
-        Ok(Ok(false))
+        // Swarm calls a task running before its healthcheck has spoken: ask the engine.
+        for t in &live {
+            let Some(container) = &t.container else { continue };
+            match engine.health(container).map_err(step)? {
+                Some((h, _)) if h == "starting" => return Ok(Ok(false)),
+                Some((h, output)) if h == "unhealthy" => {
+                    return Ok(Err(format!(
+                        "a task on {image} is unhealthy{}",
+                        output.map(|o| format!(": {o}")).unwrap_or_default()
+                    )));
+                }
+                _ => {}
+            }
+        }
+        Ok(Ok(true))
     }
 
     /// Why the service's tasks are not running, from the newest failed one.
