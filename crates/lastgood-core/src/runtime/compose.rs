@@ -68,7 +68,7 @@ impl Compose<'_> {
         let vars = Self::vars_for(vars, version);
         let all = cli.images(&self.cfg.file, &self.cfg.project, &vars).map_err(step)?;
         let images: Vec<(String, String)> = all.into_iter().filter(|(s, _)| self.wanted(s)).collect();
-        for missing in self.cfg.services.iter().filter(|s| !images.iter().any(|(i, _)| i == *s)) {
+        if let Some(missing) = self.cfg.services.iter().find(|s| !images.iter().any(|(i, _)| i == *s)) {
             return Err(step(format!(
                 "service `{missing}` (from `services`) has no `image:` in {}",
                 self.cfg.file.display()

@@ -683,7 +683,7 @@ impl Records {
             })
             .filter_map(|id| self.load(id))
             .collect();
-        out.sort_by(|a, b| b.release.cmp(&a.release));
+        out.sort_by_key(|r| std::cmp::Reverse(r.release));
         out
     }
 
