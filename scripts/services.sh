@@ -53,4 +53,50 @@ if ! python3 -c "import alembic, psycopg2" 2>/dev/null; then
 fi
 command -v alembic >/dev/null || { log "alembic is not on PATH after installing it"; exit 1; }
 
+# Docker (the compose and swarm runtimes' tests, bench/containers.sh): a reachable
+# engine, a compose CLI (v2 plugin or v1), Debian's busybox-static for the test images,
+# and a single-node swarm on loopback. No registry: images are built here, offline.
+docker_missing=()
+command -v docker >/dev/null || docker_missing+=(docker.io)
+docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null || docker_missing+=(docker-compose)
+dpkg -s busybox-static >/dev/null 2>&1 || docker_missing+=(busybox-static)
+if [ ${#docker_missing[@]} -gt 0 ]; then
+  log "installing ${docker_missing[*]}"
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${docker_missing[@]}" >&2
+fi
+if ! docker info >/dev/null 2>&1 && command -v dockerd >/dev/null && [ ! -S /var/run/docker.sock ]; then
+  log "starting dockerd (log: /var/log/lastgood-dockerd.log)"
+  (setsid dockerd >/var/log/lastgood-dockerd.log 2>&1 < /dev/null &)
+  for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+fi
+docker info >/dev/null 2>&1 || {
+  log "the Docker engine is not reachable ($(docker info 2>&1 | tail -1)); the container tests need it: start dockerd"
+  exit 1
+}
+if [ "$(docker info --format '{{.Swarm.LocalNodeState}}')" != active ]; then
+  log "initialising a single-node swarm on 127.0.0.1"
+  docker swarm init --advertise-addr 127.0.0.1 --listen-addr 127.0.0.1:2377 >&2
+fi
+# Test images: lastgood-test/app:{v1,v2,v3-broken}, busybox httpd serving /www
+# (`/version`; `/health`, missing from v3-broken so its healthcheck fails).
+images_rev=1
+if [ "$(docker image inspect -f '{{index .Config.Labels "lastgood.test.rev"}}' lastgood-test/app:v3-broken 2>/dev/null)" != "$images_rev" ]; then
+  log "building the container test images"
+  work=$(mktemp -d)
+  mkdir -p "$work/rootfs/bin"
+  cp /bin/busybox "$work/rootfs/bin/busybox"
+  for a in sh httpd wget cat; do ln -s busybox "$work/rootfs/bin/$a"; done
+  tar --owner=0 --group=0 -C "$work/rootfs" -cf "$work/rootfs.tar" .
+  docker import --change 'ENTRYPOINT ["/bin/busybox"]' "$work/rootfs.tar" lastgood-test/busybox:1 >&2
+  for v in v1 v2 v3-broken; do
+    mkdir -p "$work/$v/www"
+    printf '%s\n' "$v" > "$work/$v/www/version"
+    case "$v" in *broken*) ;; *) echo ok > "$work/$v/www/health" ;; esac
+    printf 'FROM lastgood-test/busybox:1\nCOPY www /www\nLABEL lastgood.test.rev=%s\n' "$images_rev" > "$work/$v/Dockerfile"
+    DOCKER_BUILDKIT=0 docker build -q --network none -t "lastgood-test/app:$v" "$work/$v" >&2
+  done
+  rm -rf "$work"
+fi
+
 echo "export LASTGOOD_TEST_PG=postgres://lastgood_test:canary-pw-Zq81x@127.0.0.1:$port/postgres"

@@ -67,6 +67,19 @@ pub enum Runtime {
     },
     /// The desired version lives in a file in a git repository a controller syncs.
     Gitops(Gitops),
+    /// A Docker Compose project; the version is the image tag (`${LASTGOOD_VERSION}`).
+    Compose(Compose),
+    /// A Docker Swarm service; the version is the image tag.
+    Swarm { service: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Compose {
+    /// Absolute (resolved against the config's folder).
+    pub file: PathBuf,
+    pub project: String,
+    /// The services lastgood brings up; empty: all of the project's.
+    pub services: Vec<String>,
 }
 
 impl Runtime {
@@ -75,6 +88,8 @@ impl Runtime {
             Self::Releases => "releases",
             Self::Command { .. } => "command",
             Self::Gitops(_) => "gitops",
+            Self::Compose(_) => "compose",
+            Self::Swarm { .. } => "swarm",
         }
     }
 }
@@ -543,18 +558,20 @@ fn check_hosts(
 fn check_runtime(raw: &RawEnv, dir: &Path) -> std::result::Result<Runtime, Fail> {
     let span = raw.runtime.as_ref().map(Spanned::span);
     let name = raw.runtime.as_ref().map(|r| r.get_ref().as_str()).unwrap_or("releases");
-    let keys: [(&str, &[&str]); 3] = [
+    let keys: [(&str, &[&str]); 5] = [
         ("releases", &[]),
         ("command", &["switch", "current"]),
         ("gitops", &["repo", "branch", "version_file", "mode"]),
+        ("compose", &["compose_file", "project", "services"]),
+        ("swarm", &["service"]),
     ];
     let own: &[&str] = match keys.iter().find(|(k, _)| *k == name) {
         Some((_, own)) => own,
-        None if matches!(name, "compose" | "swarm" | "kubernetes") => {
+        None if name == "kubernetes" => {
             return Err((
                 span,
                 format!(
-                    "runtime: `{name}` is planned but not available in this version of lastgood; use releases, command or gitops"
+                    "runtime: `{name}` is planned but not available in this version of lastgood; use releases, compose, swarm, command or gitops"
                 ),
             ));
         }
@@ -657,6 +674,62 @@ fn check_runtime(raw: &RawEnv, dir: &Path) -> std::result::Result<Runtime, Fail>
                 }
             };
             Ok(Runtime::Gitops(Gitops { repo, branch, version_file, mode }))
+        }
+        "compose" => {
+            let Some(file) = string("compose_file", &raw.compose_file)? else {
+                return Err((
+                    span,
+                    "compose_file: missing; runtime `compose` needs the compose file to bring up".into(),
+                ));
+            };
+            if file.starts_with('-') || file.chars().any(char::is_control) {
+                return Err((
+                    raw.compose_file.as_ref().map(Spanned::span),
+                    "compose_file: must not start with `-` or hold control characters".into(),
+                ));
+            }
+            let Some(project) = string("project", &raw.project)? else {
+                return Err((span, "project: missing; runtime `compose` needs the compose project name (-p)".into()));
+            };
+            if let Err(why) = crate::runtime::docker::check_name(&project).and_then(|()| {
+                match project.chars().any(|c| c.is_ascii_uppercase()) {
+                    true => Err("compose project names are lowercase".into()),
+                    false => Ok(()),
+                }
+            }) {
+                return Err((raw.project.as_ref().map(Spanned::span), format!("project: {why}")));
+            }
+            let services = match &raw.services {
+                None => Vec::new(),
+                Some(s) => {
+                    let bad = || {
+                        (
+                            Some(s.span()),
+                            "services: expected a list of service names, like [\"web\", \"worker\"]".into(),
+                        )
+                    };
+                    let toml::Value::Array(items) = s.get_ref() else { return Err(bad()) };
+                    let mut names = Vec::new();
+                    for item in items {
+                        let Some(name) = item.as_str() else { return Err(bad()) };
+                        if let Err(why) = crate::runtime::docker::check_name(name) {
+                            return Err((Some(s.span()), format!("services: `{}`: {why}", name.escape_debug())));
+                        }
+                        names.push(name.to_owned());
+                    }
+                    names
+                }
+            };
+            Ok(Runtime::Compose(Compose { file: resolve(dir, &file), project, services }))
+        }
+        "swarm" => {
+            let Some(service) = string("service", &raw.service)? else {
+                return Err((span, "service: missing; runtime `swarm` needs the name of the Swarm service".into()));
+            };
+            if let Err(why) = crate::runtime::docker::check_name(&service) {
+                return Err((raw.service.as_ref().map(Spanned::span), format!("service: {why}")));
+            }
+            Ok(Runtime::Swarm { service })
         }
         _ => Ok(Runtime::Releases),
     }

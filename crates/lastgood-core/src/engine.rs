@@ -261,6 +261,7 @@ impl Engine {
         } else {
             (Version::opaque(version)?, None)
         };
+        runtime::of(&env).check_version(version.as_str())?;
         let mut config = BTreeMap::new();
         let mut blobs = Vec::new();
         for f in &env.config_files {

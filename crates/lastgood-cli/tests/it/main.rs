@@ -2,6 +2,7 @@
 //! a real HTTP app it starts and stops, and real processes killed mid-operation.
 //! One test binary with a module per area, so linking stays cheap.
 
+mod containers;
 mod crash;
 mod database;
 mod deploy;

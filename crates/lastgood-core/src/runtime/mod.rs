@@ -7,8 +7,11 @@
 //! is what lets `resume` re-run an interrupted switch.
 
 pub mod command;
+pub mod compose;
+pub mod docker;
 pub mod gitops;
 pub mod releases;
+pub mod swarm;
 
 use std::path::{Path, PathBuf};
 
@@ -40,6 +43,13 @@ pub trait Runtime {
     /// Checks, before the lock is taken, that the runtime can act: folders writable,
     /// repositories reachable. Changes nothing that matters.
     fn prepare(&self) -> Result<()>;
+
+    /// Checks a version a deploy was asked for, before anything is recorded: its form
+    /// (a usage error) and whether the runtime has what it names (a refusal: for the
+    /// container runtimes, the image must be on the engine).
+    fn check_version(&self, _version: &str) -> Result<()> {
+        Ok(())
+    }
 
     /// Whether a deploy ships files of its own (export, build, cleanup steps).
     fn artifacts(&self) -> bool {
@@ -82,6 +92,8 @@ pub fn of(env: &Environment) -> Box<dyn Runtime + '_> {
         Kind::Releases => Box::new(releases::Releases { env }),
         Kind::Command { switch, current } => Box::new(command::Command { env, switch, current: current.as_deref() }),
         Kind::Gitops(g) => Box::new(gitops::GitOps { env, cfg: g }),
+        Kind::Compose(c) => Box::new(compose::Compose { env, cfg: c }),
+        Kind::Swarm { service } => Box::new(swarm::Swarm { env, service }),
     }
 }
 
