@@ -164,7 +164,7 @@ impl<'a> Fleet<'a> {
 
     /// Copies lastgood's binary to the host unless this build is there already.
     fn ensure_agent(&self, host: &SshHost) -> Result<(), HostError> {
-        let probe = self.ssh.run(host, &["test", "-x", &self.agent], &mut std::io::empty()).map_err(HostError::Ssh)?;
+        let probe = self.ssh.run_fresh(host, &["test", "-x", &self.agent]).map_err(HostError::Ssh)?;
         if probe.status == Some(0) {
             return Ok(());
         }

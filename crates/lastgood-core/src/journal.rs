@@ -254,7 +254,9 @@ impl Journal<'_> {
         let deploy = self.op.kind == OperationKind::Deploy;
         let switched = steps
             .iter()
-            .any(|s| s.phase == Phase::Forward && matches!(s.step, Step::Switch { .. }) && s.state == StepState::Done);
+            .any(|s| s.phase == Phase::Forward && matches!(s.step, Step::Switch { .. }) && s.state == StepState::Done)
+            // On a fleet a failed switch may have moved some of its hosts.
+            || (failed.host != crate::fleet::LOCAL && matches!(failed.step, Step::Switch { .. }));
         // A failed migration run may have committed some of its migrations: the
         // schema moved even though the code did not.
         let migrated = steps.iter().any(|s| {
@@ -273,7 +275,15 @@ impl Journal<'_> {
             self.progress.note("there is no good release to return to: the failed release stays current");
             return Ok(None);
         };
-        if let Err(why) = runtime::of(self.env).ready(&good) {
+        // A fleet's hosts are checked when the rollback steps run on them.
+        let ready = if self.env.hosts.is_empty() {
+            runtime::of(self.env).ready(&good)
+        } else if good.artifact {
+            Ok(())
+        } else {
+            Err(format!("its release directories were removed by retention ({})", good.id))
+        };
+        if let Err(why) = ready {
             self.progress.note(&format!("cannot return to the last good release {}: {why}", good.id));
             return Ok(None);
         }

@@ -7,6 +7,7 @@ mod crash;
 mod database;
 mod deploy;
 mod diagnose;
+mod fleet;
 mod input;
 mod lock;
 mod record;
