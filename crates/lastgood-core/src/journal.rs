@@ -522,6 +522,7 @@ impl Journal<'_> {
                     operation: self.op.id,
                     kind: self.op.kind,
                     back: !(self.op.kind == OperationKind::Deploy && rec.phase == Phase::Forward),
+                    auto_rollback: self.op.auto_rollback,
                     actor: &actor,
                     reason: self.op.reason.as_deref(),
                     vars: &vars,

@@ -271,7 +271,8 @@ impl super::Runtime for Compose<'_> {
             }
             Err(why) => {
                 let failed = format!("{} did not come up: {why}", a.release.version);
-                let (Some(before), false) = (a.expected, a.back) else {
+                // Not with --no-auto-rollback: then the failed release stays, as it says.
+                let (Some(before), false, true) = (a.expected, a.back, a.auto_rollback) else {
                     return Err(step(format!("{failed} (log: {})", log.display())));
                 };
                 // Never leave a failed release serving: bring back what served before.

@@ -33,6 +33,10 @@ pub struct Activation<'a> {
     /// Returning to an older release (a rollback, an automatic rollback, an abort)
     /// rather than shipping a new one.
     pub back: bool,
+    /// The operation may return to the release before by itself (`--no-auto-rollback`
+    /// is not set). Runtimes whose switch is not atomic use it to put back what
+    /// served when the new release never came up.
+    pub auto_rollback: bool,
     pub actor: &'a str,
     pub reason: Option<&'a str>,
     /// `LASTGOOD_VERSION` and the other variables programs get.

@@ -205,7 +205,8 @@ impl super::Runtime for Swarm<'_> {
             }
             Err(why) => {
                 let failed = format!("service {} did not settle on {image}: {why}", self.service);
-                let (Some(before), false) = (a.expected, a.back) else {
+                // Not with --no-auto-rollback: then the failed release stays, as it says.
+                let (Some(before), false, true) = (a.expected, a.back, a.auto_rollback) else {
                     return Err(step(failed));
                 };
                 let prev = match records.by_version(before, id) {
