@@ -38,7 +38,7 @@ use crate::error::{Error, Result};
 /// How long lastgood waits for containers or a service to settle after a change.
 pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(180);
 /// How often it looks while waiting.
-pub const POLL: Duration = Duration::from_millis(200);
+pub const POLL: Duration = Duration::from_millis(50);
 
 fn step(message: String) -> Error {
     Error::Step { message }
