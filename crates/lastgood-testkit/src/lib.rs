@@ -5,6 +5,8 @@
 //! Nothing here fakes lastgood's parts: the repository is driven with `git`, the app
 //! is a real HTTP server that lastgood starts, and every command is the real binary.
 
+pub mod fleet;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
