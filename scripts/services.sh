@@ -11,11 +11,19 @@ log() { echo "services: $*" >&2; }
 # (webhook delivery), psql (fixtures).
 missing=()
 for tool in sqlite3 curl; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+# The ssh test fleet (lastgood-testkit's fleet.rs, bench/fleet.sh): sshd, ssh, ssh-keygen,
+# unshare/nsenter (util-linux) and setsid.
+[ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+for tool in ssh ssh-keygen; do command -v "$tool" >/dev/null || missing+=(openssh-client); done
+for tool in unshare nsenter setsid; do command -v "$tool" >/dev/null || missing+=(util-linux); done
 if [ ${#missing[@]} -gt 0 ]; then
+  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
   log "installing ${missing[*]}"
   apt-get update -qq >&2
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
 fi
+[ -x /usr/sbin/sshd ] || { log "/usr/sbin/sshd is missing after installing openssh-server"; exit 1; }
+mkdir -p /run/sshd
 
 if ! command -v pg_ctlcluster >/dev/null || ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
   log "installing postgresql"
