@@ -34,6 +34,10 @@ pub struct Engine {
     pub config: Config,
     pub ctx: Context,
     ledger: Box<dyn Ledger>,
+    /// A fleet's preflight answers, per environment and target, for this process: a
+    /// command plans a rollback up to three times (to print it, before the lock, under
+    /// it), and the hosts are asked once.
+    preflights: std::cell::RefCell<BTreeMap<(String, Option<u64>), Vec<(crate::model::SshHost, Option<u64>)>>>,
 }
 
 #[derive(Debug, Clone)]
@@ -142,7 +146,7 @@ pub(crate) struct Held {
 impl Engine {
     pub fn open(config: Config, ctx: Context) -> Result<Self> {
         let ledger = open_ledger(&config.ledger)?;
-        Ok(Self { config, ctx, ledger })
+        Ok(Self { config, ctx, ledger, preflights: Default::default() })
     }
 
     pub fn ledger(&self) -> &dyn Ledger {
@@ -628,8 +632,12 @@ impl Engine {
         what: &str,
         release: Option<&Release>,
     ) -> Result<Vec<(crate::model::SshHost, Option<u64>)>> {
+        let key = (fleet.env.name.to_string(), release.map(|r| r.id.0));
+        if let Some(hosts) = self.preflights.borrow().get(&key) {
+            return Ok(hosts.clone());
+        }
         let need = release.map(|r| (r.id.0, r.commit.as_ref().map(ToString::to_string)));
-        fleet.preflight(need).map_err(|failed| Error::Refused {
+        let hosts = fleet.preflight(need).map_err(|failed| Error::Refused {
             env: fleet.env.name.to_string(),
             what: what.into(),
             why: format!(
@@ -638,7 +646,9 @@ impl Engine {
                 fleet.env.hosts.len(),
                 failed.iter().map(|(h, e)| format!("{}: {e}", h.label())).collect::<Vec<_>>().join("\n  ")
             ),
-        })
+        })?;
+        self.preflights.borrow_mut().insert(key, hosts.clone());
+        Ok(hosts)
     }
 
     /// A database that cannot be reached refuses the operation before anything changes.

@@ -162,12 +162,8 @@ impl<'a> Fleet<'a> {
             .collect()
     }
 
-    /// Copies lastgood's binary to the host unless this build is there already.
-    fn ensure_agent(&self, host: &SshHost) -> Result<(), HostError> {
-        let probe = self.ssh.run_fresh(host, &["test", "-x", &self.agent]).map_err(HostError::Ssh)?;
-        if probe.status == Some(0) {
-            return Ok(());
-        }
+    /// Copies lastgood's binary to the host.
+    fn install_agent(&self, host: &SshHost) -> Result<(), HostError> {
         let file = std::fs::File::open(&self.exe)
             .map_err(|e| HostError::Agent(format!("cannot read {}: {e}", self.exe.display())))?;
         let dir =
@@ -190,17 +186,17 @@ impl<'a> Fleet<'a> {
 
     /// Sends one request (and its payload) to the host's agent.
     pub fn call(&self, host: &SshHost, req: &Request, payload: &[u8]) -> Result<Answer, HostError> {
-        let mut line = serde_json::to_vec(req).map_err(|e| HostError::Agent(e.to_string()))?;
-        line.push(b'\n');
-        let mut input = Cursor::new(line).chain(Cursor::new(payload));
-        let mut reply = self.ssh.run(host, &[&self.agent, "__agent"], &mut input).map_err(HostError::Ssh)?;
-        if reply.status == Some(127) {
-            // This build's agent is not on the host yet (a resume after an upgrade).
-            self.ensure_agent(host)?;
+        let send = || {
             let mut line = serde_json::to_vec(req).map_err(|e| HostError::Agent(e.to_string()))?;
             line.push(b'\n');
             let mut input = Cursor::new(line).chain(Cursor::new(payload));
-            reply = self.ssh.run(host, &[&self.agent, "__agent"], &mut input).map_err(HostError::Ssh)?;
+            self.ssh.run(host, &[self.agent.as_str(), "__agent"], &mut input).map_err(HostError::Ssh)
+        };
+        let mut reply = send()?;
+        if reply.status == Some(127) {
+            // This build's agent is not on the host yet (a first contact, an upgrade).
+            self.install_agent(host)?;
+            reply = send()?;
         }
         let text = String::from_utf8_lossy(&reply.stdout);
         let answer: Option<Answer> = text.lines().rev().find_map(|l| serde_json::from_str(l).ok());
@@ -249,19 +245,16 @@ impl<'a> Fleet<'a> {
         &self,
         release: Option<(u64, Option<String>)>,
     ) -> Result<Vec<(SshHost, Option<u64>)>, Vec<Refusal>> {
-        let results = self.each(&self.env.hosts, |h| {
-            self.ensure_agent(h)?;
-            self.call(
-                h,
-                &Request::Preflight {
-                    deploy_to: self.env.deploy_to.clone(),
-                    release: release.as_ref().map(|r| r.0),
-                    commit: release.as_ref().and_then(|r| r.1.clone()),
-                    min_free_mb: MIN_FREE_MB,
-                },
-                &[],
-            )
-        });
+        let req = Request::Preflight {
+            deploy_to: self.env.deploy_to.clone(),
+            release: release.as_ref().map(|r| r.0),
+            commit: release.as_ref().and_then(|r| r.1.clone()),
+            min_free_mb: MIN_FREE_MB,
+        };
+        // Over the host's multiplexed connection: its key was checked against
+        // known_hosts when that connection was made (at most ControlPersist ago). The
+        // agent is installed when this build's is not there yet.
+        let results = self.each(&self.env.hosts, |h| self.call(h, &req, &[]));
         let mut ok = Vec::new();
         let mut failed = Vec::new();
         for (h, r) in results {

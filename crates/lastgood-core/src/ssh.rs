@@ -90,22 +90,17 @@ impl Ssh {
         Self { config, control_dir, connect_timeout: Duration::from_secs(5) }
     }
 
-    fn base(&self, host: &SshHost, fresh: bool) -> Command {
+    fn base(&self, host: &SshHost) -> Command {
         let _ = std::fs::create_dir_all(&self.control_dir);
         let _ = std::fs::set_permissions(&self.control_dir, std::os::unix::fs::PermissionsExt::from_mode(0o700));
         let mut c = Command::new("ssh");
         if let Some(cfg) = &self.config {
             c.arg("-F").arg(cfg);
         }
-        c.args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"]);
-        if fresh {
-            c.args(["-o", "ControlPath=none"]);
-        } else {
-            c.args(["-o", "ControlMaster=auto"])
-                .arg("-o")
-                .arg(format!("ControlPath={}", self.control_dir.join("%C").display()))
-                .args(["-o", "ControlPersist=60"]);
-        }
+        c.args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "ControlMaster=auto"])
+            .arg("-o")
+            .arg(format!("ControlPath={}", self.control_dir.join("%C").display()))
+            .args(["-o", "ControlPersist=60"]);
         c.args(["-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"])
             .arg("-o")
             .arg(format!("ConnectTimeout={}", self.connect_timeout.as_secs().max(1)));
@@ -121,31 +116,15 @@ impl Ssh {
     }
 
     /// Runs `argv` on the host (quoted by [`command_line`]), feeding `input` on stdin,
-    /// over the host's multiplexed connection.
+    /// over the host's multiplexed connection (made, and its key checked against
+    /// known_hosts, by the first call; kept ControlPersist = 60 s after the last).
     pub fn run(
         &self,
         host: &SshHost,
         argv: &[&str],
         input: &mut (dyn std::io::Read + Send),
     ) -> Result<Reply, SshError> {
-        self.exec(host, argv, input, false)
-    }
-
-    /// The same over a new connection of its own: the host's key is checked against
-    /// `known_hosts` now, even while a multiplexed connection made earlier is alive.
-    /// Every operation's preflight starts with this.
-    pub fn run_fresh(&self, host: &SshHost, argv: &[&str]) -> Result<Reply, SshError> {
-        self.exec(host, argv, &mut std::io::empty(), true)
-    }
-
-    fn exec(
-        &self,
-        host: &SshHost,
-        argv: &[&str],
-        input: &mut (dyn std::io::Read + Send),
-        fresh: bool,
-    ) -> Result<Reply, SshError> {
-        let mut c = self.base(host, fresh);
+        let mut c = self.base(host);
         c.arg(command_line(argv)).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = c.spawn().map_err(|source| SshError::Spawn { host: host.label(), source })?;
         let mut stdin = child.stdin.take().expect("piped");
