@@ -8,7 +8,7 @@
 #   ANSIBLE_PIPELINING=False bash bench/fleet.sh     # Ansible's out-of-the-box transfer mode
 #   KEEP=1 bash bench/fleet.sh                       # keep the temp dir (printed)
 #
-# The hosts are real sshd processes on 127.0.240.K (loopback only), each with a private
+# The hosts are real sshd processes on 127.0.(230-249).K (loopback only), each with a private
 # tmpfs over the deploy folder (bench/lib/fleet-hosts.sh, the bash twin of the test
 # fixture crates/lastgood-testkit/src/fleet.rs); everything is killed on exit.
 # Needs root, openssh-server, util-linux (scripts/services.sh installs them) and PyPI.

@@ -12,12 +12,12 @@
 #   fleet_cleanup            kills everything in every host's mount namespace and
 #                            removes BASE's (empty) mount point; call it from an EXIT trap
 #
-# A host is one /usr/sbin/sshd on 127.0.240.K (FLEET_NET overrides "127.0.240"; the
+# A host is one /usr/sbin/sshd on 127.0.(230-249).K (FLEET_NET overrides "127.0.N"; the
 # test fixture uses 127.0.20-219.x), run with nsenter inside a mount namespace held
 # by `unshare -m ... sleep infinity`. Loopback only. Needs root, openssh-server and
 # util-linux (scripts/services.sh installs them).
 
-FLEET_NET="${FLEET_NET:-127.0.240}"
+FLEET_NET="${FLEET_NET:-127.0.$((230 + $$ % 20))}"  # concurrent runs get different addresses
 FLEET_DIR=""
 FLEET_BASE=""
 FLEET_ADDRS=()
