@@ -18,6 +18,7 @@
 # util-linux (scripts/services.sh installs them).
 
 FLEET_NET="${FLEET_NET:-127.0.$((230 + $$ % 20))}"  # concurrent runs get different addresses
+export FLEET_USER="${FLEET_USER:-lgbench}"
 FLEET_DIR=""
 FLEET_BASE=""
 FLEET_ADDRS=()
@@ -42,8 +43,15 @@ fleet_start() { # N DIR BASE
     done
     [[ "$(id -u)" == 0 ]] || fleet_die "needs root (mount namespaces, sshd, root logins)"
     mkdir -p "$FLEET_DIR" "$FLEET_BASE" /run/sshd
+    # A deploy user with a plain /bin/sh, as deploy users are: root's shell startup here
+    # (pyenv in ~/.bashrc, which bash reads for ssh commands) costs ~90 ms of CPU per
+    # ssh session, for lastgood and Ansible alike, and would measure this VM, not them.
+    id "$FLEET_USER" >/dev/null 2>&1 || useradd -M -d /nonexistent -s /bin/sh "$FLEET_USER"
+    usermod -p '*' "$FLEET_USER"   # no password, but not a locked account (sshd refuses those)
+    chmod 755 "$FLEET_DIR" "$(dirname "$FLEET_DIR")"  # sshd reads authorized_keys as the user
     ssh-keygen -q -t ed25519 -N "" -C lastgood-bench-client -f "$FLEET_DIR/id_ed25519"
     cp "$FLEET_DIR/id_ed25519.pub" "$FLEET_DIR/authorized_keys"
+    chmod 644 "$FLEET_DIR/authorized_keys"
     : > "$FLEET_DIR/known_hosts"
     : > "$FLEET_DIR/hosts"
     : > "$FLEET_DIR/ssh_config"
@@ -72,7 +80,7 @@ Subsystem sftp /usr/lib/openssh/sftp-server
 EOF
         # The holder: a new mount namespace with a private tmpfs over BASE.
         unshare -m --propagation private sh -c \
-            "mount -t tmpfs -o mode=0755 lastgood-bench '$FLEET_BASE' && echo ready && exec sleep infinity" \
+            "mount -t tmpfs -o mode=0755,uid=$(id -u "$FLEET_USER") lastgood-bench '$FLEET_BASE' && echo ready && exec sleep infinity" \
             > "$FLEET_DIR/holder$k.ready" 2> "$FLEET_DIR/holder$k.err" &
         holder=$!
         disown "$holder"  # no "Killed" notices at cleanup
@@ -92,7 +100,7 @@ EOF
         cat >> "$FLEET_DIR/ssh_config" <<EOF
 Host $addr
     Port $port
-    User root
+    User $FLEET_USER
     IdentityFile $FLEET_DIR/id_ed25519
     IdentitiesOnly yes
     UserKnownHostsFile $FLEET_DIR/known_hosts

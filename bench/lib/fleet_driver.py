@@ -79,7 +79,8 @@ def lastgood_half(h):
     d = os.path.join(work, "lg%d" % h)
     os.makedirs(d, exist_ok=True)
     cfg = os.path.join(d, "lastgood.toml")
-    urls = ", ".join('"ssh://root@%s:%d"' % (a, p) for a, p, _ in hosts[:h])
+    user = os.environ.get("FLEET_USER", "lgbench")
+    urls = ", ".join('"ssh://%s@%s:%d"' % (user, a, p) for a, p, _ in hosts[:h])
     with open(cfg, "w") as f:
         f.write("""[environments.production]
 hosts = [ %s ]
@@ -132,9 +133,9 @@ def ansible_half(h):
     with open(inv, "w") as f:
         f.write("[fleet]\n")
         for k, (a, p, _) in enumerate(hosts[:h]):
-            f.write("h%d ansible_host=%s ansible_port=%d ansible_user=root ansible_ssh_private_key_file=%s "
+            f.write("h%d ansible_host=%s ansible_port=%d ansible_user=%s ansible_ssh_private_key_file=%s "
                     "ansible_ssh_common_args='-F %s' ansible_python_interpreter=/usr/bin/python3\n"
-                    % (k + 1, a, p, identity, ssh_config))
+                    % (k + 1, a, p, os.environ.get("FLEET_USER", "lgbench"), identity, ssh_config))
     samples = []
     target = 1  # releases/2 is current
     for i in range(warmup + n):
