@@ -37,7 +37,7 @@ pub struct Engine {
     /// A fleet's preflight answers, per environment and target, for this process: a
     /// command plans a rollback up to three times (to print it, before the lock, under
     /// it), and the hosts are asked once.
-    preflights: std::cell::RefCell<BTreeMap<(String, Option<u64>), Vec<(crate::model::SshHost, Option<u64>)>>>,
+    preflights: std::cell::RefCell<BTreeMap<(String, Option<u64>), crate::fleet::HostReleases>>,
 }
 
 #[derive(Debug, Clone)]
@@ -631,7 +631,7 @@ impl Engine {
         fleet: &crate::fleet::Fleet<'_>,
         what: &str,
         release: Option<&Release>,
-    ) -> Result<Vec<(crate::model::SshHost, Option<u64>)>> {
+    ) -> Result<crate::fleet::HostReleases> {
         let key = (fleet.env.name.to_string(), release.map(|r| r.id.0));
         if let Some(hosts) = self.preflights.borrow().get(&key) {
             return Ok(hosts.clone());

@@ -241,10 +241,7 @@ impl<'a> Fleet<'a> {
     /// Preflight on every host: reachable with its pinned key, the agent installed,
     /// `deploy_to` writable with room to spare, and for a rollback the target's release
     /// directory present with the right commit. Returns each host's current release.
-    pub fn preflight(
-        &self,
-        release: Option<(u64, Option<String>)>,
-    ) -> Result<Vec<(SshHost, Option<u64>)>, Vec<Refusal>> {
+    pub fn preflight(&self, release: Option<(u64, Option<String>)>) -> Result<HostReleases, Vec<Refusal>> {
         let req = Request::Preflight {
             deploy_to: self.env.deploy_to.clone(),
             release: release.as_ref().map(|r| r.0),
@@ -283,6 +280,9 @@ impl<'a> Fleet<'a> {
             .collect()
     }
 }
+
+/// Each host with the release its `current` names.
+pub type HostReleases = Vec<(SshHost, Option<u64>)>;
 
 /// A host that failed the preflight, and why.
 pub type Refusal = (SshHost, String);

@@ -156,16 +156,16 @@ fn preflight_refuses_when_one_host_is_unreachable_or_its_key_is_wrong() {
     fleet.start_again(1);
 
     // The host is reinstalled with a new key (its multiplexed connection goes with it).
-    fleet.wrong_key(2);
     fleet.stop(2);
     fleet.start_again(2);
+    fleet.wrong_key(2);
     let run = env.run(&["deploy", "production", "v2", "--reason", "t"]);
     run.expect(4);
     assert!(run.stderr.contains("HOST KEY") && run.stderr.contains("HAS CHANGED"), "{}", run.stderr);
     fleet.trust(2);
-    fleet.forget(0);
     fleet.stop(0);
     fleet.start_again(0);
+    fleet.forget(0);
     let run = env.run(&["deploy", "production", "v2", "--reason", "t"]);
     run.expect(4);
     assert!(run.stderr.contains("is not known") && run.stderr.contains("ssh-keyscan"), "{}", run.stderr);
