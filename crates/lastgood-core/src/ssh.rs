@@ -166,7 +166,7 @@ impl Ssh {
             .lines()
             .map(str::trim)
             .rfind(|l| !l.is_empty() && !l.starts_with("Warning: Permanently added"))
-            .unwrap_or("ssh exited with 255 and said nothing")
+            .unwrap_or("the connection closed without a word (the host or its sshd went away)")
             .to_owned();
         SshError::Connect { host: host.label(), said }
     }
