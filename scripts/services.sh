@@ -20,7 +20,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
   log "installing ${missing[*]}"
   apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+  # The tests start their own sshd per loopback address; keep the package from starting
+  # a system sshd on port 22 (policy-rc.d: no service starts during this install).
+  policy_made=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && policy_made=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2 || { [ -n "$policy_made" ] && rm -f /usr/sbin/policy-rc.d; exit 1; }
+  if [ -n "$policy_made" ]; then rm -f /usr/sbin/policy-rc.d; fi
 fi
 [ -x /usr/sbin/sshd ] || { log "/usr/sbin/sshd is missing after installing openssh-server"; exit 1; }
 mkdir -p /run/sshd
