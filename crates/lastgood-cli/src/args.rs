@@ -151,7 +151,7 @@ pub enum Command {
     /// Delivers one spooled notification (run detached by lastgood itself)
     #[command(name = "__deliver", hide = true)]
     Deliver { file: PathBuf },
-    /// Serves one request of a fleet controller on stdin (run over ssh by lastgood itself)
+    /// Serves a fleet controller's requests on stdin (run over ssh by lastgood itself)
     #[command(name = "__agent", hide = true)]
     Agent,
     /// The incident record of one operation (--format text gives Markdown, json a document)

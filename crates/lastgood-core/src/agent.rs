@@ -11,7 +11,7 @@
 //!
 //! Fencing: every request that changes something carries the operation's lock epoch.
 //! The host keeps the highest epoch it has seen in `.lastgood/epoch` and refuses a
-//! request from an older one (exit 75): an operation whose lease was taken over cannot
+//! request from an older one (its answer says `fenced`): an operation whose lease was taken over cannot
 //! touch a host after its successor has. The check and the change happen under an
 //! exclusive `flock` on `.lastgood/agent.lock`, so two requests on one host never
 //! interleave.
@@ -25,9 +25,6 @@ use serde::{Deserialize, Serialize};
 use crate::model::ReleaseId;
 use crate::runtime::releases;
 use crate::supervise::Supervisor;
-
-/// Exit code of a request refused because its epoch is stale.
-pub const FENCED: i32 = 75;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -114,23 +111,40 @@ fn done(detail: impl Into<String>) -> Answer {
     Answer { ok: true, detail: detail.into(), ..Answer::default() }
 }
 
-/// Serves one request from `input`; writes the answer to stdout; returns the exit code.
-pub fn serve(input: &mut dyn BufRead) -> i32 {
-    let mut line = String::new();
-    let answer = match input.read_line(&mut line) {
-        Ok(0) | Err(_) => fail("the agent got no request on stdin".into()),
-        Ok(_) => match serde_json::from_str::<Request>(&line) {
-            Ok(req) => handle(req, input),
+/// One request as it travels: a JSON line, then `len` bytes of payload (the tar stream
+/// of an export).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Frame {
+    pub len: u64,
+    pub request: Request,
+}
+
+/// Serves requests from `input` until it ends, one answer line each on `output`: the
+/// controller keeps one session per host for a whole command. Returns the exit code.
+pub fn serve(input: &mut dyn BufRead, output: &mut dyn std::io::Write) -> i32 {
+    loop {
+        let mut line = String::new();
+        match input.read_line(&mut line) {
+            Ok(0) => return 0,
+            Ok(_) => {}
+            Err(_) => return 1,
+        }
+        let answer = match serde_json::from_str::<Frame>(&line) {
+            Ok(frame) => {
+                let mut payload = input.take(frame.len);
+                let answer = handle(frame.request, &mut payload);
+                // What the request did not read must not be taken for the next one.
+                if std::io::copy(&mut payload, &mut std::io::sink()).is_err() {
+                    return 1;
+                }
+                answer
+            }
             Err(e) => fail(format!("the agent cannot read its request: {e}")),
-        },
-    };
-    println!("{}", serde_json::to_string(&answer).unwrap_or_else(|_| "{\"ok\":false}".into()));
-    if answer.fenced {
-        FENCED
-    } else if answer.ok {
-        0
-    } else {
-        1
+        };
+        let text = serde_json::to_string(&answer).unwrap_or_else(|_| "{\"ok\":false}".into());
+        if writeln!(output, "{text}").and_then(|_| output.flush()).is_err() {
+            return 1;
+        }
     }
 }
 

@@ -38,6 +38,8 @@ pub struct Engine {
     /// command plans a rollback up to three times (to print it, before the lock, under
     /// it), and the hosts are asked once.
     preflights: std::cell::RefCell<BTreeMap<(String, Option<u64>), crate::fleet::HostReleases>>,
+    /// Each fleet's hosts and their agent sessions, kept for the whole command.
+    fleets: std::cell::RefCell<BTreeMap<String, std::rc::Rc<crate::fleet::Fleet>>>,
 }
 
 #[derive(Debug, Clone)]
@@ -146,7 +148,18 @@ pub(crate) struct Held {
 impl Engine {
     pub fn open(config: Config, ctx: Context) -> Result<Self> {
         let ledger = open_ledger(&config.ledger)?;
-        Ok(Self { config, ctx, ledger, preflights: Default::default() })
+        Ok(Self { config, ctx, ledger, preflights: Default::default(), fleets: Default::default() })
+    }
+
+    /// The environment's fleet (None for `local`), shared by every step of the command.
+    pub(crate) fn fleet(&self, env: &Environment) -> Option<std::rc::Rc<crate::fleet::Fleet>> {
+        let mut fleets = self.fleets.borrow_mut();
+        if let Some(f) = fleets.get(env.name.as_str()) {
+            return Some(f.clone());
+        }
+        let f = std::rc::Rc::new(crate::fleet::Fleet::of(env)?);
+        fleets.insert(env.name.to_string(), f.clone());
+        Some(f)
     }
 
     pub fn ledger(&self) -> &dyn Ledger {
@@ -416,6 +429,7 @@ impl Engine {
         let steps = self.ledger.steps(op_id)?;
         let verify = env.checks.is_empty() || steps.iter().any(|s| matches!(s.step, Step::Verify { .. }));
         let mut j = Journal {
+            fleet: self.fleet(env),
             ledger: self.ledger.as_ref(),
             fence: held.fence.clone(),
             env,
@@ -513,7 +527,7 @@ impl Engine {
         let from = state.current.map(|c| self.must_release(&env.name, c)).transpose()?;
         let to = self.resolve_target(&env, &opts.target, state.current)?;
         let mut drift = false;
-        if let Some(fleet) = crate::fleet::Fleet::of(&env) {
+        if let Some(fleet) = self.fleet(&env) {
             if opts.scope.includes_code() {
                 let hosts = self.preflight_fleet(&fleet, "rollback", Some(&to))?;
                 drift = hosts.iter().any(|(_, current)| *current != Some(to.id.0));
@@ -611,7 +625,7 @@ impl Engine {
     /// A runtime that cannot act (deploy_to not writable, repository unreachable)
     /// refuses the operation before anything changes.
     fn preflight_runtime(&self, env: &Environment, what: &str) -> Result<()> {
-        if let Some(fleet) = crate::fleet::Fleet::of(env) {
+        if let Some(fleet) = self.fleet(env) {
             return self.preflight_fleet(&fleet, what, None).map(drop);
         }
         runtime::of(env).prepare().map_err(|e| Error::Refused {
@@ -628,7 +642,7 @@ impl Engine {
     /// whole operation and is named. Returns each host's current release.
     fn preflight_fleet(
         &self,
-        fleet: &crate::fleet::Fleet<'_>,
+        fleet: &crate::fleet::Fleet,
         what: &str,
         release: Option<&Release>,
     ) -> Result<crate::fleet::HostReleases> {
@@ -789,7 +803,7 @@ impl Engine {
         let current = state.current.map(|c| self.must_release(&env.name, c)).transpose()?;
         let last_good = self.ledger.last_good(&env.name, state.current)?;
         let rt = runtime::of(&env);
-        let hosts = crate::fleet::Fleet::of(&env).map(|f| f.observe()).unwrap_or_default();
+        let hosts = self.fleet(&env).map(|f| f.observe()).unwrap_or_default();
         let rollback_ready = match &last_good {
             None => None,
             // On a fleet: known on every host (the directory is checked when the

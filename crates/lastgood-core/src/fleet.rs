@@ -18,9 +18,11 @@
 //! Each host runs lastgood's own binary as an agent (`agent.rs`), uploaded once per
 //! build; the agent checks the operation's fencing epoch before any change.
 
-use std::io::{Cursor, Read};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::process::{Child, ChildStdin, ChildStdout};
+use std::sync::{Arc, Mutex};
 
 use crate::agent::{Answer, Request};
 use crate::config::Environment;
@@ -124,16 +126,79 @@ impl std::fmt::Display for HostError {
 }
 
 /// The hosts of one environment and how to reach them.
-pub struct Fleet<'a> {
-    pub env: &'a Environment,
+pub struct Fleet {
+    pub env: Environment,
     ssh: Ssh,
     /// The agent's path on every host.
     agent: String,
     exe: PathBuf,
+    /// One agent session per host, opened on first use and kept for the command.
+    sessions: Mutex<HashMap<String, Arc<Mutex<Session>>>>,
 }
 
-impl<'a> Fleet<'a> {
-    pub fn of(env: &'a Environment) -> Option<Self> {
+/// An agent running on a host, reached through one ssh session.
+struct Session {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Session {
+    /// Sends a request and reads its answer; an I/O error means the session is gone.
+    fn ask(&mut self, req: &Request, payload: &[u8]) -> std::io::Result<Answer> {
+        let frame = crate::agent::Frame { len: payload.len() as u64, request: req.clone() };
+        let mut line = serde_json::to_vec(&frame).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        let stdin = self.stdin.as_mut().ok_or_else(|| std::io::Error::other("closed"))?;
+        stdin.write_all(&line)?;
+        stdin.write_all(payload)?;
+        stdin.flush()?;
+        let mut answer = String::new();
+        if self.stdout.read_line(&mut answer)? == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the session ended"));
+        }
+        serde_json::from_str(&answer).map_err(std::io::Error::other)
+    }
+
+    /// Ends the session; ssh's exit status and what it said.
+    fn finish(&mut self) -> (Option<i32>, String) {
+        drop(self.stdin.take());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(s)) => break s.code(),
+                Ok(None) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(5))
+                }
+                _ => {
+                    let _ = self.child.kill();
+                    break self.child.wait().ok().and_then(|s| s.code());
+                }
+            }
+        };
+        let mut said = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut said);
+        }
+        (status, said)
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        let sessions = std::mem::take(&mut *self.sessions.lock().unwrap_or_else(|e| e.into_inner()));
+        // Closing stdin ends each agent and its ssh client; nothing waits for them (a
+        // command ends right after, and its children are reaped by whoever adopts them).
+        for (_, s) in sessions {
+            let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
+            drop(s.stdin.take());
+            let _ = s.child.try_wait();
+        }
+    }
+}
+
+impl Fleet {
+    pub fn of(env: &Environment) -> Option<Self> {
         if env.hosts.is_empty() {
             return None;
         }
@@ -147,7 +212,13 @@ impl<'a> Fleet<'a> {
             })
             .unwrap_or_else(|_| env!("CARGO_PKG_VERSION").to_owned());
         let agent = env.deploy_to.join(".lastgood/bin").join(format!("lastgood-{key}")).to_string_lossy().into_owned();
-        Some(Self { env, ssh: Ssh::new(env.ssh_config.clone()), agent, exe })
+        Some(Self {
+            env: env.clone(),
+            ssh: Ssh::new(env.ssh_config.clone()),
+            agent,
+            exe,
+            sessions: Mutex::new(HashMap::new()),
+        })
     }
 
     /// The configured hosts named by a step's `host` column.
@@ -184,32 +255,54 @@ impl<'a> Fleet<'a> {
         Ok(())
     }
 
-    /// Sends one request (and its payload) to the host's agent.
+    /// Sends one request (and its payload) to the host's agent, over the host's session
+    /// (opened on first use; the agent is installed when this build's is missing).
     pub fn call(&self, host: &SshHost, req: &Request, payload: &[u8]) -> Result<Answer, HostError> {
-        let send = || {
-            let mut line = serde_json::to_vec(req).map_err(|e| HostError::Agent(e.to_string()))?;
-            line.push(b'\n');
-            let mut input = Cursor::new(line).chain(Cursor::new(payload));
-            self.ssh.run(host, &[self.agent.as_str(), "__agent"], &mut input).map_err(HostError::Ssh)
+        let mut installed = false;
+        loop {
+            let session = self.session(host)?;
+            let mut s = session.lock().unwrap_or_else(|e| e.into_inner());
+            match s.ask(req, payload) {
+                Ok(a) if a.fenced => return Err(HostError::Fenced(a.detail)),
+                Ok(a) if a.ok => return Ok(a),
+                Ok(a) => return Err(HostError::Agent(a.detail)),
+                Err(io) => {
+                    let (status, said) = s.finish();
+                    drop(s);
+                    self.sessions.lock().unwrap_or_else(|e| e.into_inner()).remove(&host.label());
+                    match status {
+                        // This build's agent is not on the host yet (a first contact, an upgrade).
+                        Some(127) if !installed => {
+                            self.install_agent(host)?;
+                            installed = true;
+                        }
+                        Some(255) => return Err(HostError::Ssh(self.ssh.classify(host, &said))),
+                        _ => {
+                            let said = said.trim().lines().last().unwrap_or("").to_owned();
+                            return Err(HostError::Agent(format!(
+                                "lastgood's agent session ended ({io}; exit {}){}",
+                                status.map(|s| s.to_string()).unwrap_or_else(|| "by signal".into()),
+                                if said.is_empty() { String::new() } else { format!(": {said}") }
+                            )));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn session(&self, host: &SshHost) -> Result<Arc<Mutex<Session>>, HostError> {
+        let mut map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = map.get(&host.label()) {
+            return Ok(s.clone());
+        }
+        let mut child = self.ssh.spawn(host, &[self.agent.as_str(), "__agent"]).map_err(HostError::Ssh)?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(HostError::Agent("ssh gave no pipes".into()));
         };
-        let mut reply = send()?;
-        if reply.status == Some(127) {
-            // This build's agent is not on the host yet (a first contact, an upgrade).
-            self.install_agent(host)?;
-            reply = send()?;
-        }
-        let text = String::from_utf8_lossy(&reply.stdout);
-        let answer: Option<Answer> = text.lines().rev().find_map(|l| serde_json::from_str(l).ok());
-        match answer {
-            Some(a) if a.fenced => Err(HostError::Fenced(a.detail)),
-            Some(a) if a.ok => Ok(a),
-            Some(a) => Err(HostError::Agent(a.detail)),
-            None => Err(HostError::Agent(format!(
-                "lastgood's agent gave no answer (exit {}): {}",
-                reply.status.map(|s| s.to_string()).unwrap_or_else(|| "by signal".into()),
-                reply.stderr.trim().lines().last().unwrap_or("")
-            ))),
-        }
+        let s = Arc::new(Mutex::new(Session { child, stdin: Some(stdin), stdout: BufReader::new(stdout) }));
+        map.insert(host.label(), s.clone());
+        Ok(s)
     }
 
     /// Runs `f` on every host, at most `parallel` at once; results in host order.

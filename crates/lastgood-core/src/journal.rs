@@ -80,6 +80,8 @@ pub(crate) struct Journal<'a> {
     pub checks: Vec<CheckOutcome>,
     pub verify: bool,
     pub notifier: Option<crate::notify::Notifier>,
+    /// The hosts of a fleet and their agent sessions (None for `local`).
+    pub fleet: Option<std::rc::Rc<crate::fleet::Fleet>>,
 }
 
 /// The end of a journal run.
@@ -479,7 +481,7 @@ impl Journal<'_> {
     fn apply(&mut self, rec: &StepRecord) -> Result<(String, Vec<Change>)> {
         let env = self.env;
         if rec.host != crate::fleet::LOCAL {
-            if let Some(fleet) = crate::fleet::Fleet::of(env) {
+            if let Some(fleet) = self.fleet.clone() {
                 return self.apply_fleet(&fleet, rec);
             }
         }
@@ -716,7 +718,7 @@ impl Journal<'_> {
     }
 
     /// One step on the hosts its record names, in parallel; done only if done on all.
-    fn apply_fleet(&mut self, fleet: &crate::fleet::Fleet<'_>, rec: &StepRecord) -> Result<(String, Vec<Change>)> {
+    fn apply_fleet(&mut self, fleet: &crate::fleet::Fleet, rec: &StepRecord) -> Result<(String, Vec<Change>)> {
         use crate::agent::Request;
         use crate::fleet::summarize;
         let env = self.env;

@@ -147,8 +147,16 @@ impl Ssh {
         Ok(Reply { status, stdout: out.stdout, stderr })
     }
 
+    /// Starts `argv` on the host with stdin, stdout and stderr piped, for a session
+    /// that lives as long as the caller keeps it.
+    pub fn spawn(&self, host: &SshHost, argv: &[&str]) -> Result<std::process::Child, SshError> {
+        let mut c = self.base(host);
+        c.arg(command_line(argv)).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        c.spawn().map_err(|source| SshError::Spawn { host: host.label(), source })
+    }
+
     /// ssh's own failures (exit 255), named for what they mean.
-    fn classify(&self, host: &SshHost, stderr: &str) -> SshError {
+    pub fn classify(&self, host: &SshHost, stderr: &str) -> SshError {
         if stderr.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") || stderr.contains("key for this host has changed")
         {
             return SshError::ChangedKey { host: host.label() };
