@@ -1,9 +1,10 @@
 //! The agent: lastgood's own binary, run on a fleet host as `lastgood __agent`.
 //!
 //! The controller copies its binary to `<deploy_to>/.lastgood/bin/` on each host (once
-//! per build) and then asks it to do one thing per ssh call. The request is one line of
-//! JSON on stdin (for `export`, the release's tar stream follows it); the answer is one
-//! line of JSON on stdout. So versions, argv and environment values never pass
+//! per build) and then keeps one ssh session per host open for the whole command, in
+//! which the agent serves one request after another: each request is one line of JSON
+//! on stdin (a [`Frame`]; for `export`, the release's tar stream follows it, its length
+//! given), each answer one line of JSON on stdout. So versions, argv and environment values never pass
 //! through a shell on either side, and the host runs the same code as a local deploy:
 //! release directories that appear only complete, `current` switched by an atomic
 //! rename with an fsync, the same supervisor with pid and start-time checks, started
