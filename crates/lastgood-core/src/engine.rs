@@ -28,7 +28,7 @@ use crate::model::{
 use crate::plan::{self, Phase, Step};
 use crate::runtime::{self, releases};
 use crate::supervise::{Running, Supervisor};
-use crate::verify::{self, CheckOutcome};
+use crate::verify::CheckOutcome;
 
 pub struct Engine {
     pub config: Config,
@@ -860,28 +860,11 @@ impl Engine {
             return Err(Error::Usage { what: format!("nothing is deployed to `{}` yet", env.name) });
         };
         let r = self.must_release(&env.name, current)?;
-        let vars = journal::program_env(&env.name, &r);
-        if !env.hosts.is_empty() {
-            let mut outcomes = Vec::new();
-            for h in &env.hosts {
-                let mut vars = vars.clone();
-                for (k, v) in &mut vars {
-                    if k == "LASTGOOD_HOST" {
-                        *v = h.host.clone();
-                    }
-                }
-                outcomes.extend(verify::run_checks(
-                    &env.checks,
-                    &verify::Vars { version: &r.version, host: &h.host, env: &vars, cwd: &env.source },
-                ));
-            }
-            return Ok((r, outcomes));
-        }
-        let dir = runtime::of(&env).workdir(current);
-        let outcomes = verify::run_checks(
-            &env.checks,
-            &verify::Vars { version: &r.version, host: "127.0.0.1", env: &vars, cwd: &dir },
-        );
+        let outcomes = if env.hosts.is_empty() {
+            journal::check_release(&env, &r, journal::LOCAL_HOST, &runtime::of(&env).workdir(current))
+        } else {
+            env.hosts.iter().flat_map(|h| journal::check_release(&env, &r, &h.host, &env.source)).collect()
+        };
         Ok((r, outcomes))
     }
 

@@ -55,15 +55,25 @@ pub fn shape(env: &Environment, verify: bool) -> Shape {
     }
 }
 
-/// What `build`, `run`, `restart` and command checks get in their environment.
-pub fn program_env(env: &crate::model::EnvName, r: &Release) -> Vec<(String, String)> {
+/// The address `{host}` and `LASTGOOD_HOST` name on this machine.
+pub const LOCAL_HOST: &str = "127.0.0.1";
+
+/// What `build`, `run`, `restart` and command checks get in their environment, on
+/// `host` (its address; [`LOCAL_HOST`] for `local`).
+pub fn program_env(env: &crate::model::EnvName, r: &Release, host: &str) -> Vec<(String, String)> {
     vec![
         ("LASTGOOD_VERSION".into(), r.version.clone()),
         ("LASTGOOD_RELEASE".into(), r.id.0.to_string()),
         ("LASTGOOD_ENV".into(), env.to_string()),
         ("LASTGOOD_COMMIT".into(), r.commit.as_ref().map(|c| c.to_string()).unwrap_or_default()),
-        ("LASTGOOD_HOST".into(), "127.0.0.1".into()),
+        ("LASTGOOD_HOST".into(), host.into()),
     ]
+}
+
+/// Runs the environment's health checks against a release on one host.
+pub fn check_release(env: &Environment, r: &Release, host: &str, cwd: &std::path::Path) -> Vec<CheckOutcome> {
+    let vars = program_env(&env.name, r, host);
+    verify::run_checks(&env.checks, &verify::Vars { version: &r.version, host, env: &vars, cwd })
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -115,7 +125,7 @@ impl Journal<'_> {
     }
 
     fn vars(&self, r: &Release) -> Vec<(String, String)> {
-        program_env(&self.env.name, r)
+        program_env(&self.env.name, r, LOCAL_HOST)
     }
 
     /// Runs every step not yet done, handling failures, then settles the operation.
@@ -618,22 +628,10 @@ impl Journal<'_> {
             }
             Step::Verify { release } => {
                 let r = self.release(*release)?;
-                let vars = self.vars(&r);
-                let dir = rt.workdir(*release);
-                let outcomes = verify::run_checks(
-                    &env.checks,
-                    &verify::Vars { version: &r.version, host: "127.0.0.1", env: &vars, cwd: &dir },
-                );
-                let passed = outcomes.iter().filter(|o| o.passed).count();
-                let total = outcomes.len();
-                let failed: Vec<String> =
-                    outcomes.iter().filter(|o| !o.passed).map(|o| format!("{}: {}", o.check, o.detail)).collect();
+                let outcomes = check_release(env, &r, LOCAL_HOST, &rt.workdir(*release));
+                let verdict = verify::summary(&outcomes);
                 self.checks.extend(outcomes);
-                if failed.is_empty() {
-                    Ok((format!("{passed}/{total} checks passed"), vec![]))
-                } else {
-                    Err(Error::Step { message: format!("{passed}/{total} checks passed; {}", failed.join("; ")) })
-                }
+                verdict.map(|line| (line, vec![])).map_err(|message| Error::Step { message })
             }
             Step::Cleanup => self.cleanup(),
             Step::Backup { release } => {
@@ -730,16 +728,7 @@ impl Journal<'_> {
             Err((_, true)) => Err(Error::Fenced { env: env.name.to_string(), epoch }),
             Err((message, false)) => Err(Error::Step { message }),
         };
-        let env_name = env.name.clone();
-        let host_vars = |r: &Release, h: &crate::model::SshHost| {
-            let mut vars = program_env(&env_name, r);
-            for (k, v) in &mut vars {
-                if k == "LASTGOOD_HOST" {
-                    *v = h.host.clone();
-                }
-            }
-            vars
-        };
+        let host_vars = |r: &Release, h: &crate::model::SshHost| program_env(&env.name, r, &h.host);
         let stop_ms = env.stop_timeout.as_millis() as u64;
         let detail = |a: &crate::agent::Answer| a.detail.clone();
         match &rec.step {
@@ -830,20 +819,8 @@ impl Journal<'_> {
             Step::Verify { release } => {
                 let r = self.release(*release)?;
                 let results = fleet.each(&hosts, |h| {
-                    let vars = host_vars(&r, h);
-                    let outcomes = verify::run_checks(
-                        &env.checks,
-                        &verify::Vars { version: &r.version, host: &h.host, env: &vars, cwd: &env.source },
-                    );
-                    let failed: Vec<String> =
-                        outcomes.iter().filter(|o| !o.passed).map(|o| format!("{}: {}", o.check, o.detail)).collect();
-                    let passed = outcomes.len() - failed.len();
-                    let line = format!("{passed}/{} checks passed", outcomes.len());
-                    let verdict = if failed.is_empty() {
-                        Ok(line)
-                    } else {
-                        Err(crate::fleet::HostError::Agent(format!("{line}; {}", failed.join("; "))))
-                    };
+                    let outcomes = check_release(env, &r, &h.host, &env.source);
+                    let verdict = verify::summary(&outcomes).map_err(crate::fleet::HostError::Agent);
                     (outcomes, verdict)
                 });
                 let mut per_host = Vec::new();

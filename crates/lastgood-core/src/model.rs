@@ -75,15 +75,7 @@ pub struct Version(String);
 impl Version {
     pub fn parse(s: &str) -> Result<Self, InvalidValue> {
         let what = "version";
-        if s.is_empty() {
-            return Err(invalid(what, s, "it is empty"));
-        }
-        if s.len() > 255 {
-            return Err(invalid(what, s, "it is longer than 255 bytes"));
-        }
-        if s.starts_with('-') {
-            return Err(invalid(what, s, "it starts with `-`, so programs would read it as an option"));
-        }
+        Self::one_word(s)?;
         if let Some(c) = s.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/' | '+'))) {
             let shown = if c.is_control() || c.is_whitespace() { c.escape_debug().to_string() } else { c.to_string() };
             return Err(invalid(
@@ -104,11 +96,9 @@ impl Version {
         }
         Ok(Self(s.to_owned()))
     }
-    /// A version that is never resolved in git (runtimes other than `releases`): an
-    /// image tag, a build number, a digest. It still travels only as an argv element
-    /// or an environment variable, so the rules are those that keep it one word that
-    /// no program can read as an option.
-    pub fn opaque(s: &str) -> Result<Self, InvalidValue> {
+    /// The rules every version follows: not empty, at most 255 bytes, and not
+    /// something a program would read as an option.
+    fn one_word(s: &str) -> Result<(), InvalidValue> {
         let what = "version";
         if s.is_empty() {
             return Err(invalid(what, s, "it is empty"));
@@ -119,6 +109,16 @@ impl Version {
         if s.starts_with('-') {
             return Err(invalid(what, s, "it starts with `-`, so programs would read it as an option"));
         }
+        Ok(())
+    }
+
+    /// A version that is never resolved in git (runtimes other than `releases`): an
+    /// image tag, a build number, a digest. It still travels only as an argv element
+    /// or an environment variable, so the rules are those that keep it one word that
+    /// no program can read as an option.
+    pub fn opaque(s: &str) -> Result<Self, InvalidValue> {
+        let what = "version";
+        Self::one_word(s)?;
         if let Some(c) = s.chars().find(|c| c.is_control() || c.is_whitespace()) {
             return Err(invalid(
                 what,

@@ -108,6 +108,15 @@ pub struct CheckOutcome {
     pub duration_ms: u64,
 }
 
+/// The line a verify step records: `N/M checks passed`, with each failed check after
+/// it when any failed (then as the error).
+pub fn summary(outcomes: &[CheckOutcome]) -> Result<String, String> {
+    let failed: Vec<String> =
+        outcomes.iter().filter(|o| !o.passed).map(|o| format!("{}: {}", o.check, o.detail)).collect();
+    let line = format!("{}/{} checks passed", outcomes.len() - failed.len(), outcomes.len());
+    if failed.is_empty() { Ok(line) } else { Err(format!("{line}; {}", failed.join("; "))) }
+}
+
 /// Runs `checks` in order, each until its first pass or until its attempts are
 /// used up, and returns one outcome per check (all of them, even after a failure,
 /// so the operator sees the whole picture).
