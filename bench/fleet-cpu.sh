@@ -14,9 +14,7 @@ W="$WORK"
 BASE="/var/lib/lastgood-fleet-cpu-$$"
 trap 'fleet_cleanup; rm -rf "$W"' EXIT
 fleet_start 16 "$W/fleet" "$BASE"
-git init -q "$W/repo"
-(cd "$W/repo" && git config user.email b@example.invalid && git config user.name b &&
-    echo 1 > V && git add V && git commit -qm 1 && git tag v1 && echo 2 > V && git commit -qam 2 && git tag v2)
+bench_repo "$W/repo"   # tags v1 and v2
 for H in 1 16; do
     urls=$(awk -v u="$FLEET_USER" -v h="$H" 'NR<=h {printf "%s\"ssh://%s@%s:%s\"", (NR>1?", ":""), u, $1, $2}' "$W/fleet/hosts")
     mkdir -p "$W/lg$H"

@@ -55,15 +55,7 @@ BASE="/var/lib/lastgood-fleet/bench-$$"
 fleet_start "$max" "$WORK/fleet" "$BASE"
 echo "started $max hosts ($FLEET_NET.1-$max), deploy folders under $BASE" >&2
 
-# A repository with tags v1 and v2.
-git init -q "$WORK/repo"
-(
-    cd "$WORK/repo"
-    git config user.email bench@example.invalid
-    git config user.name bench
-    echo 1 > VERSION; git add VERSION; git commit -qm "first"; git tag v1
-    echo 2 > VERSION; git commit -qam "second"; git tag v2
-)
+bench_repo "$WORK/repo"   # tags v1 and v2
 
 # Ansible's side: its own folder on every host, releases 1 and 2, current -> releases/2.
 for ((k = 1; k <= max; k++)); do

@@ -15,13 +15,7 @@ command -v strace >/dev/null || { echo "needs strace" >&2; exit 2; }
 bench_binary
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/lastgood-bench-fsync.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
-git init -q "$WORK/repo"
-(
-    cd "$WORK/repo"
-    git config user.email bench@example.invalid; git config user.name bench
-    echo 1 > VERSION; git add VERSION; git commit -qm first; git tag v1
-    echo 2 > VERSION; git commit -qam second; git tag v2
-)
+bench_repo "$WORK/repo"   # tags v1 and v2
 printf '[environments.production]\nsource = "repo"\ndeploy_to = "srv"\nrestart = ["true"]\nkeep_releases = 5\n' > "$WORK/lastgood.toml"
 cd "$WORK"
 "$LASTGOOD" --config lastgood.toml -q deploy production v1 >/dev/null

@@ -18,15 +18,7 @@ bench_binary
 
 bench_workdir rollback
 
-# A repository with tags v1 and v2.
-git init -q "$WORK/repo"
-(
-    cd "$WORK/repo"
-    git config user.email bench@example.invalid
-    git config user.name bench
-    echo 1 > VERSION; git add VERSION; git commit -qm "first"; git tag v1
-    echo 2 > VERSION; git commit -qam "second"; git tag v2
-)
+bench_repo "$WORK/repo"   # tags v1 and v2
 
 cat > "$WORK/lastgood.toml" <<'TOML'
 [environments.production]

@@ -22,3 +22,15 @@ bench_workdir() {
         trap 'rm -rf "$WORK"' EXIT
     fi
 }
+
+# bench_repo DIR: a git repository at DIR with tags v1 and v2 (VERSION = 1, then 2).
+bench_repo() {
+    git init -q "$1"
+    (
+        cd "$1"
+        git config user.email bench@example.invalid
+        git config user.name bench
+        echo 1 > VERSION; git add VERSION; git commit -qm "first"; git tag v1
+        echo 2 > VERSION; git commit -qam "second"; git tag v2
+    )
+}
