@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::journal::sha256_hex;
+use crate::digest::sha256_hex;
 use crate::model::Scope;
 use crate::report::{Diff, ReleaseSummary};
 

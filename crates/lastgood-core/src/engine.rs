@@ -289,7 +289,7 @@ impl Engine {
                     f.path.display()
                 ),
             })?;
-            let sha = journal::sha256_hex(&content);
+            let sha = crate::digest::sha256_hex(&content);
             config.insert(f.name.clone(), sha.clone());
             blobs.push((sha, content));
         }

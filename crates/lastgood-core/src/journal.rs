@@ -14,7 +14,6 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
 
 use crate::config::{Environment, Start};
 use crate::context::{Context, now_ms};
@@ -74,10 +73,6 @@ pub fn program_env(env: &crate::model::EnvName, r: &Release, host: &str) -> Vec<
 pub fn check_release(env: &Environment, r: &Release, host: &str, cwd: &std::path::Path) -> Vec<CheckOutcome> {
     let vars = program_env(&env.name, r, host);
     verify::run_checks(&env.checks, &verify::Vars { version: &r.version, host, env: &vars, cwd })
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    crate::ledger::sqlite::hex(&Sha256::digest(bytes))
 }
 
 pub(crate) struct Journal<'a> {
@@ -554,7 +549,7 @@ impl Journal<'_> {
                     let Some(sha) = r.config.get(&file.name) else {
                         continue;
                     };
-                    let now = std::fs::read(&file.path).ok().map(|b| sha256_hex(&b));
+                    let now = std::fs::read(&file.path).ok().map(|b| crate::digest::sha256_hex(&b));
                     if now.as_deref() == Some(sha.as_str()) {
                         continue;
                     }

@@ -9,6 +9,7 @@ pub mod context;
 pub mod database;
 pub mod dbops;
 pub mod diagnose;
+pub mod digest;
 pub mod engine;
 pub mod error;
 pub mod exec;

@@ -60,7 +60,6 @@ use std::time::{Duration, Instant};
 
 use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags};
-use sha2::{Digest, Sha256};
 
 use super::url::{DbUrl, PgUrl};
 
@@ -412,7 +411,7 @@ fn open(path: &Path) -> Result<File, BackupError> {
 
 /// SHA-256 (lowercase hex) and size of what `f` holds from its current position.
 fn hash(f: &mut File, path: &Path) -> Result<(String, u64), BackupError> {
-    let mut h = Sha256::new();
+    let mut h = crate::digest::Hasher::default();
     let mut buf = vec![0u8; 1 << 16];
     let mut bytes = 0u64;
     loop {
@@ -425,8 +424,7 @@ fn hash(f: &mut File, path: &Path) -> Result<(String, u64), BackupError> {
         h.update(&buf[..n]);
         bytes += n as u64;
     }
-    let hex = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    Ok((hex, bytes))
+    Ok((h.finish(), bytes))
 }
 
 /// A backup being written: a hidden file in the backup directory, removed unless it is
@@ -727,7 +725,7 @@ mod template {
             .map_err(server("fingerprint the backup copy"))?;
         let text: String = row.get(0);
         let bytes: i64 = row.get(1);
-        Ok((crate::ledger::sqlite::hex(&Sha256::digest(text.as_bytes())), bytes.max(0) as u64))
+        Ok((crate::digest::sha256_hex(text.as_bytes()), bytes.max(0) as u64))
     }
 
     pub(super) fn backup(pg: &PgUrl, name: &str) -> Result<BackupFile, BackupError> {

@@ -15,7 +15,6 @@
 use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Migration {
@@ -57,7 +56,7 @@ pub fn normalise(sql: &str) -> String {
 }
 
 pub fn checksum(sql: &str) -> String {
-    crate::ledger::sqlite::hex(&Sha256::digest(normalise(sql).as_bytes()))
+    crate::digest::sha256_hex(normalise(sql).as_bytes())
 }
 
 /// Versions compare as numbers when both are all digits, else as text (diesel's

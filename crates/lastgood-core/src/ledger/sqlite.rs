@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
-use sha2::{Digest, Sha256};
+use crate::digest::sha256_parts;
 
 use super::*;
 use crate::error::Error;
@@ -401,10 +401,6 @@ fn insert_steps(tx: &Connection, op: u64, first: u32, steps: &[(Step, Phase, Str
     Ok(())
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The canonical form an audit event's hash covers.
 pub fn audit_canonical(e: &AuditEvent) -> String {
     serde_json::json!({
@@ -420,10 +416,7 @@ fn append_audit(tx: &Connection, e: &AuditEvent) -> rusqlite::Result<()> {
         .optional()?
         .unwrap_or_default();
     let canonical = audit_canonical(e);
-    let mut h = Sha256::new();
-    h.update(prev.as_bytes());
-    h.update(canonical.as_bytes());
-    let hash = hex(&h.finalize());
+    let hash = sha256_parts(&[prev.as_bytes(), canonical.as_bytes()]);
     tx.execute(
         "INSERT INTO audit_events (at, actor, host, env, operation, event, detail, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![e.at, e.actor, e.host, e.env, e.operation.map(|o| o as i64), e.event, e.detail.to_string(), prev, hash],
@@ -814,10 +807,7 @@ pub fn audit_chain_ok(ledger: &SqliteLedger) -> Result<std::result::Result<usize
         };
         let prev_hash: String = r.get(8).map_err(|e| ledger.err(e))?;
         let hash: String = r.get(9).map_err(|e| ledger.err(e))?;
-        let mut h = Sha256::new();
-        h.update(prev.as_bytes());
-        h.update(audit_canonical(&e).as_bytes());
-        if prev_hash != prev || hex(&h.finalize()) != hash {
+        if prev_hash != prev || sha256_parts(&[prev.as_bytes(), audit_canonical(&e).as_bytes()]) != hash {
             return Ok(Err((id, e.event)));
         }
         prev = hash;
