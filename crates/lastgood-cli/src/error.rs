@@ -1,6 +1,7 @@
 //! Library errors, explained: a message, what caused it, a hint, and the exit code.
 
 use lastgood_core::Error;
+use lastgood_core::refusal::{DataLoss, Refusal};
 
 use crate::args::Cli;
 
@@ -71,7 +72,11 @@ fn hint(e: &Error, cli: &Cli) -> Option<String> {
         Error::Fenced { .. } => {
             format!("another process took over this environment's lock; see `lastgood status {env}`")
         }
-        Error::Refused { .. } => "nothing was changed".into(),
+        Error::Refused { refusal, .. } => refusal_hint(refusal, cli, &env),
+        Error::ReleaseMissing { .. } | Error::OperationMissing { .. } => {
+            "the ledger is damaged or was edited by hand; `lastgood audit verify` checks its audit trail".into()
+        }
+        Error::ConfigFile { .. } => "create the file, or remove it from config_files; nothing was changed".into(),
         Error::Step { .. } | Error::Supervise(_) | Error::Io { .. } => {
             format!(
                 "see `lastgood status {env}`; if an operation was left running, `lastgood resume {env}` finishes it"
@@ -79,6 +84,36 @@ fn hint(e: &Error, cli: &Cli) -> Option<String> {
         }
         _ => return None,
     })
+}
+
+/// What to do about a refusal; every one of them changed nothing.
+fn refusal_hint(refusal: &Refusal, cli: &Cli, env: &str) -> String {
+    use crate::args::Command as C;
+    let again = "then run the command again; nothing was changed";
+    match refusal {
+        Refusal::DataLoss(DataLoss::NoConsent { .. }) => {
+            let preview = match &cli.command {
+                C::Db { .. } => format!("`lastgood db down {env} ... --sql`"),
+                _ => format!("`lastgood rollback {env} --dry-run --sql`"),
+            };
+            format!(
+                "read the SQL with {preview}, then run it again with --allow-data-loss (a backup is taken first); nothing was changed"
+            )
+        }
+        Refusal::DataLoss(DataLoss::BackupNever { .. }) => {
+            format!("set backup = \"auto\" in [environments.{env}.database] so lastgood can back up first, {again}")
+        }
+        Refusal::DataLoss(DataLoss::Automatic { .. }) => format!(
+            "read the plan with `lastgood rollback {env} --dry-run --sql`, then run it with --allow-data-loss; nothing was changed"
+        ),
+        Refusal::NotReady(_) => {
+            format!("choose a release that can be returned to from `lastgood history {env}`; nothing was changed")
+        }
+        Refusal::Unconfirmed { .. } => "add --yes if this is the release you mean; nothing was changed".into(),
+        Refusal::Preflight { .. } => format!("fix the host(s) named above, {again}"),
+        Refusal::Unusable { .. } => format!("fix what is named above, {again}"),
+        Refusal::Version { .. } => format!("build or load the image first (lastgood never pulls), {again}"),
+    }
 }
 
 fn env_of(cli: &Cli) -> String {

@@ -6,7 +6,9 @@
 use std::io::{IsTerminal, Write};
 
 use lastgood_core::context::rfc3339;
-use lastgood_core::engine::{PlanView, Report, Status};
+use lastgood_core::engine::inspect::Status;
+use lastgood_core::engine::preview::PlanView;
+use lastgood_core::engine::run::Report;
 use lastgood_core::journal::Progress;
 use lastgood_core::ledger::{LockInfo, Release, StepRecord, StepState};
 use lastgood_core::verify::CheckOutcome;
@@ -99,11 +101,11 @@ pub fn plan_text(p: &PlanView) -> String {
         },
     );
     for (i, step) in p.steps.iter().enumerate() {
-        let on = match p.hosts.get(i).map(String::as_str) {
-            None | Some("local") => String::new(),
-            Some(h) => format!("  [on {}]", h.replace(',', ", ")),
+        let on = match step.host.as_str() {
+            "local" => String::new(),
+            h => format!("  [on {}]", h.replace(',', ", ")),
         };
-        s.push_str(&format!("  {:>2}. {:<12} {}{on}\n", i + 1, step.name(), step.describe(p.runtime)));
+        s.push_str(&format!("  {:>2}. {:<12} {}{on}\n", i + 1, step.step.name(), step.description));
     }
     if p.steps.is_empty() {
         s.push_str("  (no steps)\n");
@@ -119,6 +121,15 @@ pub fn plan_text(p: &PlanView) -> String {
     for c in &p.confirm {
         s.push_str(&format!("  confirm: {c}\n"));
     }
+    for r in &p.refusals {
+        if let lastgood_core::refusal::Refusal::Unconfirmed { .. } = r {
+            continue; // listed under confirm
+        }
+        match r.consent() {
+            Some(flag) => s.push_str(&format!("  refused without {flag}: {r}\n")),
+            None => s.push_str(&format!("  REFUSED: {r}\n")),
+        }
+    }
     s
 }
 
@@ -129,7 +140,13 @@ pub fn plan_json(p: &PlanView) -> Value {
         "from": p.from.as_ref().map(release_json),
         "to": release_json(&p.to),
         "scope": p.scope.as_str(),
-        "steps": p.steps.iter().map(|s| json!({ "name": s.name(), "description": s.to_string() })).collect::<Vec<_>>(),
+        "steps": p.steps.iter().map(|s| json!({
+            "name": s.step.name(),
+            "release": s.step.release().map(|r| r.0),
+            "host": s.host,
+            "description": s.description,
+        })).collect::<Vec<_>>(),
+        "refusals": p.refusals.iter().map(|r| json!({ "reason": r.to_string(), "consent": r.consent() })).collect::<Vec<_>>(),
         "notes": p.notes,
         "confirm": p.confirm,
         "migrations": p.migrations,

@@ -55,7 +55,7 @@ pub struct ConfigFile {
 }
 
 /// How code is switched (`runtime = ...`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
 pub enum Runtime {
     /// Release directories and an atomic `current` symlink.
     Releases,
@@ -73,7 +73,7 @@ pub enum Runtime {
     Swarm { service: String },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
 pub struct Compose {
     /// Absolute (resolved against the config's folder).
     pub file: PathBuf,
@@ -94,7 +94,7 @@ impl Runtime {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
 pub struct Gitops {
     /// A path (resolved against the config's folder) or a URL, as git takes it.
     pub repo: String,
@@ -104,7 +104,7 @@ pub struct Gitops {
     pub mode: GitopsMode,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
 pub enum GitopsMode {
     /// Rollback commits reverts (history kept, a plain push).
     Revert,

@@ -48,10 +48,7 @@ impl Hasher {
 mod tests {
     #[test]
     fn known_digests() {
-        assert_eq!(
-            super::sha256_hex(b"abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(super::sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         assert_eq!(super::sha256_parts(&[b"a", b"bc"]), super::sha256_hex(b"abc"));
         let mut h = super::Hasher::default();
         h.update(b"ab");

@@ -48,8 +48,21 @@ pub enum Error {
     #[error("operation on `{env}` lost its lock to a newer holder (epoch {epoch} is stale)")]
     Fenced { env: String, epoch: i64 },
 
-    #[error("{what} of `{env}` was refused: {why}")]
-    Refused { env: String, what: String, why: String },
+    /// A safety check refused the operation; nothing was changed. The refusal's facts
+    /// say which check and what consents to it.
+    #[error("{what} of `{env}` was refused: {refusal}")]
+    Refused { env: String, what: String, refusal: Box<crate::refusal::Refusal> },
+
+    /// The ledger names a release it does not hold: it is damaged or was edited by hand.
+    #[error("release {release} of `{env}` is missing from the ledger")]
+    ReleaseMissing { env: String, release: crate::model::ReleaseId },
+
+    #[error("operation {operation} is missing from the ledger")]
+    OperationMissing { operation: u64 },
+
+    /// A config file the environment snapshots cannot be read.
+    #[error("config file {name} ({}) cannot be read: {source}", path.display())]
+    ConfigFile { name: String, path: PathBuf, source: std::io::Error },
 
     #[error("git failed in {dir}: {message}")]
     Git { dir: PathBuf, message: String },
@@ -85,14 +98,26 @@ impl Error {
             | Self::Invalid(_)
             | Self::UnknownVersion { .. }
             | Self::UnknownTarget { .. }
+            | Self::ConfigFile { .. }
             | Self::Usage { .. } => 2,
             Self::Locked { .. } => 3,
             Self::Refused { .. } => 4,
             Self::Interrupted { .. } | Self::Fenced { .. } | Self::Halted { .. } => 5,
             Self::Migrate(e) => e.exit_code(),
             Self::Backup(_) => 1,
-            Self::Step { .. } | Self::Git { .. } | Self::Ledger { .. } | Self::Io { .. } | Self::Supervise(_) => 1,
+            Self::Step { .. }
+            | Self::Git { .. }
+            | Self::Ledger { .. }
+            | Self::ReleaseMissing { .. }
+            | Self::OperationMissing { .. }
+            | Self::Io { .. }
+            | Self::Supervise(_) => 1,
         }
+    }
+
+    /// A refusal of `what` (an operation, a step) on `env`.
+    pub fn refused(env: impl ToString, what: impl Into<String>, refusal: impl Into<crate::refusal::Refusal>) -> Self {
+        Self::Refused { env: env.to_string(), what: what.into(), refusal: Box::new(refusal.into()) }
     }
 
     pub fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {

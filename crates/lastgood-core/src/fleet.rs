@@ -2,10 +2,11 @@
 //!
 //! The journal's steps stay the same (export, build, switch, restart, verify,
 //! cleanup); for a fleet each step acts on a set of hosts, recorded in the step's
-//! `host` column, and fans out over them with at most `parallel` at once. A step
-//! succeeds only when it succeeded on every one of its hosts; its record holds one
+//! `host` column, and fans out over them with at most `parallel` at once: the fleet is
+//! the [`Executor`] that carries each step's [`Action`] to the agent of every host. A
+//! step succeeds only when it succeeded on every one of its hosts; its record holds one
 //! line per host. The rollout shape is decided when the operation is planned
-//! ([`place`]): with `canary` or `batch`, switch/restart/verify are repeated per wave,
+//! ([`crate::plan::placement`]): with `canary` or `batch`, switch/restart/verify are repeated per wave,
 //! canary hosts first; every later wave starts only after the one before passed its
 //! checks. The ledger's `current` moves only when the last wave has switched, so it
 //! never names a release the whole fleet does not run once the operation has ended.
@@ -24,87 +25,18 @@ use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout};
 use std::sync::{Arc, Mutex};
 
+use crate::action::Action;
 use crate::agent::{Answer, Request};
 use crate::config::Environment;
-use crate::model::{OperationKind, SshHost};
-use crate::plan::{Phase, Step};
+use crate::error::Result as LgResult;
+use crate::executor::{self, CheckRun, Executor, Failure, Payload};
+use crate::model::{ReleaseId, SshHost};
+use crate::runtime::{ReleaseFacts, Site};
 use crate::ssh::{Ssh, SshError};
-
-/// The `host` column of steps that run on the controller.
-pub const LOCAL: &str = "local";
+use crate::verify::CheckOutcome;
 
 /// Free space a host must have before a deploy, in MB.
 const MIN_FREE_MB: u64 = 64;
-
-/// Gives each planned step the hosts it acts on, expanding waves for a fleet deploy.
-pub fn place(env: &Environment, steps: Vec<Step>, phase: Phase, kind: OperationKind) -> Vec<(Step, Phase, String)> {
-    if env.hosts.is_empty() {
-        return steps.into_iter().map(|s| (s, phase, LOCAL.to_owned())).collect();
-    }
-    let all = labels(&env.hosts);
-    let on_hosts = |s: &Step| {
-        matches!(
-            s,
-            Step::Export { .. }
-                | Step::Build { .. }
-                | Step::Switch { .. }
-                | Step::Restart { .. }
-                | Step::Verify { .. }
-                | Step::Stop
-                | Step::Unlink
-                | Step::Cleanup
-        )
-    };
-    let waves = waves(env);
-    let rolling = kind == OperationKind::Deploy && phase == Phase::Forward && waves.len() > 1;
-    if !rolling {
-        return steps
-            .into_iter()
-            .map(|s| {
-                let h = if on_hosts(&s) { all.clone() } else { LOCAL.to_owned() };
-                (s, phase, h)
-            })
-            .collect();
-    }
-    // Switch, restart and verify once per wave; everything else once for all.
-    let in_wave = |s: &Step| matches!(s, Step::Switch { .. } | Step::Restart { .. } | Step::Verify { .. });
-    let first = steps.iter().position(in_wave).unwrap_or(steps.len());
-    let last = steps.iter().rposition(in_wave).map(|i| i + 1).unwrap_or(first);
-    let mut out = Vec::new();
-    for s in &steps[..first] {
-        out.push((s.clone(), phase, if on_hosts(s) { all.clone() } else { LOCAL.to_owned() }));
-    }
-    for wave in &waves {
-        let label = labels(wave);
-        for s in &steps[first..last] {
-            out.push((s.clone(), phase, label.clone()));
-        }
-    }
-    for s in &steps[last..] {
-        out.push((s.clone(), phase, if on_hosts(s) { all.clone() } else { LOCAL.to_owned() }));
-    }
-    out
-}
-
-/// The rollout's waves: the canary hosts, then batches of the rest.
-pub fn waves(env: &Environment) -> Vec<Vec<SshHost>> {
-    let hosts = &env.hosts;
-    let mut out = Vec::new();
-    let canary = env.rollout.canary.min(hosts.len());
-    if canary > 0 {
-        out.push(hosts[..canary].to_vec());
-    }
-    let rest = &hosts[canary..];
-    let size = env.rollout.batch.unwrap_or(rest.len()).max(1);
-    for chunk in rest.chunks(size) {
-        out.push(chunk.to_vec());
-    }
-    out
-}
-
-fn labels(hosts: &[SshHost]) -> String {
-    hosts.iter().map(SshHost::label).collect::<Vec<_>>().join(",")
-}
 
 /// What went wrong on one host.
 #[derive(Debug)]
@@ -331,20 +263,23 @@ impl Fleet {
         hosts.iter().cloned().zip(results.into_iter().map(|r| r.expect("every host ran"))).collect()
     }
 
+    /// The site a host is: this environment's runtime, reached at the host's address.
+    pub fn site(&self, host: &SshHost) -> Site {
+        Site::on(&self.env, &host.host)
+    }
+
     /// Preflight on every host: reachable with its pinned key, the agent installed,
-    /// `deploy_to` writable with room to spare, and for a rollback the target's release
-    /// directory present with the right commit. Returns each host's current release.
-    pub fn preflight(&self, release: Option<(u64, Option<String>)>) -> Result<HostReleases, Vec<Refusal>> {
-        let req = Request::Preflight {
-            deploy_to: self.env.deploy_to.clone(),
-            release: release.as_ref().map(|r| r.0),
-            commit: release.as_ref().and_then(|r| r.1.clone()),
-            min_free_mb: MIN_FREE_MB,
-        };
+    /// the runtime able to act (`deploy_to` writable) with room to spare, and for a
+    /// rollback the target ready there (its release directory with the right commit).
+    /// Returns each host's current release.
+    pub fn preflight(&self, release: Option<&ReleaseFacts>) -> Result<HostReleases, Vec<Refusal>> {
         // Over the host's multiplexed connection: its key was checked against
         // known_hosts when that connection was made (at most ControlPersist ago). The
         // agent is installed when this build's is not there yet.
-        let results = self.each(&self.env.hosts, |h| self.call(h, &req, &[]));
+        let results = self.each(&self.env.hosts, |h| {
+            let req = Request::Preflight { site: self.site(h), release: release.cloned(), min_free_mb: MIN_FREE_MB };
+            self.call(h, &req, &[])
+        });
         let mut ok = Vec::new();
         let mut failed = Vec::new();
         for (h, r) in results {
@@ -358,7 +293,7 @@ impl Fleet {
 
     /// What every host runs now (`current` and the app), for `status`.
     pub fn observe(&self) -> Vec<HostState> {
-        self.each(&self.env.hosts, |h| self.call(h, &Request::Current { deploy_to: self.env.deploy_to.clone() }, &[]))
+        self.each(&self.env.hosts, |h| self.call(h, &Request::Current { site: self.site(h) }, &[]))
             .into_iter()
             .map(|(h, r)| match r {
                 Ok(a) => HostState { host: h.label(), reachable: true, current: a.current, app: a.app, error: None },
@@ -390,30 +325,33 @@ pub struct HostState {
     pub error: Option<String>,
 }
 
-/// The outcome of a step on each of its hosts, as one record: `Ok(detail)` when every
-/// host succeeded; otherwise the table, and whether a host refused a stale epoch.
-pub fn summarize<T>(
-    results: Vec<(SshHost, Result<T, HostError>)>,
-    show: impl Fn(&T) -> String,
-) -> Result<String, (String, bool)> {
-    let mut lines = Vec::new();
-    let mut failed = 0;
-    let mut fenced = false;
-    for (h, r) in &results {
-        match r {
-            Ok(v) => lines.push(format!("{}: {}", h.label(), show(v))),
-            Err(e) => {
-                failed += 1;
-                fenced |= matches!(e, HostError::Fenced(_));
-                lines.push(format!("{}: FAILED: {e}", h.label()));
-            }
-        }
+impl Executor for Fleet {
+    fn perform(&self, column: &str, action: &Action, payload: Payload<'_>, epoch: i64) -> LgResult<String> {
+        let hosts = self.hosts_of(column).map_err(|message| crate::error::Error::Step { message })?;
+        let tar = match payload {
+            Payload::None => Vec::new(),
+            Payload::Tree { source, commit } => crate::git::archive(source, commit)?,
+        };
+        let results = self.each(&hosts, |h| {
+            let req = Request::Perform { site: self.site(h), action: action.clone(), epoch };
+            self.call(h, &req, &tar)
+                .map(|a| a.detail)
+                .map_err(|e| Failure { fenced: matches!(e, HostError::Fenced(_)), detail: e.to_string() })
+        });
+        let results = results.into_iter().map(|(h, r)| (h.label(), r)).collect();
+        executor::summarize(results).map_err(|failed| executor::into_error(self.env.name.as_str(), epoch, failed))
     }
-    let head = if failed == 0 {
-        format!("{} host(s) ok", results.len())
-    } else {
-        format!("{failed} of {} host(s) failed", results.len())
-    };
-    let text = format!("{head}\n      {}", lines.join("\n      "));
-    if failed == 0 { Ok(text) } else { Err((text, fenced)) }
+
+    fn check(
+        &self,
+        column: &str,
+        _release: ReleaseId,
+        run: &CheckRun<'_>,
+    ) -> LgResult<Vec<(String, Vec<CheckOutcome>)>> {
+        let hosts = self.hosts_of(column).map_err(|message| crate::error::Error::Step { message })?;
+        // Checks run from the controller, against each host's address; command checks
+        // in the source tree (the release directory is on the host).
+        let results = self.each(&hosts, |h| run(&h.host, &self.env.source));
+        Ok(results.into_iter().map(|(h, o)| (h.label(), o)).collect())
+    }
 }

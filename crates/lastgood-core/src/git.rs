@@ -112,29 +112,21 @@ pub fn commits(dir: &Path, from: Option<&CommitId>, to: &CommitId, limit: usize)
         .collect()
 }
 
-/// Writes the commit's tree into `dest` (which must exist and be empty).
-pub fn export(dir: &Path, commit: &CommitId, dest: &Path) -> Result<()> {
+/// Streams the commit's tree as a tar archive (`git archive`) into `f`, so a release
+/// is unpacked without holding the whole tree in memory.
+pub fn with_archive<T>(dir: &Path, commit: &CommitId, f: impl FnOnce(&mut dyn std::io::Read) -> T) -> Result<T> {
     let mut child = git(dir)
         .args(["archive", "--format=tar", "--end-of-options", commit.as_str()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| Error::Git { dir: dir.to_path_buf(), message: format!("cannot run git: {e}") })?;
-    let stdout = child.stdout.take();
-    let unpacked = stdout.map(|s| {
-        let mut archive = tar::Archive::new(s);
-        archive.set_preserve_permissions(true);
-        archive.unpack(dest)
-    });
+    let result = child.stdout.take().map(|mut out| f(&mut out));
     let out = child.wait_with_output().map_err(|e| Error::Git { dir: dir.to_path_buf(), message: e.to_string() })?;
     if !out.status.success() {
         return Err(fail(dir, &out));
     }
-    match unpacked {
-        Some(Ok(())) => Ok(()),
-        Some(Err(e)) => Err(Error::Io { action: "unpack the release into", path: dest.to_path_buf(), source: e }),
-        None => Err(Error::Git { dir: dir.to_path_buf(), message: "git archive gave no output".into() }),
-    }
+    result.ok_or_else(|| Error::Git { dir: dir.to_path_buf(), message: "git archive gave no output".into() })
 }
 
 /// The commit's tree as a tar archive (what fleet hosts unpack).

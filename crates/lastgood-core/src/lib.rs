@@ -3,16 +3,16 @@
 //! The CLI (and later the dashboard) call [`engine::Engine`]; everything below it is
 //! plain library code with typed errors.
 
+pub mod action;
 pub mod agent;
 pub mod config;
 pub mod context;
 pub mod database;
-pub mod dbops;
-pub mod diagnose;
 pub mod digest;
 pub mod engine;
 pub mod error;
 pub mod exec;
+pub mod executor;
 pub mod failpoint;
 pub mod fleet;
 pub mod git;
@@ -22,8 +22,10 @@ pub mod lock;
 pub mod model;
 pub mod notify;
 pub mod plan;
+pub mod refusal;
 pub mod report;
 pub mod runtime;
+pub mod safety;
 pub mod secret;
 pub mod snapshots;
 pub mod ssh;

@@ -9,6 +9,11 @@
 //! machine and its process is gone (pid plus start time, so a recycled pid is not
 //! mistaken for the holder). A lock taken by hand with `lastgood lock` has neither pid
 //! nor expiry: it lasts until `unlock`.
+//!
+//! An operation holds its lock through a [`LockGuard`], which frees it when dropped,
+//! on every path out (an error included): nobody frees a lock by hand. Freeing is
+//! fenced too, so a guard whose lock was taken over, or already freed with the
+//! operation's last write, changes nothing.
 
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -46,6 +51,30 @@ pub fn holder_gone(ctx: &Context, lock: &LockInfo) -> bool {
     match lock.pid {
         Some(pid) if lock.host == ctx.host => process_start_time(pid) != lock.pid_start,
         _ => false,
+    }
+}
+
+/// A held lock: its fence, the heartbeat that renews its lease, and the ledger that
+/// frees it when the guard goes.
+pub struct LockGuard<'a> {
+    ledger: &'a dyn Ledger,
+    pub fence: Fence,
+    heartbeat: Option<Heartbeat>,
+}
+
+impl<'a> LockGuard<'a> {
+    pub fn new(ledger: &'a dyn Ledger, fence: Fence, heartbeat: Heartbeat) -> Self {
+        Self { ledger, fence, heartbeat: Some(heartbeat) }
+    }
+}
+
+impl Drop for LockGuard<'_> {
+    fn drop(&mut self) {
+        // Stop renewing first, then free. Best effort: if this fails the lease
+        // expires, or the next command on this machine sees our process gone and
+        // takes over.
+        drop(self.heartbeat.take());
+        let _ = self.ledger.release_lock(&self.fence);
     }
 }
 

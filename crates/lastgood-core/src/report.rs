@@ -235,6 +235,8 @@ impl IncidentReport {
         let returned_to = returned_to(&steps).map(release).transpose()?;
         let env = config.environment(op.env.as_str()).ok();
 
+        let site = env.map(crate::runtime::Site::local);
+        let rt = site.as_ref().map(crate::runtime::of);
         let diff = Diff::between(ledger, env, from.as_ref(), &to);
         let finish = format!("{}.finish", op.kind.as_str());
         let finish = audit.iter().find(|a| a.event.event == finish);
@@ -292,7 +294,16 @@ impl IncidentReport {
                 .map(|s| PlannedStep {
                     seq: s.seq,
                     step: s.step.name(),
-                    description: s.step.describe(env.map(|e| e.runtime.name()).unwrap_or("releases")),
+                    description: match &rt {
+                        Some(rt) => {
+                            let facts = crate::runtime::StepFacts {
+                                version: None,
+                                back: s.phase != crate::plan::Phase::Forward || op.kind != OperationKind::Deploy,
+                            };
+                            rt.describe(&s.step, &facts)
+                        }
+                        None => s.step.to_string(),
+                    },
                     phase: s.phase,
                 })
                 .collect(),

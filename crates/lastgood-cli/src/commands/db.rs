@@ -200,7 +200,7 @@ pub fn run(cli: &Cli, engine: &Engine, command: &DbCommand) -> Result<i32> {
     }
 }
 
-fn print_plan(json: bool, plan: &lastgood_core::dbops::DbPlan) {
+fn print_plan(json: bool, plan: &lastgood_core::engine::db::DbPlan) {
     if json {
         output::json(&serde_json::to_value(plan).unwrap_or_default());
     } else {
@@ -208,7 +208,7 @@ fn print_plan(json: bool, plan: &lastgood_core::dbops::DbPlan) {
     }
 }
 
-fn print_run(json: bool, run: &lastgood_core::dbops::DbRun, verb: &str) {
+fn print_run(json: bool, run: &lastgood_core::engine::db::DbRun, verb: &str) {
     if json {
         output::json(&serde_json::to_value(run).unwrap_or_default());
     } else {

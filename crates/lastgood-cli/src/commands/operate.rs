@@ -3,8 +3,13 @@
 use std::io::{BufRead, IsTerminal, Write};
 
 use lastgood_core::Result;
-use lastgood_core::engine::{DeployOptions, Engine, Report, RollbackOptions};
+use lastgood_core::engine::Engine;
+use lastgood_core::engine::deploy::DeployOptions;
+use lastgood_core::engine::preview::PlanView;
+use lastgood_core::engine::rollback::RollbackOptions;
+use lastgood_core::engine::run::Report;
 use lastgood_core::model::{Outcome, Scope};
+use lastgood_core::refusal::Refusal;
 
 use crate::args::{Cli, Format, ScopeArg};
 use crate::output::{self, StderrProgress};
@@ -74,6 +79,11 @@ pub fn rollback(
         }
         return Ok(0);
     }
+    // A refusal nobody can answer here ends it before anything is asked; confirming
+    // a target comes after the reason.
+    if let Some(refused) = plan.refused(|r| matches!(r, Refusal::Unconfirmed { .. })) {
+        return Err(refused);
+    }
     // Why a rollback happened is the first question of every incident review: it is
     // required, asked for on a terminal, and recorded in the audit log.
     let mut opts = opts;
@@ -117,7 +127,7 @@ pub fn resume(cli: &Cli, engine: &Engine, env: &str, abort: bool) -> Result<i32>
 
 /// Prints the report; the exit code follows SPEC.md (1 for anything that failed,
 /// a deploy rolled back automatically included).
-fn finish(cli: &Cli, report: &Report, plan: Option<&lastgood_core::engine::PlanView>) -> i32 {
+fn finish(cli: &Cli, report: &Report, plan: Option<&PlanView>) -> i32 {
     match cli.global.format {
         Format::Json => output::json(&output::report_json(report, plan)),
         Format::Text => {

@@ -9,8 +9,8 @@
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use crate::digest::sha256_parts;
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::*;
 use crate::error::Error;

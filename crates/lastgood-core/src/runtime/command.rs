@@ -11,22 +11,25 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::Environment;
+use super::api::{
+    Activation, NotReady, Observed, Placement, Refusal, ReleaseFacts, Runtime, Site, StepFacts, generic, usable_dir,
+};
 use crate::error::{Error, Result};
 use crate::model::ReleaseId;
+use crate::plan::Step;
 
 /// How long `current` may take to answer.
 const CURRENT_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct Command<'a> {
-    pub env: &'a Environment,
+    pub site: &'a Site,
     pub switch: &'a [String],
     pub current: Option<&'a [String]>,
 }
 
 impl Command<'_> {
     fn dir(&self) -> PathBuf {
-        self.env.deploy_to.clone()
+        self.site.deploy_to.clone()
     }
 
     /// What `current` prints, trimmed; None when it is not configured, fails or prints nothing.
@@ -38,20 +41,25 @@ impl Command<'_> {
     }
 }
 
-impl super::Runtime for Command<'_> {
-    fn prepare(&self) -> Result<()> {
-        super::ensure_dir(&super::state_dir(self.env))
+impl Runtime for Command<'_> {
+    fn prepare(&self) -> std::result::Result<(), Refusal> {
+        usable_dir("lastgood's state folder", &self.site.state_dir())
     }
 
-    fn activate(&self, a: &super::Activation<'_>) -> Result<String> {
+    fn placement(&self) -> Placement {
+        Placement::Controller
+    }
+
+    fn activate(&self, a: &Activation) -> Result<String> {
         let version = a.release.version.as_str();
-        if self.running(a.vars).as_deref() == Some(version) {
+        let vars = &a.vars;
+        if self.running(vars).as_deref() == Some(version) {
             return Ok(format!("`current` already prints {version}"));
         }
-        let log = super::state_dir(self.env).join(format!("switch-{}.log", a.release.id.0));
-        crate::exec::run_logged(self.switch, &self.dir(), a.vars, &log)
+        let log = self.site.state_dir().join(format!("switch-{}.log", a.release.id.0));
+        crate::exec::run_logged(self.switch, &self.dir(), vars, &log)
             .map_err(|e| Error::Step { message: format!("switch: {e}") })?;
-        match (self.current, self.running(a.vars)) {
+        match (self.current, self.running(vars)) {
             (None, _) => Ok(format!("switch ran for {version} (log: {})", log.display())),
             (Some(_), Some(now)) if now == version => Ok(format!("switched; `current` prints {version}")),
             (Some(_), Some(now)) => Err(Error::Step {
@@ -63,7 +71,7 @@ impl super::Runtime for Command<'_> {
         }
     }
 
-    fn ready(&self, _release: &crate::ledger::Release) -> std::result::Result<(), String> {
+    fn ready(&self, _release: &ReleaseFacts) -> std::result::Result<(), NotReady> {
         // A version is all the switch program needs.
         Ok(())
     }
@@ -72,7 +80,16 @@ impl super::Runtime for Command<'_> {
         self.dir()
     }
 
-    fn observe(&self) -> Option<String> {
-        self.running(&[])
+    fn observe(&self) -> Observed {
+        Observed { release: None, version: self.running(&[]) }
+    }
+
+    fn describe(&self, step: &Step, facts: &StepFacts) -> String {
+        match (step, facts.version.as_deref()) {
+            (Step::Switch { .. }, Some(v)) => format!("run {} with LASTGOOD_VERSION={v}", self.switch.join(" ")),
+            (Step::Switch { release }, None) => format!("run {} for {release}", self.switch.join(" ")),
+            (Step::Unlink, _) => "nothing to remove: the pipeline owns what serves".into(),
+            (other, _) => generic(other, facts),
+        }
     }
 }

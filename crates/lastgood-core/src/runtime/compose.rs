@@ -7,12 +7,11 @@
 //! `up`'s exit code is not trusted: an unhealthy container after `up` is a failed
 //! activation.
 //!
-//! **A failed activation is undone here.** When the containers of a new release do not
-//! come up healthy, the runtime brings the release that served before back up (and
-//! waits for it to be healthy) before reporting the failure, so an unhealthy container
-//! is never left serving and the ledger (which still names the old release current)
-//! matches the world. Checks that fail later, with the containers up, are the
-//! journal's business: it rolls back as for any runtime.
+//! **A failed activation is reported, not undone here.** `up` may have replaced some
+//! containers before the new release proved unhealthy, so the switch is not atomic
+//! ([`Runtime::atomic`] is false): the journal treats a failed switch as maybe
+//! switched and returns to the last good release with its own steps (this runtime's
+//! activation of the older record) and checks, as it does for every runtime.
 //!
 //! The first activation of a release renders the compose file (`config`) with its
 //! `LASTGOOD_VERSION`, resolves each service's image to its id and writes that down
@@ -23,13 +22,17 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use super::api::{
+    Activation, NotReady, Observed, Refusal, ReleaseFacts, Runtime, Site, StepFacts, generic, unusable, usable_dir,
+};
 use super::docker::{self, ComposeCli, Engine, Image, Record, Records, Reference};
-use crate::config::{self, Environment};
+use crate::config;
 use crate::error::{Error, Result};
 use crate::model::ReleaseId;
+use crate::plan::Step;
 
 pub struct Compose<'a> {
-    pub env: &'a Environment,
+    pub site: &'a Site,
     pub cfg: &'a config::Compose,
 }
 
@@ -46,11 +49,11 @@ enum Seen {
 
 impl Compose<'_> {
     fn records(&self) -> Records {
-        Records { dir: super::state_dir(self.env).join("images") }
+        Records { dir: self.site.state_dir().join("images") }
     }
 
     fn log(&self, id: u64) -> PathBuf {
-        super::state_dir(self.env).join(format!("compose-{id}.log"))
+        self.site.state_dir().join(format!("compose-{id}.log"))
     }
 
     fn wanted(&self, service: &str) -> bool {
@@ -206,10 +209,10 @@ impl Compose<'_> {
     }
 
     fn keep(&self, engine: &Engine, also: &[u64]) -> Vec<String> {
-        engine.protect(&self.records(), &self.cfg.project, self.env.keep_releases, also)
+        engine.protect(&self.records(), &self.cfg.project, self.site.keep_releases, also)
     }
 
-    fn describe(rec: &Record) -> String {
+    fn summary(rec: &Record) -> String {
         rec.images
             .iter()
             .map(|i| format!("{} {} ({})", i.service, i.reference, docker::short(&i.id)))
@@ -218,20 +221,22 @@ impl Compose<'_> {
     }
 }
 
-impl super::Runtime for Compose<'_> {
-    fn prepare(&self) -> Result<()> {
-        super::ensure_dir(&super::state_dir(self.env))?;
+impl Runtime for Compose<'_> {
+    fn prepare(&self) -> std::result::Result<(), Refusal> {
+        usable_dir("lastgood's state folder", &self.site.state_dir())?;
         if !self.cfg.file.is_file() {
-            return Err(step(format!("the compose file {} does not exist", self.cfg.file.display())));
+            return Err(unusable(format!("the compose file {}", self.cfg.file.display()), "it does not exist"));
         }
-        ComposeCli::detect().map_err(step)?;
-        Engine::connect().map_err(step)?;
+        ComposeCli::detect().map_err(|e| unusable("the compose program", e))?;
+        Engine::connect().map_err(|e| unusable("the Docker engine", e))?;
         Ok(())
     }
 
     fn check_version(&self, version: &str) -> Result<()> {
         docker::check_tag(version).map_err(|what| Error::Usage { what })?;
-        let refused = |why: String| Error::Refused { env: self.env.name.to_string(), what: "deploy".into(), why };
+        let refused = |detail: String| {
+            Error::refused(&self.site.env, "deploy", Refusal::Version { version: version.to_owned(), detail })
+        };
         let engine = Engine::connect().map_err(refused)?;
         let cli = ComposeCli::detect().map_err(refused)?;
         match self.resolve(&engine, &cli, 0, version, &[]) {
@@ -240,83 +245,80 @@ impl super::Runtime for Compose<'_> {
         }
     }
 
-    fn activate(&self, a: &super::Activation<'_>) -> Result<String> {
+    fn activate(&self, a: &Activation) -> Result<String> {
         let engine = Engine::connect().map_err(step)?;
         let cli = ComposeCli::detect().map_err(step)?;
         let id = a.release.id.0;
-        let rec = self.record(&engine, &cli, id, &a.release.version, a.vars)?;
+        let mut rec = self.record(&engine, &cli, id, &a.release.version, &a.vars)?;
         if let Seen::Ready = self.look(&engine, &rec)? {
-            let mut rec = rec;
             if !rec.healthy {
                 rec.healthy = true;
                 self.records().save(&rec)?;
             }
             let _ = self.keep(&engine, &[id]);
-            return Ok(format!("{} already runs healthy: {}", a.release.version, Self::describe(&rec)));
+            return Ok(format!("{} already runs healthy: {}", a.release.version, Self::summary(&rec)));
         }
         let mut notes = Vec::new();
-        let log = self.log(id);
-        match self.bring_up(&engine, &cli, &rec, a.vars, &mut notes)? {
-            Ok(()) => {
-                let mut rec = rec;
-                rec.healthy = true;
-                self.records().save(&rec)?;
-                notes.extend(self.keep(&engine, &[id]));
-                let mut detail = format!("up with {}: {} healthy", a.release.version, Self::describe(&rec));
-                for n in notes {
-                    detail.push_str("; ");
-                    detail.push_str(&n);
-                }
-                Ok(detail)
-            }
-            Err(why) => {
-                let failed = format!("{} did not come up: {why}", a.release.version);
-                // Not with --no-auto-rollback: then the failed release stays, as it says.
-                let (Some(before), false, true) = (a.expected, a.back, a.auto_rollback) else {
-                    return Err(step(format!("{failed} (log: {})", log.display())));
-                };
-                // Never leave a failed release serving: bring back what served before.
-                let prev = match self.records().by_version(before, id) {
-                    Some(r) => r,
-                    None => self.resolve(&engine, &cli, 0, before, a.vars)?,
-                };
-                let back = match self.bring_up(&engine, &cli, &prev, a.vars, &mut notes)? {
-                    Ok(()) => format!("brought {before} back up: healthy"),
-                    Err(e) => format!("bringing {before} back up failed too: {e}"),
-                };
-                Err(step(format!("{failed}; {back} (log: {})", log.display())))
-            }
+        if let Err(why) = self.bring_up(&engine, &cli, &rec, &a.vars, &mut notes)? {
+            return Err(step(format!(
+                "{} did not come up: {why} (log: {})",
+                a.release.version,
+                self.log(id).display()
+            )));
         }
+        rec.healthy = true;
+        self.records().save(&rec)?;
+        notes.extend(self.keep(&engine, &[id]));
+        let mut detail = format!("up with {}: {} healthy", a.release.version, Self::summary(&rec));
+        for n in notes {
+            detail.push_str("; ");
+            detail.push_str(&n);
+        }
+        Ok(detail)
     }
 
-    fn ready(&self, release: &crate::ledger::Release) -> std::result::Result<(), String> {
+    fn ready(&self, release: &ReleaseFacts) -> std::result::Result<(), NotReady> {
         let Some(rec) = self.records().load(release.id.0) else {
-            return Err(format!(
-                "lastgood has no record of the images release {} ({}) ran: it never reached its switch step",
-                release.id, release.version
-            ));
+            return Err(NotReady::NoImageRecord { release: release.id, version: release.version.clone() });
         };
-        Engine::connect()?.present(&rec)
+        docker::present(&rec)
     }
 
     fn workdir(&self, _id: ReleaseId) -> PathBuf {
-        self.cfg.file.parent().map(PathBuf::from).unwrap_or_else(|| self.env.deploy_to.clone())
+        self.cfg.file.parent().map(PathBuf::from).unwrap_or_else(|| self.site.deploy_to.clone())
     }
 
-    fn observe(&self) -> Option<String> {
-        let engine = Engine::connect().ok()?;
-        let containers = engine.containers(&self.cfg.project).ok()?;
-        let running: Vec<_> = containers.iter().filter(|c| c.status == "running" && self.wanted(&c.service)).collect();
-        if running.is_empty() {
-            return None;
+    fn observe(&self) -> Observed {
+        let version = (|| {
+            let engine = Engine::connect().ok()?;
+            let containers = engine.containers(&self.cfg.project).ok()?;
+            let running: Vec<_> =
+                containers.iter().filter(|c| c.status == "running" && self.wanted(&c.service)).collect();
+            if running.is_empty() {
+                return None;
+            }
+            self.records()
+                .all()
+                .into_iter()
+                .find(|r| {
+                    running.iter().all(|c| r.images.iter().any(|i| i.service == c.service && i.id == c.image_id))
+                        && r.images.iter().all(|i| running.iter().any(|c| c.service == i.service))
+                })
+                .map(|r| r.version)
+        })();
+        Observed { release: None, version }
+    }
+
+    fn describe(&self, step: &Step, facts: &StepFacts) -> String {
+        let project = &self.cfg.project;
+        match step {
+            Step::Switch { release } => match (self.records().load(release.0), &facts.version) {
+                (Some(rec), _) => format!("compose up {project}: {}", Self::summary(&rec)),
+                (None, Some(v)) => format!("compose up {project} with LASTGOOD_VERSION={v}"),
+                (None, None) => format!("compose up {project} for {release}"),
+            },
+            Step::Unlink => "nothing to remove: compose keeps the project up".into(),
+            other => generic(other, facts),
         }
-        self.records()
-            .all()
-            .into_iter()
-            .find(|r| {
-                running.iter().all(|c| r.images.iter().any(|i| i.service == c.service && i.id == c.image_id))
-                    && r.images.iter().all(|i| running.iter().any(|c| c.service == i.service))
-            })
-            .map(|r| r.version)
     }
 }

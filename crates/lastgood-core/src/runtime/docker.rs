@@ -33,6 +33,7 @@ use bollard::query_parameters::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::api::NotReady;
 use crate::error::{Error, Result};
 
 /// How long lastgood waits for containers or a service to settle after a change.
@@ -42,6 +43,27 @@ pub const POLL: Duration = Duration::from_millis(50);
 
 fn step(message: String) -> Error {
     Error::Step { message }
+}
+
+/// Whether every image a release ran is still on the engine: what a rollback to it
+/// needs, since lastgood never pulls.
+pub fn present(rec: &Record) -> std::result::Result<(), NotReady> {
+    let engine =
+        Engine::connect().map_err(|detail| NotReady::Unreachable { what: "the Docker engine".into(), detail })?;
+    for img in &rec.images {
+        let found = engine
+            .image(&img.id)
+            .map_err(|detail| NotReady::Unreachable { what: "the Docker engine".into(), detail })?;
+        if found.is_none() {
+            return Err(NotReady::ImageMissing {
+                release: crate::model::ReleaseId(rec.release),
+                service: img.service.clone(),
+                image: img.reference.clone(),
+                id: img.id.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 // ---- names and references ----------------------------------------------------------
@@ -737,18 +759,6 @@ impl Engine {
     }
 
     /// Whether every image of the record is on the engine; the reason when not.
-    pub fn present(&self, rec: &Record) -> std::result::Result<(), String> {
-        for img in &rec.images {
-            if self.image(&img.id)?.is_none() {
-                return Err(format!(
-                    "the image {} ({} of service {}) that release #{} ran is no longer on the Docker engine; load or rebuild it (docker load, docker build) and tag it {}",
-                    img.id, img.reference, img.service, rec.release, img.reference
-                ));
-            }
-        }
-        Ok(())
-    }
-
     /// Keep tags for the newest `keep` healthy records (and `also`); removes the others'.
     pub fn protect(&self, records: &Records, name: &str, keep: usize, also: &[u64]) -> Vec<String> {
         let repo = keep_repo(name);

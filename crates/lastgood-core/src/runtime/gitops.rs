@@ -25,15 +25,20 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use crate::config::{Environment, Gitops, GitopsMode};
+use super::api::{
+    Activation, NotReady, Observed, Placement, Refusal, ReleaseFacts, Runtime, Site, StepFacts, ensure_dir, generic,
+    unusable, usable_dir,
+};
+use crate::config::{Gitops, GitopsMode};
 use crate::error::{Error, Result};
 use crate::model::ReleaseId;
+use crate::plan::Step;
 
 /// Attempts when the branch keeps moving under lastgood.
 const ATTEMPTS: usize = 5;
 
 pub struct GitOps<'a> {
-    pub env: &'a Environment,
+    pub site: &'a Site,
     pub cfg: &'a Gitops,
 }
 
@@ -56,7 +61,7 @@ fn step(message: String) -> Error {
 
 impl GitOps<'_> {
     fn wc(&self) -> PathBuf {
-        super::state_dir(self.env).join("gitops")
+        self.site.state_dir().join("gitops")
     }
 
     fn remote_ref(&self) -> String {
@@ -108,7 +113,7 @@ impl GitOps<'_> {
     fn init(&self) -> Result<()> {
         let wc = self.wc();
         if !wc.join(".git").is_dir() {
-            super::ensure_dir(&wc)?;
+            ensure_dir(&wc)?;
             self.ok(&["init", "--quiet"], "git init")?;
         }
         // The remote is (re)configured only when the config changed since last time.
@@ -178,13 +183,13 @@ impl GitOps<'_> {
     }
 
     fn ours(&self, c: &Stamped) -> bool {
-        c.trailers.get("Lastgood-Environment").map(String::as_str) == Some(self.env.name.as_str())
+        c.trailers.get("Lastgood-Environment").map(String::as_str) == Some(self.site.env.as_str())
     }
 
     /// The commit that deployed `release` on this branch, if it is in its history.
     fn deploy_commit(&self, tip: &str, release: ReleaseId) -> Result<Option<String>> {
         let id = release.0.to_string();
-        let grep = [format!("Lastgood-Environment: {}", self.env.name), format!("Lastgood-Release: {id}")];
+        let grep = [format!("Lastgood-Environment: {}", self.site.env), format!("Lastgood-Release: {id}")];
         Ok(self
             .log(tip, &grep)?
             .into_iter()
@@ -206,11 +211,11 @@ impl GitOps<'_> {
         }
     }
 
-    fn message(&self, a: &super::Activation<'_>, kind: &str, title: String, body: Option<String>) -> String {
+    fn message(&self, a: &Activation, kind: &str, title: String, body: Option<String>) -> String {
         let clean = |s: &str| s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect::<String>();
         let mut m = title;
         m.push_str("\n\n");
-        if let Some(reason) = a.reason {
+        if let Some(reason) = &a.reason {
             m.push_str(&format!("Reason: {}\n\n", clean(reason)));
         }
         if let Some(b) = body {
@@ -219,11 +224,11 @@ impl GitOps<'_> {
         }
         m.push_str(&format!(
             "Lastgood-Environment: {}\nLastgood-Release: {}\nLastgood-Version: {}\nLastgood-Kind: {kind}\nLastgood-Operation: {}\nLastgood-Actor: {}\n",
-            a.env,
+            self.site.env,
             a.release.id.0,
             a.release.version,
             a.operation,
-            clean(a.actor)
+            clean(&a.actor)
         ));
         m
     }
@@ -242,7 +247,7 @@ impl GitOps<'_> {
     fn write_version(&self, version: &str) -> Result<()> {
         let path = self.wc().join(&self.cfg.version_file);
         if let Some(dir) = path.parent() {
-            super::ensure_dir(dir)?;
+            ensure_dir(dir)?;
         }
         std::fs::write(&path, format!("{version}\n")).map_err(Error::io("write", &path))?;
         self.ok(&["add", "--", &self.cfg.version_file], "git add")?;
@@ -283,9 +288,9 @@ impl GitOps<'_> {
     }
 
     /// One attempt at making the branch say `version`.
-    fn attempt(&self, a: &super::Activation<'_>, back: bool, tip: &str) -> Result<Pushed> {
+    fn attempt(&self, a: &Activation, back: bool, tip: &str) -> Result<Pushed> {
         let version = a.release.version.as_str();
-        let (env, id) = (a.env, a.release.id);
+        let (env, id) = (&self.site.env, a.release.id);
         match (back, self.cfg.mode) {
             (true, GitopsMode::Reset) => {
                 let Some(target) = self.deploy_commit(tip, id)? else {
@@ -358,7 +363,7 @@ impl GitOps<'_> {
                 };
                 let title = format!("lastgood: roll back {env} to {id} ({version})");
                 let msg = self.message(a, "rollback", title, Some(body));
-                let sha = self.commit(&msg, a.actor)?;
+                let sha = self.commit(&msg, &a.actor)?;
                 self.push(&sha, None)
             }
             (false, _) => {
@@ -366,35 +371,40 @@ impl GitOps<'_> {
                 self.write_version(version)?;
                 let title = format!("lastgood: deploy {version} to {env} as {id}");
                 let msg = self.message(a, "deploy", title, None);
-                let sha = self.commit(&msg, a.actor)?;
+                let sha = self.commit(&msg, &a.actor)?;
                 self.push(&sha, None)
             }
         }
     }
 }
 
-impl super::Runtime for GitOps<'_> {
-    fn prepare(&self) -> Result<()> {
-        super::ensure_dir(&super::state_dir(self.env))?;
+impl Runtime for GitOps<'_> {
+    fn prepare(&self) -> std::result::Result<(), Refusal> {
+        usable_dir("lastgood's state folder", &self.site.state_dir())?;
         let branch = format!("refs/heads/{}", self.cfg.branch);
+        let repo = format!("the repository {}", self.cfg.repo);
         let out = self
-            .command(&super::state_dir(self.env), "lastgood")
+            .command(&self.site.state_dir(), "lastgood")
             .args(["ls-remote", "--end-of-options", &self.cfg.repo, &branch])
             .output()
-            .map_err(|e| Error::Git { dir: self.wc(), message: format!("cannot run git: {e}") })?;
+            .map_err(|e| unusable(&repo, format!("cannot run git: {e}")))?;
         if !out.status.success() {
-            return Err(step(format!("the repository {} cannot be read: {}", self.cfg.repo, said(&out))));
+            return Err(unusable(&repo, format!("it cannot be read: {}", said(&out))));
         }
         if out.stdout.is_empty() {
-            return Err(step(format!(
-                "the repository {} has no branch {}; create it (with {}) first",
-                self.cfg.repo, self.cfg.branch, self.cfg.version_file
-            )));
+            return Err(unusable(
+                &repo,
+                format!("it has no branch {}; create it (with {}) first", self.cfg.branch, self.cfg.version_file),
+            ));
         }
         Ok(())
     }
 
-    fn activate(&self, a: &super::Activation<'_>) -> Result<String> {
+    fn placement(&self) -> Placement {
+        Placement::Controller
+    }
+
+    fn activate(&self, a: &Activation) -> Result<String> {
         self.init()?;
         let version = a.release.version.as_str();
         for attempt in 1..=ATTEMPTS {
@@ -403,8 +413,9 @@ impl super::Runtime for GitOps<'_> {
             if now.as_deref() == Some(version) {
                 return Ok(format!("{} already sets {version} at {}", self.cfg.branch, &tip[..12]));
             }
-            if let (Some(expected), Some(now)) = (a.expected, now.as_deref()) {
-                if now != expected {
+            if let Some(now) = now.as_deref() {
+                if !a.expected.is_empty() && !a.expected.iter().any(|e| e == now) {
+                    let expected = a.expected.join(" or ");
                     return Err(step(format!(
                         "{} on {} says {now}, but lastgood last set {expected}: someone else changed the desired version ({}); \
                          lastgood does not overwrite it. Decide which version should run, then deploy it",
@@ -434,20 +445,36 @@ impl super::Runtime for GitOps<'_> {
         )))
     }
 
-    fn ready(&self, _release: &crate::ledger::Release) -> std::result::Result<(), String> {
+    fn ready(&self, _release: &ReleaseFacts) -> std::result::Result<(), NotReady> {
         Ok(())
     }
 
     fn workdir(&self, _id: ReleaseId) -> PathBuf {
-        self.env.deploy_to.clone()
+        self.site.deploy_to.clone()
     }
 
     /// The version the branch held at the last fetch (read-only: no fetch here).
-    fn observe(&self) -> Option<String> {
+    fn observe(&self) -> Observed {
         if !self.wc().join(".git").is_dir() {
-            return None;
+            return Observed::default();
         }
-        self.version_at(&self.remote_ref()).ok().flatten()
+        Observed { release: None, version: self.version_at(&self.remote_ref()).ok().flatten() }
+    }
+
+    fn describe(&self, step: &Step, facts: &StepFacts) -> String {
+        let (branch, file) = (&self.cfg.branch, &self.cfg.version_file);
+        let version = facts.version.as_deref().unwrap_or("the release's version");
+        match step {
+            Step::Switch { release } if facts.back && self.cfg.mode == GitopsMode::Reset => format!(
+                "move {branch} back to the commit that deployed {release} (sets {version}) with --force-with-lease"
+            ),
+            Step::Switch { release } if facts.back => {
+                format!("revert lastgood's commits on {branch} since {release}, so {file} says {version}; push")
+            }
+            Step::Switch { .. } => format!("commit {file} = {version} on {branch}; push"),
+            Step::Unlink => "nothing to remove: the repository keeps its history".into(),
+            other => generic(other, facts),
+        }
     }
 }
 

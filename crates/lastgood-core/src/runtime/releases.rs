@@ -14,8 +14,10 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use super::api::{Activation, NotReady, Observed, Refusal, ReleaseFacts, Runtime, Site, StepFacts, generic, unusable};
 use crate::error::{Error, Result};
-use crate::model::{CommitId, ReleaseId};
+use crate::model::ReleaseId;
+use crate::plan::Step;
 
 pub fn releases_dir(deploy_to: &Path) -> PathBuf {
     deploy_to.join("releases")
@@ -31,7 +33,13 @@ pub fn current_link(deploy_to: &Path) -> PathBuf {
 
 /// Where lastgood keeps the supervised app's pid and log files.
 pub fn state_dir(deploy_to: &Path) -> PathBuf {
-    deploy_to.join(".lastgood")
+    super::api::state_dir(deploy_to)
+}
+
+/// Where a host records which commit a release directory holds (outside the tree,
+/// so the app cannot change it).
+pub fn marker(deploy_to: &Path, id: ReleaseId) -> PathBuf {
+    state_dir(deploy_to).join("releases").join(format!("{}.commit", id.0))
 }
 
 /// The release `current` points at, if it points at one.
@@ -55,10 +63,13 @@ pub fn prepare(deploy_to: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Exports the commit into `releases/<id>/`; does nothing if it is already there.
-pub fn export(source: &Path, commit: &CommitId, deploy_to: &Path, id: ReleaseId) -> Result<bool> {
+/// Unpacks a release's tree (a tar stream, as `git archive` writes it) into
+/// `releases/<id>/` and records its commit; does nothing if it is already there.
+pub fn export(deploy_to: &Path, id: ReleaseId, commit: &str, tree: &mut dyn std::io::Read) -> Result<bool> {
     let dest = release_dir(deploy_to, id);
     if dest.is_dir() {
+        // Drain the stream so a writer on the other end does not see a broken pipe.
+        let _ = std::io::copy(tree, &mut std::io::sink());
         return Ok(false);
     }
     let releases = releases_dir(deploy_to);
@@ -68,8 +79,11 @@ pub fn export(source: &Path, commit: &CommitId, deploy_to: &Path, id: ReleaseId)
         fs::remove_dir_all(&tmp).map_err(Error::io("remove a half-written", &tmp))?;
     }
     fs::create_dir(&tmp).map_err(Error::io("create", &tmp))?;
-    crate::git::export(source, commit, &tmp)?;
+    let mut archive = tar::Archive::new(tree);
+    archive.set_preserve_permissions(true);
+    archive.unpack(&tmp).map_err(Error::io("unpack the release into", &tmp))?;
     crate::failpoint::hit("mid:export");
+    write_atomic(&marker(deploy_to, id), format!("{commit}\n").as_bytes())?;
     fs::rename(&tmp, &dest).map_err(Error::io("rename into place", &dest))?;
     fsync_dir(&releases)?;
     Ok(true)
@@ -124,6 +138,7 @@ pub fn remove(deploy_to: &Path, id: ReleaseId) -> Result<()> {
     }
     fs::rename(&dir, &trash).map_err(Error::io("move away", &dir))?;
     fsync_dir(&releases_dir(deploy_to))?;
+    let _ = fs::remove_file(marker(deploy_to, id));
     fs::remove_dir_all(&trash).map_err(Error::io("remove", &trash))
 }
 
@@ -150,25 +165,30 @@ pub fn write_atomic(path: &Path, content: &[u8]) -> Result<()> {
 
 /// The runtime over these functions.
 pub struct Releases<'a> {
-    pub env: &'a crate::config::Environment,
+    pub site: &'a Site,
 }
 
-impl super::Runtime for Releases<'_> {
-    fn prepare(&self) -> Result<()> {
-        prepare(&self.env.deploy_to)
+impl Runtime for Releases<'_> {
+    fn prepare(&self) -> std::result::Result<(), Refusal> {
+        prepare(&self.site.deploy_to).map_err(|e| unusable("deploy_to", e))
     }
 
     fn artifacts(&self) -> bool {
         true
     }
 
-    fn export(&self, commit: &CommitId, id: ReleaseId) -> Result<bool> {
-        export(&self.env.source, commit, &self.env.deploy_to, id)
+    fn atomic(&self) -> bool {
+        // `current` is renamed into place: it names the old release or the new one.
+        true
     }
 
-    fn activate(&self, a: &super::Activation<'_>) -> Result<String> {
+    fn export(&self, id: ReleaseId, commit: &str, tree: &mut dyn std::io::Read) -> Result<bool> {
+        export(&self.site.deploy_to, id, commit, tree)
+    }
+
+    fn activate(&self, a: &Activation) -> Result<String> {
         let id = a.release.id;
-        Ok(if switch(&self.env.deploy_to, id)? {
+        Ok(if switch(&self.site.deploy_to, id)? {
             format!("current -> releases/{}", id.0)
         } else {
             "current already pointed there".into()
@@ -176,28 +196,53 @@ impl super::Runtime for Releases<'_> {
     }
 
     fn deactivate(&self) -> Result<Option<String>> {
-        unlink(&self.env.deploy_to)?;
+        unlink(&self.site.deploy_to)?;
         Ok(Some("current removed".into()))
     }
 
-    fn ready(&self, r: &crate::ledger::Release) -> std::result::Result<(), String> {
-        if r.artifact && present(&self.env.deploy_to, r.id) {
-            Ok(())
-        } else {
-            Err(format!(
-                "the release directory of {} ({}) is gone: {} does not exist",
-                r.id,
-                r.version,
-                release_dir(&self.env.deploy_to, r.id).display()
-            ))
+    fn ready(&self, r: &ReleaseFacts) -> std::result::Result<(), NotReady> {
+        let deploy_to = &self.site.deploy_to;
+        if !present(deploy_to, r.id) {
+            return Err(NotReady::DirectoryGone {
+                release: r.id,
+                version: r.version.clone(),
+                path: release_dir(deploy_to, r.id),
+            });
         }
+        // Directories written before lastgood recorded commits have no marker; one
+        // that names another commit is a different release under a reused id.
+        if let (Some(expected), Ok(found)) = (&r.commit, fs::read_to_string(marker(deploy_to, r.id))) {
+            if found.trim() != expected {
+                return Err(NotReady::OtherCommit {
+                    release: r.id,
+                    found: found.trim().to_owned(),
+                    expected: expected.clone(),
+                });
+            }
+        }
+        Ok(())
     }
 
     fn workdir(&self, id: ReleaseId) -> PathBuf {
-        release_dir(&self.env.deploy_to, id)
+        release_dir(&self.site.deploy_to, id)
     }
 
     fn remove(&self, id: ReleaseId) -> Result<()> {
-        remove(&self.env.deploy_to, id)
+        remove(&self.site.deploy_to, id)
+    }
+
+    fn observe(&self) -> Observed {
+        Observed { release: current(&self.site.deploy_to), version: None }
+    }
+
+    fn describe(&self, step: &Step, facts: &StepFacts) -> String {
+        match step {
+            Step::Export { release, commit } => format!("export {} into releases/{}", commit.short(), release.0),
+            Step::Build { release } => format!("build in releases/{}", release.0),
+            Step::Switch { release } => format!("point current at releases/{}", release.0),
+            Step::Unlink => "remove current".into(),
+            Step::Cleanup => "remove release directories retention no longer keeps".into(),
+            other => generic(other, facts),
+        }
     }
 }

@@ -6,8 +6,8 @@
 //! task meant to run does, on the release's image. The CLI's exit code is never the
 //! judge: `docker service update` exits 0 after Swarm rolled an update back by itself.
 //! `paused` and `rollback_*` states, or tasks that never run the new image, are a
-//! failed activation; as in the compose runtime, the release that served before is
-//! then put back (and waited for) before the failure is reported.
+//! failed activation. Swarm may have replaced some tasks by then, so the switch is not
+//! atomic: the journal returns to the last good release with its own steps and checks.
 //!
 //! lastgood keeps its own history ([`docker::Records`]); Swarm's single `PreviousSpec`
 //! is never used: a rollback is an ordinary update to the recorded image.
@@ -15,13 +15,16 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use super::api::{
+    Activation, NotReady, Observed, Refusal, ReleaseFacts, Runtime, Site, StepFacts, generic, unusable, usable_dir,
+};
 use super::docker::{self, Engine, Image, Record, Records, Reference};
-use crate::config::Environment;
 use crate::error::{Error, Result};
 use crate::model::ReleaseId;
+use crate::plan::Step;
 
 pub struct Swarm<'a> {
-    pub env: &'a Environment,
+    pub site: &'a Site,
     pub service: &'a str,
 }
 
@@ -36,7 +39,7 @@ fn unpinned(image: &str) -> &str {
 
 impl Swarm<'_> {
     fn records(&self) -> Records {
-        Records { dir: super::state_dir(self.env).join("images") }
+        Records { dir: self.site.state_dir().join("images") }
     }
 
     fn service(&self, engine: &Engine) -> Result<docker::SwarmService> {
@@ -149,21 +152,23 @@ impl Swarm<'_> {
     }
 }
 
-impl super::Runtime for Swarm<'_> {
-    fn prepare(&self) -> Result<()> {
-        super::ensure_dir(&super::state_dir(self.env))?;
-        let engine = Engine::connect().map_err(step)?;
-        self.service(&engine).map(drop)
+impl Runtime for Swarm<'_> {
+    fn prepare(&self) -> std::result::Result<(), Refusal> {
+        usable_dir("lastgood's state folder", &self.site.state_dir())?;
+        let engine = Engine::connect().map_err(|e| unusable("the Docker engine", e))?;
+        self.service(&engine).map(drop).map_err(|e| unusable(format!("Swarm service `{}`", self.service), e))
     }
 
     fn check_version(&self, version: &str) -> Result<()> {
         docker::check_tag(version).map_err(|what| Error::Usage { what })?;
-        let refused = |why: String| Error::Refused { env: self.env.name.to_string(), what: "deploy".into(), why };
+        let refused = |detail: String| {
+            Error::refused(&self.site.env, "deploy", Refusal::Version { version: version.to_owned(), detail })
+        };
         let engine = Engine::connect().map_err(refused)?;
         self.resolve(&engine, 0, version).map(drop).map_err(|e| refused(e.to_string()))
     }
 
-    fn activate(&self, a: &super::Activation<'_>) -> Result<String> {
+    fn activate(&self, a: &Activation) -> Result<String> {
         let engine = Engine::connect().map_err(step)?;
         let id = a.release.id.0;
         let records = self.records();
@@ -175,6 +180,7 @@ impl super::Runtime for Swarm<'_> {
                 r
             }
         };
+        let keep = self.site.keep_releases;
         let image = rec.images[0].reference.clone();
         let current = engine.image(&image).map_err(step)?.map(|(i, _)| i);
         let since = self.service(&engine)?.update_started;
@@ -183,63 +189,66 @@ impl super::Runtime for Swarm<'_> {
         {
             rec.healthy = true;
             records.save(&rec)?;
-            let _ = engine.protect(&records, self.service, self.env.keep_releases, &[id]);
+            let _ = engine.protect(&records, self.service, keep, &[id]);
             return Ok(format!("service {} already runs {image}", self.service));
         }
         let mut notes = Vec::new();
-        match self.roll(&engine, &rec, &mut notes)? {
-            Ok(()) => {
-                rec.healthy = true;
-                records.save(&rec)?;
-                notes.extend(engine.protect(&records, self.service, self.env.keep_releases, &[id]));
-                let mut detail = format!(
-                    "service {} updated to {image} ({}); update completed, tasks running",
-                    self.service,
-                    docker::short(&rec.images[0].id)
-                );
-                for n in notes {
-                    detail.push_str("; ");
-                    detail.push_str(&n);
-                }
-                Ok(detail)
-            }
-            Err(why) => {
-                let failed = format!("service {} did not settle on {image}: {why}", self.service);
-                // Not with --no-auto-rollback: then the failed release stays, as it says.
-                let (Some(before), false, true) = (a.expected, a.back, a.auto_rollback) else {
-                    return Err(step(failed));
-                };
-                let prev = match records.by_version(before, id) {
-                    Some(r) => r,
-                    None => self.resolve(&engine, 0, before)?,
-                };
-                let back = match self.roll(&engine, &prev, &mut notes)? {
-                    Ok(()) => format!("put {} back: settled", prev.images[0].reference),
-                    Err(e) => format!("putting {} back failed too: {e}", prev.images[0].reference),
-                };
-                Err(step(format!("{failed}; {back}")))
-            }
+        if let Err(why) = self.roll(&engine, &rec, &mut notes)? {
+            return Err(step(format!("service {} did not settle on {image}: {why}", self.service)));
         }
+        rec.healthy = true;
+        records.save(&rec)?;
+        notes.extend(engine.protect(&records, self.service, keep, &[id]));
+        let mut detail = format!(
+            "service {} updated to {image} ({}); update completed, tasks running",
+            self.service,
+            docker::short(&rec.images[0].id)
+        );
+        for n in notes {
+            detail.push_str("; ");
+            detail.push_str(&n);
+        }
+        Ok(detail)
     }
 
-    fn ready(&self, release: &crate::ledger::Release) -> std::result::Result<(), String> {
+    fn ready(&self, release: &ReleaseFacts) -> std::result::Result<(), NotReady> {
         let Some(rec) = self.records().load(release.id.0) else {
-            return Err(format!(
-                "lastgood has no record of the image release {} ({}) ran: it never reached its switch step",
-                release.id, release.version
-            ));
+            return Err(NotReady::NoImageRecord { release: release.id, version: release.version.clone() });
         };
-        Engine::connect()?.present(&rec)
+        docker::present(&rec)
     }
 
     fn workdir(&self, _id: ReleaseId) -> PathBuf {
-        self.env.deploy_to.clone()
+        self.site.deploy_to.clone()
     }
 
-    fn observe(&self) -> Option<String> {
-        let engine = Engine::connect().ok()?;
-        let s = engine.service(self.service).ok()??;
-        let r = Reference::parse(unpinned(&s.image)).ok()?;
-        r.tag
+    fn observe(&self) -> Observed {
+        let version = (|| {
+            let engine = Engine::connect().ok()?;
+            let s = engine.service(self.service).ok()??;
+            Reference::parse(unpinned(&s.image)).ok()?.tag
+        })();
+        Observed { release: None, version }
     }
+
+    fn describe(&self, step: &Step, facts: &StepFacts) -> String {
+        match (step, self.records().load(step_release(step)), &facts.version) {
+            (Step::Switch { .. }, Some(rec), _) => {
+                format!(
+                    "update service {} to {} ({})",
+                    self.service,
+                    rec.images[0].reference,
+                    docker::short(&rec.images[0].id)
+                )
+            }
+            (Step::Switch { .. }, None, Some(v)) => format!("update service {} to the image tagged {v}", self.service),
+            (Step::Unlink, _, _) => "nothing to remove: the service keeps running".into(),
+            (other, _, _) => generic(other, facts),
+        }
+    }
+}
+
+/// The release a step names (0 for none: no record has it).
+fn step_release(step: &Step) -> u64 {
+    step.release().map(|r| r.0).unwrap_or(0)
 }

@@ -7,12 +7,15 @@
 //!
 //! A rollback is the same kind of plan as a deploy, pointed backwards: it reuses the
 //! release directory that is already there, so it never contains `export` or `build`.
+//! [`placement`] then gives each step the hosts it acts on (a fleet's waves).
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 use crate::model::{CommitId, ReleaseId, Scope};
+
+pub mod placement;
 
 /// One idempotent step. Each can tell whether its effect is already in place, which
 /// is what makes `resume` safe after a crash at any point.
@@ -66,35 +69,52 @@ impl Step {
 }
 
 impl Step {
-    /// The step as a plan shows it for a runtime (`releases` is the Display form).
-    pub fn describe(&self, runtime: &str) -> String {
-        match (self, runtime) {
-            (Self::Switch { release }, "command") => format!("run `switch` with the version of {release}"),
-            (Self::Switch { release }, "gitops") => format!("commit and push the version of {release}"),
-            (Self::Unlink, "command" | "gitops") => "nothing to remove for this runtime".into(),
-            _ => self.to_string(),
+    /// The release the step names, if it names one.
+    pub fn release(&self) -> Option<ReleaseId> {
+        match self {
+            Self::Export { release, .. }
+            | Self::Build { release }
+            | Self::Switch { release }
+            | Self::RestoreConfig { release }
+            | Self::Restart { release }
+            | Self::Verify { release }
+            | Self::Backup { release }
+            | Self::MigrateUp { release }
+            | Self::MigrateDown { release } => Some(*release),
+            Self::Stop | Self::Unlink | Self::Cleanup => None,
+        }
+    }
+}
+
+impl Step {
+    /// The step in words every runtime shares, naming the release's version when
+    /// known; plans use the runtime's own words ([`crate::runtime::Runtime::describe`])
+    /// for the steps a runtime does its own way.
+    pub fn words(&self, version: Option<&str>) -> String {
+        let of = |id: &ReleaseId| match version {
+            Some(v) => format!("{id} ({v})"),
+            None => id.to_string(),
+        };
+        match self {
+            Self::Export { release, commit } => format!("export {} for {}", commit.short(), of(release)),
+            Self::Build { release } => format!("build {}", of(release)),
+            Self::Switch { release } => format!("make {} serve", of(release)),
+            Self::RestoreConfig { release } => format!("restore config files of {}", of(release)),
+            Self::Restart { release } => format!("restart the app on {}", of(release)),
+            Self::Verify { release } => format!("run the health checks against {}", of(release)),
+            Self::Stop => "stop the app".into(),
+            Self::Unlink => "remove what serves".into(),
+            Self::Cleanup => "remove artifacts retention no longer keeps".into(),
+            Self::Backup { .. } => "back up the database".into(),
+            Self::MigrateUp { release } => format!("apply the pending migrations of {}", of(release)),
+            Self::MigrateDown { release } => format!("revert migrations to the schema of {}", of(release)),
         }
     }
 }
 
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Export { release, commit } => {
-                write!(f, "export {} into releases/{}", commit.short(), release.0)
-            }
-            Self::Build { release } => write!(f, "build in releases/{}", release.0),
-            Self::Switch { release } => write!(f, "point current at releases/{}", release.0),
-            Self::RestoreConfig { release } => write!(f, "restore config files of {release}"),
-            Self::Restart { release } => write!(f, "restart the app on {release}"),
-            Self::Verify { release } => write!(f, "run the health checks against {release}"),
-            Self::Stop => f.write_str("stop the app"),
-            Self::Unlink => f.write_str("remove current"),
-            Self::Cleanup => f.write_str("remove release directories retention no longer keeps"),
-            Self::Backup { .. } => f.write_str("back up the database"),
-            Self::MigrateUp { release } => write!(f, "apply the pending migrations of {release}"),
-            Self::MigrateDown { release } => write!(f, "revert migrations to the schema of {release}"),
-        }
+        f.write_str(&self.words(None))
     }
 }
 

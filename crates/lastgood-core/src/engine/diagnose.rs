@@ -9,9 +9,9 @@
 
 use serde::Serialize;
 
-use crate::engine::Engine;
-use crate::error::{Error, Result};
+use super::Engine;
 use crate::digest::sha256_hex;
+use crate::error::{Error, Result};
 use crate::model::Scope;
 use crate::report::{Diff, ReleaseSummary};
 

@@ -10,14 +10,16 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use super::Engine;
 use crate::database::driver::Applied;
 use crate::database::environment::{self, EnvDatabase, Verdict};
 use crate::database::lint::{self, Lint};
 use crate::database::migrate::{DownTarget, Migrator, Planned, Status};
-use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::journal::Progress;
 use crate::ledger::{BackupRecord, Change};
+use crate::lock::LockGuard;
+use crate::safety::{self, Consent, Migrations, Stage, Way};
 
 /// What `db up` or `db down` would run, or ran.
 #[derive(Debug, Clone, Serialize)]
@@ -87,11 +89,9 @@ impl Engine {
         let db = self.env_database(&env)?;
         if db.config.adapter != crate::config::Adapter::Builtin {
             // The tool keeps its own history: lastgood reports its current revision.
-            let root = self
-                .ledger()
-                .env_state(&env.name)?
-                .current
-                .map(|c| crate::runtime::releases::release_dir(&env.deploy_to, c));
+            let site = crate::runtime::Site::local(&env);
+            let rt = crate::runtime::of(&site);
+            let root = self.ledger().env_state(&env.name)?.current.map(|c| rt.workdir(c));
             let current = db.tool(root.as_deref().filter(|d| d.is_dir()), &self.ctx.actor())?.current()?;
             let status =
                 Status { current: current.map(|c| (c.clone(), c)), applied: 0, pending: 0, migrations: Vec::new() };
@@ -169,41 +169,23 @@ impl Engine {
         let (env, mut m) = self.open_migrator(env_name, dir)?;
         let plan = self.plan_with(&env, &mut m, up, down)?;
         let destructive = environment::destructive(&plan.migrations);
-        let is_down = down.is_some();
-        if is_down && !destructive.is_empty() && !allow_data_loss {
-            return Err(Error::Refused {
-                env: env.name.to_string(),
-                what: "db down".into(),
-                why: format!(
-                    "it would revert destructive migrations: {}; read them with --sql, then pass --allow-data-loss (a backup is taken first)",
-                    destructive.join(", ")
-                ),
-            });
-        }
+        let way = if down.is_some() { Way::Down } else { Way::Up };
+        let policy = self.env_database(&env)?.config.backup;
+        let m_ = Migrations { way, count: Some(plan.planned.len()), destructive: &destructive };
+        let clearance = safety::gate(m_, Consent::of(allow_data_loss), policy, Stage::Plan).map_err(|refusal| {
+            Error::refused(env.name.to_string(), if way == Way::Down { "db down" } else { "db up" }, refusal)
+        })?;
         let held = self.lock_for(&env, "db", progress)?;
         let result = (|| {
             let db = self.env_database(&env)?;
-            let policy = db.config.backup;
-            let wants_backup = !plan.planned.is_empty()
-                && (policy == crate::config::BackupPolicy::Always
-                    || (!destructive.is_empty() && (is_down || policy == crate::config::BackupPolicy::Auto)));
             let mut backup = None;
-            if wants_backup {
-                if policy == crate::config::BackupPolicy::Never && is_down {
-                    return Err(Error::Refused {
-                        env: env.name.to_string(),
-                        what: "db down".into(),
-                        why: "a destructive down migration needs a backup first, and backup = \"never\"".into(),
-                    });
-                }
-                if policy != crate::config::BackupPolicy::Never {
-                    progress.note("backing up the database first");
-                    drop(m);
-                    let record = self.record_backup(&env, &db, &held, None)?;
-                    backup = Some(record);
-                    let dir = self.migrations_dir(&db, dir);
-                    m = db.migrator(dir.as_deref(), &self.ctx.actor())?;
-                }
+            if clearance.backup_first {
+                progress.note("backing up the database first");
+                drop(m);
+                let record = self.record_backup(&env, &db, &held, None)?;
+                backup = Some(record);
+                let dir = self.migrations_dir(&db, dir);
+                m = db.migrator(dir.as_deref(), &self.ctx.actor())?;
             }
             let mut ran = Vec::new();
             let outcome = m.run(&plan.planned, &mut |p, d| {
@@ -216,7 +198,7 @@ impl Engine {
                 vec![self.audit(
                     &env.name,
                     None,
-                    if is_down { "db.down" } else { "db.up" },
+                    if way == Way::Down { "db.down" } else { "db.up" },
                     serde_json::json!({
                         "ran": ran, "current": current, "error": outcome.as_ref().err().map(|e| e.to_string()),
                     }),
@@ -225,7 +207,7 @@ impl Engine {
             outcome?;
             Ok(DbRun { plan, ran, backup, current })
         })();
-        self.free(held);
+        drop(held);
         result
     }
 
@@ -233,7 +215,7 @@ impl Engine {
         &self,
         env: &crate::config::Environment,
         db: &EnvDatabase,
-        held: &crate::engine::Held,
+        held: &LockGuard<'_>,
         revision: Option<String>,
     ) -> Result<BackupRecord> {
         let label = format!("{}-manual-{}", env.name, crate::context::now_ms());
@@ -259,7 +241,7 @@ impl Engine {
             let revision = db.migrator(None, &self.ctx.actor()).and_then(|mut m| Ok(m.current()?)).ok().flatten();
             self.record_backup(&env, &db, &held, revision)
         })();
-        self.free(held);
+        drop(held);
         result
     }
 
@@ -300,7 +282,7 @@ impl Engine {
             )?;
             Ok(chosen.clone())
         })();
-        self.free(held);
+        drop(held);
         result
     }
 }

@@ -1,0 +1,191 @@
+//! What a step does where it runs, as data: an [`Action`], performed at a
+//! [`Site`] by [`perform`].
+//!
+//! The journal decides, once per step, which action the step takes and which ledger
+//! changes record it; only the action is dispatched (see [`crate::executor`]): on this
+//! machine it is performed in-process, on a fleet it travels as JSON to each host's
+//! agent, which calls this same [`perform`]. So a release directory, a supervised
+//! process or a container runtime behaves the same on a host as here, and there is no
+//! second implementation of any step for fleets.
+//!
+//! Every action is idempotent and first looks whether its effect is already there
+//! (the release directory, `readlink current`, the running pid, the file's hash): that
+//! is what makes `resume` safe after a crash at any point.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::model::ReleaseId;
+use crate::runtime::{self, Activation, ReleaseFacts, Site, releases};
+use crate::supervise::{SuperviseError, Supervisor};
+
+/// One effect at one site.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// Unpack the release's tree (the tar stream that follows the action) as its
+    /// artifact.
+    Export { release: ReleaseId, commit: String },
+    /// Run a program in the release's working directory (a build, the user's own
+    /// restart); its output goes to `log` in the state directory.
+    Run { release: ReleaseId, argv: Vec<String>, vars: Vec<(String, String)>, log: String },
+    /// Make the release the one that serves (the runtime's switch).
+    Activate(Activation),
+    /// Remove what serves (undoing a first deploy).
+    Deactivate,
+    /// Start the supervised app on the release, stopping whatever runs first: always
+    /// a real restart, since a config-only change needs the app to read its files again.
+    Start { release: ReleaseId, argv: Vec<String>, vars: Vec<(String, String)> },
+    /// Stop the supervised app.
+    Stop,
+    /// Delete artifacts retention no longer keeps.
+    Remove { releases: Vec<ReleaseId> },
+    /// Put files in place where their content differs (config file snapshots).
+    Write { files: Vec<FileContent> },
+}
+
+/// A file an action writes, with the digest that says whether it is already there.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileContent {
+    /// As the config names it, for the record.
+    pub name: String,
+    pub path: PathBuf,
+    pub sha256: String,
+    pub content: Vec<u8>,
+}
+
+/// Performs `action` here. `payload` is what follows the action on the wire (the
+/// release's tar stream for [`Action::Export`]; empty otherwise). Returns a line for
+/// the record.
+pub fn perform(site: &Site, action: &Action, payload: &mut dyn Read) -> Result<String> {
+    let rt = runtime::of(site);
+    let with_host = |vars: &[(String, String)]| {
+        let mut v = vars.to_vec();
+        v.push(("LASTGOOD_HOST".into(), site.host.clone()));
+        v
+    };
+    match action {
+        Action::Export { release, commit } => Ok(if rt.export(*release, commit, payload)? {
+            format!("exported {} into releases/{}", &commit[..commit.len().min(12)], release.0)
+        } else {
+            "already exported".into()
+        }),
+        Action::Run { release, argv, vars, log } => {
+            let log = site.state_dir().join(log);
+            crate::exec::run_logged(argv, &rt.workdir(*release), &with_host(vars), &log)
+                .map_err(|e| Error::Step { message: e.to_string() })?;
+            Ok(format!("ran {} (log: {})", argv.first().map(String::as_str).unwrap_or(""), log.display()))
+        }
+        Action::Activate(a) => {
+            let mut a = a.clone();
+            a.vars = with_host(&a.vars);
+            rt.activate(&a)
+        }
+        Action::Deactivate => Ok(rt.deactivate()?.unwrap_or_else(|| "nothing to remove here".into())),
+        Action::Start { release, argv, vars } => {
+            let sup = Supervisor::new(&site.state_dir());
+            let stopped = sup.stop(stop_timeout(site))?;
+            let started = sup
+                .start(argv, &rt.workdir(*release), &with_host(vars), release.0, Duration::from_millis(50))
+                .map_err(|e| match &e {
+                    // The app's own last words say why; put them in the record.
+                    SuperviseError::ExitedAtStart { log_tail, .. } => {
+                        let tail: Vec<&str> = log_tail.lines().rev().take(5).collect();
+                        let tail: Vec<&str> = tail.into_iter().rev().collect();
+                        Error::Step { message: format!("{e}; its log ends:\n{}", tail.join("\n")) }
+                    }
+                    _ => Error::Supervise(e),
+                })?;
+            Ok(match stopped {
+                Some(old) => {
+                    format!("stopped pid {} ({}), started pid {}", old.pid, ReleaseId(old.release), started.pid)
+                }
+                None => format!("started pid {}", started.pid),
+            })
+        }
+        Action::Stop => Ok(match Supervisor::new(&site.state_dir()).stop(stop_timeout(site))? {
+            Some(old) => format!("stopped pid {}", old.pid),
+            None => "nothing was running".into(),
+        }),
+        Action::Remove { releases } => {
+            for id in releases {
+                rt.remove(*id)?;
+            }
+            Ok(if releases.is_empty() {
+                "nothing to remove".into()
+            } else {
+                format!("removed {}", releases.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))
+            })
+        }
+        Action::Write { files } => {
+            let mut written = Vec::new();
+            for f in files {
+                let now = std::fs::read(&f.path).ok().map(|b| crate::digest::sha256_hex(&b));
+                if now.as_deref() == Some(f.sha256.as_str()) {
+                    continue;
+                }
+                releases::write_atomic(&f.path, &f.content)?;
+                written.push(f.name.clone());
+            }
+            Ok(if written.is_empty() {
+                "config files already matched".into()
+            } else {
+                format!("restored {}", written.join(", "))
+            })
+        }
+    }
+}
+
+fn stop_timeout(site: &Site) -> Duration {
+    Duration::from_millis(site.stop_timeout_ms)
+}
+
+/// What a host answers a preflight with.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Preflighted {
+    /// The release its `current` names.
+    pub current: Option<ReleaseId>,
+    pub free_mb: Option<u64>,
+}
+
+/// Whether this site can take an operation: the runtime can act, there is room, and
+/// the release a rollback returns to is ready here. Changes nothing that matters.
+pub fn preflight(site: &Site, release: Option<&ReleaseFacts>, min_free_mb: u64) -> Result<Preflighted, String> {
+    let rt = runtime::of(site);
+    rt.prepare().map_err(|e| e.to_string())?;
+    let free_mb = free_mb(&site.deploy_to);
+    if let Some(free) = free_mb {
+        if free < min_free_mb {
+            return Err(format!(
+                "only {free} MB free in {} (at least {min_free_mb} MB needed)",
+                site.deploy_to.display()
+            ));
+        }
+    }
+    if let Some(r) = release {
+        rt.ready(r).map_err(|e| e.to_string())?;
+    }
+    Ok(Preflighted { current: rt.observe().release, free_mb })
+}
+
+/// What a site runs now: the release its runtime names and the one its supervised
+/// app runs.
+pub fn observe(site: &Site) -> (Option<ReleaseId>, Option<u64>) {
+    let current = runtime::of(site).observe().release;
+    let app = Supervisor::new(&site.state_dir()).running().ok().flatten().map(|r| r.release);
+    (current, app)
+}
+
+fn free_mb(dir: &std::path::Path) -> Option<u64> {
+    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
+    // SAFETY: statvfs fills the struct it is given and reads a NUL-terminated path.
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
+        return None;
+    }
+    Some((s.f_bavail as u64).saturating_mul(s.f_frsize as u64) / (1024 * 1024))
+}

@@ -1,0 +1,144 @@
+//! Deploy: resolve the version, snapshot the config files, plan, then ship the new
+//! release under the lock (export, build, migrate up, switch, restart, verify, clean
+//! up). When verification fails, the journal returns to the last good release by
+//! itself.
+
+use std::collections::BTreeMap;
+
+use super::Engine;
+use super::preview::{self, PlanView};
+use super::run::Report;
+use crate::error::{Error, Result};
+use crate::journal::{self, Progress};
+use crate::ledger::{NewOperation, NewRelease, Release};
+use crate::model::{OperationKind, ReleaseState, Scope, Version};
+use crate::plan::{self, Phase, placement};
+use crate::runtime::{self, Site};
+
+#[derive(Debug, Clone)]
+pub struct DeployOptions {
+    pub reason: Option<String>,
+    pub verify: bool,
+    pub auto_rollback: bool,
+}
+
+impl Engine {
+    /// Plans a deploy: resolves the version, snapshots config files, reads what
+    /// serves now. Changes nothing.
+    pub fn plan_deploy(&self, env_name: &str, version: &str, opts: &DeployOptions) -> Result<(PlanView, NewRelease)> {
+        let env = self.env(env_name)?;
+        let (version, commit) = if env.versions_in_source {
+            let version = Version::parse(version)?;
+            let commit = crate::git::resolve(&env.source, &version)?;
+            (version, Some(commit))
+        } else {
+            (Version::opaque(version)?, None)
+        };
+        let site = Site::local(&env);
+        let rt = runtime::of(&site);
+        rt.check_version(version.as_str())?;
+        let mut config = BTreeMap::new();
+        let mut blobs = Vec::new();
+        for f in &env.config_files {
+            let content = std::fs::read(&f.path).map_err(|source| Error::ConfigFile {
+                name: f.name.clone(),
+                path: f.path.clone(),
+                source,
+            })?;
+            let sha = crate::digest::sha256_hex(&content);
+            config.insert(f.name.clone(), sha.clone());
+            blobs.push((sha, content));
+        }
+        let id = self.ledger.next_release_id(&env.name)?;
+        let before = self.ledger.release_before(&env.name, id)?;
+        let features = match &commit {
+            Some(c) => crate::git::subjects(&env.source, before.as_ref().and_then(|r| r.commit.as_ref()), c, 50)?,
+            None => Vec::new(),
+        };
+        let state = self.ledger.env_state(&env.name)?;
+        let from = state.current.map(|c| self.must_release(&env.name, c)).transpose()?;
+        let release = NewRelease { id, version: version.to_string(), commit: commit.clone(), features, config, blobs };
+        let to = Release {
+            id,
+            version: release.version.clone(),
+            commit: commit.clone(),
+            state: ReleaseState::Pending,
+            schema_revision: None,
+            created_at: self.ctx.now(),
+            created_by: self.ctx.actor(),
+            reason: opts.reason.clone(),
+            operation: None,
+            features: release.features.clone(),
+            config: release.config.clone(),
+            artifact: false,
+        };
+        let placed = placement::place(
+            &env,
+            plan::deploy(journal::shape(&env, opts.verify), id, commit),
+            Phase::Forward,
+            OperationKind::Deploy,
+        );
+        let new_version = to.version.clone();
+        let steps = preview::describe(rt.as_ref(), placed, |s| s.release().map(|_| new_version.clone()), false);
+        let mut notes = Vec::new();
+        if env.checks.is_empty() {
+            notes.push("no health checks are configured: the release will count as good once it starts".into());
+        } else if !opts.verify {
+            notes.push("--no-verify: health checks are skipped and the release will count as good".into());
+        }
+        if !opts.auto_rollback {
+            notes.push("--no-auto-rollback: a failed release stays current".into());
+        }
+        let view = PlanView {
+            kind: OperationKind::Deploy,
+            environment: env.name.to_string(),
+            from,
+            to,
+            scope: Scope::Full,
+            steps,
+            notes,
+            confirm: vec![],
+            migrations: vec![],
+            sql: None,
+            in_place: false,
+            runtime: env.runtime.name(),
+            refusals: vec![],
+        };
+        Ok((view, release))
+    }
+
+    pub fn deploy(
+        &self,
+        env_name: &str,
+        version: &str,
+        opts: &DeployOptions,
+        progress: &mut dyn Progress,
+    ) -> Result<Report> {
+        let env = self.env(env_name)?;
+        // Preflight before the lock: a bad version or unreadable config is a usage error.
+        self.plan_deploy(env_name, version, opts)?;
+        self.preflight_database(&env)?;
+        self.preflight_runtime(&env, "deploy")?;
+        let held = self.take_lock(&env, opts.reason.as_deref(), progress)?;
+        crate::failpoint::hit("locked");
+        self.refuse_interrupted(&env)?;
+        // Plan again under the lock: the release id and `from` must not race.
+        let (view, release) = self.plan_deploy(env_name, version, opts)?;
+        let new = NewOperation {
+            kind: OperationKind::Deploy,
+            from: view.from.as_ref().map(|r| r.id),
+            to: release.id,
+            scope: Scope::Full,
+            auto_rollback: opts.auto_rollback,
+            reason: opts.reason.clone(),
+            actor: self.ctx.actor(),
+            host: self.ctx.host.clone(),
+            pid: self.ctx.pid,
+            started_at: self.ctx.now(),
+            steps: view.forward(),
+            release: Some(release),
+            allow_data_loss: false,
+        };
+        self.execute(&env, held, new, progress)
+    }
+}

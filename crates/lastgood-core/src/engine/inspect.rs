@@ -1,0 +1,187 @@
+//! Reading and marking: `status`, `history`, `verify`, `mark`, and holding the
+//! environment by hand with `lock` and `unlock`.
+
+use serde::Serialize;
+
+use super::Engine;
+use crate::error::{Error, Result};
+use crate::executor::{Executor, Local};
+use crate::fleet::HostState;
+use crate::ledger::{AuditEvent, Change, LockInfo, LockRequest, Release};
+use crate::lock;
+use crate::model::{OperationKind, ReleaseEvent, ReleaseId, ReleaseState, next_state};
+use crate::plan::placement;
+use crate::runtime::{self, ReleaseFacts, Site};
+use crate::supervise::{Running, Supervisor};
+use crate::verify::CheckOutcome;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub environment: String,
+    pub current: Option<Release>,
+    pub last_good: Option<Release>,
+    pub lock: Option<LockInfo>,
+    /// The lock's holder ran on this machine and its process is gone.
+    pub lock_holder_gone: bool,
+    pub interrupted: Option<Interrupted>,
+    /// What `current` points at on disk (should equal `current`).
+    pub current_link: Option<ReleaseId>,
+    /// The process lastgood supervises, if any.
+    pub app: Option<Running>,
+    /// The config files in place came from this release (differs after `--scope` rollbacks).
+    pub config_release: Option<ReleaseId>,
+    /// Whether `rollback` to the last good release can run: its artifact is there.
+    /// None when there is no last good release.
+    pub rollback_ready: Option<bool>,
+    pub runtime: &'static str,
+    /// For runtimes without release directories: the version the world says runs (the
+    /// `current` command's answer, the gitops branch's version file at the last fetch).
+    pub runtime_version: Option<String>,
+    /// Each ssh host: reachable, the release its `current` names, the release its app runs.
+    pub hosts: Vec<HostState>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Interrupted {
+    pub operation: u64,
+    pub kind: OperationKind,
+    pub step: Option<String>,
+    pub holder_alive: bool,
+}
+
+impl Engine {
+    pub fn status(&self, env_name: &str) -> Result<Status> {
+        let env = self.env(env_name)?;
+        let state = self.ledger.env_state(&env.name)?;
+        let current = state.current.map(|c| self.must_release(&env.name, c)).transpose()?;
+        let last_good = self.ledger.last_good(&env.name, state.current)?;
+        let site = Site::local(&env);
+        let rt = runtime::of(&site);
+        let hosts = self.fleet(&env).map(|f| f.observe()).unwrap_or_default();
+        let rollback_ready = match &last_good {
+            None => None,
+            // On a fleet: known on every host (the directory is checked when the
+            // rollback's preflight runs).
+            Some(g) if !env.hosts.is_empty() => Some(g.artifact && hosts.iter().all(|h| h.reachable)),
+            Some(g) => Some(rt.ready(&ReleaseFacts::of(g)).is_ok()),
+        };
+        let lock = self.ledger.lock_info(&env.name)?;
+        let lock_holder_gone = lock.as_ref().is_some_and(|l| lock::holder_gone(&self.ctx, l));
+        let interrupted = match self.ledger.running_operation(&env.name)? {
+            Some(op) => Some(Interrupted {
+                operation: op.id,
+                kind: op.kind,
+                step: self.pending_step(op.id)?,
+                holder_alive: lock
+                    .as_ref()
+                    .is_some_and(|l| l.operation == Some(op.id) && !lock::is_stale(&self.ctx, l, self.ctx.now())),
+            }),
+            None => None,
+        };
+        let app = Supervisor::new(&site.state_dir()).running().ok().flatten();
+        // What this machine sees serving; a fleet's hosts report their own.
+        let observed = if env.hosts.is_empty() { rt.observe() } else { Default::default() };
+        Ok(Status {
+            environment: env.name.to_string(),
+            current,
+            last_good,
+            lock,
+            lock_holder_gone,
+            interrupted,
+            current_link: observed.release,
+            runtime: env.runtime.name(),
+            runtime_version: observed.version,
+            hosts,
+            app,
+            config_release: state.config_release,
+            rollback_ready,
+        })
+    }
+
+    pub fn history(&self, env_name: &str, limit: usize) -> Result<Vec<Release>> {
+        let env = self.env(env_name)?;
+        self.ledger.releases(&env.name, limit)
+    }
+
+    /// Runs the health checks against the current release now, on every host.
+    pub fn verify(&self, env_name: &str) -> Result<(Release, Vec<CheckOutcome>)> {
+        let env = self.env(env_name)?;
+        let state = self.ledger.env_state(&env.name)?;
+        let Some(current) = state.current else {
+            return Err(Error::Usage { what: format!("nothing is deployed to `{}` yet", env.name) });
+        };
+        let r = self.must_release(&env.name, current)?;
+        let run = |host: &str, cwd: &std::path::Path| crate::journal::check_release(&env, &r, host, cwd);
+        let column = placement::everywhere(&env);
+        let results = match self.fleet(&env) {
+            Some(fleet) => fleet.check(&column, current, &run)?,
+            None => Local { site: Site::local(&env) }.check(&column, current, &run)?,
+        };
+        Ok((r.clone(), results.into_iter().flat_map(|(_, outcomes)| outcomes).collect()))
+    }
+
+    pub fn mark(&self, env_name: &str, target: &str, state: ReleaseState, reason: Option<&str>) -> Result<Release> {
+        let env = self.env(env_name)?;
+        let t = env.parse_target(target)?;
+        let current = self.ledger.env_state(&env.name)?.current;
+        let r = self.resolve_target(&env, &t, current)?;
+        let next = next_state(r.state, ReleaseEvent::Marked(state))
+            .map_err(|why| Error::Usage { what: format!("{} cannot be marked {state}: {why}", r.id) })?;
+        self.ledger.apply_unfenced(
+            &env.name,
+            vec![
+                Change::SetReleaseState { release: r.id, state: next },
+                self.audit(
+                    &env.name,
+                    None,
+                    "release.mark",
+                    serde_json::json!({ "release": r.id, "from": r.state, "to": next, "reason": reason }),
+                ),
+            ],
+        )?;
+        self.must_release(&env.name, r.id)
+    }
+
+    /// Holds the environment by hand until `unlock`.
+    pub fn lock(&self, env_name: &str, reason: &str) -> Result<LockInfo> {
+        let env = self.env(env_name)?;
+        let now = self.ctx.now();
+        let req = LockRequest {
+            env: env.name.clone(),
+            holder: self.ctx.actor(),
+            host: self.ctx.host.clone(),
+            pid: None,
+            pid_start: None,
+            reason: Some(reason.to_owned()),
+            now,
+            expires_at: None,
+        };
+        let ctx = self.ctx.clone();
+        self.ledger.acquire(&req, &|l| lock::is_stale(&ctx, l, now))?;
+        self.ledger.lock_info(&env.name)?.ok_or_else(|| Error::Ledger {
+            path: self.ledger.describe(),
+            message: "the lock just taken is missing".into(),
+        })
+    }
+
+    /// Frees a lock taken by hand; a running operation's lock only with `force`.
+    pub fn unlock(&self, env_name: &str, force: bool) -> Result<Option<LockInfo>> {
+        let env = self.env(env_name)?;
+        let Some(l) = self.ledger.lock_info(&env.name)? else {
+            return Ok(None);
+        };
+        let live_operation = l.pid.is_some() && !lock::is_stale(&self.ctx, &l, self.ctx.now());
+        if live_operation && !force {
+            return Err(Error::Locked {
+                env: env.name.to_string(),
+                holder: l.holder,
+                operation: l.operation,
+                reason: l.reason,
+                expires_at: l.expires_at.map(crate::context::rfc3339),
+            });
+        }
+        let event =
+            AuditEvent::by(&self.ctx, env.name.as_str(), None, "lock.release", serde_json::json!({ "force": force }));
+        self.ledger.force_unlock(&env.name, event)
+    }
+}

@@ -1,0 +1,173 @@
+//! The operations users run, as library calls: the CLI and the dashboard call these
+//! and only render what they return. One file per kind of operation:
+//!
+//! - [`deploy`]: planning and running a deploy.
+//! - [`rollback`]: naming a target, planning and running a rollback.
+//! - [`resume`]: finishing or undoing an interrupted operation.
+//! - [`run`]: what deploy, rollback and resume share: recording the operation, running
+//!   its journal, the report.
+//! - [`preflight`]: the checks that refuse an operation before anything changes.
+//! - [`preview`]: a plan as shown before anything runs, with what would be refused.
+//! - [`inspect`]: status, history, verify, mark, lock and unlock.
+//! - [`db`]: `lastgood db ...`, the database on its own.
+//! - [`diagnose`]: `diff` and `diagnose`, knowing what to roll back.
+//!
+//! Every state-changing call follows the same shape: validate input, preflight
+//! (nothing changes if it fails), take the environment's lock (a guard that frees it
+//! on every way out), refuse to run over an interrupted operation, record the
+//! operation and its plan, run the journal.
+
+pub mod db;
+pub mod deploy;
+pub mod diagnose;
+pub mod inspect;
+pub mod preflight;
+pub mod preview;
+pub mod resume;
+pub mod rollback;
+pub mod run;
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use crate::config::{Config, Environment, LedgerUrl};
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::fleet::{Fleet, HostReleases};
+use crate::journal::Progress;
+use crate::ledger::{Acquired, AuditEvent, Change, Fence, Ledger, LockRequest, Release, SqliteLedger, StepState};
+use crate::lock::{self, Heartbeat, LockGuard};
+use crate::model::{EnvName, ReleaseId};
+
+pub struct Engine {
+    pub config: Config,
+    pub ctx: Context,
+    ledger: Box<dyn Ledger>,
+    /// A fleet's preflight answers, per environment and target, for this process: a
+    /// command plans a rollback up to three times (to print it, before the lock, under
+    /// it), and the hosts are asked once.
+    preflights: RefCell<BTreeMap<(String, Option<u64>), HostReleases>>,
+    /// Each fleet's hosts and their agent sessions, kept for the whole command.
+    fleets: RefCell<BTreeMap<String, Rc<Fleet>>>,
+}
+
+impl Engine {
+    pub fn open(config: Config, ctx: Context) -> Result<Self> {
+        let ledger = open_ledger(&config.ledger)?;
+        Ok(Self { config, ctx, ledger, preflights: Default::default(), fleets: Default::default() })
+    }
+
+    pub fn ledger(&self) -> &dyn Ledger {
+        self.ledger.as_ref()
+    }
+
+    /// The environment's fleet (None for `local`), shared by every step of the command.
+    pub(crate) fn fleet(&self, env: &Environment) -> Option<Rc<Fleet>> {
+        let mut fleets = self.fleets.borrow_mut();
+        if let Some(f) = fleets.get(env.name.as_str()) {
+            return Some(f.clone());
+        }
+        let f = Rc::new(Fleet::of(env)?);
+        fleets.insert(env.name.to_string(), f.clone());
+        Some(f)
+    }
+
+    fn env(&self, name: &str) -> Result<Environment> {
+        self.config.environment(name).cloned()
+    }
+
+    pub(crate) fn audit(
+        &self,
+        env: &EnvName,
+        operation: Option<u64>,
+        event: &str,
+        detail: serde_json::Value,
+    ) -> Change {
+        Change::Audit(AuditEvent::by(&self.ctx, env.as_str(), operation, event, detail))
+    }
+
+    /// A release the ledger must have (one it named itself).
+    pub(crate) fn must_release(&self, env: &EnvName, id: ReleaseId) -> Result<Release> {
+        self.ledger.release(env, id)?.ok_or_else(|| Error::ReleaseMissing { env: env.to_string(), release: id })
+    }
+
+    // ---- the lock -------------------------------------------------------------------
+
+    /// Takes the environment's lock for an operation; the guard frees it on drop.
+    fn take_lock(&self, env: &Environment, reason: Option<&str>, progress: &mut dyn Progress) -> Result<LockGuard<'_>> {
+        let now = self.ctx.now();
+        let req = LockRequest {
+            env: env.name.clone(),
+            holder: self.ctx.actor(),
+            host: self.ctx.host.clone(),
+            pid: Some(self.ctx.pid),
+            pid_start: lock::process_start_time(self.ctx.pid),
+            reason: reason.map(str::to_owned),
+            now,
+            expires_at: Some(now + env.lease.as_secs() as i64),
+        };
+        let ctx = self.ctx.clone();
+        let Acquired { epoch, took_over } = self.ledger.acquire(&req, &|l| lock::is_stale(&ctx, l, now))?;
+        if let Some(old) = took_over {
+            progress.note(&format!(
+                "took over the lock of `{}` from {} (its process is gone or its lease expired)",
+                env.name, old.holder
+            ));
+        }
+        let fence = Fence { env: env.name.clone(), epoch };
+        let url = self.config.ledger.clone();
+        let heartbeat =
+            Heartbeat::start(Box::new(move || open_ledger(&url)), fence.clone(), env.lease, self.ctx.clone());
+        Ok(LockGuard::new(self.ledger.as_ref(), fence, heartbeat))
+    }
+
+    /// The lock for a command that is not a recorded operation (`lastgood db ...`),
+    /// refused over an interrupted operation.
+    pub(crate) fn lock_for(&self, env: &Environment, what: &str, progress: &mut dyn Progress) -> Result<LockGuard<'_>> {
+        let held = self.take_lock(env, Some(what), progress)?;
+        self.refuse_interrupted(env)?;
+        Ok(held)
+    }
+
+    /// Refuses to start over an operation that did not finish.
+    fn refuse_interrupted(&self, env: &Environment) -> Result<()> {
+        match self.ledger.running_operation(&env.name)? {
+            None => Ok(()),
+            Some(op) => Err(Error::Interrupted {
+                env: env.name.to_string(),
+                operation: op.id,
+                kind: op.kind.as_str().into(),
+                step: self.pending_step(op.id)?,
+            }),
+        }
+    }
+
+    fn pending_step(&self, op: u64) -> Result<Option<String>> {
+        Ok(self
+            .ledger
+            .steps(op)?
+            .into_iter()
+            .find(|s| matches!(s.state, StepState::Intended | StepState::Planned))
+            .map(|s| s.step.name().to_owned()))
+    }
+}
+
+pub fn open_ledger(url: &LedgerUrl) -> Result<Box<dyn Ledger>> {
+    match url {
+        LedgerUrl::Sqlite(path) => Ok(Box::new(SqliteLedger::open(path)?)),
+        LedgerUrl::Postgres(_) => Err(Error::Usage {
+            what: "ledger.url: the PostgreSQL ledger is not available in this version of lastgood yet; use sqlite://"
+                .into(),
+        }),
+    }
+}
+
+/// Where a relative ledger path ends up, for messages.
+pub fn ledger_path(url: &LedgerUrl) -> Option<PathBuf> {
+    match url {
+        LedgerUrl::Sqlite(p) => Some(p.clone()),
+        LedgerUrl::Postgres(_) => None,
+    }
+}

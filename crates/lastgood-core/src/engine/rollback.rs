@@ -1,0 +1,261 @@
+//! Rollback: name a target (the last good release by default), plan the way back
+//! (stop, back up, migrate down, switch, restore config, restart, verify, as far as
+//! the scope reaches), then run it under the lock. A rollback creates no release: it
+//! makes an existing one current again, and nothing is rebuilt.
+
+use super::Engine;
+use super::preview::{self, PlanView};
+use super::run::Report;
+use crate::config::Environment;
+use crate::database::environment::{self, EnvDatabase};
+use crate::error::{Error, Result};
+use crate::journal::{self, Progress};
+use crate::ledger::{EnvState, NewOperation, Release};
+use crate::model::{EnvName, OperationKind, ReleaseId, ReleaseState, Scope, Target};
+use crate::plan::{self, Phase, Step, placement};
+use crate::refusal::Refusal;
+use crate::runtime::{self, ReleaseFacts, Site};
+use crate::safety::{self, Consent, Stage, Way};
+
+#[derive(Debug, Clone)]
+pub struct RollbackOptions {
+    pub target: Target,
+    pub scope: Scope,
+    pub reason: Option<String>,
+    /// Consent to destructive down migrations (a backup is taken first).
+    pub allow_data_loss: bool,
+}
+
+impl Engine {
+    /// The release a target names; an error listing the candidates when none does.
+    pub(crate) fn resolve_target(
+        &self,
+        env: &Environment,
+        target: &Target,
+        current: Option<ReleaseId>,
+    ) -> Result<Release> {
+        let found = match target {
+            Target::LastGood => self.ledger.last_good(&env.name, current)?,
+            Target::Previous => match current {
+                Some(c) => self.ledger.release_before(&env.name, c)?,
+                None => None,
+            },
+            Target::Id(id) => self.ledger.release(&env.name, *id)?,
+            Target::Version(v) => self.ledger.release_by_version(&env.name, v)?,
+        };
+        found.ok_or_else(|| {
+            let target = match target {
+                Target::LastGood => "last-good".to_owned(),
+                Target::Previous => "previous".to_owned(),
+                Target::Id(id) => id.to_string(),
+                Target::Version(v) => v.clone(),
+            };
+            match self.candidates(&env.name) {
+                Ok(candidates) => Error::UnknownTarget { env: env.name.to_string(), target, candidates },
+                Err(e) => e,
+            }
+        })
+    }
+
+    fn candidates(&self, env: &EnvName) -> Result<Vec<String>> {
+        Ok(self
+            .ledger
+            .releases(env, 10)?
+            .iter()
+            .map(|r| {
+                format!("{} {} ({}{})", r.id, r.version, r.state, if r.artifact { "" } else { ", directory removed" })
+            })
+            .collect())
+    }
+
+    /// Plans a rollback; changes nothing and never refuses: what a real run would
+    /// refuse is in the plan's `refusals`.
+    pub fn plan_rollback(&self, env_name: &str, opts: &RollbackOptions) -> Result<PlanView> {
+        let env = self.env(env_name)?;
+        if opts.scope == Scope::Db && !env.database.as_ref().is_some_and(EnvDatabase::has_migrations) {
+            return Err(Error::Usage {
+                what: format!("--scope db: environment `{}` has no [database] with migrations", env.name),
+            });
+        }
+        let state = self.ledger.env_state(&env.name)?;
+        let from = state.current.map(|c| self.must_release(&env.name, c)).transpose()?;
+        let to = self.resolve_target(&env, &opts.target, state.current)?;
+        let mut refusals = Vec::new();
+        let mut drift = false;
+        if opts.scope.includes_code() {
+            match self.fleet(&env) {
+                Some(fleet) => match self.preflight_fleet(&fleet, "rollback", Some(&to)) {
+                    Ok(hosts) => drift = hosts.iter().any(|(_, current)| *current != Some(to.id.0)),
+                    Err(Error::Refused { refusal, .. }) => refusals.push(*refusal),
+                    Err(e) => return Err(e),
+                },
+                None => {
+                    if let Err(why) = runtime::of(&Site::local(&env)).ready(&ReleaseFacts::of(&to)) {
+                        refusals.push(Refusal::NotReady(why));
+                    }
+                }
+            }
+        }
+        let mut confirm = Vec::new();
+        if opts.target != Target::LastGood {
+            if matches!(to.state, ReleaseState::Bad | ReleaseState::Failed) {
+                confirm.push(format!("{} ({}) is marked {}", to.id, to.version, to.state));
+            }
+            if let Some(f) = &from {
+                if to.id > f.id {
+                    confirm.push(format!("{} is newer than the current release {}", to.id, f.id));
+                }
+            }
+        }
+        if !confirm.is_empty() {
+            refusals.push(Refusal::Unconfirmed { reasons: confirm.clone() });
+        }
+        let mut notes = Vec::new();
+        if env.checks.is_empty() {
+            notes.push("no health checks are configured: the rollback is not verified".into());
+        }
+        let schema = self.plan_schema(&env, &state, from.as_ref(), &to, opts, &mut notes, &mut refusals)?;
+        // A host that runs something else than the ledger says is switched too.
+        let current = if drift { None } else { state.current };
+        let shape = journal::shape(&env, true);
+        let placed = placement::place(
+            &env,
+            plan::rollback(shape, current, to.id, opts.scope, schema.change),
+            Phase::Forward,
+            OperationKind::Rollback,
+        );
+        let in_place = !drift && in_place(&state, &to, opts.scope, &placed);
+        if in_place {
+            notes.push(format!("{} is already in place for scope {}: nothing to do", to.id, opts.scope));
+        }
+        let versions = [Some(&to), from.as_ref()];
+        let version_of = |s: &Step| {
+            let id = s.release()?;
+            versions.iter().flatten().find(|r| r.id == id).map(|r| r.version.clone())
+        };
+        let site = Site::local(&env);
+        let rt = runtime::of(&site);
+        let steps = preview::describe(rt.as_ref(), placed, version_of, true);
+        Ok(PlanView {
+            kind: OperationKind::Rollback,
+            environment: env.name.to_string(),
+            from,
+            to,
+            scope: opts.scope,
+            steps,
+            notes,
+            confirm,
+            migrations: schema.migrations,
+            sql: schema.sql,
+            in_place,
+            runtime: env.runtime.name(),
+            refusals,
+        })
+    }
+
+    /// What a rollback does to the database: the downs to the target's revision, their
+    /// SQL and verdicts, and what the data-safety gate says about them.
+    #[allow(clippy::too_many_arguments)]
+    fn plan_schema(
+        &self,
+        env: &Environment,
+        state: &EnvState,
+        from: Option<&Release>,
+        to: &Release,
+        opts: &RollbackOptions,
+        notes: &mut Vec<String>,
+        refusals: &mut Vec<Refusal>,
+    ) -> Result<SchemaPlan> {
+        let mut out = SchemaPlan::default();
+        let schema_moves = from.is_some_and(|f| f.schema_revision != to.schema_revision);
+        if !(journal::shape(env, true).migrations && opts.scope.includes_db() && schema_moves) {
+            return Ok(out);
+        }
+        let Some(db) = EnvDatabase::of(env)? else { return Ok(out) };
+        let site = Site::local(env);
+        let rt = runtime::of(&site);
+        let root = state.current.map(|c| rt.workdir(c)).filter(|d| d.is_dir());
+        let mut tool = db.tool(root.as_deref(), &self.ctx.actor()).map_err(|e| self.unreachable(env, e))?;
+        let downs = tool.plan_down(to.schema_revision.as_deref()).map_err(|e| self.unreachable(env, e))?;
+        let destructive = environment::destructive(&downs.verdicts);
+        out.change.migrate_down = !downs.is_empty();
+        let m = safety::Migrations { way: Way::Down, count: downs.count, destructive: &destructive };
+        match safety::gate(m, Consent::of(opts.allow_data_loss), db.config.backup, Stage::Plan) {
+            Ok(clearance) => {
+                out.change.backup = out.change.migrate_down && clearance.backup_first;
+                if !destructive.is_empty() {
+                    notes.push(format!("destructive, with your consent: {} (backed up first)", destructive.join(", ")));
+                }
+            }
+            Err(refusal) => {
+                // Shown with its backup step, as it would run once consented to.
+                out.change.backup = out.change.migrate_down;
+                refusals.push(refusal.into());
+            }
+        }
+        out.migrations = downs.verdicts.clone();
+        out.sql = downs.sql.clone();
+        Ok(out)
+    }
+
+    /// A runtime that cannot act refuses the rollback before anything changes; then
+    /// the plan's refusals do, unless consented to.
+    pub fn rollback(
+        &self,
+        env_name: &str,
+        opts: &RollbackOptions,
+        confirmed: bool,
+        progress: &mut dyn Progress,
+    ) -> Result<Option<Report>> {
+        let env = self.env(env_name)?;
+        let view = self.plan_rollback(env_name, opts)?;
+        if let Some(refused) = view.refused(|r| confirmed && matches!(r, Refusal::Unconfirmed { .. })) {
+            return Err(refused);
+        }
+        if opts.scope.includes_code() && !view.in_place && env.hosts.is_empty() {
+            self.preflight_runtime(&env, "rollback")?;
+        }
+        let held = self.take_lock(&env, opts.reason.as_deref(), progress)?;
+        self.refuse_interrupted(&env)?;
+        let view = self.plan_rollback(env_name, opts)?;
+        if let Some(refused) = view.refused(|r| confirmed && matches!(r, Refusal::Unconfirmed { .. })) {
+            return Err(refused);
+        }
+        if view.in_place {
+            return Ok(None);
+        }
+        let new = NewOperation {
+            kind: OperationKind::Rollback,
+            from: view.from.as_ref().map(|r| r.id),
+            to: view.to.id,
+            scope: opts.scope,
+            auto_rollback: false,
+            reason: opts.reason.clone(),
+            actor: self.ctx.actor(),
+            host: self.ctx.host.clone(),
+            pid: self.ctx.pid,
+            started_at: self.ctx.now(),
+            steps: view.forward(),
+            release: None,
+            allow_data_loss: opts.allow_data_loss,
+        };
+        self.execute(&env, held, new, progress).map(Some)
+    }
+}
+
+/// The database part of a rollback plan.
+#[derive(Default)]
+struct SchemaPlan {
+    change: plan::SchemaChange,
+    migrations: Vec<environment::Verdict>,
+    sql: Option<String>,
+}
+
+/// Whether the target is already in place for this scope: its code current, its config
+/// files in place, and no migration to revert.
+fn in_place(state: &EnvState, to: &Release, scope: Scope, steps: &[(Step, Phase, String)]) -> bool {
+    let code = !scope.includes_code() || state.current == Some(to.id);
+    let config = !scope.includes_config() || state.config_release == Some(to.id);
+    let schema = !steps.iter().any(|(s, _, _)| matches!(s, Step::MigrateDown { .. }));
+    code && config && schema
+}

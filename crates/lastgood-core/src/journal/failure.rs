@@ -1,0 +1,134 @@
+//! When a step fails: the policy that decides what happens next, for every runtime.
+//!
+//! A deploy that fails after something moved (the code switched, or migrations
+//! committed) returns to the last good release by itself, unless told not to
+//! (`--no-auto-rollback`): the rollback steps are appended to the same journal, so a
+//! crash during the automatic rollback resumes into it. A switch that failed counts as
+//! "maybe switched" whenever the runtime's switch is not atomic (containers half
+//! replaced, a pipeline that may have run, a push that may have landed, some hosts of a
+//! fleet moved): the return then switches back too, which is a no-op where nothing
+//! moved. The data-safety gate decides whether the schema can go back with it.
+//!
+//! A fleet with `on_failure = "halt"` instead stops at the failed step and leaves the
+//! operation for `lastgood resume` or `resume --abort`.
+
+use super::{Journal, shape};
+use crate::config::OnFailure;
+use crate::error::Result;
+use crate::ledger::{Release, StepRecord, StepState};
+use crate::model::{OperationKind, Scope};
+use crate::plan::placement::{self, LOCAL};
+use crate::plan::{self, Phase, Step};
+use crate::runtime::{self, ReleaseFacts, Site};
+use crate::safety::{self, Consent, Stage, Way};
+
+impl Journal<'_> {
+    /// Whether a failed step halts the operation (`on_failure = "halt"` on a fleet's
+    /// forward path) instead of failing it.
+    pub(super) fn halts(&self, rec: &StepRecord) -> bool {
+        rec.host != LOCAL && rec.phase == Phase::Forward && self.env.rollout.on_failure == OnFailure::Halt
+    }
+
+    /// Whether a failed step may have moved what serves anyway.
+    fn maybe_switched(&self, failed: &StepRecord) -> bool {
+        matches!(failed.step, Step::Switch { .. })
+            && (failed.host != LOCAL || !runtime::of(&Site::local(self.env)).atomic())
+    }
+
+    /// A failed step: decide whether to return to the last good release; the steps that
+    /// do, placed on their hosts.
+    pub(super) fn on_failure(
+        &mut self,
+        failed: &StepRecord,
+        steps: &[StepRecord],
+    ) -> Result<Option<Vec<(Step, Phase, String)>>> {
+        let deploy = self.op.kind == OperationKind::Deploy;
+        let maybe_switched = self.maybe_switched(failed);
+        let switched = maybe_switched
+            || steps.iter().any(|s| {
+                s.phase == Phase::Forward && matches!(s.step, Step::Switch { .. }) && s.state == StepState::Done
+            });
+        // A failed migration run may have committed some of its migrations: the
+        // schema moved even though the code did not.
+        let migrated = steps.iter().any(|s| {
+            s.phase == Phase::Forward
+                && matches!(s.step, Step::MigrateUp { .. })
+                && matches!(s.state, StepState::Done | StepState::Failed)
+        });
+        if !deploy || failed.phase != Phase::Forward || !(switched || migrated) {
+            return Ok(None);
+        }
+        if !self.op.auto_rollback {
+            self.progress.note("automatic rollback is off (--no-auto-rollback): the failed release stays current");
+            return Ok(None);
+        }
+        let Some(good) = self.ledger.last_good(&self.env.name, Some(self.op.to))? else {
+            self.progress.note("there is no good release to return to: the failed release stays current");
+            return Ok(None);
+        };
+        if let Err(why) = self.ready(&good) {
+            self.progress.note(&format!("cannot return to the last good release {}: {why}", good.id));
+            return Ok(None);
+        }
+        let shape = shape(self.env, self.verify);
+        let schema = plan::SchemaChange { migrate_down: shape.migrations && migrated, backup: false };
+        if schema.migrate_down {
+            match self.downs_to(&good) {
+                Ok(downs) => {
+                    let m = safety::Migrations { way: Way::Down, count: downs.count, destructive: &downs.destructive };
+                    let policy =
+                        self.env.database.as_ref().map(|d| d.backup).unwrap_or(crate::config::BackupPolicy::Auto);
+                    if let Err(refusal) = safety::gate(m, Consent::Automatic, policy, Stage::Plan) {
+                        // Nobody is there to consent: the failed release stays, and the
+                        // note says what an operator can run after reading the plan.
+                        self.progress.note(&format!(
+                            "not returning to {} by itself: {refusal}; check the plan with `lastgood rollback {} --dry-run --sql`, then run it with --allow-data-loss",
+                            good.id, self.env.name
+                        ));
+                        return Ok(None);
+                    }
+                }
+                Err(e) => {
+                    self.progress
+                        .note(&format!("not returning to {} by itself: cannot plan its migrations: {e}", good.id));
+                    return Ok(None);
+                }
+            }
+        }
+        self.progress.note(&format!("returning to the last good release {} ({})", good.id, good.version));
+        self.notify(
+            "automatic_rollback",
+            format!(
+                "lastgood: {} {} on {} failed; returning {} to the last good release {} ({}) by itself",
+                self.op.kind.as_str(),
+                self.op.id,
+                self.env.name,
+                self.env.name,
+                good.id,
+                good.version
+            ),
+            serde_json::json!({ "to": good.id }),
+        )?;
+        let mut current = self.ledger.env_state(&self.env.name)?.current;
+        if maybe_switched || !self.env.hosts.is_empty() {
+            // Something may have moved before the ledger's `current` did (a switch that
+            // failed half way; on a fleet, `current` moves with the last wave): switch
+            // back everywhere; where nothing moved, that is a no-op.
+            current = Some(self.op.to);
+        }
+        let steps = plan::rollback(shape, current, good.id, Scope::Full, schema);
+        Ok(Some(placement::place(self.env, steps, Phase::Rollback, self.op.kind)))
+    }
+
+    /// Whether the automatic rollback can return to `good`. A fleet's hosts are checked
+    /// when the rollback steps run on them.
+    fn ready(&self, good: &Release) -> std::result::Result<(), String> {
+        if self.env.hosts.is_empty() {
+            runtime::of(&Site::local(self.env)).ready(&ReleaseFacts::of(good)).map_err(|e| e.to_string())
+        } else if good.artifact {
+            Ok(())
+        } else {
+            Err(format!("its release directories were removed by retention ({})", good.id))
+        }
+    }
+}
