@@ -485,7 +485,7 @@ impl Drop for Partial {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::database::migrate::tests::TestPg;
+    use crate::database::test_pg::TestPg;
 
     fn pg_count(db: &TestPg, sql: &str) -> i64 {
         db.client().query_one(sql, &[]).unwrap().get(0)
@@ -825,7 +825,7 @@ mod template {
 #[cfg(test)]
 mod template_tests {
     use super::*;
-    use crate::database::migrate::tests::TestPg;
+    use crate::database::test_pg::TestPg;
 
     #[test]
     fn a_template_copy_restores_the_database_exactly_and_a_busy_one_falls_back_to_pg_dump() {

@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::Dialect;
+use super::dialect::Dialect;
 
 /// One statement to run, and where it came from (for errors).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

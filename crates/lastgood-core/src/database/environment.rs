@@ -66,7 +66,7 @@ impl<'a> EnvDatabase<'a> {
         Ok(backup::backup_with(&self.url, &self.config.backup_dir, label, self.config.backup_method)?)
     }
 
-    pub fn verdicts(&self, plan: &[Planned], dialect: super::Dialect) -> Vec<Verdict> {
+    pub fn verdicts(&self, plan: &[Planned], dialect: super::dialect::Dialect) -> Vec<Verdict> {
         plan.iter()
             .map(|p| Verdict { name: p.name.clone(), direction: p.direction, lint: lint::classify(&p.script, dialect) })
             .collect()

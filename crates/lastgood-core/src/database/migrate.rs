@@ -13,11 +13,12 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::dialect::Dialect;
 use super::driver::{Applied, DbError, Driver, Stmt};
 use super::migrations::{self, Migration, MigrationsError};
 use super::sql;
 use super::url::DbUrl;
-use super::{Dialect, postgres, sqlite};
+use super::{postgres, sqlite};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
@@ -431,57 +432,9 @@ impl Migrator {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use crate::database::url::PgUrl;
-
-    /// A fresh PostgreSQL database for one test, dropped at the end.
-    pub(crate) struct TestPg {
-        pub url: DbUrl,
-        admin: PgUrl,
-        name: String,
-    }
-
-    impl TestPg {
-        pub(crate) fn new(tag: &str) -> Self {
-            let base = std::env::var("LASTGOOD_TEST_PG").unwrap_or_else(|_| {
-                panic!("LASTGOOD_TEST_PG is not set: run `eval \"$(scripts/services.sh)\"` (scripts/test.sh does) to start PostgreSQL")
-            });
-            let DbUrl::Postgres(admin) = DbUrl::parse(&base, Path::new("/")).expect("LASTGOOD_TEST_PG") else {
-                panic!("LASTGOOD_TEST_PG must be a postgres:// URL")
-            };
-            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-            let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let name = format!("lg_{tag}_{}_{n}", std::process::id());
-            let mut c =
-                admin.client_config("lastgood-test").connect(::postgres::NoTls).expect("connect to the test server");
-            c.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).expect("drop an old test db");
-            c.batch_execute(&format!("CREATE DATABASE {name}")).expect("create the test db");
-            Self { url: DbUrl::Postgres(admin.with_database(&name)), admin, name }
-        }
-        pub(crate) fn client(&self) -> ::postgres::Client {
-            let DbUrl::Postgres(p) = &self.url else { unreachable!() };
-            p.client_config("lastgood-test").connect(::postgres::NoTls).expect("connect")
-        }
-    }
-
-    impl Drop for TestPg {
-        fn drop(&mut self) {
-            if let Ok(mut c) = self.admin.client_config("lastgood-test").connect(::postgres::NoTls) {
-                let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
-                // Template backups of this database.
-                if let Ok(rows) = c.query(
-                    "SELECT datname FROM pg_database WHERE starts_with(datname, $1)",
-                    &[&format!("lastgood_backup_{}_", self.name)],
-                ) {
-                    for r in rows {
-                        let name: String = r.get(0);
-                        let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
-                    }
-                }
-            }
-        }
-    }
+    use crate::database::test_pg::TestPg;
 
     fn settings() -> Settings {
         Settings {

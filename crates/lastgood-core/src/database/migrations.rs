@@ -15,7 +15,6 @@
 use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
 
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Migration {
     pub version: String,

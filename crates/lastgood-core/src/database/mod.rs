@@ -9,6 +9,7 @@
 //! - [`backup`]: `pg_dump -Fc` / `pg_restore`, SQLite's online backup.
 
 pub mod backup;
+pub mod dialect;
 pub mod driver;
 pub mod environment;
 pub mod lint;
@@ -19,13 +20,7 @@ pub mod rehearse;
 pub mod schema;
 pub mod sql;
 pub mod sqlite;
+#[cfg(test)]
+mod test_pg;
 pub mod tool;
 pub mod url;
-
-/// Which SQL dialect a database speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Dialect {
-    Postgres,
-    Sqlite,
-}

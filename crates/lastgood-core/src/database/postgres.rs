@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use postgres::Client;
 
-use super::Dialect;
+use super::dialect::Dialect;
 use super::driver::{Applied, DbError, Driver, Stmt, statement_error};
 use super::url::PgUrl;
 

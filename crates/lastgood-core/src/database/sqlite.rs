@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
-use super::Dialect;
+use super::dialect::Dialect;
 use super::driver::{Applied, DbError, Driver, Stmt, lock_path, statement_error};
 
 pub struct Sqlite {

@@ -13,11 +13,12 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use super::dialect::Dialect;
 use super::environment::Verdict;
 use super::lint::{self, Class, Lint};
 use super::migrate::{Direction, Migrator, Planned};
+use super::sql;
 use super::url::DbUrl;
-use super::{Dialect, sql};
 use crate::config::Adapter;
 use crate::error::{Error, Result};
 
