@@ -24,3 +24,4 @@ pub mod sqlite;
 mod test_pg;
 pub mod tool;
 pub mod url;
+pub mod verdict;
