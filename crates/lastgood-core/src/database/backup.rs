@@ -691,13 +691,14 @@ mod tests {
 /// owns the database and may create databases; the new database keeps the old owner.
 mod template {
     use super::*;
-    use crate::database::postgres::message;
+    use crate::database::pg_client::{self, message};
 
     fn maintenance(pg: &PgUrl) -> Result<postgres::Client, BackupError> {
         let other = if pg.database == "postgres" { "template1" } else { "postgres" };
-        pg.with_database(other)
-            .connect("lastgood backup")
-            .map_err(|message| BackupError::Server { what: format!("connect to the `{other}` database"), message })
+        pg_client::connect(&pg.with_database(other), "lastgood backup").map_err(|e| BackupError::Server {
+            what: format!("connect to the `{other}` database"),
+            message: e.to_string(),
+        })
     }
 
     fn ident(name: &str) -> String {
@@ -710,10 +711,8 @@ mod template {
 
     /// Relations and their sizes: changes when anyone writes to the copy.
     fn fingerprint(pg: &PgUrl, database: &str) -> Result<(String, u64), BackupError> {
-        let mut c = pg
-            .with_database(database)
-            .connect("lastgood backup")
-            .map_err(|message| BackupError::Server { what: "connect to the backup copy".into(), message })?;
+        let mut c = pg_client::connect(&pg.with_database(database), "lastgood backup")
+            .map_err(|e| BackupError::Server { what: "connect to the backup copy".into(), message: e.to_string() })?;
         let row = c
             .query_one(
                 "SELECT coalesce(string_agg(n.nspname || '.' || c.relname || ':' || c.relkind::text || ':' || pg_relation_size(c.oid), ',' \

@@ -661,7 +661,7 @@ mod tests {
         let encrypted = |mode: &str| -> Result<bool, String> {
             let url = format!("{}?sslmode={mode}", pg.expose());
             let DbUrl::Postgres(p) = DbUrl::parse(&url, Path::new("/")).unwrap() else { unreachable!() };
-            let mut c = p.connect("lastgood-test")?;
+            let mut c = crate::database::pg_client::connect(&p, "lastgood-test").map_err(|e| e.to_string())?;
             Ok(c.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).unwrap().get(0))
         };
         // The test server uses Debian's self-signed certificate.

@@ -15,6 +15,7 @@ pub mod environment;
 pub mod lint;
 pub mod migrate;
 pub mod migrations;
+pub mod pg_client;
 pub mod postgres;
 pub mod rehearse;
 pub mod schema;

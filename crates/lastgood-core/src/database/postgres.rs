@@ -13,6 +13,7 @@ use postgres::Client;
 
 use super::dialect::Dialect;
 use super::driver::{Applied, DbError, Driver, Stmt, statement_error};
+use super::pg_client::{self, message};
 use super::url::PgUrl;
 
 /// "lastgood" in ASCII: the advisory lock key.
@@ -32,9 +33,8 @@ pub struct PgSettings {
 impl Pg {
     pub fn connect(url: &PgUrl, actor: &str, settings: &PgSettings) -> Result<Self, DbError> {
         let shown = url.to_string();
-        let client = url
-            .connect(&format!("lastgood {actor}"))
-            .map_err(|message| DbError::Connect { url: shown.clone(), message })?;
+        let client = pg_client::connect(url, &format!("lastgood {actor}"))
+            .map_err(|e| DbError::Connect { url: shown.clone(), message: e.to_string() })?;
         let mut session = Vec::new();
         if let Some(t) = settings.lock_timeout {
             session.push(format!("SET lock_timeout = '{}ms'", t.as_millis()));
@@ -72,31 +72,6 @@ impl Pg {
                 format!("session {pid} ({app}, from {addr}, since {since})")
             }
             _ => "another session".to_owned(),
-        }
-    }
-}
-
-pub fn message(e: &postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => {
-            let mut m = format!("{}: {} (SQLSTATE {})", db.severity(), db.message(), db.code().code());
-            if let Some(d) = db.detail() {
-                m.push_str(&format!("; detail: {d}"));
-            }
-            if let Some(h) = db.hint() {
-                m.push_str(&format!("; hint: {h}"));
-            }
-            m
-        }
-        None => {
-            // The client error's Display can carry its source; keep it one line.
-            let mut m = e.to_string();
-            let mut src = std::error::Error::source(e);
-            while let Some(s) = src {
-                m.push_str(&format!(": {s}"));
-                src = s.source();
-            }
-            m
         }
     }
 }

@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use super::driver::DbError;
 use super::migrate::{DownTarget, MigrateError, Migrator, Settings};
+use super::pg_client;
 use super::schema::{self, Difference, Severity};
 use super::url::{DbUrl, PgUrl};
 
@@ -69,9 +70,10 @@ impl Scratch {
                 static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
                 let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let name = format!("lastgood_rehearse_{}_{tag}_{n}", std::process::id());
-                let mut c = pg.connect("lastgood rehearse").map_err(RehearseError::Scratch)?;
+                let mut c =
+                    pg_client::connect(pg, "lastgood rehearse").map_err(|e| RehearseError::Scratch(e.to_string()))?;
                 for sql in [format!("DROP DATABASE IF EXISTS {name}"), format!("CREATE DATABASE {name}")] {
-                    c.batch_execute(&sql).map_err(|e| RehearseError::Scratch(super::postgres::message(&e)))?;
+                    c.batch_execute(&sql).map_err(|e| RehearseError::Scratch(pg_client::message(&e)))?;
                 }
                 Ok(Self::Pg { admin: pg.clone(), url: pg.with_database(&name), name })
             }
@@ -93,7 +95,8 @@ impl Scratch {
     fn schema(&self) -> Result<schema::Schema, RehearseError> {
         match self {
             Self::Pg { url, .. } => {
-                let mut c = url.connect("lastgood rehearse").map_err(RehearseError::Schema)?;
+                let mut c =
+                    pg_client::connect(url, "lastgood rehearse").map_err(|e| RehearseError::Schema(e.to_string()))?;
                 schema::introspect_postgres(&mut c).map_err(|e| RehearseError::Schema(e.to_string()))
             }
             Self::Sqlite { path, .. } => {
@@ -107,7 +110,7 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         if let Self::Pg { admin, name, .. } = self {
-            if let Ok(mut c) = admin.connect("lastgood rehearse") {
+            if let Ok(mut c) = pg_client::connect(admin, "lastgood rehearse") {
                 let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
             }
         }

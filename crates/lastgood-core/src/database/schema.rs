@@ -110,7 +110,7 @@ pub enum SchemaError {
 }
 
 fn pg_err(reading: &'static str) -> impl FnOnce(postgres::Error) -> SchemaError {
-    move |source| SchemaError::Postgres { reading, message: super::postgres::message(&source), source }
+    move |source| SchemaError::Postgres { reading, message: super::pg_client::message(&source), source }
 }
 
 fn sqlite_err(reading: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> SchemaError {
@@ -1103,7 +1103,7 @@ mod tests {
     fn pg_schema(sql: &str) -> Schema {
         let db = TestDb::new();
         let mut c = db.client();
-        c.batch_execute(sql).unwrap_or_else(|e| panic!("{}\n{sql}", crate::database::postgres::message(&e)));
+        c.batch_execute(sql).unwrap_or_else(|e| panic!("{}\n{sql}", crate::database::pg_client::message(&e)));
         introspect_postgres(&mut c).unwrap()
     }
 
