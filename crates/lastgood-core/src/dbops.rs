@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::database::driver::Applied;
 use crate::database::environment::{self, EnvDatabase, Verdict};
 use crate::database::lint::{self, Lint};
-use crate::database::migrate::{DownTarget, Migrator, Planned, Status};
+use crate::database::migrator::{DownTarget, Migrator, Planned, Status};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::journal::Progress;

@@ -676,7 +676,7 @@ impl Engine {
             Error::Migrate(m)
                 if matches!(
                     *m,
-                    crate::database::migrate::MigrateError::Db(crate::database::driver::DbError::Connect { .. })
+                    crate::database::migrator::MigrateError::Db(crate::database::driver::DbError::Connect { .. })
                 ) =>
             {
                 Error::Refused { env: env.name.to_string(), what: "the operation".into(), why: m.to_string() }

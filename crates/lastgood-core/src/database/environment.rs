@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::backup::{self, BackupFile};
 use super::dialect::Dialect;
-use super::migrate::{Migrator, Planned};
+use super::migrator::{Migrator, Planned};
 use super::tool::Tool;
 use super::url::DbUrl;
 use super::verdict;
@@ -67,8 +67,8 @@ impl<'a> EnvDatabase<'a> {
     }
 }
 
-impl From<super::migrate::MigrateError> for Error {
-    fn from(e: super::migrate::MigrateError) -> Self {
+impl From<super::migrator::MigrateError> for Error {
+    fn from(e: super::migrator::MigrateError) -> Self {
         Error::Migrate(Box::new(e))
     }
 }

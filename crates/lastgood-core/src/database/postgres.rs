@@ -142,7 +142,7 @@ impl Driver for Pg {
                 applied_by: r.get(7),
             })
             .collect();
-        out.sort_by(|a, b| super::migrations::compare_versions(&a.version, &b.version));
+        out.sort_by(|a, b| super::migration_files::compare_versions(&a.version, &b.version));
         Ok(out)
     }
 

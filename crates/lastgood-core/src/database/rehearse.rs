@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::driver::DbError;
-use super::migrate::{DownTarget, MigrateError, Migrator, Settings};
+use super::migrator::{DownTarget, MigrateError, Migrator, Settings};
 use super::pg_client;
 use super::schema::{self, Difference, Severity};
 use super::url::{DbUrl, PgUrl};
@@ -137,7 +137,7 @@ pub fn rehearse(
     let mut live = Migrator::open(real, Some(dir), settings, "lastgood rehearse")?;
     let applied = live.applied()?;
     drop(live);
-    let files = super::migrations::discover(dir).map_err(MigrateError::from)?;
+    let files = super::migration_files::discover(dir).map_err(MigrateError::from)?;
     if let Some(a) = applied.iter().find(|a| !files.iter().any(|m| m.version == a.version)) {
         return Err(RehearseError::MissingUp(a.name.clone()));
     }

@@ -106,7 +106,7 @@ impl Driver for Sqlite {
             })
             .map_err(err)?;
         let mut out = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(err)?;
-        out.sort_by(|a, b| super::migrations::compare_versions(&a.version, &b.version));
+        out.sort_by(|a, b| super::migration_files::compare_versions(&a.version, &b.version));
         Ok(out)
     }
 

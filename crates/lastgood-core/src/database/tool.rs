@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 
 use super::dialect::Dialect;
 use super::lint::{self, Class, Lint};
-use super::migrate::{Direction, Migrator, Planned};
+use super::migrator::{Direction, Migrator, Planned};
 use super::sql;
 use super::url::DbUrl;
 use super::verdict::{self, Verdict};

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::dialect::Dialect;
 use super::lint::{self, Class, Lint};
-use super::migrate::{Direction, Planned};
+use super::migrator::{Direction, Planned};
 
 /// The linter's verdict on one migration of a plan.
 #[derive(Debug, Clone, Serialize)]

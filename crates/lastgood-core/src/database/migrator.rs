@@ -1,5 +1,11 @@
-//! The migrator: which migrations are applied, what `up` and `down` would run (to the
-//! statement), and running it.
+//! The migrator, lastgood's builtin migration engine: which migrations are applied,
+//! what `up` and `down` would run (to the statement), and running it.
+//!
+//! It is not the reading of a migrations folder ([`super::migration_files`]), nor the
+//! talking to a database ([`super::driver`]): it joins the two, building every
+//! statement itself (bookkeeping included) so that `--sql` prints exactly what runs.
+//! Teams that keep Alembic or their own commands use those instead, through
+//! [`super::tool`].
 //!
 //! Every migration and its bookkeeping commit in one transaction, so there is no
 //! "dirty" state: after a crash the database is at the last migration that committed.
@@ -15,7 +21,7 @@ use serde::Serialize;
 
 use super::dialect::Dialect;
 use super::driver::{Applied, DbError, Driver, Stmt};
-use super::migrations::{self, Migration, MigrationsError};
+use super::migration_files::{self, Migration, MigrationsError};
 use super::sql;
 use super::url::DbUrl;
 use super::{postgres, sqlite};
@@ -125,7 +131,7 @@ impl Migrator {
             DbUrl::Sqlite(path) => Box::new(sqlite::Sqlite::open(path, actor)?),
         };
         let files = match dir {
-            Some(d) => migrations::discover(d)?,
+            Some(d) => migration_files::discover(d)?,
             None => Vec::new(),
         };
         Ok(Self {
@@ -190,7 +196,7 @@ impl Migrator {
                 });
             }
         }
-        migrations.sort_by(|a, b| migrations::compare_versions(&a.version, &b.version));
+        migrations.sort_by(|a, b| migration_files::compare_versions(&a.version, &b.version));
         Ok(Status {
             current: applied.last().map(|a| (a.version.clone(), a.name.clone())),
             applied: applied.len(),
@@ -270,7 +276,7 @@ impl Migrator {
         let revert: Vec<&Applied> = applied
             .iter()
             .rev()
-            .filter(|a| version.is_none_or(|v| migrations::compare_versions(&a.version, v).is_gt()))
+            .filter(|a| version.is_none_or(|v| migration_files::compare_versions(&a.version, v).is_gt()))
             .collect();
         revert.into_iter().map(|a| self.down_statements(a)).collect()
     }
@@ -327,11 +333,7 @@ impl Migrator {
             (None, None) => return Err(MigrateError::NoDown { name: a.name.clone() }),
         };
         let no_transaction = file.map(|m| m.no_transaction).unwrap_or(a.no_transaction)
-            || script
-                .lines()
-                .map(str::trim)
-                .find(|l| !l.is_empty())
-                .is_some_and(|l| l == "-- no-transaction" || l == "-- lastgood:no-transaction");
+            || migration_files::no_transaction_marker(&script);
         let body: Vec<Stmt> = sql::split(&script, self.driver.dialect())
             .into_iter()
             .map(|s| Stmt { text: s.text.to_owned(), origin: Some((origin.clone(), s.line)) })
