@@ -20,11 +20,10 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::dialect::Dialect;
-use super::driver::{Applied, DbError, Driver, Stmt};
+use super::driver::{Applied, DbError, Driver, Stmt, postgres, sqlite};
 use super::migration_files::{self, Migration, MigrationsError};
 use super::sql;
 use super::url::DbUrl;
-use super::{postgres, sqlite};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {

@@ -16,11 +16,9 @@ pub mod lint;
 pub mod migration_files;
 pub mod migrator;
 pub mod pg_client;
-pub mod postgres;
 pub mod rehearse;
 pub mod schema;
 pub mod sql;
-pub mod sqlite;
 #[cfg(test)]
 mod test_pg;
 pub mod tool;

@@ -6,8 +6,7 @@
 //! connects through [`connect`], so `sslmode` and `sslrootcert` mean the same
 //! everywhere, and words a server error with [`message`], so the SQLSTATE, detail and
 //! hint are never lost. It is not a driver: running migrations and their bookkeeping
-//! is [`super::driver`]'s job. Nor is it the ledger's PostgreSQL store, which has its
-//! own connection.
+//! is [`super::driver`]'s job.
 //!
 //! It sits below both the URL module and the driver: URLs are parsed data, the driver
 //! needs a connection, and with connecting kept in `url.rs` the two imported each other.

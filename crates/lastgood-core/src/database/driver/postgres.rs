@@ -1,6 +1,7 @@
-//! The PostgreSQL driver: the `postgres` crate's synchronous client, no TLS (lastgood
-//! talks to databases on the same network; put a TLS-terminating pooler in front
-//! otherwise).
+//! The PostgreSQL driver: the migrator's [`Driver`] over the `postgres` crate's
+//! synchronous client, connected through [`pg_client`] (TLS as the URL's `sslmode`
+//! says). It migrates the application's database; lastgood's own history is the ledger's
+//! (`ledger/`), not this driver's.
 //!
 //! Concurrent runs are kept apart by a session-level advisory lock, which PostgreSQL
 //! releases by itself when the session ends, so a killed lastgood never leaves a stuck
@@ -11,10 +12,11 @@ use std::time::{Duration, Instant};
 
 use postgres::Client;
 
-use super::dialect::Dialect;
-use super::driver::{Applied, DbError, Driver, Stmt, statement_error};
-use super::pg_client::{self, message};
-use super::url::PgUrl;
+use super::api::{Applied, DbError, Driver, Stmt, statement_error};
+use crate::database::dialect::Dialect;
+use crate::database::migration_files;
+use crate::database::pg_client::{self, message};
+use crate::database::url::PgUrl;
 
 /// "lastgood" in ASCII: the advisory lock key.
 const LOCK_KEY: i64 = 0x6c61_7374_676f_6f64;
@@ -142,7 +144,7 @@ impl Driver for Pg {
                 applied_by: r.get(7),
             })
             .collect();
-        out.sort_by(|a, b| super::migration_files::compare_versions(&a.version, &b.version));
+        out.sort_by(|a, b| migration_files::compare_versions(&a.version, &b.version));
         Ok(out)
     }
 
