@@ -18,8 +18,8 @@ use serde::Serialize;
 
 use super::driver::DbError;
 use super::migrator::{DownTarget, MigrateError, Migrator, Settings};
-use super::pg_client;
-use super::schema::{self, Difference, Severity};
+use super::pg_client::{self, ConnectError};
+use super::schema::{self, Difference, SchemaError, Severity};
 use super::url::{DbUrl, PgUrl};
 
 #[derive(Debug, Clone, Serialize)]
@@ -43,14 +43,30 @@ pub struct Rehearsal {
 pub enum RehearseError {
     #[error(transparent)]
     Migrate(#[from] MigrateError),
-    #[error("cannot prepare a scratch database: {0}")]
-    Scratch(String),
+    #[error("cannot prepare a scratch database: {source}")]
+    Scratch { source: ScratchError },
     #[error(
-        "cannot reproduce the current schema: migration {0} is applied but its up script is not in the migrations folder"
+        "cannot reproduce the current schema: migration {name} is applied but its up script is not in the migrations folder"
     )]
-    MissingUp(String),
-    #[error("cannot read a schema: {0}")]
-    Schema(String),
+    MissingUp { name: String },
+    #[error("cannot read a schema: {source}")]
+    Schema { source: ScratchError },
+}
+
+/// What failed on a scratch database, as the database or the file system said it.
+#[derive(Debug, thiserror::Error)]
+pub enum ScratchError {
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// `CREATE DATABASE` or `DROP DATABASE` on the server.
+    #[error("{}", pg_client::message(.0))]
+    Server(#[source] postgres::Error),
+    #[error(transparent)]
+    TempDir(std::io::Error),
+    #[error(transparent)]
+    Open(rusqlite::Error),
+    #[error(transparent)]
+    Read(#[from] SchemaError),
 }
 
 /// A scratch database that is removed when dropped. Few exist at a time, so the size
@@ -63,6 +79,10 @@ enum Scratch {
 
 impl Scratch {
     fn new(real: &DbUrl, tag: &str) -> Result<Self, RehearseError> {
+        Self::create(real, tag).map_err(|source| RehearseError::Scratch { source })
+    }
+
+    fn create(real: &DbUrl, tag: &str) -> Result<Self, ScratchError> {
         match real {
             DbUrl::Postgres(pg) => {
                 // Unique per scratch: a replacement is created before the one it
@@ -70,15 +90,14 @@ impl Scratch {
                 static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
                 let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let name = format!("lastgood_rehearse_{}_{tag}_{n}", std::process::id());
-                let mut c =
-                    pg_client::connect(pg, "lastgood rehearse").map_err(|e| RehearseError::Scratch(e.to_string()))?;
+                let mut c = pg_client::connect(pg, "lastgood rehearse")?;
                 for sql in [format!("DROP DATABASE IF EXISTS {name}"), format!("CREATE DATABASE {name}")] {
-                    c.batch_execute(&sql).map_err(|e| RehearseError::Scratch(pg_client::message(&e)))?;
+                    c.batch_execute(&sql).map_err(ScratchError::Server)?;
                 }
                 Ok(Self::Pg { admin: pg.clone(), url: pg.with_database(&name), name })
             }
             DbUrl::Sqlite(_) => {
-                let dir = tempfile::tempdir().map_err(|e| RehearseError::Scratch(e.to_string()))?;
+                let dir = tempfile::tempdir().map_err(ScratchError::TempDir)?;
                 let path = dir.path().join(format!("{tag}.db"));
                 Ok(Self::Sqlite { _dir: dir, path })
             }
@@ -93,15 +112,17 @@ impl Scratch {
     }
 
     fn schema(&self) -> Result<schema::Schema, RehearseError> {
+        self.read_schema().map_err(|source| RehearseError::Schema { source })
+    }
+
+    fn read_schema(&self) -> Result<schema::Schema, ScratchError> {
         match self {
             Self::Pg { url, .. } => {
-                let mut c =
-                    pg_client::connect(url, "lastgood rehearse").map_err(|e| RehearseError::Schema(e.to_string()))?;
-                schema::introspect_postgres(&mut c).map_err(|e| RehearseError::Schema(e.to_string()))
+                Ok(schema::introspect_postgres(&mut pg_client::connect(url, "lastgood rehearse")?)?)
             }
             Self::Sqlite { path, .. } => {
-                let c = rusqlite::Connection::open(path).map_err(|e| RehearseError::Schema(e.to_string()))?;
-                schema::introspect_sqlite(&c).map_err(|e| RehearseError::Schema(e.to_string()))
+                let c = rusqlite::Connection::open(path).map_err(ScratchError::Open)?;
+                Ok(schema::introspect_sqlite(&c)?)
             }
         }
     }
@@ -139,7 +160,7 @@ pub fn rehearse(
     drop(live);
     let files = super::migration_files::discover(dir).map_err(MigrateError::from)?;
     if let Some(a) = applied.iter().find(|a| !files.iter().any(|m| m.version == a.version)) {
-        return Err(RehearseError::MissingUp(a.name.clone()));
+        return Err(RehearseError::MissingUp { name: a.name.clone() });
     }
     let from = applied.last().map(|a| a.version.clone());
     let target_version = match target {
