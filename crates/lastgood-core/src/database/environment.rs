@@ -1,6 +1,10 @@
 //! One environment's database: its URL resolved, a migrator on the right folder, backups
 //! recorded in the ledger, and the linter's verdict on a plan. The journal, the engine
 //! and `lastgood db` all go through here, so they agree on every rule.
+//!
+//! It adds no rule of its own: migrations are the [`super::migrator`]'s or the
+//! [`super::tool`]'s, backups [`super::backup`]'s, verdicts [`super::verdict`]'s. This is
+//! where an environment's `[database]` config is joined to them, once.
 
 use std::path::{Path, PathBuf};
 

@@ -5,6 +5,8 @@
 //! reports. Programs that need the password (`pg_dump`, `pg_restore`, adapters) get it
 //! through the environment (`PGPASSWORD`, `DATABASE_URL`), never through argv, which
 //! any user on the machine can read in `/proc`.
+//!
+//! Parsing and showing only: opening a connection is [`super::pg_client`]'s job.
 
 use std::fmt;
 use std::path::PathBuf;
