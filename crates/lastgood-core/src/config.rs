@@ -195,7 +195,7 @@ pub struct Database {
     /// PostgreSQL: `auto` (a template copy when nobody else is connected, else
     /// `pg_dump`), `pg_dump` or `template`.
     pub backup_method: crate::database::backup::PgMethod,
-    pub settings: crate::database::migrate::Settings,
+    pub settings: crate::database::migrator::Settings,
 }
 
 /// Where the database URL comes from. An environment variable is read when it is
@@ -784,7 +784,7 @@ fn check_database(env: &EnvName, raw: Spanned<RawDatabase>, dir: &Path) -> std::
             .map(|s| parse_duration(s.get_ref()).map_err(|m| fail(Some(s.span()), format!("{key}: {m}"))))
             .transpose()
     };
-    let settings = crate::database::migrate::Settings {
+    let settings = crate::database::migrator::Settings {
         lock_timeout: d(&raw.lock_timeout, "lock_timeout")?.or(Some(Duration::from_secs(5))),
         statement_timeout: d(&raw.statement_timeout, "statement_timeout")?,
         lock_wait: d(&raw.lock_wait, "lock_wait")?.unwrap_or(Duration::from_secs(30)),

@@ -81,7 +81,7 @@ pub enum Error {
     Supervise(#[from] crate::supervise::SuperviseError),
 
     #[error("{0}")]
-    Migrate(Box<crate::database::migrate::MigrateError>),
+    Migrate(Box<crate::database::migrator::MigrateError>),
 
     #[error("backup failed: {0}")]
     Backup(Box<crate::database::backup::BackupError>),

@@ -732,9 +732,9 @@ fn schema(env: Option<&Environment>, from: Option<&Release>, to: &Release) -> Sc
         d.note = Some(format!("the directory of release #{} is gone: its migrations cannot be listed", newer.0));
         return d;
     }
-    match crate::database::migrations::discover(&dir) {
+    match crate::database::migration_files::discover(&dir) {
         Ok(all) => {
-            use crate::database::migrations::compare_versions;
+            use crate::database::migration_files::compare_versions;
             use std::cmp::Ordering::Greater;
             d.migrations = all
                 .into_iter()

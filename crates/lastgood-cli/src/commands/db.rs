@@ -1,7 +1,7 @@
 //! `lastgood db ...`.
 
 use lastgood_core::Result;
-use lastgood_core::database::migrate::DownTarget;
+use lastgood_core::database::migrator::DownTarget;
 use lastgood_core::engine::Engine;
 use serde_json::json;
 

@@ -485,7 +485,7 @@ impl Drop for Partial {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::database::migrate::tests::TestPg;
+    use crate::database::test_pg::TestPg;
 
     fn pg_count(db: &TestPg, sql: &str) -> i64 {
         db.client().query_one(sql, &[]).unwrap().get(0)
@@ -691,13 +691,14 @@ mod tests {
 /// owns the database and may create databases; the new database keeps the old owner.
 mod template {
     use super::*;
-    use crate::database::postgres::message;
+    use crate::database::pg_client::{self, message};
 
     fn maintenance(pg: &PgUrl) -> Result<postgres::Client, BackupError> {
         let other = if pg.database == "postgres" { "template1" } else { "postgres" };
-        pg.with_database(other)
-            .connect("lastgood backup")
-            .map_err(|message| BackupError::Server { what: format!("connect to the `{other}` database"), message })
+        pg_client::connect(&pg.with_database(other), "lastgood backup").map_err(|e| BackupError::Server {
+            what: format!("connect to the `{other}` database"),
+            message: e.to_string(),
+        })
     }
 
     fn ident(name: &str) -> String {
@@ -710,10 +711,8 @@ mod template {
 
     /// Relations and their sizes: changes when anyone writes to the copy.
     fn fingerprint(pg: &PgUrl, database: &str) -> Result<(String, u64), BackupError> {
-        let mut c = pg
-            .with_database(database)
-            .connect("lastgood backup")
-            .map_err(|message| BackupError::Server { what: "connect to the backup copy".into(), message })?;
+        let mut c = pg_client::connect(&pg.with_database(database), "lastgood backup")
+            .map_err(|e| BackupError::Server { what: "connect to the backup copy".into(), message: e.to_string() })?;
         let row = c
             .query_one(
                 "SELECT coalesce(string_agg(n.nspname || '.' || c.relname || ':' || c.relkind::text || ':' || pg_relation_size(c.oid), ',' \
@@ -825,7 +824,7 @@ mod template {
 #[cfg(test)]
 mod template_tests {
     use super::*;
-    use crate::database::migrate::tests::TestPg;
+    use crate::database::test_pg::TestPg;
 
     #[test]
     fn a_template_copy_restores_the_database_exactly_and_a_busy_one_falls_back_to_pg_dump() {

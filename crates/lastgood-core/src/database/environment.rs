@@ -1,30 +1,30 @@
 //! One environment's database: its URL resolved, a migrator on the right folder, backups
 //! recorded in the ledger, and the linter's verdict on a plan. The journal, the engine
 //! and `lastgood db` all go through here, so they agree on every rule.
+//!
+//! It adds no rule of its own: migrations are the [`super::migrator`]'s or the
+//! [`super::tool`]'s, backups [`super::backup`]'s, verdicts [`super::verdict`]'s. This is
+//! where an environment's `[database]` config is joined to them, once.
 
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
-
 use super::backup::{self, BackupFile};
-use super::lint::{self, Class, Lint};
-use super::migrate::{Migrator, Planned};
+use super::dialect::Dialect;
+use super::migrator::{Migrator, Planned};
+use super::tool::Tool;
 use super::url::DbUrl;
+use super::verdict;
 use crate::config::{self, Environment};
 use crate::error::{Error, Result};
+
+/// Verdicts are defined in a leaf module the schema tool shares; the engine, the journal
+/// and the data-safety gate find them here, beside the database they judge.
+pub use super::verdict::{Verdict, destructive};
 
 pub struct EnvDatabase<'a> {
     pub env: &'a Environment,
     pub config: &'a config::Database,
     pub url: DbUrl,
-}
-
-/// The linter's verdict on one migration of a plan.
-#[derive(Debug, Clone, Serialize)]
-pub struct Verdict {
-    pub name: String,
-    pub direction: super::migrate::Direction,
-    pub lint: Lint,
 }
 
 impl<'a> EnvDatabase<'a> {
@@ -46,13 +46,13 @@ impl<'a> EnvDatabase<'a> {
     /// The schema tool working from `root`: a release directory (or the source tree).
     /// The builtin engine reads the migrations folder inside it, when there is one, and
     /// the down SQL stored in the database otherwise; other tools run in it.
-    pub fn tool(&self, root: Option<&Path>, actor: &str) -> Result<super::tool::Tool> {
+    pub fn tool(&self, root: Option<&Path>, actor: &str) -> Result<Tool> {
         match &self.config.adapter {
             crate::config::Adapter::Builtin => {
                 let dir = root.and_then(|r| self.migrations_in(r)).filter(|d| d.is_dir());
-                Ok(super::tool::Tool::builtin(self.migrator(dir.as_deref(), actor)?))
+                Ok(Tool::builtin(self.migrator(dir.as_deref(), actor)?))
             }
-            other => Ok(super::tool::Tool::external(other.clone(), root.unwrap_or(&self.env.source), &self.url)),
+            other => Ok(Tool::external(other.clone(), root.unwrap_or(&self.env.source), &self.url)),
         }
     }
 
@@ -66,33 +66,13 @@ impl<'a> EnvDatabase<'a> {
         Ok(backup::backup_with(&self.url, &self.config.backup_dir, label, self.config.backup_method)?)
     }
 
-    pub fn verdicts(&self, plan: &[Planned], dialect: super::Dialect) -> Vec<Verdict> {
-        plan.iter()
-            .map(|p| Verdict { name: p.name.clone(), direction: p.direction, lint: lint::classify(&p.script, dialect) })
-            .collect()
+    pub fn verdicts(&self, plan: &[Planned], dialect: Dialect) -> Vec<Verdict> {
+        verdict::of_plan(plan, dialect)
     }
 }
 
-/// The destructive migrations among the verdicts, for messages.
-pub fn destructive(verdicts: &[Verdict]) -> Vec<String> {
-    verdicts
-        .iter()
-        .filter(|v| v.lint.class == Class::Destructive)
-        .map(|v| {
-            let why = v
-                .lint
-                .findings
-                .iter()
-                .find(|f| f.class == Class::Destructive)
-                .map(|f| f.reason.clone())
-                .unwrap_or_default();
-            format!("{} ({why})", v.name)
-        })
-        .collect()
-}
-
-impl From<super::migrate::MigrateError> for Error {
-    fn from(e: super::migrate::MigrateError) -> Self {
+impl From<super::migrator::MigrateError> for Error {
+    fn from(e: super::migrator::MigrateError) -> Self {
         Error::Migrate(Box::new(e))
     }
 }

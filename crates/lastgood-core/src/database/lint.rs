@@ -41,7 +41,7 @@ use sqlparser::dialect::{Dialect as SqlDialect, PostgreSqlDialect, SQLiteDialect
 use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::{Token, Tokenizer};
 
-use super::Dialect;
+use super::dialect::Dialect;
 
 /// How dangerous a statement is. Ordered so that the worst of several is their `max`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]

@@ -17,8 +17,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::driver::DbError;
-use super::migrate::{DownTarget, MigrateError, Migrator, Settings};
-use super::schema::{self, Difference, Severity};
+use super::migrator::{DownTarget, MigrateError, Migrator, Settings};
+use super::pg_client::{self, ConnectError};
+use super::schema::{self, Difference, SchemaError, Severity};
 use super::url::{DbUrl, PgUrl};
 
 #[derive(Debug, Clone, Serialize)]
@@ -42,14 +43,30 @@ pub struct Rehearsal {
 pub enum RehearseError {
     #[error(transparent)]
     Migrate(#[from] MigrateError),
-    #[error("cannot prepare a scratch database: {0}")]
-    Scratch(String),
+    #[error("cannot prepare a scratch database: {source}")]
+    Scratch { source: ScratchError },
     #[error(
-        "cannot reproduce the current schema: migration {0} is applied but its up script is not in the migrations folder"
+        "cannot reproduce the current schema: migration {name} is applied but its up script is not in the migrations folder"
     )]
-    MissingUp(String),
-    #[error("cannot read a schema: {0}")]
-    Schema(String),
+    MissingUp { name: String },
+    #[error("cannot read a schema: {source}")]
+    Schema { source: ScratchError },
+}
+
+/// What failed on a scratch database, as the database or the file system said it.
+#[derive(Debug, thiserror::Error)]
+pub enum ScratchError {
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// `CREATE DATABASE` or `DROP DATABASE` on the server.
+    #[error("{}", pg_client::message(.0))]
+    Server(#[source] postgres::Error),
+    #[error(transparent)]
+    TempDir(std::io::Error),
+    #[error(transparent)]
+    Open(rusqlite::Error),
+    #[error(transparent)]
+    Read(#[from] SchemaError),
 }
 
 /// A scratch database that is removed when dropped. Few exist at a time, so the size
@@ -62,6 +79,10 @@ enum Scratch {
 
 impl Scratch {
     fn new(real: &DbUrl, tag: &str) -> Result<Self, RehearseError> {
+        Self::create(real, tag).map_err(|source| RehearseError::Scratch { source })
+    }
+
+    fn create(real: &DbUrl, tag: &str) -> Result<Self, ScratchError> {
         match real {
             DbUrl::Postgres(pg) => {
                 // Unique per scratch: a replacement is created before the one it
@@ -69,14 +90,14 @@ impl Scratch {
                 static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
                 let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let name = format!("lastgood_rehearse_{}_{tag}_{n}", std::process::id());
-                let mut c = pg.connect("lastgood rehearse").map_err(RehearseError::Scratch)?;
+                let mut c = pg_client::connect(pg, "lastgood rehearse")?;
                 for sql in [format!("DROP DATABASE IF EXISTS {name}"), format!("CREATE DATABASE {name}")] {
-                    c.batch_execute(&sql).map_err(|e| RehearseError::Scratch(super::postgres::message(&e)))?;
+                    c.batch_execute(&sql).map_err(ScratchError::Server)?;
                 }
                 Ok(Self::Pg { admin: pg.clone(), url: pg.with_database(&name), name })
             }
             DbUrl::Sqlite(_) => {
-                let dir = tempfile::tempdir().map_err(|e| RehearseError::Scratch(e.to_string()))?;
+                let dir = tempfile::tempdir().map_err(ScratchError::TempDir)?;
                 let path = dir.path().join(format!("{tag}.db"));
                 Ok(Self::Sqlite { _dir: dir, path })
             }
@@ -91,14 +112,17 @@ impl Scratch {
     }
 
     fn schema(&self) -> Result<schema::Schema, RehearseError> {
+        self.read_schema().map_err(|source| RehearseError::Schema { source })
+    }
+
+    fn read_schema(&self) -> Result<schema::Schema, ScratchError> {
         match self {
             Self::Pg { url, .. } => {
-                let mut c = url.connect("lastgood rehearse").map_err(RehearseError::Schema)?;
-                schema::introspect_postgres(&mut c).map_err(|e| RehearseError::Schema(e.to_string()))
+                Ok(schema::introspect_postgres(&mut pg_client::connect(url, "lastgood rehearse")?)?)
             }
             Self::Sqlite { path, .. } => {
-                let c = rusqlite::Connection::open(path).map_err(|e| RehearseError::Schema(e.to_string()))?;
-                schema::introspect_sqlite(&c).map_err(|e| RehearseError::Schema(e.to_string()))
+                let c = rusqlite::Connection::open(path).map_err(ScratchError::Open)?;
+                Ok(schema::introspect_sqlite(&c)?)
             }
         }
     }
@@ -107,7 +131,7 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         if let Self::Pg { admin, name, .. } = self {
-            if let Ok(mut c) = admin.connect("lastgood rehearse") {
+            if let Ok(mut c) = pg_client::connect(admin, "lastgood rehearse") {
                 let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
             }
         }
@@ -134,9 +158,9 @@ pub fn rehearse(
     let mut live = Migrator::open(real, Some(dir), settings, "lastgood rehearse")?;
     let applied = live.applied()?;
     drop(live);
-    let files = super::migrations::discover(dir).map_err(MigrateError::from)?;
+    let files = super::migration_files::discover(dir).map_err(MigrateError::from)?;
     if let Some(a) = applied.iter().find(|a| !files.iter().any(|m| m.version == a.version)) {
-        return Err(RehearseError::MissingUp(a.name.clone()));
+        return Err(RehearseError::MissingUp { name: a.name.clone() });
     }
     let from = applied.last().map(|a| a.version.clone());
     let target_version = match target {

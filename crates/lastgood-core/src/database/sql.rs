@@ -8,7 +8,7 @@
 //! `--` and `/* */` comments (nested on PostgreSQL), and the `BEGIN ... END` bodies of
 //! SQLite triggers and PostgreSQL `BEGIN ATOMIC` functions. It does not parse SQL.
 
-use super::Dialect;
+use super::dialect::Dialect;
 
 /// One statement of a script, borrowed from it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,11 +13,12 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use super::environment::Verdict;
+use super::dialect::Dialect;
 use super::lint::{self, Class, Lint};
-use super::migrate::{Direction, Migrator, Planned};
+use super::migrator::{Direction, Migrator, Planned};
+use super::sql;
 use super::url::DbUrl;
-use super::{Dialect, sql};
+use super::verdict::{self, Verdict};
 use crate::config::Adapter;
 use crate::error::{Error, Result};
 
@@ -123,10 +124,7 @@ fn builtin_plan(
     target: Option<&str>,
     dialect: Dialect,
 ) -> ToolPlan {
-    let verdicts = planned
-        .iter()
-        .map(|p| Verdict { name: p.name.clone(), direction: p.direction, lint: lint::classify(&p.script, dialect) })
-        .collect();
+    let verdicts = verdict::of_plan(&planned, dialect);
     ToolPlan {
         direction,
         target: target.map(str::to_owned),

@@ -5,6 +5,8 @@
 //! reports. Programs that need the password (`pg_dump`, `pg_restore`, adapters) get it
 //! through the environment (`PGPASSWORD`, `DATABASE_URL`), never through argv, which
 //! any user on the machine can read in `/proc`.
+//!
+//! Parsing and showing only: opening a connection is [`super::pg_client`]'s job.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -139,36 +141,6 @@ impl PgUrl {
         }
         c.connect_timeout(std::time::Duration::from_secs(10));
         c
-    }
-
-    /// Connects with TLS as `sslmode` asks (libpq's meanings: `prefer` and `require` do not
-    /// check the certificate, `verify-ca` checks who signed it, `verify-full` also the
-    /// host name), trusting the system's authorities plus `sslrootcert`.
-    pub fn connect(&self, application_name: &str) -> Result<postgres::Client, String> {
-        let mut config = self.client_config(application_name);
-        config.ssl_mode(match self.sslmode {
-            SslMode::Disable => postgres::config::SslMode::Disable,
-            SslMode::Prefer => postgres::config::SslMode::Prefer,
-            _ => postgres::config::SslMode::Require,
-        });
-        let mut tls = native_tls::TlsConnector::builder();
-        match self.sslmode {
-            SslMode::Disable | SslMode::Prefer | SslMode::Require => {
-                tls.danger_accept_invalid_certs(true).danger_accept_invalid_hostnames(true);
-            }
-            SslMode::VerifyCa => {
-                tls.danger_accept_invalid_hostnames(true);
-            }
-            SslMode::VerifyFull => {}
-        }
-        if let Some(path) = &self.sslrootcert {
-            let pem = std::fs::read(path).map_err(|e| format!("sslrootcert {}: {e}", path.display()))?;
-            let cert =
-                native_tls::Certificate::from_pem(&pem).map_err(|e| format!("sslrootcert {}: {e}", path.display()))?;
-            tls.add_root_certificate(cert);
-        }
-        let tls = tls.build().map_err(|e| format!("TLS: {e}"))?;
-        config.connect(postgres_native_tls::MakeTlsConnector::new(tls)).map_err(|e| super::postgres::message(&e))
     }
 
     /// Environment for libpq programs (`pg_dump`, `psql`): the connection travels here,

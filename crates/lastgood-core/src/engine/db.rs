@@ -14,7 +14,7 @@ use super::Engine;
 use crate::database::driver::Applied;
 use crate::database::environment::{self, EnvDatabase, Verdict};
 use crate::database::lint::{self, Lint};
-use crate::database::migrate::{DownTarget, Migrator, Planned, Status};
+use crate::database::migrator::{DownTarget, Migrator, Planned, Status};
 use crate::error::{Error, Result};
 use crate::journal::Progress;
 use crate::ledger::{BackupRecord, Change};

@@ -49,7 +49,7 @@ impl Engine {
             Error::Migrate(m)
                 if matches!(
                     *m,
-                    crate::database::migrate::MigrateError::Db(crate::database::driver::DbError::Connect { .. })
+                    crate::database::migrator::MigrateError::Db(crate::database::driver::DbError::Connect { .. })
                 ) =>
             {
                 let refusal = Refusal::Unusable { what: "the database".into(), detail: m.to_string() };

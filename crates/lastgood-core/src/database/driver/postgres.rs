@@ -1,6 +1,7 @@
-//! The PostgreSQL driver: the `postgres` crate's synchronous client, no TLS (lastgood
-//! talks to databases on the same network; put a TLS-terminating pooler in front
-//! otherwise).
+//! The PostgreSQL driver: the migrator's [`Driver`] over the `postgres` crate's
+//! synchronous client, connected through [`pg_client`] (TLS as the URL's `sslmode`
+//! says). It migrates the application's database; lastgood's own history is the ledger's
+//! (`ledger/`), not this driver's.
 //!
 //! Concurrent runs are kept apart by a session-level advisory lock, which PostgreSQL
 //! releases by itself when the session ends, so a killed lastgood never leaves a stuck
@@ -11,9 +12,11 @@ use std::time::{Duration, Instant};
 
 use postgres::Client;
 
-use super::Dialect;
-use super::driver::{Applied, DbError, Driver, Stmt, statement_error};
-use super::url::PgUrl;
+use super::api::{Applied, DbError, Driver, Stmt, statement_error};
+use crate::database::dialect::Dialect;
+use crate::database::migration_files;
+use crate::database::pg_client::{self, message};
+use crate::database::url::PgUrl;
 
 /// "lastgood" in ASCII: the advisory lock key.
 const LOCK_KEY: i64 = 0x6c61_7374_676f_6f64;
@@ -32,9 +35,8 @@ pub struct PgSettings {
 impl Pg {
     pub fn connect(url: &PgUrl, actor: &str, settings: &PgSettings) -> Result<Self, DbError> {
         let shown = url.to_string();
-        let client = url
-            .connect(&format!("lastgood {actor}"))
-            .map_err(|message| DbError::Connect { url: shown.clone(), message })?;
+        let client = pg_client::connect(url, &format!("lastgood {actor}"))
+            .map_err(|e| DbError::Connect { url: shown.clone(), message: e.to_string() })?;
         let mut session = Vec::new();
         if let Some(t) = settings.lock_timeout {
             session.push(format!("SET lock_timeout = '{}ms'", t.as_millis()));
@@ -72,31 +74,6 @@ impl Pg {
                 format!("session {pid} ({app}, from {addr}, since {since})")
             }
             _ => "another session".to_owned(),
-        }
-    }
-}
-
-pub fn message(e: &postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => {
-            let mut m = format!("{}: {} (SQLSTATE {})", db.severity(), db.message(), db.code().code());
-            if let Some(d) = db.detail() {
-                m.push_str(&format!("; detail: {d}"));
-            }
-            if let Some(h) = db.hint() {
-                m.push_str(&format!("; hint: {h}"));
-            }
-            m
-        }
-        None => {
-            // The client error's Display can carry its source; keep it one line.
-            let mut m = e.to_string();
-            let mut src = std::error::Error::source(e);
-            while let Some(s) = src {
-                m.push_str(&format!(": {s}"));
-                src = s.source();
-            }
-            m
         }
     }
 }
@@ -167,7 +144,7 @@ impl Driver for Pg {
                 applied_by: r.get(7),
             })
             .collect();
-        out.sort_by(|a, b| super::migrations::compare_versions(&a.version, &b.version));
+        out.sort_by(|a, b| migration_files::compare_versions(&a.version, &b.version));
         Ok(out)
     }
 

@@ -1,5 +1,11 @@
-//! The migrator: which migrations are applied, what `up` and `down` would run (to the
-//! statement), and running it.
+//! The migrator, lastgood's builtin migration engine: which migrations are applied,
+//! what `up` and `down` would run (to the statement), and running it.
+//!
+//! It is not the reading of a migrations folder ([`super::migration_files`]), nor the
+//! talking to a database ([`super::driver`]): it joins the two, building every
+//! statement itself (bookkeeping included) so that `--sql` prints exactly what runs.
+//! Teams that keep Alembic or their own commands use those instead, through
+//! [`super::tool`].
 //!
 //! Every migration and its bookkeeping commit in one transaction, so there is no
 //! "dirty" state: after a crash the database is at the last migration that committed.
@@ -13,11 +19,11 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::driver::{Applied, DbError, Driver, Stmt};
-use super::migrations::{self, Migration, MigrationsError};
+use super::dialect::Dialect;
+use super::driver::{Applied, DbError, Driver, Stmt, postgres, sqlite};
+use super::migration_files::{self, Migration, MigrationsError};
 use super::sql;
 use super::url::DbUrl;
-use super::{Dialect, postgres, sqlite};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
@@ -124,7 +130,7 @@ impl Migrator {
             DbUrl::Sqlite(path) => Box::new(sqlite::Sqlite::open(path, actor)?),
         };
         let files = match dir {
-            Some(d) => migrations::discover(d)?,
+            Some(d) => migration_files::discover(d)?,
             None => Vec::new(),
         };
         Ok(Self {
@@ -189,7 +195,7 @@ impl Migrator {
                 });
             }
         }
-        migrations.sort_by(|a, b| migrations::compare_versions(&a.version, &b.version));
+        migrations.sort_by(|a, b| migration_files::compare_versions(&a.version, &b.version));
         Ok(Status {
             current: applied.last().map(|a| (a.version.clone(), a.name.clone())),
             applied: applied.len(),
@@ -269,7 +275,7 @@ impl Migrator {
         let revert: Vec<&Applied> = applied
             .iter()
             .rev()
-            .filter(|a| version.is_none_or(|v| migrations::compare_versions(&a.version, v).is_gt()))
+            .filter(|a| version.is_none_or(|v| migration_files::compare_versions(&a.version, v).is_gt()))
             .collect();
         revert.into_iter().map(|a| self.down_statements(a)).collect()
     }
@@ -326,11 +332,7 @@ impl Migrator {
             (None, None) => return Err(MigrateError::NoDown { name: a.name.clone() }),
         };
         let no_transaction = file.map(|m| m.no_transaction).unwrap_or(a.no_transaction)
-            || script
-                .lines()
-                .map(str::trim)
-                .find(|l| !l.is_empty())
-                .is_some_and(|l| l == "-- no-transaction" || l == "-- lastgood:no-transaction");
+            || migration_files::no_transaction_marker(&script);
         let body: Vec<Stmt> = sql::split(&script, self.driver.dialect())
             .into_iter()
             .map(|s| Stmt { text: s.text.to_owned(), origin: Some((origin.clone(), s.line)) })
@@ -431,57 +433,9 @@ impl Migrator {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use crate::database::url::PgUrl;
-
-    /// A fresh PostgreSQL database for one test, dropped at the end.
-    pub(crate) struct TestPg {
-        pub url: DbUrl,
-        admin: PgUrl,
-        name: String,
-    }
-
-    impl TestPg {
-        pub(crate) fn new(tag: &str) -> Self {
-            let base = std::env::var("LASTGOOD_TEST_PG").unwrap_or_else(|_| {
-                panic!("LASTGOOD_TEST_PG is not set: run `eval \"$(scripts/services.sh)\"` (scripts/test.sh does) to start PostgreSQL")
-            });
-            let DbUrl::Postgres(admin) = DbUrl::parse(&base, Path::new("/")).expect("LASTGOOD_TEST_PG") else {
-                panic!("LASTGOOD_TEST_PG must be a postgres:// URL")
-            };
-            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-            let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let name = format!("lg_{tag}_{}_{n}", std::process::id());
-            let mut c =
-                admin.client_config("lastgood-test").connect(::postgres::NoTls).expect("connect to the test server");
-            c.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).expect("drop an old test db");
-            c.batch_execute(&format!("CREATE DATABASE {name}")).expect("create the test db");
-            Self { url: DbUrl::Postgres(admin.with_database(&name)), admin, name }
-        }
-        pub(crate) fn client(&self) -> ::postgres::Client {
-            let DbUrl::Postgres(p) = &self.url else { unreachable!() };
-            p.client_config("lastgood-test").connect(::postgres::NoTls).expect("connect")
-        }
-    }
-
-    impl Drop for TestPg {
-        fn drop(&mut self) {
-            if let Ok(mut c) = self.admin.client_config("lastgood-test").connect(::postgres::NoTls) {
-                let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
-                // Template backups of this database.
-                if let Ok(rows) = c.query(
-                    "SELECT datname FROM pg_database WHERE starts_with(datname, $1)",
-                    &[&format!("lastgood_backup_{}_", self.name)],
-                ) {
-                    for r in rows {
-                        let name: String = r.get(0);
-                        let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
-                    }
-                }
-            }
-        }
-    }
+    use crate::database::test_pg::TestPg;
 
     fn settings() -> Settings {
         Settings {
@@ -708,7 +662,7 @@ pub(crate) mod tests {
         let encrypted = |mode: &str| -> Result<bool, String> {
             let url = format!("{}?sslmode={mode}", pg.expose());
             let DbUrl::Postgres(p) = DbUrl::parse(&url, Path::new("/")).unwrap() else { unreachable!() };
-            let mut c = p.connect("lastgood-test")?;
+            let mut c = crate::database::pg_client::connect(&p, "lastgood-test").map_err(|e| e.to_string())?;
             Ok(c.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).unwrap().get(0))
         };
         // The test server uses Debian's self-signed certificate.

@@ -1,4 +1,7 @@
-//! The SQLite driver for application databases.
+//! The SQLite driver for application databases: the migrator's [`Driver`] over a
+//! `rusqlite` connection. It is not the ledger's SQLite store (`ledger/sqlite.rs`), which
+//! keeps lastgood's own history in lastgood's own file; this one migrates the
+//! application's database.
 //!
 //! Bookkeeping lives in `lastgood_migrations`. Concurrent runs are kept apart by an
 //! exclusive `flock` on a file beside the database: like PostgreSQL's session advisory
@@ -13,8 +16,9 @@ use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
-use super::Dialect;
-use super::driver::{Applied, DbError, Driver, Stmt, lock_path, statement_error};
+use super::api::{Applied, DbError, Driver, Stmt, statement_error};
+use crate::database::dialect::Dialect;
+use crate::database::migration_files;
 
 pub struct Sqlite {
     conn: Connection,
@@ -35,6 +39,13 @@ impl Sqlite {
     pub fn connection(&self) -> &Connection {
         &self.conn
     }
+}
+
+/// Where a lock file for a SQLite database lives.
+fn lock_path(db: &Path) -> PathBuf {
+    let mut p = db.as_os_str().to_owned();
+    p.push(".lastgood-migrate.lock");
+    PathBuf::from(p)
 }
 
 impl Driver for Sqlite {
@@ -106,7 +117,7 @@ impl Driver for Sqlite {
             })
             .map_err(err)?;
         let mut out = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(err)?;
-        out.sort_by(|a, b| super::migrations::compare_versions(&a.version, &b.version));
+        out.sort_by(|a, b| migration_files::compare_versions(&a.version, &b.version));
         Ok(out)
     }
 

@@ -1,4 +1,8 @@
-//! Reading a migrations folder, in the two layouts teams already have.
+//! Reading a migrations folder, in the two layouts teams already have: the files, not
+//! the database. What is applied, and running it, is the migrator's
+//! ([`super::migrator`]); this module only turns a folder into an ordered list of
+//! [`Migration`]s, so that the migrator, the rehearsal and the incident report all see
+//! the same versions in the same order.
 //!
 //! - diesel: a folder per migration, `<version>_<name>/up.sql` and `down.sql`; the
 //!   version is the part of the folder name before the first `_`
@@ -39,7 +43,7 @@ pub enum MigrationsError {
 }
 
 /// Whether a migration runs outside a transaction, from its first line.
-fn no_transaction_marker(sql: &str) -> bool {
+pub fn no_transaction_marker(sql: &str) -> bool {
     let first = sql.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
     matches!(first, "-- no-transaction" | "-- lastgood:no-transaction")
 }

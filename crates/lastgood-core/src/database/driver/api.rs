@@ -1,14 +1,16 @@
-//! The two things a migration engine needs from a database, behind one trait:
-//! run statements (in a transaction or not) and keep the bookkeeping table.
+//! What the migrator needs from a database, behind one trait: run statements (in a
+//! transaction or not), keep the bookkeeping table, and hold the migration lock. The
+//! statements, the bookkeeping row and the errors a driver returns are defined here too.
 //!
 //! The migrator builds every statement itself, bookkeeping included, and the driver
 //! runs exactly those strings; that is how `--sql` can print exactly what would run.
 //! Transactions are plain `BEGIN`/`COMMIT` statements in that list for the same reason.
+//! The trait lives in this file rather than in `driver/mod.rs` so that the drivers,
+//! which implement it, never depend on the folder that lists them.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use super::Dialect;
+use crate::database::dialect::Dialect;
 
 /// One statement to run, and where it came from (for errors).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -75,7 +77,7 @@ pub trait Driver {
     fn rollback(&mut self);
 }
 
-pub(crate) fn origin_text(origin: &Option<(String, usize)>) -> String {
+fn origin_text(origin: &Option<(String, usize)>) -> String {
     match origin {
         Some((file, line)) => format!("{file}:{line}"),
         None => "lastgood's bookkeeping".to_owned(),
@@ -90,11 +92,4 @@ pub(crate) fn statement_error(stmt: &Stmt, message: String) -> DbError {
         shown.push_str("...");
     }
     DbError::Statement { origin: origin_text(&stmt.origin), statement: shown, message }
-}
-
-/// Where a lock file for a SQLite database lives.
-pub(crate) fn lock_path(db: &std::path::Path) -> PathBuf {
-    let mut p = db.as_os_str().to_owned();
-    p.push(".lastgood-migrate.lock");
-    PathBuf::from(p)
 }

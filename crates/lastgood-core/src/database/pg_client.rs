@@ -1,0 +1,95 @@
+//! Opening a PostgreSQL connection as the URL's `sslmode` says, and a PostgreSQL error
+//! as one line of text.
+//!
+//! Every part of lastgood that talks to an application's PostgreSQL server (the
+//! migration driver, template backups, rehearsals' scratch databases, schema reads)
+//! connects through [`connect`], so `sslmode` and `sslrootcert` mean the same
+//! everywhere, and words a server error with [`message`], so the SQLSTATE, detail and
+//! hint are never lost. It is not a driver: running migrations and their bookkeeping
+//! is [`super::driver`]'s job.
+//!
+//! It sits below both the URL module and the driver: URLs are parsed data, the driver
+//! needs a connection, and with connecting kept in `url.rs` the two imported each other.
+
+use std::path::PathBuf;
+
+use super::url::{PgUrl, SslMode};
+
+/// Why a connection could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("sslrootcert {}: {source}", path.display())]
+    ReadRootCert {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("sslrootcert {}: {source}", path.display())]
+    ParseRootCert {
+        path: PathBuf,
+        #[source]
+        source: native_tls::Error,
+    },
+    #[error("TLS: {0}")]
+    Tls(#[source] native_tls::Error),
+    /// The server refused or could not be reached; shown with [`message`].
+    #[error("{}", message(.0))]
+    Postgres(#[source] postgres::Error),
+}
+
+/// Connects with TLS as `sslmode` asks (libpq's meanings: `prefer` and `require` do not
+/// check the certificate, `verify-ca` checks who signed it, `verify-full` also the
+/// host name), trusting the system's authorities plus `sslrootcert`.
+pub fn connect(url: &PgUrl, application_name: &str) -> Result<postgres::Client, ConnectError> {
+    let mut config = url.client_config(application_name);
+    config.ssl_mode(match url.sslmode {
+        SslMode::Disable => postgres::config::SslMode::Disable,
+        SslMode::Prefer => postgres::config::SslMode::Prefer,
+        _ => postgres::config::SslMode::Require,
+    });
+    let mut tls = native_tls::TlsConnector::builder();
+    match url.sslmode {
+        SslMode::Disable | SslMode::Prefer | SslMode::Require => {
+            tls.danger_accept_invalid_certs(true).danger_accept_invalid_hostnames(true);
+        }
+        SslMode::VerifyCa => {
+            tls.danger_accept_invalid_hostnames(true);
+        }
+        SslMode::VerifyFull => {}
+    }
+    if let Some(path) = &url.sslrootcert {
+        let pem = std::fs::read(path).map_err(|source| ConnectError::ReadRootCert { path: path.clone(), source })?;
+        let cert = native_tls::Certificate::from_pem(&pem)
+            .map_err(|source| ConnectError::ParseRootCert { path: path.clone(), source })?;
+        tls.add_root_certificate(cert);
+    }
+    let tls = tls.build().map_err(ConnectError::Tls)?;
+    config.connect(postgres_native_tls::MakeTlsConnector::new(tls)).map_err(ConnectError::Postgres)
+}
+
+/// A PostgreSQL error on one line: the server's severity, message and SQLSTATE with its
+/// detail and hint, or the client's error with its causes.
+pub fn message(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut m = format!("{}: {} (SQLSTATE {})", db.severity(), db.message(), db.code().code());
+            if let Some(d) = db.detail() {
+                m.push_str(&format!("; detail: {d}"));
+            }
+            if let Some(h) = db.hint() {
+                m.push_str(&format!("; hint: {h}"));
+            }
+            m
+        }
+        None => {
+            // The client error's Display can carry its source; keep it one line.
+            let mut m = e.to_string();
+            let mut src = std::error::Error::source(e);
+            while let Some(s) = src {
+                m.push_str(&format!(": {s}"));
+                src = s.source();
+            }
+            m
+        }
+    }
+}
