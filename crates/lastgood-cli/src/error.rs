@@ -7,6 +7,15 @@ use crate::args::Cli;
 
 pub fn report(e: &Error, cli: &Cli) -> i32 {
     let mut text = format!("error: {e}\n");
+    // The chain of causes, where a cause adds something the message did not say.
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let said = c.to_string();
+        if !said.is_empty() && !text.contains(&said) {
+            text.push_str(&format!("  caused by: {said}\n"));
+        }
+        cause = c.source();
+    }
     for (label, line) in details(e) {
         text.push_str(&format!("  {label}: {line}\n"));
     }
@@ -93,7 +102,12 @@ fn refusal_hint(refusal: &Refusal, cli: &Cli, env: &str) -> String {
     match refusal {
         Refusal::DataLoss(DataLoss::NoConsent { .. }) => {
             let preview = match &cli.command {
-                C::Db { .. } => format!("`lastgood db down {env} ... --sql`"),
+                C::Db { command: crate::args::DbCommand::Down { to: Some(rev), .. } } => {
+                    format!("`lastgood db down {env} --to {rev} --sql`")
+                }
+                C::Db { command: crate::args::DbCommand::Down { steps: Some(n), .. } } => {
+                    format!("`lastgood db down {env} --steps {n} --sql`")
+                }
                 _ => format!("`lastgood rollback {env} --dry-run --sql`"),
             };
             format!(
@@ -128,6 +142,20 @@ fn env_of(cli: &Cli) -> String {
         | C::Lock { env, .. }
         | C::Unlock { env, .. } => env.clone(),
         C::Status { env: Some(env) } => env.clone(),
+        C::Db { command } => {
+            use crate::args::DbCommand as D;
+            match command {
+                D::Status { env, .. }
+                | D::History { env }
+                | D::Up { env, .. }
+                | D::Down { env, .. }
+                | D::Lint { env, .. }
+                | D::Rehearse { env, .. }
+                | D::Backup { env }
+                | D::Restore { env, .. }
+                | D::Backups { env } => env.clone(),
+            }
+        }
         _ => "ENV".into(),
     }
 }

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::model::ReleaseId;
+use crate::refusal::Refusal;
 use crate::runtime::{self, Activation, ReleaseFacts, Site, releases};
 use crate::supervise::{SuperviseError, Supervisor};
 
@@ -154,20 +155,20 @@ pub struct Preflighted {
 
 /// Whether this site can take an operation: the runtime can act, there is room, and
 /// the release a rollback returns to is ready here. Changes nothing that matters.
-pub fn preflight(site: &Site, release: Option<&ReleaseFacts>, min_free_mb: u64) -> Result<Preflighted, String> {
+pub fn preflight(site: &Site, release: Option<&ReleaseFacts>, min_free_mb: u64) -> Result<Preflighted, Refusal> {
     let rt = runtime::of(site);
-    rt.prepare().map_err(|e| e.to_string())?;
+    rt.prepare()?;
     let free_mb = free_mb(&site.deploy_to);
     if let Some(free) = free_mb {
         if free < min_free_mb {
-            return Err(format!(
-                "only {free} MB free in {} (at least {min_free_mb} MB needed)",
-                site.deploy_to.display()
-            ));
+            return Err(Refusal::Unusable {
+                what: site.deploy_to.display().to_string(),
+                detail: format!("only {free} MB free (at least {min_free_mb} MB needed)"),
+            });
         }
     }
     if let Some(r) = release {
-        rt.ready(r).map_err(|e| e.to_string())?;
+        rt.ready(r)?;
     }
     Ok(Preflighted { current: rt.observe().release, free_mb })
 }

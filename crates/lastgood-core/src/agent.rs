@@ -112,7 +112,7 @@ fn handle(req: Request, input: &mut dyn Read) -> Answer {
                     a.free_mb = p.free_mb;
                     a
                 }
-                Err(why) => fail(why),
+                Err(why) => fail(why.to_string()),
             }
         }
         Request::Current { site } => {

@@ -77,14 +77,14 @@ pub enum Error {
     #[error("{message}")]
     Step { message: String },
 
-    #[error("{0}")]
+    #[error(transparent)]
     Supervise(#[from] crate::supervise::SuperviseError),
 
-    #[error("{0}")]
+    #[error(transparent)]
     Migrate(Box<crate::database::migrator::MigrateError>),
 
     #[error("backup failed: {0}")]
-    Backup(Box<crate::database::backup::BackupError>),
+    Backup(#[source] Box<crate::database::backup::BackupError>),
 }
 
 impl Error {

@@ -16,6 +16,10 @@ pub enum ExecError {
     Failed { program: String, status: String, tail: String, log: PathBuf },
     #[error("cannot write log {path}: {source}")]
     Log { path: PathBuf, source: std::io::Error },
+    #[error("`{program}` did not answer within {after:?}")]
+    Timeout { program: String, after: std::time::Duration },
+    #[error("waiting for `{program}`: {source}")]
+    Wait { program: String, source: std::io::Error },
 }
 
 /// Resolves a relative program with a `/` against `cwd` (the release directory), so
@@ -65,7 +69,7 @@ pub fn output(
     cwd: &Path,
     env: &[(String, String)],
     timeout: std::time::Duration,
-) -> Result<String, String> {
+) -> Result<String, ExecError> {
     use std::io::Read;
     let program = argv.first().cloned().unwrap_or_default();
     let mut child = Command::new(program_path(&program, cwd))
@@ -76,7 +80,7 @@ pub fn output(
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| format!("cannot start `{program}`: {e}"))?;
+        .map_err(|source| ExecError::Spawn { program: program.clone(), source })?;
     let mut stdout = child.stdout.take().expect("piped");
     let reader = std::thread::spawn(move || {
         let mut buf = Vec::new();
@@ -90,15 +94,15 @@ pub fn output(
             Ok(None) if std::time::Instant::now() >= deadline => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("`{program}` did not answer within {timeout:?}"));
+                return Err(ExecError::Timeout { program, after: timeout });
             }
             Ok(None) => std::thread::sleep(std::time::Duration::from_millis(5)),
-            Err(e) => return Err(format!("waiting for `{program}`: {e}")),
+            Err(source) => return Err(ExecError::Wait { program, source }),
         }
     };
     let out = reader.join().unwrap_or_default();
     if !status.success() {
-        return Err(format!("`{program}` exited with {status}"));
+        return Err(ExecError::Failed { program, status: status.to_string(), tail: String::new(), log: PathBuf::new() });
     }
     Ok(String::from_utf8_lossy(&out).into_owned())
 }

@@ -254,7 +254,7 @@ pub enum ReleaseEvent {
 /// A `failed` release stays `failed` when a rollback moves away from it: that it never
 /// passed its checks is the more useful fact. `pending` can only be left, never entered
 /// again, and marking by hand accepts only `good` and `bad`.
-pub fn next_state(state: ReleaseState, event: ReleaseEvent) -> Result<ReleaseState, String> {
+pub fn next_state(state: ReleaseState, event: ReleaseEvent) -> Result<ReleaseState, BadTransition> {
     use ReleaseEvent as E;
     use ReleaseState as S;
     match (state, event) {
@@ -263,10 +263,19 @@ pub fn next_state(state: ReleaseState, event: ReleaseEvent) -> Result<ReleaseSta
         (s, E::DeployFailed) => Ok(s),
         (S::Failed, E::MovedAwayFrom) => Ok(S::Failed),
         (_, E::MovedAwayFrom) => Ok(S::Bad),
-        (S::Pending, E::Marked(_)) => Err("its deploy is still running".into()),
+        (S::Pending, E::Marked(_)) => Err(BadTransition::StillRunning),
         (_, E::Marked(m @ (S::Good | S::Bad))) => Ok(m),
-        (_, E::Marked(m)) => Err(format!("a release can be marked good or bad, not {m}")),
+        (_, E::Marked(m)) => Err(BadTransition::NotMarkable(m)),
     }
+}
+
+/// Why a release cannot take a state by hand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BadTransition {
+    #[error("its deploy is still running")]
+    StillRunning,
+    #[error("a release can be marked good or bad, not {0}")]
+    NotMarkable(ReleaseState),
 }
 
 /// Which parts of the system a rollback restores.

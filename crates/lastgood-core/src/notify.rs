@@ -108,7 +108,7 @@ impl Notifier {
         event: &str,
         text: String,
         facts: serde_json::Value,
-    ) -> Result<(), String> {
+    ) -> Result<(), NotifyError> {
         if self.notify.webhooks.is_empty() {
             return Ok(());
         }
@@ -129,9 +129,7 @@ impl Notifier {
             attempts: self.notify.attempts,
             payload,
         };
-        send(&self.spool, &self.config_path, &item)
-            .map(drop)
-            .map_err(|e| format!("could not queue a notification: {e}"))
+        send(&self.spool, &self.config_path, &item).map(drop).map_err(|source| NotifyError::Queue { source })
     }
 }
 
@@ -159,7 +157,7 @@ pub fn deliver(item: &Spooled, webhooks: &[crate::secret::Secret<String>]) -> Ve
                                     error: None,
                                 };
                             }
-                            Err(e) => error = Some(e),
+                            Err(e) => error = Some(e.to_string()),
                         }
                         if attempt < attempts {
                             std::thread::sleep(Duration::from_millis(500 << (attempt - 1).min(5)));
@@ -186,10 +184,10 @@ pub fn deliver(item: &Spooled, webhooks: &[crate::secret::Secret<String>]) -> Ve
 
 /// One POST through curl: URL and headers on stdin (`--config -`), body from a file
 /// descriptor-free temporary file, `--fail` so HTTP errors count as failures.
-fn post(url: &str, body: &str, timeout: Duration) -> Result<(), String> {
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+fn post(url: &str, body: &str, timeout: Duration) -> Result<(), NotifyError> {
+    let dir = tempfile::tempdir().map_err(|source| NotifyError::Body { source })?;
     let body_path = dir.path().join("body.json");
-    std::fs::write(&body_path, body).map_err(|e| e.to_string())?;
+    std::fs::write(&body_path, body).map_err(|source| NotifyError::Body { source })?;
     let quote = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
     let config = format!(
         "url = \"{}\"\nrequest = \"POST\"\nheader = \"Content-Type: application/json\"\ndata-binary = \"@{}\"\n",
@@ -203,15 +201,31 @@ fn post(url: &str, body: &str, timeout: Duration) -> Result<(), String> {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot run curl: {e}"))?;
+        .map_err(|source| NotifyError::Curl { source })?;
     if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(config.as_bytes()).map_err(|e| e.to_string())?;
+        stdin.write_all(config.as_bytes()).map_err(|source| NotifyError::Curl { source })?;
     }
-    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    let out = child.wait_with_output().map_err(|source| NotifyError::Curl { source })?;
     if out.status.success() {
         return Ok(());
     }
     // curl's message may echo the URL: keep only what follows it.
     let msg = String::from_utf8_lossy(&out.stderr).replace(url, "<webhook>");
-    Err(msg.trim().lines().last().unwrap_or("curl failed").to_owned())
+    Err(NotifyError::Rejected { said: msg.trim().lines().last().unwrap_or("curl failed").to_owned() })
+}
+
+/// Why a notification was not queued or not delivered. Never raised out of an
+/// operation: it is recorded in the audit log.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error("could not queue a notification: {source}")]
+    Queue { source: std::io::Error },
+    #[error("cannot write the message to send: {source}")]
+    Body { source: std::io::Error },
+    #[error("cannot run curl: {source}")]
+    Curl { source: std::io::Error },
+    /// The webhook answered with an error, or could not be reached (curl's words,
+    /// with the URL masked).
+    #[error("{said}")]
+    Rejected { said: String },
 }

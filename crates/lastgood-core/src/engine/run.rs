@@ -60,7 +60,7 @@ impl Engine {
         let op_id = self.ledger.begin_operation(&held.fence, new)?;
         if let Some(n) = self.notifier(env) {
             if let Err(why) = n.send(env.name.as_str(), op_id, "started", summary, serde_json::json!({})) {
-                progress.note(&why);
+                progress.note(&why.to_string());
             }
         }
         self.run_journal(env, held, op_id, progress)

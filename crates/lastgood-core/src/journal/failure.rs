@@ -19,7 +19,7 @@ use crate::ledger::{Release, StepRecord, StepState};
 use crate::model::{OperationKind, Scope};
 use crate::plan::placement::{self, LOCAL};
 use crate::plan::{self, Phase, Step};
-use crate::runtime::{self, ReleaseFacts, Site};
+use crate::runtime::{self, NotReady, ReleaseFacts, Site};
 use crate::safety::{self, Consent, Stage, Way};
 
 impl Journal<'_> {
@@ -122,13 +122,17 @@ impl Journal<'_> {
 
     /// Whether the automatic rollback can return to `good`. A fleet's hosts are checked
     /// when the rollback steps run on them.
-    fn ready(&self, good: &Release) -> std::result::Result<(), String> {
+    fn ready(&self, good: &Release) -> std::result::Result<(), NotReady> {
         if self.env.hosts.is_empty() {
-            runtime::of(&Site::local(self.env)).ready(&ReleaseFacts::of(good)).map_err(|e| e.to_string())
+            runtime::of(&Site::local(self.env)).ready(&ReleaseFacts::of(good))
         } else if good.artifact {
             Ok(())
         } else {
-            Err(format!("its release directories were removed by retention ({})", good.id))
+            Err(NotReady::DirectoryGone {
+                release: good.id,
+                version: good.version.clone(),
+                path: crate::runtime::releases::release_dir(&self.env.deploy_to, good.id),
+            })
         }
     }
 }

@@ -126,7 +126,7 @@ impl Journal<'_> {
         if let Err(why) = n.send(self.env.name.as_str(), self.op.id, event, text, facts) {
             self.ledger.apply(
                 &self.fence,
-                vec![self.audit("notify.failed", serde_json::json!({ "event": event, "error": why }))],
+                vec![self.audit("notify.failed", serde_json::json!({ "event": event, "error": why.to_string() }))],
             )?;
         }
         Ok(())
