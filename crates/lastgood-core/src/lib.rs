@@ -4,6 +4,7 @@
 //! plain library code with typed errors.
 
 pub mod agent;
+pub mod atomic;
 pub mod config;
 pub mod context;
 pub mod database;
