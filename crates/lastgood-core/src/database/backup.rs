@@ -62,6 +62,7 @@ use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags};
 
 use super::url::{DbUrl, PgUrl};
+pub use crate::config::tuning::PgMethod;
 pub use crate::ledger::backup::{BackupFile, BackupKind};
 
 /// gzip level 1: see the measurements above.
@@ -70,17 +71,6 @@ const PG_DUMP_COMPRESSION: &str = "--compress=1";
 const SQLITE_BUSY_WAIT: Duration = Duration::from_secs(30);
 /// How many lines of a program's stderr an error keeps.
 const STDERR_LINES: usize = 10;
-
-/// How to back up a PostgreSQL database.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum PgMethod {
-    /// A template copy when no other session is connected (as during a rollback,
-    /// after the app was stopped), else `pg_dump`.
-    #[default]
-    Auto,
-    PgDump,
-    Template,
-}
 
 impl BackupKind {
     fn of(url: &DbUrl) -> Self {

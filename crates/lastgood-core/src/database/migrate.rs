@@ -18,6 +18,7 @@ use super::migrations::{self, Migration, MigrationsError};
 use super::sql;
 use super::url::DbUrl;
 use super::{Dialect, postgres, sqlite};
+pub use crate::config::tuning::Settings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
@@ -92,14 +93,6 @@ pub enum DownTarget {
     /// reverts every migration.
     To(String),
     Steps(usize),
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct Settings {
-    pub lock_timeout: Option<Duration>,
-    pub statement_timeout: Option<Duration>,
-    /// How long to wait for another run's migration lock.
-    pub lock_wait: Duration,
 }
 
 pub struct Migrator {
