@@ -17,6 +17,7 @@ pub mod exec;
 pub mod failpoint;
 pub mod fleet;
 pub mod git;
+pub mod http1;
 pub mod journal;
 pub mod ledger;
 pub mod lock;
