@@ -23,7 +23,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use super::docker::{self, ComposeCli, Engine, Image, Record, Records, Reference};
+use super::docker::{self, ComposeCli, DockerApi as Engine, Image, Record, Records, Reference};
 use crate::config::{self, Environment};
 use crate::error::{Error, Result};
 use crate::model::ReleaseId;

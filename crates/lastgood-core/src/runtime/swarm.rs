@@ -15,7 +15,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use super::docker::{self, Engine, Image, Record, Records, Reference};
+use super::docker::{self, DockerApi as Engine, Image, Record, Records, Reference};
 use crate::config::Environment;
 use crate::error::{Error, Result};
 use crate::model::ReleaseId;
