@@ -275,6 +275,21 @@ fn insert_steps(tx: &Connection, op: u64, first: u32, steps: &[(Step, Phase, Str
     Ok(())
 }
 
+/// The event of an `audit_events` row selected as `id, at, actor, host, env, operation,
+/// event, detail, ...` (columns 1 to 7).
+fn audit_event_row(r: &Row) -> rusqlite::Result<AuditEvent> {
+    let detail: String = r.get(7)?;
+    Ok(AuditEvent {
+        at: r.get(1)?,
+        actor: r.get(2)?,
+        host: r.get(3)?,
+        env: r.get(4)?,
+        operation: r.get::<_, Option<i64>>(5)?.map(|o| o as u64),
+        event: r.get(6)?,
+        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+    })
+}
+
 fn append_audit(tx: &Connection, e: &AuditEvent) -> rusqlite::Result<()> {
     let prev: String = tx
         .query_row("SELECT hash FROM audit_events ORDER BY id DESC LIMIT 1", [], |r| r.get(0))
@@ -403,20 +418,7 @@ impl Ledger for SqliteLedger {
             .map_err(|e| self.err(e))?;
         let rows = s
             .query_map([operation as i64], |r| {
-                let detail: String = r.get(7)?;
-                Ok(AuditRow {
-                    id: r.get(0)?,
-                    event: AuditEvent {
-                        at: r.get(1)?,
-                        actor: r.get(2)?,
-                        host: r.get(3)?,
-                        env: r.get(4)?,
-                        operation: r.get::<_, Option<i64>>(5)?.map(|o| o as u64),
-                        event: r.get(6)?,
-                        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
-                    },
-                    hash: r.get(8)?,
-                })
+                Ok(AuditRow { id: r.get(0)?, event: audit_event_row(r)?, hash: r.get(8)? })
             })
             .map_err(|e| self.err(e))?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| self.err(e))
@@ -431,21 +433,7 @@ impl Ledger for SqliteLedger {
             .map_err(|e| self.err(e))?;
         let rows = s
             .query_map([], |r| {
-                let detail: String = r.get(7)?;
-                Ok(ChainedEvent {
-                    id: r.get(0)?,
-                    event: AuditEvent {
-                        at: r.get(1)?,
-                        actor: r.get(2)?,
-                        host: r.get(3)?,
-                        env: r.get(4)?,
-                        operation: r.get::<_, Option<i64>>(5)?.map(|o| o as u64),
-                        event: r.get(6)?,
-                        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
-                    },
-                    prev_hash: r.get(8)?,
-                    hash: r.get(9)?,
-                })
+                Ok(ChainedEvent { id: r.get(0)?, event: audit_event_row(r)?, prev_hash: r.get(8)?, hash: r.get(9)? })
             })
             .map_err(|e| self.err(e))?;
         audit::verify(rows).map_err(|e| self.err(e))
