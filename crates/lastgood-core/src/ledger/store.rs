@@ -12,6 +12,8 @@ use super::records::{
 use crate::error::Result;
 use crate::model::{EnvName, ReleaseId};
 
+/// A store of the ledger. Reads are plain; every write of an operation goes through
+/// [`Ledger::apply`] with its [`Fence`].
 pub trait Ledger {
     /// Where it is, for messages (never with a password).
     fn describe(&self) -> String;

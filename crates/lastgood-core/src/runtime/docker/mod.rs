@@ -12,7 +12,6 @@
 //! never a shell string; the version reaches the compose file through the
 //! `LASTGOOD_VERSION` variable, never through the command line.
 //!
-//!
 //! **Digests and protection**: see `records.rs`.
 //!
 //! The parts: `reference.rs` (tags and image references, pure), `api.rs` (the Engine
