@@ -102,7 +102,12 @@ pub fn output(
     };
     let out = reader.join().unwrap_or_default();
     if !status.success() {
-        return Err(ExecError::Failed { program, status: status.to_string(), tail: String::new(), log: PathBuf::new() });
+        return Err(ExecError::Failed {
+            program,
+            status: status.to_string(),
+            tail: String::new(),
+            log: PathBuf::new(),
+        });
     }
     Ok(String::from_utf8_lossy(&out).into_owned())
 }

@@ -5,6 +5,7 @@
 
 pub mod action;
 pub mod agent;
+pub mod atomic;
 pub mod config;
 pub mod context;
 pub mod database;
@@ -16,6 +17,7 @@ pub mod executor;
 pub mod failpoint;
 pub mod fleet;
 pub mod git;
+pub mod http1;
 pub mod journal;
 pub mod ledger;
 pub mod lock;

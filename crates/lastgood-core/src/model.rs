@@ -637,3 +637,63 @@ mod ssh_host_tests {
         }
     }
 }
+
+/// A compose project, compose service or Swarm service name.
+///
+/// Docker's own rule, checked once when the config is read: such a name ends up in an
+/// Engine API path (`/services/<name>`), a label filter and compose's argv, where a `/`,
+/// a `?` or a leading `-` would make it mean more than a name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ContainerName(String);
+
+/// Why a string cannot be a [`ContainerName`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`{}` is not a valid name: use at most 63 letters, digits, `_`, `-` or `.`, starting with a letter or digit",
+    name.escape_debug()
+)]
+pub struct InvalidName {
+    pub name: String,
+}
+
+impl ContainerName {
+    pub fn parse(name: &str) -> Result<Self, InvalidName> {
+        let ok = !name.is_empty()
+            && name.len() <= 63
+            && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if ok { Ok(Self(name.to_owned())) } else { Err(InvalidName { name: name.to_owned() }) }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl fmt::Display for ContainerName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod container_name_tests {
+    use super::ContainerName;
+
+    #[test]
+    fn names_follow_dockers_rule() {
+        assert!(ContainerName::parse("web_1.x").is_ok());
+        assert!(ContainerName::parse("-web").is_err());
+        assert!(ContainerName::parse("we b").is_err());
+    }
+
+    #[test]
+    fn a_bad_name_says_what_a_name_may_hold() {
+        assert_eq!(
+            ContainerName::parse("we/b").unwrap_err().to_string(),
+            "`we/b` is not a valid name: use at most 63 letters, digits, `_`, `-` or `.`, starting with a letter or digit"
+        );
+    }
+}

@@ -52,7 +52,7 @@ impl Snapshots {
             .map_err(Error::io("write", &tmp))?;
         f.write_all(content).and_then(|_| f.sync_all()).map_err(Error::io("write", &tmp))?;
         std::fs::rename(&tmp, &path).map_err(Error::io("store", &path))?;
-        crate::runtime::releases::fsync_dir(&self.dir)
+        crate::atomic::fsync_dir(&self.dir)
     }
 
     pub fn get(&self, sha256: &str) -> Result<Option<Vec<u8>>> {

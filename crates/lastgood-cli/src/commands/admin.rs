@@ -6,6 +6,7 @@ use lastgood_core::Result;
 use lastgood_core::config::{self, Config};
 use lastgood_core::context::rfc3339;
 use lastgood_core::engine::Engine;
+use lastgood_core::ledger::AuditCheck;
 use lastgood_core::model::ReleaseState;
 
 use super::usage;
@@ -84,21 +85,20 @@ pub fn unlock(cli: &Cli, engine: &Engine, env: &str, force: bool) -> Result<i32>
 }
 
 pub fn audit_verify(cli: &Cli, engine: &Engine) -> Result<i32> {
-    let path = lastgood_core::engine::ledger_path(&engine.config.ledger)
-        .ok_or_else(|| usage("audit verify needs the SQLite ledger"))?;
-    let ledger = lastgood_core::ledger::SqliteLedger::open(&path)?;
-    let result = lastgood_core::ledger::sqlite::audit_chain_ok(&ledger)?;
-    match (&result, cli.global.format) {
-        (Ok(n), Format::Json) => output::json(&serde_json::json!({ "ok": true, "events": n })),
-        (Ok(n), Format::Text) => output::out(&format!("audit chain ok: {n} events\n")),
-        (Err((id, event)), Format::Json) => {
+    let check = engine.ledger().verify_audit()?;
+    match (&check, cli.global.format) {
+        (AuditCheck::Intact { events }, Format::Json) => {
+            output::json(&serde_json::json!({ "ok": true, "events": events }))
+        }
+        (AuditCheck::Intact { events }, Format::Text) => output::out(&format!("audit chain ok: {events} events\n")),
+        (AuditCheck::Broken { id, event }, Format::Json) => {
             output::json(&serde_json::json!({ "ok": false, "first_bad_event": id, "event": event }))
         }
-        (Err((id, event)), Format::Text) => {
+        (AuditCheck::Broken { id, event }, Format::Text) => {
             output::out(&format!("audit chain BROKEN at event {id} ({event}): it does not match the hash chain\n"))
         }
     }
-    Ok(if result.is_ok() { 0 } else { 1 })
+    Ok(if matches!(check, AuditCheck::Intact { .. }) { 0 } else { 1 })
 }
 
 /// The detached deliverer of one spooled notification: deliver, record, remove.

@@ -62,6 +62,8 @@ use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags};
 
 use super::url::{DbUrl, PgUrl};
+pub use crate::config::tuning::PgMethod;
+pub use crate::ledger::backup::{BackupFile, BackupKind};
 
 /// gzip level 1: see the measurements above.
 const PG_DUMP_COMPRESSION: &str = "--compress=1";
@@ -70,50 +72,7 @@ const SQLITE_BUSY_WAIT: Duration = Duration::from_secs(30);
 /// How many lines of a program's stderr an error keeps.
 const STDERR_LINES: usize = 10;
 
-/// A backup written by [`backup`]: what the ledger records and [`restore`] takes back.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct BackupFile {
-    pub path: PathBuf,
-    pub kind: BackupKind,
-    /// Lowercase hex of the file's SHA-256.
-    pub sha256: String,
-    pub bytes: u64,
-    /// How long writing and checking the backup took.
-    pub duration_ms: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BackupKind {
-    /// A `pg_dump` custom-format archive (`-Fc`), restored with `pg_restore`.
-    PgDump,
-    /// A copy of an SQLite database, itself an SQLite database.
-    Sqlite,
-    /// A server-side copy, `CREATE DATABASE <copy> TEMPLATE <db>`: `path` holds the
-    /// copy's database name and `sha256` a fingerprint of its relations and sizes.
-    PgTemplate,
-}
-
-/// How to back up a PostgreSQL database.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum PgMethod {
-    /// A template copy when no other session is connected (as during a rollback,
-    /// after the app was stopped), else `pg_dump`.
-    #[default]
-    Auto,
-    PgDump,
-    Template,
-}
-
 impl BackupKind {
-    pub fn extension(self) -> &'static str {
-        match self {
-            Self::PgDump => "dump",
-            Self::Sqlite => "sqlite3",
-            Self::PgTemplate => "",
-        }
-    }
-
     fn of(url: &DbUrl) -> Self {
         // A file backup's kind; template copies are chosen explicitly.
         match url {

@@ -24,6 +24,7 @@ use super::driver::{Applied, DbError, Driver, Stmt, postgres, sqlite};
 use super::migration_files::{self, Migration, MigrationsError};
 use super::sql;
 use super::url::DbUrl;
+pub use crate::config::tuning::Settings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
@@ -98,14 +99,6 @@ pub enum DownTarget {
     /// reverts every migration.
     To(String),
     Steps(usize),
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct Settings {
-    pub lock_timeout: Option<Duration>,
-    pub statement_timeout: Option<Duration>,
-    /// How long to wait for another run's migration lock.
-    pub lock_wait: Duration,
 }
 
 pub struct Migrator {

@@ -159,7 +159,8 @@ impl Journal<'_> {
         let results = self.executor(&rec.host)?.check(&rec.host, release, &run)?;
         let mut verdicts = Vec::new();
         for (place, outcomes) in results {
-            let verdict = verify::summary(&outcomes).map_err(|detail| executor::Failure { detail, fenced: false });
+            let verdict =
+                verify::summary(&outcomes).map_err(|e| executor::Failure { detail: e.to_string(), fenced: false });
             self.checks.extend(outcomes);
             verdicts.push((place, verdict));
         }

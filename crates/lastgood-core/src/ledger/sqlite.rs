@@ -9,122 +9,18 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::digest::sha256_parts;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
-use super::*;
-use crate::error::Error;
-
-const SCHEMA: &[&str] = &[
-    r#"
-CREATE TABLE environments (
-    name TEXT PRIMARY KEY,
-    current_release INTEGER,
-    config_release INTEGER,
-    epoch INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE releases (
-    env TEXT NOT NULL,
-    id INTEGER NOT NULL,
-    version TEXT NOT NULL,
-    commit_id TEXT,
-    state TEXT NOT NULL,
-    schema_revision TEXT,
-    created_at INTEGER NOT NULL,
-    created_by TEXT NOT NULL,
-    reason TEXT,
-    operation INTEGER,
-    features TEXT NOT NULL DEFAULT '[]',
-    config TEXT NOT NULL DEFAULT '{}',
-    artifact INTEGER NOT NULL DEFAULT 1,
-    PRIMARY KEY (env, id)
-) WITHOUT ROWID;
-CREATE INDEX releases_by_state ON releases (env, state, id);
-CREATE INDEX releases_by_version ON releases (env, version, id);
-CREATE TABLE operations (
-    id INTEGER PRIMARY KEY,
-    env TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    from_release INTEGER,
-    to_release INTEGER NOT NULL,
-    scope TEXT NOT NULL,
-    outcome TEXT NOT NULL,
-    auto_rollback INTEGER NOT NULL,
-    reason TEXT,
-    actor TEXT NOT NULL,
-    host TEXT NOT NULL,
-    pid INTEGER NOT NULL,
-    epoch INTEGER NOT NULL,
-    started_at INTEGER NOT NULL,
-    finished_at INTEGER,
-    error TEXT
-);
-CREATE INDEX operations_by_outcome ON operations (env, outcome);
-CREATE TABLE steps (
-    operation INTEGER NOT NULL,
-    seq INTEGER NOT NULL,
-    name TEXT NOT NULL,
-    phase TEXT NOT NULL,
-    host TEXT NOT NULL,
-    spec TEXT NOT NULL,
-    state TEXT NOT NULL,
-    started_at INTEGER,
-    duration_ms INTEGER,
-    detail TEXT,
-    PRIMARY KEY (operation, seq)
-) WITHOUT ROWID;
-CREATE TABLE locks (
-    env TEXT PRIMARY KEY,
-    holder TEXT NOT NULL,
-    host TEXT NOT NULL,
-    pid INTEGER,
-    pid_start INTEGER,
-    operation INTEGER,
-    reason TEXT,
-    epoch INTEGER NOT NULL,
-    acquired_at INTEGER NOT NULL,
-    expires_at INTEGER
-);
-CREATE TABLE blobs (
-    sha256 TEXT PRIMARY KEY,
-    content BLOB NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE audit_events (
-    id INTEGER PRIMARY KEY,
-    at INTEGER NOT NULL,
-    actor TEXT NOT NULL,
-    host TEXT NOT NULL,
-    env TEXT,
-    operation INTEGER,
-    event TEXT NOT NULL,
-    detail TEXT NOT NULL,
-    prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL
-);
-CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
-BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
-CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
-BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
-"#,
-    r#"
-ALTER TABLE operations ADD COLUMN allow_data_loss INTEGER NOT NULL DEFAULT 0;
-CREATE TABLE backups (
-    id INTEGER PRIMARY KEY,
-    env TEXT NOT NULL,
-    operation INTEGER,
-    release INTEGER,
-    path TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    sha256 TEXT NOT NULL,
-    bytes INTEGER NOT NULL,
-    schema_revision TEXT,
-    created_at INTEGER NOT NULL,
-    created_by TEXT NOT NULL
-);
-CREATE INDEX backups_by_env ON backups (env, id);
-CREATE INDEX audit_events_by_operation ON audit_events (operation, id);
-"#,
-];
+use super::audit::{self, AuditCheck, AuditEvent, AuditRow, ChainedEvent};
+use super::backup::{BackupFile, BackupRecord};
+use super::records::{
+    Acquired, Change, EnvState, Fence, LockInfo, LockRequest, NewOperation, Operation, Release, StepRecord, StepState,
+};
+use super::sqlite_schema;
+use super::store::Ledger;
+use crate::error::{Error, Result};
+use crate::model::{CommitId, EnvName, OperationKind, Outcome, ReleaseId, ReleaseState, Scope};
+use crate::plan::{Phase, Step};
 
 pub struct SqliteLedger {
     path: PathBuf,
@@ -145,7 +41,7 @@ impl SqliteLedger {
         me.retry_busy(|c| {
             c.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
         })?;
-        me.retry_busy(Self::upgrade)?;
+        me.retry_busy(sqlite_schema::upgrade)?;
         Ok(me)
     }
 
@@ -166,28 +62,6 @@ impl SqliteLedger {
 
     fn err(&self, e: rusqlite::Error) -> Error {
         ledger_err(&self.path, e)
-    }
-
-    /// Creates or upgrades the schema under the write lock.
-    fn upgrade(conn: &Connection) -> rusqlite::Result<()> {
-        let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        if version == SCHEMA.len() {
-            return Ok(());
-        }
-        if version > SCHEMA.len() {
-            return Err(rusqlite::Error::InvalidParameterName(format!(
-                "its schema version {version} is newer than this lastgood understands ({}); upgrade lastgood",
-                SCHEMA.len()
-            )));
-        }
-        let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
-        // Re-read under the write lock: another process may have upgraded meanwhile.
-        let version: usize = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        for (i, ddl) in SCHEMA.iter().enumerate().skip(version) {
-            tx.execute_batch(ddl)?;
-            tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
-        }
-        tx.commit()
     }
 
     fn release_row(env: &EnvName, r: &Row) -> rusqlite::Result<Release> {
@@ -401,13 +275,19 @@ fn insert_steps(tx: &Connection, op: u64, first: u32, steps: &[(Step, Phase, Str
     Ok(())
 }
 
-/// The canonical form an audit event's hash covers.
-pub fn audit_canonical(e: &AuditEvent) -> String {
-    serde_json::json!({
-        "at": e.at, "actor": e.actor, "host": e.host, "env": e.env,
-        "operation": e.operation, "event": e.event, "detail": e.detail,
+/// The event of an `audit_events` row selected as `id, at, actor, host, env, operation,
+/// event, detail, ...` (columns 1 to 7).
+fn audit_event_row(r: &Row) -> rusqlite::Result<AuditEvent> {
+    let detail: String = r.get(7)?;
+    Ok(AuditEvent {
+        at: r.get(1)?,
+        actor: r.get(2)?,
+        host: r.get(3)?,
+        env: r.get(4)?,
+        operation: r.get::<_, Option<i64>>(5)?.map(|o| o as u64),
+        event: r.get(6)?,
+        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
     })
-    .to_string()
 }
 
 fn append_audit(tx: &Connection, e: &AuditEvent) -> rusqlite::Result<()> {
@@ -415,8 +295,7 @@ fn append_audit(tx: &Connection, e: &AuditEvent) -> rusqlite::Result<()> {
         .query_row("SELECT hash FROM audit_events ORDER BY id DESC LIMIT 1", [], |r| r.get(0))
         .optional()?
         .unwrap_or_default();
-    let canonical = audit_canonical(e);
-    let hash = sha256_parts(&[prev.as_bytes(), canonical.as_bytes()]);
+    let hash = audit::link(&prev, e);
     tx.execute(
         "INSERT INTO audit_events (at, actor, host, env, operation, event, detail, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![e.at, e.actor, e.host, e.env, e.operation.map(|o| o as i64), e.event, e.detail.to_string(), prev, hash],
@@ -513,7 +392,7 @@ impl Ledger for SqliteLedger {
                     id: r.get::<_, i64>(0)? as u64,
                     operation: r.get::<_, Option<i64>>(1)?.map(|o| o as u64),
                     release: r.get::<_, Option<i64>>(2)?.map(|o| ReleaseId(o as u64)),
-                    file: crate::database::backup::BackupFile {
+                    file: BackupFile {
                         path: std::path::PathBuf::from(r.get::<_, String>(3)?),
                         kind: serde_json::from_value(serde_json::Value::String(kind))
                             .map_err(|e| rusqlite::Error::InvalidColumnName(e.to_string()))?,
@@ -539,23 +418,25 @@ impl Ledger for SqliteLedger {
             .map_err(|e| self.err(e))?;
         let rows = s
             .query_map([operation as i64], |r| {
-                let detail: String = r.get(7)?;
-                Ok(AuditRow {
-                    id: r.get(0)?,
-                    event: AuditEvent {
-                        at: r.get(1)?,
-                        actor: r.get(2)?,
-                        host: r.get(3)?,
-                        env: r.get(4)?,
-                        operation: r.get::<_, Option<i64>>(5)?.map(|o| o as u64),
-                        event: r.get(6)?,
-                        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
-                    },
-                    hash: r.get(8)?,
-                })
+                Ok(AuditRow { id: r.get(0)?, event: audit_event_row(r)?, hash: r.get(8)? })
             })
             .map_err(|e| self.err(e))?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| self.err(e))
+    }
+
+    fn verify_audit(&self) -> Result<AuditCheck> {
+        let mut s = self
+            .conn
+            .prepare(
+                "SELECT id, at, actor, host, env, operation, event, detail, prev_hash, hash FROM audit_events ORDER BY id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = s
+            .query_map([], |r| {
+                Ok(ChainedEvent { id: r.get(0)?, event: audit_event_row(r)?, prev_hash: r.get(8)?, hash: r.get(9)? })
+            })
+            .map_err(|e| self.err(e))?;
+        audit::verify(rows).map_err(|e| self.err(e))
     }
 
     fn blob(&self, sha256: &str) -> Result<Option<Vec<u8>>> {
@@ -780,38 +661,4 @@ impl Ledger for SqliteLedger {
         Self::write_changes(&tx, env, changes).map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))
     }
-}
-
-/// Reads every audit event in order, for `audit verify` and tests.
-pub fn audit_chain_ok(ledger: &SqliteLedger) -> Result<std::result::Result<usize, (i64, String)>> {
-    let mut s = ledger
-        .conn
-        .prepare(
-            "SELECT id, at, actor, host, env, operation, event, detail, prev_hash, hash FROM audit_events ORDER BY id",
-        )
-        .map_err(|e| ledger.err(e))?;
-    let mut rows = s.query([]).map_err(|e| ledger.err(e))?;
-    let mut prev = String::new();
-    let mut n = 0;
-    while let Some(r) = rows.next().map_err(|e| ledger.err(e))? {
-        let id: i64 = r.get(0).map_err(|e| ledger.err(e))?;
-        let detail: String = r.get(7).map_err(|e| ledger.err(e))?;
-        let e = AuditEvent {
-            at: r.get(1).map_err(|e| ledger.err(e))?,
-            actor: r.get(2).map_err(|e| ledger.err(e))?,
-            host: r.get(3).map_err(|e| ledger.err(e))?,
-            env: r.get(4).map_err(|e| ledger.err(e))?,
-            operation: r.get::<_, Option<i64>>(5).map_err(|e| ledger.err(e))?.map(|o| o as u64),
-            event: r.get(6).map_err(|e| ledger.err(e))?,
-            detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
-        };
-        let prev_hash: String = r.get(8).map_err(|e| ledger.err(e))?;
-        let hash: String = r.get(9).map_err(|e| ledger.err(e))?;
-        if prev_hash != prev || sha256_parts(&[prev.as_bytes(), audit_canonical(&e).as_bytes()]) != hash {
-            return Ok(Err((id, e.event)));
-        }
-        prev = hash;
-        n += 1;
-    }
-    Ok(Ok(n))
 }

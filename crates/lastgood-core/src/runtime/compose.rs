@@ -2,7 +2,7 @@
 //! (`image: app:${LASTGOOD_VERSION}` in the compose file).
 //!
 //! Compose keeps no history and has no rollback: activating a release is `up -d` with
-//! that release's images, then watching the containers through the Engine API until
+//! that release's images, then watching the containers through the DockerApi API until
 //! each runs the release's image and its healthcheck (if it has one) says `healthy`.
 //! `up`'s exit code is not trusted: an unhealthy container after `up` is a failed
 //! activation.
@@ -25,7 +25,7 @@ use std::time::Instant;
 use super::api::{
     Activation, NotReady, Observed, Refusal, ReleaseFacts, Runtime, Site, StepFacts, generic, unusable, usable_dir,
 };
-use super::docker::{self, ComposeCli, Engine, Image, Record, Records, Reference};
+use super::docker::{self, ComposeCli, DockerApi, Image, Record, Records, Reference};
 use crate::config;
 use crate::error::{Error, Result};
 use crate::model::ReleaseId;
@@ -36,8 +36,8 @@ pub struct Compose<'a> {
     pub cfg: &'a config::Compose,
 }
 
-fn step(message: String) -> Error {
-    Error::Step { message }
+fn step(e: impl std::fmt::Display) -> Error {
+    Error::Step { message: e.to_string() }
 }
 
 /// What the containers of a release look like right now.
@@ -89,7 +89,7 @@ impl Compose<'_> {
     /// Resolves a version's images to their ids; an error names the first one missing.
     fn resolve(
         &self,
-        engine: &Engine,
+        engine: &DockerApi,
         cli: &ComposeCli,
         release: u64,
         version: &str,
@@ -110,7 +110,7 @@ impl Compose<'_> {
     /// The record of a release, written now if this is its first activation.
     fn record(
         &self,
-        engine: &Engine,
+        engine: &DockerApi,
         cli: &ComposeCli,
         release: u64,
         version: &str,
@@ -125,7 +125,7 @@ impl Compose<'_> {
         Ok(r)
     }
 
-    fn look(&self, engine: &Engine, rec: &Record) -> Result<Seen> {
+    fn look(&self, engine: &DockerApi, rec: &Record) -> Result<Seen> {
         let containers = engine.containers(&self.cfg.project).map_err(step)?;
         let mut waiting = None;
         for img in &rec.images {
@@ -167,7 +167,7 @@ impl Compose<'_> {
     }
 
     /// Waits until the release's containers run and are healthy; why not, when not.
-    fn settle(&self, engine: &Engine, rec: &Record) -> Result<std::result::Result<(), String>> {
+    fn settle(&self, engine: &DockerApi, rec: &Record) -> Result<std::result::Result<(), String>> {
         let start = Instant::now();
         loop {
             match self.look(engine, rec)? {
@@ -184,7 +184,7 @@ impl Compose<'_> {
     /// `up -d` with the record's images, then waits for them. Err: why they are not up.
     fn bring_up(
         &self,
-        engine: &Engine,
+        engine: &DockerApi,
         cli: &ComposeCli,
         rec: &Record,
         vars: &[(String, String)],
@@ -208,7 +208,7 @@ impl Compose<'_> {
         self.settle(engine, rec)
     }
 
-    fn keep(&self, engine: &Engine, also: &[u64]) -> Vec<String> {
+    fn keep(&self, engine: &DockerApi, also: &[u64]) -> Vec<String> {
         engine.protect(&self.records(), &self.cfg.project, self.site.keep_releases, also)
     }
 
@@ -228,17 +228,17 @@ impl Runtime for Compose<'_> {
             return Err(unusable(format!("the compose file {}", self.cfg.file.display()), "it does not exist"));
         }
         ComposeCli::detect().map_err(|e| unusable("the compose program", e))?;
-        Engine::connect().map_err(|e| unusable("the Docker engine", e))?;
+        DockerApi::connect().map_err(|e| unusable("the Docker engine", e))?;
         Ok(())
     }
 
     fn check_version(&self, version: &str) -> Result<()> {
-        docker::check_tag(version).map_err(|what| Error::Usage { what })?;
+        docker::check_tag(version).map_err(|e| Error::Usage { what: e.to_string() })?;
         let refused = |detail: String| {
             Error::refused(&self.site.env, "deploy", Refusal::Version { version: version.to_owned(), detail })
         };
-        let engine = Engine::connect().map_err(refused)?;
-        let cli = ComposeCli::detect().map_err(refused)?;
+        let engine = DockerApi::connect().map_err(|e| refused(e.to_string()))?;
+        let cli = ComposeCli::detect().map_err(|e| refused(e.to_string()))?;
         match self.resolve(&engine, &cli, 0, version, &[]) {
             Ok(_) => Ok(()),
             Err(e) => Err(refused(e.to_string())),
@@ -246,7 +246,7 @@ impl Runtime for Compose<'_> {
     }
 
     fn activate(&self, a: &Activation) -> Result<String> {
-        let engine = Engine::connect().map_err(step)?;
+        let engine = DockerApi::connect().map_err(step)?;
         let cli = ComposeCli::detect().map_err(step)?;
         let id = a.release.id.0;
         let mut rec = self.record(&engine, &cli, id, &a.release.version, &a.vars)?;
@@ -290,7 +290,7 @@ impl Runtime for Compose<'_> {
 
     fn observe(&self) -> Observed {
         let version = (|| {
-            let engine = Engine::connect().ok()?;
+            let engine = DockerApi::connect().ok()?;
             let containers = engine.containers(&self.cfg.project).ok()?;
             let running: Vec<_> =
                 containers.iter().filter(|c| c.status == "running" && self.wanted(&c.service)).collect();

@@ -15,6 +15,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::api::{Activation, NotReady, Observed, Refusal, ReleaseFacts, Runtime, Site, StepFacts, generic, unusable};
+pub use crate::atomic::{fsync_dir, write_atomic};
 use crate::error::{Error, Result};
 use crate::model::ReleaseId;
 use crate::plan::Step;
@@ -140,27 +141,6 @@ pub fn remove(deploy_to: &Path, id: ReleaseId) -> Result<()> {
     fsync_dir(&releases_dir(deploy_to))?;
     let _ = fs::remove_file(marker(deploy_to, id));
     fs::remove_dir_all(&trash).map_err(Error::io("remove", &trash))
-}
-
-pub fn fsync_dir(dir: &Path) -> Result<()> {
-    fs::File::open(dir).and_then(|f| f.sync_all()).map_err(Error::io("fsync", dir))
-}
-
-/// Replaces a file's content atomically (write, fsync, rename, fsync the folder).
-pub fn write_atomic(path: &Path, content: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(Error::io("create", dir))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.lastgood-{}", std::process::id()));
-    let mut f = fs::File::create(&tmp).map_err(Error::io("write", &tmp))?;
-    // Keep the old file's permissions: config files often hold secrets (0600).
-    if let Ok(meta) = fs::metadata(path) {
-        let _ = f.set_permissions(meta.permissions());
-    }
-    f.write_all(content).and_then(|_| f.sync_all()).map_err(Error::io("write", &tmp))?;
-    fs::rename(&tmp, path).map_err(Error::io("replace", path))?;
-    fsync_dir(dir)
 }
 
 /// The runtime over these functions.

@@ -1,7 +1,7 @@
 //! The `swarm` runtime: a Docker Swarm service whose image tag is the version. The
 //! service's repository is the one its spec names now; the version replaces the tag.
 //!
-//! Activating a release updates the service's image through the Engine API, then reads
+//! Activating a release updates the service's image through the DockerApi API, then reads
 //! the service's `UpdateStatus` and its tasks until the update is `completed` and every
 //! task meant to run does, on the release's image. The CLI's exit code is never the
 //! judge: `docker service update` exits 0 after Swarm rolled an update back by itself.
@@ -18,7 +18,7 @@ use std::time::Instant;
 use super::api::{
     Activation, NotReady, Observed, Refusal, ReleaseFacts, Runtime, Site, StepFacts, generic, unusable, usable_dir,
 };
-use super::docker::{self, Engine, Image, Record, Records, Reference};
+use super::docker::{self, DockerApi, Image, Record, Records, Reference};
 use crate::error::{Error, Result};
 use crate::model::ReleaseId;
 use crate::plan::Step;
@@ -28,8 +28,8 @@ pub struct Swarm<'a> {
     pub service: &'a str,
 }
 
-fn step(message: String) -> Error {
-    Error::Step { message }
+fn step(e: impl std::fmt::Display) -> Error {
+    Error::Step { message: e.to_string() }
 }
 
 /// An image reference without its `@sha256:...` pin, as the CLI adds it.
@@ -42,7 +42,7 @@ impl Swarm<'_> {
         Records { dir: self.site.state_dir().join("images") }
     }
 
-    fn service(&self, engine: &Engine) -> Result<docker::SwarmService> {
+    fn service(&self, engine: &DockerApi) -> Result<docker::SwarmService> {
         engine.service(self.service).map_err(step)?.ok_or_else(|| {
             step(format!(
                 "Swarm service `{}` does not exist; create it first (docker service create --name {} ...): lastgood changes its image",
@@ -52,14 +52,14 @@ impl Swarm<'_> {
     }
 
     /// `repo:version`, with the repository the service runs now.
-    fn reference(&self, engine: &Engine, version: &str) -> Result<String> {
+    fn reference(&self, engine: &DockerApi, version: &str) -> Result<String> {
         let s = self.service(engine)?;
         let now = Reference::parse(&s.image)
             .map_err(|e| step(format!("service {} runs an image lastgood cannot read: {e}", self.service)))?;
         Ok(format!("{}:{version}", now.repo))
     }
 
-    fn resolve(&self, engine: &Engine, release: u64, version: &str) -> Result<Record> {
+    fn resolve(&self, engine: &DockerApi, release: u64, version: &str) -> Result<Record> {
         let reference = self.reference(engine, version)?;
         let Some((id, repo_digests)) = engine.image(&reference).map_err(step)? else {
             return Err(step(format!(
@@ -77,7 +77,7 @@ impl Swarm<'_> {
 
     /// Ok(true): the service runs the image and has settled; Ok(false): not yet;
     /// Err: it failed, with what Swarm says.
-    fn look(&self, engine: &Engine, image: &str, since: Option<&str>) -> Result<std::result::Result<bool, String>> {
+    fn look(&self, engine: &DockerApi, image: &str, since: Option<&str>) -> Result<std::result::Result<bool, String>> {
         let s = self.service(engine)?;
         let ours = s.update_started.as_deref() != since;
         let state = s.update_state.as_deref().unwrap_or("");
@@ -116,7 +116,7 @@ impl Swarm<'_> {
     }
 
     /// Why the service's tasks are not running, from the newest failed one.
-    fn task_trouble(&self, engine: &Engine, image: &str) -> String {
+    fn task_trouble(&self, engine: &DockerApi, image: &str) -> String {
         let Ok(tasks) = engine.tasks(self.service) else { return String::new() };
         tasks
             .iter()
@@ -129,7 +129,12 @@ impl Swarm<'_> {
     }
 
     /// Updates the service to the record's image and waits until it has settled on it.
-    fn roll(&self, engine: &Engine, rec: &Record, notes: &mut Vec<String>) -> Result<std::result::Result<(), String>> {
+    fn roll(
+        &self,
+        engine: &DockerApi,
+        rec: &Record,
+        notes: &mut Vec<String>,
+    ) -> Result<std::result::Result<(), String>> {
         notes.extend(engine.restore_tags(rec)?);
         let image = rec.images[0].reference.as_str();
         let since = self.service(engine)?.update_started;
@@ -155,21 +160,21 @@ impl Swarm<'_> {
 impl Runtime for Swarm<'_> {
     fn prepare(&self) -> std::result::Result<(), Refusal> {
         usable_dir("lastgood's state folder", &self.site.state_dir())?;
-        let engine = Engine::connect().map_err(|e| unusable("the Docker engine", e))?;
+        let engine = DockerApi::connect().map_err(|e| unusable("the Docker engine", e))?;
         self.service(&engine).map(drop).map_err(|e| unusable(format!("Swarm service `{}`", self.service), e))
     }
 
     fn check_version(&self, version: &str) -> Result<()> {
-        docker::check_tag(version).map_err(|what| Error::Usage { what })?;
+        docker::check_tag(version).map_err(|e| Error::Usage { what: e.to_string() })?;
         let refused = |detail: String| {
             Error::refused(&self.site.env, "deploy", Refusal::Version { version: version.to_owned(), detail })
         };
-        let engine = Engine::connect().map_err(refused)?;
+        let engine = DockerApi::connect().map_err(|e| refused(e.to_string()))?;
         self.resolve(&engine, 0, version).map(drop).map_err(|e| refused(e.to_string()))
     }
 
     fn activate(&self, a: &Activation) -> Result<String> {
-        let engine = Engine::connect().map_err(step)?;
+        let engine = DockerApi::connect().map_err(step)?;
         let id = a.release.id.0;
         let records = self.records();
         let mut rec = match records.load(id) {
@@ -224,7 +229,7 @@ impl Runtime for Swarm<'_> {
 
     fn observe(&self) -> Observed {
         let version = (|| {
-            let engine = Engine::connect().ok()?;
+            let engine = DockerApi::connect().ok()?;
             let s = engine.service(self.service).ok()??;
             Reference::parse(unpinned(&s.image)).ok()?.tag
         })();

@@ -1,0 +1,104 @@
+//! The shape of `lastgood.toml` as serde reads it, before any value is checked.
+//!
+//! These structs only say which keys exist and what TOML type each holds; serde turns
+//! a typo into an "unknown field" error with its span. Values stay as written
+//! ([`Spanned`] where a later check needs to point at them) and are checked by the
+//! section files beside this one into the typed values of `types.rs`. Nothing outside
+//! the config module sees these structs.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub(super) ledger: Option<RawLedger>,
+    #[serde(default)]
+    pub(super) environments: BTreeMap<String, Spanned<RawEnv>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLedger {
+    pub(super) url: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEnv {
+    pub(super) runtime: Option<Spanned<String>>,
+    pub(super) hosts: Option<Spanned<Vec<String>>>,
+    pub(super) source: Option<Spanned<String>>,
+    pub(super) deploy_to: Option<Spanned<String>>,
+    pub(super) build: Option<Spanned<Vec<String>>>,
+    pub(super) run: Option<Spanned<Vec<String>>>,
+    pub(super) restart: Option<Spanned<Vec<String>>>,
+    pub(super) keep_releases: Option<Spanned<i64>>,
+    pub(super) ssh_config: Option<Spanned<String>>,
+    pub(super) parallel: Option<Spanned<i64>>,
+    pub(super) batch: Option<Spanned<i64>>,
+    pub(super) canary: Option<Spanned<i64>>,
+    pub(super) on_failure: Option<Spanned<String>>,
+    pub(super) config_files: Option<Spanned<Vec<String>>>,
+    pub(super) stop_timeout: Option<Spanned<String>>,
+    pub(super) lease: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) checks: Vec<Spanned<RawCheck>>,
+    pub(super) database: Option<Spanned<RawDatabase>>,
+    pub(super) notify: Option<Spanned<RawNotify>>,
+    // Keys of the other runtimes (SPEC.md), accepted by name so that the error says
+    // which runtime they belong to instead of "unknown field".
+    pub(super) compose_file: Option<Spanned<toml::Value>>,
+    pub(super) project: Option<Spanned<toml::Value>>,
+    pub(super) services: Option<Spanned<toml::Value>>,
+    pub(super) service: Option<Spanned<toml::Value>>,
+    pub(super) switch: Option<Spanned<toml::Value>>,
+    pub(super) current: Option<Spanned<toml::Value>>,
+    pub(super) repo: Option<Spanned<toml::Value>>,
+    pub(super) branch: Option<Spanned<toml::Value>>,
+    pub(super) version_file: Option<Spanned<toml::Value>>,
+    pub(super) mode: Option<Spanned<toml::Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNotify {
+    #[serde(default)]
+    pub(super) webhooks: Vec<String>,
+    pub(super) timeout: Option<String>,
+    pub(super) attempts: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDatabase {
+    pub(super) url: Option<Spanned<String>>,
+    pub(super) url_env: Option<Spanned<String>>,
+    pub(super) migrations: Option<Spanned<String>>,
+    pub(super) adapter: Option<Spanned<String>>,
+    pub(super) backup: Option<Spanned<String>>,
+    pub(super) backup_dir: Option<String>,
+    pub(super) backup_method: Option<Spanned<String>>,
+    pub(super) alembic: Option<Vec<String>>,
+    pub(super) current: Option<Vec<String>>,
+    pub(super) up: Option<Vec<String>>,
+    pub(super) down_to: Option<Vec<String>>,
+    pub(super) lock_timeout: Option<Spanned<String>>,
+    pub(super) statement_timeout: Option<Spanned<String>>,
+    pub(super) lock_wait: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCheck {
+    pub(super) http: Option<String>,
+    pub(super) tcp: Option<String>,
+    pub(super) command: Option<Vec<String>>,
+    pub(super) expect_status: Option<u16>,
+    pub(super) expect_body: Option<String>,
+    pub(super) interval: Option<String>,
+    pub(super) timeout: Option<String>,
+    pub(super) retries: Option<u32>,
+}

@@ -1,0 +1,63 @@
+//! The [`Ledger`] trait: what every store offers the rest of lastgood.
+//!
+//! Two stores implement it: SQLite (the embedded default, [`super::sqlite`]) and,
+//! later, PostgreSQL. The trait says nothing about tables or SQL; its one rule is in
+//! [`Ledger::apply`]: every write of an operation is fenced by its lock epoch.
+
+use super::audit::{AuditCheck, AuditEvent, AuditRow};
+use super::backup::BackupRecord;
+use super::records::{
+    Acquired, Change, EnvState, Fence, LockInfo, LockRequest, NewOperation, Operation, Release, StepRecord,
+};
+use crate::error::Result;
+use crate::model::{EnvName, ReleaseId};
+
+/// A store of the ledger. Reads are plain; every write of an operation goes through
+/// [`Ledger::apply`] with its [`Fence`].
+pub trait Ledger {
+    /// Where it is, for messages (never with a password).
+    fn describe(&self) -> String;
+
+    fn env_state(&self, env: &EnvName) -> Result<EnvState>;
+    fn release(&self, env: &EnvName, id: ReleaseId) -> Result<Option<Release>>;
+    /// Newest first.
+    fn releases(&self, env: &EnvName, limit: usize) -> Result<Vec<Release>>;
+    fn next_release_id(&self, env: &EnvName) -> Result<ReleaseId>;
+    /// The newest good release other than `except`.
+    fn last_good(&self, env: &EnvName, except: Option<ReleaseId>) -> Result<Option<Release>>;
+    /// The newest release with this version.
+    fn release_by_version(&self, env: &EnvName, version: &str) -> Result<Option<Release>>;
+    /// The newest release older than `before`.
+    fn release_before(&self, env: &EnvName, before: ReleaseId) -> Result<Option<Release>>;
+    /// Releases whose directories exist, newest first.
+    fn releases_with_artifacts(&self, env: &EnvName) -> Result<Vec<Release>>;
+    /// A config snapshot's content (kept outside the ledger: see [`crate::snapshots`]).
+    fn blob(&self, sha256: &str) -> Result<Option<Vec<u8>>>;
+    /// Backups of the environment's database, newest first.
+    fn backups(&self, env: &EnvName, limit: usize) -> Result<Vec<BackupRecord>>;
+    /// The audit events of one operation, oldest first.
+    fn audit_events(&self, operation: u64) -> Result<Vec<AuditRow>>;
+    /// Walks the whole audit chain, oldest first, for `lastgood audit verify`.
+    fn verify_audit(&self) -> Result<AuditCheck>;
+
+    fn lock_info(&self, env: &EnvName) -> Result<Option<LockInfo>>;
+    /// Takes the lock, or takes it over when `is_stale` says its holder is dead or
+    /// expired; otherwise fails with `Error::Locked`. Each grant raises the epoch.
+    fn acquire(&self, req: &LockRequest, is_stale: &dyn Fn(&LockInfo) -> bool) -> Result<Acquired>;
+    /// Extends the lease; false when the lock is no longer ours.
+    fn heartbeat(&self, fence: &Fence, expires_at: i64) -> Result<bool>;
+    /// Frees the lock if it is still ours.
+    fn release_lock(&self, fence: &Fence) -> Result<()>;
+    /// Frees whatever holds the lock; returns what it was.
+    fn force_unlock(&self, env: &EnvName, audit: AuditEvent) -> Result<Option<LockInfo>>;
+
+    /// Creates the operation (and its release) and binds the lock to it.
+    fn begin_operation(&self, fence: &Fence, new: NewOperation) -> Result<u64>;
+    fn running_operation(&self, env: &EnvName) -> Result<Option<Operation>>;
+    fn operation(&self, id: u64) -> Result<Option<Operation>>;
+    fn steps(&self, op: u64) -> Result<Vec<StepRecord>>;
+    /// Applies the changes in one transaction, only while `fence` holds the lock.
+    fn apply(&self, fence: &Fence, changes: Vec<Change>) -> Result<()>;
+    /// Writes that need no lock of an operation: `mark` and manual lock events.
+    fn apply_unfenced(&self, env: &EnvName, changes: Vec<Change>) -> Result<()>;
+}

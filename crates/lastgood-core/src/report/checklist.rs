@@ -1,0 +1,126 @@
+//! The runbook's checklist, ticked from evidence.
+//!
+//! The items are the runbook's (issue type identified, last good state found, services
+//! stopped, reverted, restarted, verified, team informed, incident documented). Each is
+//! ticked only by evidence from the operation's own steps and audit events, and says
+//! which; an item with no evidence stays open, because a record that claims more than
+//! happened is worse than none.
+
+use serde::Serialize;
+
+use crate::ledger::{Operation, Release, StepRecord, StepState};
+use crate::model::{OperationKind, Outcome, Scope};
+use crate::plan::{Phase, Step};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ChecklistItem {
+    /// A stable key: `issue_type_identified`, `last_good_state_found`, ...
+    pub item: &'static str,
+    pub label: &'static str,
+    pub done: bool,
+    /// What ticked it, or why it is open.
+    pub evidence: String,
+}
+
+pub(super) fn checklist(
+    op: &Operation,
+    steps: &[StepRecord],
+    from: Option<&Release>,
+    to: &Release,
+    returned_to: Option<&Release>,
+    notified: &[String],
+) -> Vec<ChecklistItem> {
+    let done = |names: &[&str], reverting: bool| -> Vec<String> {
+        steps
+            .iter()
+            .filter(|s| s.state == StepState::Done && names.contains(&s.step.name()))
+            .filter(|s| !reverting || op.kind == OperationKind::Rollback || s.phase != Phase::Forward)
+            .map(|s| format!("step {} `{}` ({})", s.seq, s.step.name(), s.phase.as_str()))
+            .collect()
+    };
+    let item = |item, label, evidence: std::result::Result<String, String>| match evidence {
+        Ok(e) => ChecklistItem { item, label, done: true, evidence: e },
+        Err(e) => ChecklistItem { item, label, done: false, evidence: e },
+    };
+    let listed =
+        |found: Vec<String>, none: &str| if found.is_empty() { Err(none.to_owned()) } else { Ok(found.join(", ")) };
+
+    let issue = match (&op.reason, op.scope) {
+        (Some(r), Scope::Full) => Ok(format!("reason given: \"{r}\"")),
+        (Some(r), s) => Ok(format!("reason given: \"{r}\"; scope narrowed to {s}")),
+        (None, Scope::Full) => Err("no reason was given and the scope was full".to_owned()),
+        (None, s) => Ok(format!("scope narrowed to {s}")),
+    };
+    let last_good = match (op.kind, returned_to) {
+        // The automatic rollback only ever chooses the newest good release.
+        (OperationKind::Deploy, Some(r)) if steps.iter().any(|s| s.phase == Phase::Rollback) => {
+            Ok(format!("returned by itself to the last good release #{} {}", r.id.0, r.version))
+        }
+        (_, Some(r)) if r.state == crate::model::ReleaseState::Good => {
+            Ok(format!("returned to #{} {}, which is good", r.id.0, r.version))
+        }
+        (OperationKind::Deploy, _) if op.outcome == Outcome::Succeeded => {
+            Ok(format!("#{} {} passed and is the last good state", to.id.0, to.version))
+        }
+        (OperationKind::Rollback, _) if to.state == crate::model::ReleaseState::Good => {
+            Ok(format!("rolled back to #{} {}, which is good", to.id.0, to.version))
+        }
+        (OperationKind::Rollback, _) => {
+            Err(format!("the target #{} {} is {}, not good", to.id.0, to.version, to.state))
+        }
+        (OperationKind::Deploy, _) => Err(format!(
+            "the deploy {} and no good release was returned to{}",
+            op.outcome.as_str(),
+            from.map(|f| format!(" (it started from #{})", f.id.0)).unwrap_or_default()
+        )),
+    };
+    // Every verify step that ran, in order: a pass after a failure still says it failed.
+    let ran: Vec<&StepRecord> = steps
+        .iter()
+        .filter(|s| matches!(s.step, Step::Verify { .. }) && matches!(s.state, StepState::Done | StepState::Failed))
+        .collect();
+    let said = ran
+        .iter()
+        .map(|s| match s.state {
+            StepState::Done => format!("step {} passed", s.seq),
+            _ => format!("step {} failed ({})", s.seq, one_line(s.detail.as_deref().unwrap_or(""))),
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let verified = match (ran.is_empty(), ran.iter().any(|s| s.state == StepState::Done)) {
+        (true, _) => Err("no verify step ran".to_owned()),
+        (false, true) => Ok(said),
+        (false, false) => Err(said),
+    };
+    vec![
+        item("issue_type_identified", "Issue type identified", issue),
+        item("last_good_state_found", "Last good state found", last_good),
+        item(
+            "services_stopped",
+            "Services stopped",
+            listed(done(&["stop", "restart"], false), "no stop or restart step ran"),
+        ),
+        item(
+            "reverted",
+            "Reverted",
+            listed(done(&["switch", "migrate-down", "config"], true), "nothing was reverted by this operation"),
+        ),
+        item("restarted", "Restarted", listed(done(&["restart"], false), "no restart step ran")),
+        item("verified", "Verified", verified),
+        item(
+            "team_informed",
+            "Team informed",
+            if !notified.is_empty() {
+                Ok(format!("{} notification(s) delivered: {}", notified.len(), notified.join(", ")))
+            } else {
+                Err("no notification was delivered for this operation".to_owned())
+            },
+        ),
+        item("incident_documented", "Incident documented", Err("fill in the follow-up below".to_owned())),
+    ]
+}
+
+/// A detail on one line: its non-empty lines joined with ` / `.
+pub(super) fn one_line(s: &str) -> String {
+    s.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" / ")
+}
