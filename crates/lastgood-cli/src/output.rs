@@ -338,7 +338,7 @@ pub fn history_json(rs: &[Release]) -> Value {
 
 pub fn history_text(rs: &[Release]) -> String {
     let mut t = format!(
-        "{:<6} {:<16} {:<12} {:<7} {:<6} {:<20} {:<16} {}\n",
+        "{:<6} {:<16} {:<12} {:<7} {:<18} {:<20} {:<16} {}\n",
         "ID", "VERSION", "COMMIT", "STATE", "SCHEMA", "WHEN", "WHO", "FEATURES"
     );
     for r in rs {
