@@ -5,6 +5,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use lastgood_core::Result;
 use lastgood_core::engine::{DeployOptions, Engine, Report, RollbackOptions};
 use lastgood_core::model::{Outcome, Scope};
+use lastgood_core::view;
 
 use crate::args::{Cli, Format, ScopeArg};
 use crate::output::{self, StderrProgress};
@@ -24,7 +25,7 @@ pub fn deploy(
     if dry_run {
         let (plan, _) = engine.plan_deploy(env, version, &opts)?;
         match cli.global.format {
-            Format::Json => output::json(&output::plan_json(&plan)),
+            Format::Json => output::json(&view::Plan::from(&plan)),
             Format::Text => output::out(&output::plan_text(&plan)),
         }
         return Ok(0);
@@ -70,7 +71,7 @@ pub fn rollback(
     }
     if dry_run {
         if cli.global.format == Format::Json {
-            output::json(&output::plan_json(&plan));
+            output::json(&view::Plan::from(&plan));
         }
         return Ok(0);
     }
@@ -90,10 +91,7 @@ pub fn rollback(
         Some(report) => Ok(finish(cli, &report, Some(&plan))),
         None => {
             match cli.global.format {
-                Format::Json => output::json(&serde_json::json!({
-                    "operation": null, "kind": "rollback", "from": plan.from.as_ref().map(output::release_json),
-                    "to": output::release_json(&plan.to), "outcome": "nothing_to_do", "steps": [],
-                })),
+                Format::Json => output::json(&view::Operation::nothing_to_do(&plan)),
                 Format::Text => output::out(&format!("{} is already current: nothing to do.\n", plan.to.id)),
             }
             Ok(0)
@@ -107,7 +105,7 @@ pub fn resume(cli: &Cli, engine: &Engine, env: &str, abort: bool) -> Result<i32>
         Some(report) => Ok(finish(cli, &report, None)),
         None => {
             match cli.global.format {
-                Format::Json => output::json(&serde_json::json!({ "operation": null, "outcome": "nothing_to_resume" })),
+                Format::Json => output::json(&view::NothingToResume::default()),
                 Format::Text => output::out(&format!("nothing to resume: no operation on `{env}` was interrupted\n")),
             }
             Ok(0)
@@ -119,7 +117,7 @@ pub fn resume(cli: &Cli, engine: &Engine, env: &str, abort: bool) -> Result<i32>
 /// a deploy rolled back automatically included).
 fn finish(cli: &Cli, report: &Report, plan: Option<&lastgood_core::engine::PlanView>) -> i32 {
     match cli.global.format {
-        Format::Json => output::json(&output::report_json(report, plan)),
+        Format::Json => output::json(&view::Operation::new(report, plan)),
         Format::Text => {
             output::out(&output::report_text(report));
             if !report.checks.is_empty() && (cli.global.verbose > 0 || report.outcome != Outcome::Succeeded) {
