@@ -41,21 +41,39 @@ pub fn json<V: Serialize + ?Sized>(view: &V) {
 pub struct StderrProgress {
     pub quiet: bool,
     pub steps: bool,
+    /// A line that opens the progress ("deploying v2 to `production`"), printed with the
+    /// first thing the operation reports: an error found before it starts (an unknown
+    /// environment, a bad version, a lock) is then the only thing said.
+    header: Option<String>,
 }
 
 impl StderrProgress {
     pub fn new(g: &Global) -> Self {
-        Self { quiet: g.quiet, steps: !g.quiet && !g.no_progress }
+        Self { quiet: g.quiet, steps: !g.quiet && !g.no_progress, header: None }
+    }
+
+    pub fn with_header(g: &Global, header: String) -> Self {
+        Self { header: Some(header), ..Self::new(g) }
+    }
+
+    fn begin(&mut self) {
+        if let Some(h) = self.header.take() {
+            if !self.quiet {
+                eprintln!("{h}");
+            }
+        }
     }
 }
 
 impl Progress for StderrProgress {
     fn step_started(&mut self, s: &StepRecord) {
+        self.begin();
         if self.steps && std::io::stderr().is_terminal() {
             eprintln!("  {:>2}. {:<12} {} ...", s.seq, s.step.name(), s.step);
         }
     }
     fn step_finished(&mut self, s: &StepRecord) {
+        self.begin();
         if self.steps {
             let mark = if s.state == StepState::Done { "ok" } else { "FAILED" };
             eprintln!(
@@ -69,6 +87,7 @@ impl Progress for StderrProgress {
         }
     }
     fn note(&mut self, text: &str) {
+        self.begin();
         if !self.quiet {
             eprintln!("note: {text}");
         }

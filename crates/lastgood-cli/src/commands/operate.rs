@@ -30,10 +30,7 @@ pub fn deploy(
         }
         return Ok(0);
     }
-    let mut progress = StderrProgress::new(&cli.global);
-    if !cli.global.quiet {
-        eprintln!("deploying {version} to `{env}`");
-    }
+    let mut progress = StderrProgress::with_header(&cli.global, format!("deploying {version} to `{env}`"));
     let report = engine.deploy(env, version, &opts, &mut progress)?;
     Ok(finish(cli, &report, None))
 }
@@ -63,7 +60,8 @@ pub fn rollback(
     let target = engine.config.environment(env)?.parse_target(to)?;
     let opts = RollbackOptions { target, scope, reason, allow_data_loss: flags.allow_data_loss };
     let plan = engine.plan_rollback(env, &opts)?;
-    if cli.global.format == Format::Text {
+    // A plan whose target is already in place would list steps that never run.
+    if cli.global.format == Format::Text && (dry_run || !plan.in_place) {
         output::out(&output::plan_text(&plan));
         if flags.sql {
             output::out(plan.sql.as_deref().unwrap_or("-- the plan runs no SQL\n"));
@@ -92,7 +90,11 @@ pub fn rollback(
         None => {
             match cli.global.format {
                 Format::Json => output::json(&view::Operation::nothing_to_do(&plan)),
-                Format::Text => output::out(&format!("{} is already current: nothing to do.\n", plan.to.id)),
+                Format::Text => output::out(&format!(
+                    "{} is already in place for scope {}: nothing to do.\n",
+                    output::release_line(&plan.to),
+                    plan.scope
+                )),
             }
             Ok(0)
         }
