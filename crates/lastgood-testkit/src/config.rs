@@ -65,6 +65,28 @@ impl From<Vec<String>> for Value {
     }
 }
 
+/// The keys of one table, in the order they were first set; setting a key again
+/// replaces its value in place.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Keys(Vec<(String, Value)>);
+
+impl Keys {
+    fn set(&mut self, name: &str, value: Value) {
+        match self.0.iter_mut().find(|(k, _)| k == name) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((name.to_owned(), value)),
+        }
+    }
+    fn remove(&mut self, name: &str) {
+        self.0.retain(|(k, _)| k != name);
+    }
+    fn render(&self, t: &mut String) {
+        for (k, v) in &self.0 {
+            let _ = writeln!(t, "{k} = {}", v.render());
+        }
+    }
+}
+
 /// A TOML basic string: quotes, backslashes and control characters escaped.
 pub fn quote(s: &str) -> String {
     let mut q = String::with_capacity(s.len() + 2);
@@ -102,7 +124,7 @@ pub enum Process {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Check {
     kind: CheckKind,
-    keys: Vec<(String, Value)>,
+    keys: Keys,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -117,15 +139,15 @@ enum CheckKind {
 impl Check {
     /// `http = "http://127.0.0.1:<port><path>"`, on the workspace's port.
     pub fn http(path: &str) -> Self {
-        Self { kind: CheckKind::Http(path.to_owned()), keys: Vec::new() }
+        Self { kind: CheckKind::Http(path.to_owned()), keys: Keys::default() }
     }
     /// `tcp = "127.0.0.1:<port>"`.
     pub fn tcp() -> Self {
-        Self { kind: CheckKind::Tcp, keys: Vec::new() }
+        Self { kind: CheckKind::Tcp, keys: Keys::default() }
     }
     /// `command = [argv]`.
     pub fn command<const N: usize>(argv: [&str; N]) -> Self {
-        Self { kind: CheckKind::Command(argv.iter().map(|s| (*s).to_owned()).collect()), keys: Vec::new() }
+        Self { kind: CheckKind::Command(argv.iter().map(|s| (*s).to_owned()).collect()), keys: Keys::default() }
     }
     /// The check every test environment has: the sample app's `/health` answering the
     /// release's version, polled quickly.
@@ -138,16 +160,12 @@ impl Check {
     }
     /// Any key of the check (`expect_status`, `retries`, `interval`...).
     pub fn key(mut self, name: &str, value: impl Into<Value>) -> Self {
-        let value = value.into();
-        match self.keys.iter_mut().find(|(k, _)| k == name) {
-            Some(slot) => slot.1 = value,
-            None => self.keys.push((name.to_owned(), value)),
-        }
+        self.keys.set(name, value.into());
         self
     }
     /// Drops a key (the default check without `expect_body`, say).
     pub fn without(mut self, name: &str) -> Self {
-        self.keys.retain(|(k, _)| k != name);
+        self.keys.remove(name);
         self
     }
 }
@@ -155,13 +173,13 @@ impl Check {
 /// `[environments.ENV.database]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Database {
-    keys: Vec<(String, Value)>,
+    keys: Keys,
 }
 
 impl Database {
     /// `url = URL` (PostgreSQL, or `sqlite://file`).
     pub fn url(url: &str) -> Self {
-        Self { keys: vec![("url".into(), url.into())] }
+        Self { keys: Keys::default() }.key("url", url)
     }
     /// `url = "sqlite://FILE"`, relative to the config's folder.
     pub fn sqlite(file: &str) -> Self {
@@ -177,7 +195,7 @@ impl Database {
     }
     /// Any other key of the section.
     pub fn key(mut self, name: &str, value: impl Into<Value>) -> Self {
-        self.keys.push((name.to_owned(), value.into()));
+        self.keys.set(name, value.into());
         self
     }
 }
@@ -193,7 +211,7 @@ pub struct Config {
     build: Option<Vec<String>>,
     process: Process,
     config_files: Vec<String>,
-    keys: Vec<(String, Value)>,
+    keys: Keys,
     extra: Vec<String>,
     database: Option<Database>,
     checks: Vec<Check>,
@@ -218,7 +236,7 @@ impl Config {
             build: None,
             process: Process::SampleApp,
             config_files: vec!["app.env".into()],
-            keys: vec![("stop_timeout".into(), "2s".into())],
+            keys: Keys(vec![("stop_timeout".into(), "2s".into())]),
             extra: Vec::new(),
             database: None,
             checks: vec![Check::health()],
@@ -279,11 +297,7 @@ impl Config {
     /// Any other key of the environment table (`keep_releases`, `lease`...); a key set
     /// twice keeps the last value.
     pub fn key(mut self, name: &str, value: impl Into<Value>) -> Self {
-        let value = value.into();
-        match self.keys.iter_mut().find(|(k, _)| k == name) {
-            Some(slot) => slot.1 = value,
-            None => self.keys.push((name.to_owned(), value)),
-        }
+        self.keys.set(name, value.into());
         self
     }
     /// Raw TOML lines at the end of the environment table.
@@ -348,18 +362,14 @@ impl Config {
         if !self.config_files.is_empty() {
             line("config_files", self.config_files.clone().into());
         }
-        for (k, v) in &self.keys {
-            line(k, v.clone());
-        }
+        self.keys.render(&mut t);
         for raw in &self.extra {
             t.push_str(raw.trim_end());
             t.push('\n');
         }
         if let Some(db) = &self.database {
             let _ = writeln!(t, "\n[{table}.database]");
-            for (k, v) in &db.keys {
-                let _ = writeln!(t, "{k} = {}", v.render());
-            }
+            db.keys.render(&mut t);
         }
         for c in &self.checks {
             let _ = writeln!(t, "\n[[{table}.checks]]");
@@ -370,9 +380,7 @@ impl Config {
                 CheckKind::Tcp => writeln!(t, "tcp = {}", quote(&format!("127.0.0.1:{}", env.port))),
                 CheckKind::Command(argv) => writeln!(t, "command = {}", Value::List(argv.clone()).render()),
             };
-            for (k, v) in &c.keys {
-                let _ = writeln!(t, "{k} = {}", v.render());
-            }
+            c.keys.render(&mut t);
         }
         for raw in &self.tables {
             t.push('\n');

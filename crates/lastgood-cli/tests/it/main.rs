@@ -55,6 +55,14 @@ pub fn pinned_env_with_versions(n: u32) -> TestEnv {
     env
 }
 
+/// v1, v2, v3 deployed and good in `env` (which has them tagged); v3 current.
+pub fn three_good(env: TestEnv) -> TestEnv {
+    for v in ["v1", "v2", "v3"] {
+        deploy_ok(&env, v);
+    }
+    env
+}
+
 /// Deploys and expects success.
 pub fn deploy_ok(env: &TestEnv, version: &str) {
     env.test().args(["deploy", "production", version, "--reason", "test"]).run();

@@ -8,11 +8,7 @@ use crate::{deploy_ok, pinned_env_with_versions};
 
 /// v1, v2, v3 deployed and good; v3 current; clock and machine pinned.
 fn three_good() -> TestEnv {
-    let env = pinned_env_with_versions(3);
-    for v in ["v1", "v2", "v3"] {
-        deploy_ok(&env, v);
-    }
-    env
+    crate::three_good(pinned_env_with_versions(3))
 }
 
 #[test]

@@ -2,13 +2,8 @@ use serde_json::json;
 
 use crate::{deploy_ok, env_with_versions};
 
-/// v1, v2, v3 deployed and good; v3 current.
 fn three_good() -> lastgood_testkit::TestEnv {
-    let env = env_with_versions(3);
-    for v in ["v1", "v2", "v3"] {
-        deploy_ok(&env, v);
-    }
-    env
+    crate::three_good(env_with_versions(3))
 }
 
 #[test]
