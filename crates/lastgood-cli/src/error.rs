@@ -70,7 +70,7 @@ fn hint(e: &Error, cli: &Cli) -> Option<String> {
             "wait for it to finish; if its holder is gone on another machine, the lock frees itself when the lease expires, or run `lastgood unlock {env} --force`"
         ),
         Error::Locked { .. } => {
-            format!("run `lastgood unlock {env}` when the environment may change again")
+            format!("it was locked by hand; `lastgood unlock {env}` frees it when the environment may change again")
         }
         Error::Halted { .. } => format!(
             "fix the host, then `lastgood resume {env}` retries the step, or `lastgood resume {env} --abort` returns every host to where it started"

@@ -10,9 +10,9 @@ use lastgood_core::engine::inspect::Status;
 use lastgood_core::engine::preview::PlanView;
 use lastgood_core::engine::run::Report;
 use lastgood_core::journal::Progress;
-use lastgood_core::ledger::{LockInfo, Release, StepRecord, StepState};
+use lastgood_core::ledger::{Release, StepRecord, StepState};
 use lastgood_core::verify::CheckOutcome;
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use crate::args::Global;
 
@@ -30,29 +30,52 @@ pub fn out(text: &str) {
     let _ = o.flush();
 }
 
-pub fn json(v: &Value) {
-    out(&format!("{}\n", serde_json::to_string_pretty(v).unwrap_or_default()));
+/// One JSON document on stdout: the `Serialize` of a view (`lastgood_core::view`).
+/// It goes through `serde_json::Value`, whose maps sort their keys, so a document's key
+/// order never depends on a struct's field order.
+pub fn json<V: Serialize + ?Sized>(view: &V) {
+    // Invariant: views are plain data with string keys, which always serialize.
+    let value = serde_json::to_value(view).expect("a view serializes");
+    out(&format!("{}\n", serde_json::to_string_pretty(&value).unwrap_or_default()));
 }
 
 /// Progress on stderr, one line a step.
 pub struct StderrProgress {
     pub quiet: bool,
     pub steps: bool,
+    /// A line that opens the progress ("deploying v2 to `production`"), printed with the
+    /// first thing the operation reports: an error found before it starts (an unknown
+    /// environment, a bad version, a lock) is then the only thing said.
+    header: Option<String>,
 }
 
 impl StderrProgress {
     pub fn new(g: &Global) -> Self {
-        Self { quiet: g.quiet, steps: !g.quiet && !g.no_progress }
+        Self { quiet: g.quiet, steps: !g.quiet && !g.no_progress, header: None }
+    }
+
+    pub fn with_header(g: &Global, header: String) -> Self {
+        Self { header: Some(header), ..Self::new(g) }
+    }
+
+    fn begin(&mut self) {
+        if let Some(h) = self.header.take() {
+            if !self.quiet {
+                eprintln!("{h}");
+            }
+        }
     }
 }
 
 impl Progress for StderrProgress {
     fn step_started(&mut self, s: &StepRecord) {
+        self.begin();
         if self.steps && std::io::stderr().is_terminal() {
             eprintln!("  {:>2}. {:<12} {} ...", s.seq, s.step.name(), s.step);
         }
     }
     fn step_finished(&mut self, s: &StepRecord) {
+        self.begin();
         if self.steps {
             let mark = if s.state == StepState::Done { "ok" } else { "FAILED" };
             eprintln!(
@@ -66,20 +89,11 @@ impl Progress for StderrProgress {
         }
     }
     fn note(&mut self, text: &str) {
+        self.begin();
         if !self.quiet {
             eprintln!("note: {text}");
         }
     }
-}
-
-pub fn release_json(r: &Release) -> Value {
-    json!({
-        "id": r.id.0,
-        "version": r.version,
-        "commit": r.commit.as_ref().map(|c| c.as_str()),
-        "state": r.state.as_str(),
-        "schema_revision": r.schema_revision,
-    })
 }
 
 pub fn release_line(r: &Release) -> String {
@@ -133,53 +147,6 @@ pub fn plan_text(p: &PlanView) -> String {
     s
 }
 
-pub fn plan_json(p: &PlanView) -> Value {
-    json!({
-        "kind": p.kind.as_str(),
-        "environment": p.environment,
-        "from": p.from.as_ref().map(release_json),
-        "to": release_json(&p.to),
-        "scope": p.scope.as_str(),
-        "steps": p.steps.iter().map(|s| json!({
-            "name": s.step.name(),
-            "release": s.step.release().map(|r| r.0),
-            "host": s.host,
-            "description": s.description,
-        })).collect::<Vec<_>>(),
-        "refusals": p.refusals.iter().map(|r| json!({ "reason": r.to_string(), "consent": r.consent() })).collect::<Vec<_>>(),
-        "notes": p.notes,
-        "confirm": p.confirm,
-        "migrations": p.migrations,
-        "sql": p.sql,
-    })
-}
-
-pub fn report_json(r: &Report, plan: Option<&PlanView>) -> Value {
-    let mut v = json!({
-        "operation": r.operation,
-        "kind": r.kind.as_str(),
-        "environment": r.environment,
-        "from": r.from.as_ref().map(release_json),
-        "to": release_json(&r.to),
-        "outcome": r.outcome.as_str(),
-        "error": r.error,
-        "current": r.current.map(|c| c.0),
-        "steps": r.steps.iter().map(|s| json!({
-            "name": s.step.name(),
-            "phase": s.phase.as_str(),
-            "host": s.host,
-            "state": s.state.as_str(),
-            "duration_ms": s.duration_ms,
-            "detail": s.detail,
-        })).collect::<Vec<_>>(),
-        "checks": r.checks,
-    });
-    if let Some(p) = plan {
-        v["plan"] = plan_json(p);
-    }
-    v
-}
-
 pub fn report_text(r: &Report) -> String {
     let outcome = match r.outcome {
         lastgood_core::model::Outcome::Succeeded => "succeeded".to_owned(),
@@ -217,38 +184,6 @@ pub fn checks_text(outcomes: &[CheckOutcome]) -> String {
         s.push_str("  no health checks are configured\n");
     }
     s
-}
-
-fn lock_json(l: &LockInfo) -> Value {
-    json!({
-        "holder": l.holder,
-        "operation": l.operation,
-        "expires_at": l.expires_at.map(rfc3339),
-        "reason": l.reason,
-        "acquired_at": rfc3339(l.acquired_at),
-        "pid": l.pid,
-        "epoch": l.epoch,
-    })
-}
-
-pub fn status_json(s: &Status) -> Value {
-    json!({
-        "environment": s.environment,
-        "current": s.current.as_ref().map(release_json),
-        "last_good": s.last_good.as_ref().map(release_json),
-        "lock": s.lock.as_ref().map(lock_json),
-        "lock_holder_gone": s.lock_holder_gone,
-        "interrupted": s.interrupted.as_ref().map(|i| json!({
-            "operation": i.operation, "kind": i.kind.as_str(), "step": i.step, "holder_alive": i.holder_alive,
-        })),
-        "current_link": s.current_link.map(|c| c.0),
-        "config_release": s.config_release.map(|c| c.0),
-        "rollback_ready": s.rollback_ready,
-        "app": s.app.as_ref().map(|a| json!({ "pid": a.pid, "release": a.release })),
-        "runtime": s.runtime,
-        "runtime_version": s.runtime_version,
-        "hosts": s.hosts,
-    })
 }
 
 pub fn status_text(s: &Status) -> String {
@@ -337,25 +272,9 @@ pub fn status_text(s: &Status) -> String {
     t
 }
 
-pub fn history_json(rs: &[Release]) -> Value {
-    Value::Array(
-        rs.iter()
-            .map(|r| {
-                let mut v = release_json(r);
-                v["created_at"] = json!(rfc3339(r.created_at));
-                v["created_by"] = json!(r.created_by);
-                v["features"] = json!(r.features);
-                v["reason"] = json!(r.reason);
-                v["artifact"] = json!(r.artifact);
-                v
-            })
-            .collect(),
-    )
-}
-
 pub fn history_text(rs: &[Release]) -> String {
     let mut t = format!(
-        "{:<6} {:<16} {:<12} {:<7} {:<6} {:<20} {:<16} {}\n",
+        "{:<6} {:<16} {:<12} {:<7} {:<18} {:<20} {:<16} {}\n",
         "ID", "VERSION", "COMMIT", "STATE", "SCHEMA", "WHEN", "WHO", "FEATURES"
     );
     for r in rs {

@@ -1,6 +1,7 @@
 //! lastgood's library: everything but argument parsing and rendering.
 //!
-//! The CLI (and later the dashboard) call [`engine::Engine`]; everything below it is
+//! The CLI (and later the dashboard) call [`engine::Engine`] and show what it returns
+//! through [`view`], whose `Serialize` is every JSON document; everything below it is
 //! plain library code with typed errors.
 
 pub mod action;
@@ -33,5 +34,6 @@ pub mod snapshots;
 pub mod ssh;
 pub mod supervise;
 pub mod verify;
+pub mod view;
 
 pub use error::{Error, Result};

@@ -4,15 +4,25 @@
 //!
 //! Nothing here fakes lastgood's parts: the repository is driven with `git`, the app
 //! is a real HTTP server that lastgood starts, and every command is the real binary.
+//!
+//! A test describes its config with [`Config`], runs commands with [`Test`]
+//! (`env.test().args([..]).status(2).stderr_has(..).run()`), and snapshots whole
+//! outputs with the filters of [`snapshot`].
 
+pub mod config;
 pub mod fleet;
+pub mod snapshot;
+pub mod test;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+pub use config::{Check, Config, Database};
+pub use snapshot::{PINNED_HOST, PINNED_NOW};
 pub use tempfile::TempDir;
+pub use test::Test;
 
 /// The result of one `lastgood` run.
 #[derive(Debug)]
@@ -24,7 +34,7 @@ pub struct Run {
     pub stderr: String,
 }
 
-impl Run {
+impl From<Output> for Run {
     fn from(out: Output) -> Self {
         use std::os::unix::process::ExitStatusExt;
         Self {
@@ -34,6 +44,9 @@ impl Run {
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
     }
+}
+
+impl Run {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
@@ -66,6 +79,8 @@ pub struct TestEnv {
     pub bin: PathBuf,
     pub port: u16,
     versions: u32,
+    /// Environment variables every run gets ([`TestEnv::pin_context`]).
+    vars: Vec<(String, String)>,
 }
 
 impl TestEnv {
@@ -73,7 +88,7 @@ impl TestEnv {
     /// a config deploying the sample app to `srv/` with an HTTP check.
     pub fn new(bin: &str) -> Self {
         let dir = tempfile::Builder::new().prefix("lastgood-test").tempdir().expect("temp dir");
-        let env = Self { dir, bin: PathBuf::from(bin), port: free_port(), versions: 0 };
+        let env = Self { dir, bin: PathBuf::from(bin), port: free_port(), versions: 0, vars: Vec::new() };
         env.git(&["init", "-q", "-b", "main", "repo"], env.path());
         env.write("app.env", "HEALTH=ok\n");
         env.write_config("");
@@ -130,28 +145,25 @@ impl TestEnv {
 
     /// The default config plus `extra` TOML appended to the environment table.
     pub fn write_config(&self, extra: &str) {
-        let app = sample_app(&self.bin);
-        let cfg = format!(
-            r#"[environments.production]
-source = "repo"
-deploy_to = "srv"
-run = ["{app}", "--listen", "127.0.0.1:{port}", "--config", "{env}"]
-config_files = ["app.env"]
-stop_timeout = "2s"
-{extra}
+        self.configure(&Config::new().extra(extra));
+    }
 
-[[environments.production.checks]]
-http = "http://127.0.0.1:{port}/health"
-expect_body = "{{version}}"
-interval = "50ms"
-timeout = "1s"
-retries = 8
-"#,
-            app = app.display(),
-            port = self.port,
-            env = self.path().join("app.env").display(),
-        );
-        self.write("lastgood.toml", &cfg);
+    /// Writes `config` as this workspace's `lastgood.toml`.
+    pub fn configure(&self, config: &Config) {
+        self.write("lastgood.toml", &config.render(self));
+    }
+
+    /// A run of `lastgood` in this workspace, to describe and then [`Test::run`].
+    pub fn test(&self) -> Test<'_> {
+        Test::new(self)
+    }
+
+    /// Pins the clock ([`PINNED_NOW`]) and the machine's name ([`PINNED_HOST`]) for
+    /// every later run, so that outputs are the same on every run and machine. Leases
+    /// never expire under a pinned clock: tests of expiry leave it alone.
+    pub fn pin_context(&mut self) {
+        self.vars.push(("LASTGOOD_NOW".into(), PINNED_NOW.into()));
+        self.vars.push(("LASTGOOD_HOSTNAME".into(), PINNED_HOST.into()));
     }
 
     pub fn cmd(&self, args: &[&str]) -> Command {
@@ -162,6 +174,7 @@ retries = 8
             .env("LASTGOOD_USER", "tester")
             .env_remove("LASTGOOD_FAILPOINT")
             .env_remove("LASTGOOD_CONFIG")
+            .envs(self.vars.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
         c
     }

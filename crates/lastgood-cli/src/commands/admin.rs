@@ -4,10 +4,10 @@ use std::path::Path;
 
 use lastgood_core::Result;
 use lastgood_core::config::{self, Config};
-use lastgood_core::context::rfc3339;
 use lastgood_core::engine::Engine;
 use lastgood_core::ledger::AuditCheck;
 use lastgood_core::model::ReleaseState;
+use lastgood_core::view;
 
 use super::usage;
 use crate::args::{Cli, Format, MarkState};
@@ -53,7 +53,7 @@ pub fn mark(
     };
     let r = engine.mark(env, release, state, reason)?;
     match cli.global.format {
-        Format::Json => output::json(&output::release_json(&r)),
+        Format::Json => output::json(&view::Release::from(&r)),
         Format::Text => output::out(&format!("{} is now {}\n", output::release_line(&r), r.state)),
     }
     Ok(0)
@@ -62,9 +62,7 @@ pub fn mark(
 pub fn lock(cli: &Cli, engine: &Engine, env: &str, reason: &str) -> Result<i32> {
     let l = engine.lock(env, reason)?;
     match cli.global.format {
-        Format::Json => output::json(
-            &serde_json::json!({ "environment": env, "holder": l.holder, "reason": l.reason, "acquired_at": rfc3339(l.acquired_at) }),
-        ),
+        Format::Json => output::json(&view::Locked::new(env, &l)),
         Format::Text => output::out(&format!("`{env}` is locked by {} until `lastgood unlock {env}`\n", l.holder)),
     }
     Ok(0)
@@ -73,9 +71,7 @@ pub fn lock(cli: &Cli, engine: &Engine, env: &str, reason: &str) -> Result<i32> 
 pub fn unlock(cli: &Cli, engine: &Engine, env: &str, force: bool) -> Result<i32> {
     let freed = engine.unlock(env, force)?;
     match cli.global.format {
-        Format::Json => {
-            output::json(&serde_json::json!({ "environment": env, "released": freed.as_ref().map(|l| &l.holder) }))
-        }
+        Format::Json => output::json(&view::Unlocked::new(env, freed.as_ref())),
         Format::Text => output::out(&match freed {
             Some(l) => format!("`{env}` unlocked (was held by {})\n", l.holder),
             None => format!("`{env}` was not locked\n"),
@@ -87,13 +83,8 @@ pub fn unlock(cli: &Cli, engine: &Engine, env: &str, force: bool) -> Result<i32>
 pub fn audit_verify(cli: &Cli, engine: &Engine) -> Result<i32> {
     let check = engine.ledger().verify_audit()?;
     match (&check, cli.global.format) {
-        (AuditCheck::Intact { events }, Format::Json) => {
-            output::json(&serde_json::json!({ "ok": true, "events": events }))
-        }
+        (_, Format::Json) => output::json(&view::AuditChain::from(&check)),
         (AuditCheck::Intact { events }, Format::Text) => output::out(&format!("audit chain ok: {events} events\n")),
-        (AuditCheck::Broken { id, event }, Format::Json) => {
-            output::json(&serde_json::json!({ "ok": false, "first_bad_event": id, "event": event }))
-        }
         (AuditCheck::Broken { id, event }, Format::Text) => {
             output::out(&format!("audit chain BROKEN at event {id} ({event}): it does not match the hash chain\n"))
         }

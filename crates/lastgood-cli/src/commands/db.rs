@@ -3,7 +3,7 @@
 use lastgood_core::Result;
 use lastgood_core::database::migrator::DownTarget;
 use lastgood_core::engine::Engine;
-use serde_json::json;
+use lastgood_core::view;
 
 use crate::args::{Cli, DbCommand, Format};
 use crate::output::{self, StderrProgress};
@@ -15,13 +15,7 @@ pub fn run(cli: &Cli, engine: &Engine, command: &DbCommand) -> Result<i32> {
         DbCommand::Status { env, dir } => {
             let (db, st) = engine.db_status(env, dir.migrations.as_deref())?;
             if json {
-                output::json(&json!({
-                    "database": db,
-                    "current": st.current.as_ref().map(|(v, n)| json!({ "version": v, "name": n })),
-                    "applied": st.applied,
-                    "pending": st.pending,
-                    "migrations": st.migrations,
-                }));
+                output::json(&view::DbStatus::new(db, &st));
             } else {
                 let mut t = format!(
                     "{db}\n  current: {}\n  applied: {}, pending: {}\n",
@@ -44,7 +38,7 @@ pub fn run(cli: &Cli, engine: &Engine, command: &DbCommand) -> Result<i32> {
         DbCommand::History { env } => {
             let (db, applied) = engine.db_history(env)?;
             if json {
-                output::json(&json!({ "database": db, "migrations": applied }));
+                output::json(&view::DbHistory { database: db, migrations: applied });
             } else {
                 let mut t = format!("{db}\n");
                 for a in &applied {
@@ -91,7 +85,7 @@ pub fn run(cli: &Cli, engine: &Engine, command: &DbCommand) -> Result<i32> {
         DbCommand::Lint { env, dir } => {
             let entries = engine.db_lint(env, dir.migrations.as_deref())?;
             if json {
-                output::json(&serde_json::to_value(&entries).unwrap_or_default());
+                output::json::<Vec<view::LintEntry>>(&entries);
             } else {
                 let mut t = String::new();
                 for e in &entries {
@@ -122,7 +116,7 @@ pub fn run(cli: &Cli, engine: &Engine, command: &DbCommand) -> Result<i32> {
         DbCommand::Rehearse { env, to, dir } => {
             let r = engine.db_rehearse(env, to.as_deref(), dir.migrations.as_deref())?;
             if json {
-                output::json(&serde_json::to_value(&r).unwrap_or_default());
+                output::json::<view::Rehearsal>(&r);
             } else {
                 let mut t = format!(
                     "rehearsed {} -> {} on scratch databases: {}\n",
@@ -153,7 +147,7 @@ pub fn run(cli: &Cli, engine: &Engine, command: &DbCommand) -> Result<i32> {
         DbCommand::Backup { env } => {
             let b = engine.db_backup(env, &mut progress)?;
             if json {
-                output::json(&serde_json::to_value(&b).unwrap_or_default());
+                output::json::<view::Backup>(&b);
             } else {
                 output::out(&format!(
                     "backup {}: {} ({} bytes, sha256 {})\n",
@@ -168,7 +162,7 @@ pub fn run(cli: &Cli, engine: &Engine, command: &DbCommand) -> Result<i32> {
         DbCommand::Backups { env } => {
             let list = engine.db_backups(env)?;
             if json {
-                output::json(&serde_json::to_value(&list).unwrap_or_default());
+                output::json::<Vec<view::Backup>>(&list);
             } else {
                 let mut t = String::new();
                 for b in &list {
@@ -191,7 +185,7 @@ pub fn run(cli: &Cli, engine: &Engine, command: &DbCommand) -> Result<i32> {
         DbCommand::Restore { env, id } => {
             let b = engine.db_restore(env, *id, &mut progress)?;
             if json {
-                output::json(&json!({ "restored": b.id, "path": b.file.path }));
+                output::json(&view::Restored::from(&b));
             } else {
                 output::out(&format!("restored backup {} ({})\n", b.id, b.file.path.display()));
             }
@@ -202,7 +196,7 @@ pub fn run(cli: &Cli, engine: &Engine, command: &DbCommand) -> Result<i32> {
 
 fn print_plan(json: bool, plan: &lastgood_core::engine::db::DbPlan) {
     if json {
-        output::json(&serde_json::to_value(plan).unwrap_or_default());
+        output::json::<view::DbPlan>(plan);
     } else {
         output::out(&plan.sql);
     }
@@ -210,7 +204,7 @@ fn print_plan(json: bool, plan: &lastgood_core::engine::db::DbPlan) {
 
 fn print_run(json: bool, run: &lastgood_core::engine::db::DbRun, verb: &str) {
     if json {
-        output::json(&serde_json::to_value(run).unwrap_or_default());
+        output::json::<view::DbRun>(run);
     } else {
         let mut t = format!("{verb} {} migration(s)", run.ran.len());
         if let Some(b) = &run.backup {

@@ -2,6 +2,7 @@
 
 use lastgood_core::Result;
 use lastgood_core::engine::Engine;
+use lastgood_core::view;
 
 use crate::args::{Cli, Format};
 use crate::output;
@@ -16,8 +17,8 @@ pub fn status(cli: &Cli, engine: &Engine, env: Option<&str>) -> Result<i32> {
         all.push(engine.status(n)?);
     }
     match cli.global.format {
-        Format::Json if env.is_some() => output::json(&output::status_json(&all[0])),
-        Format::Json => output::json(&serde_json::Value::Array(all.iter().map(output::status_json).collect())),
+        Format::Json if env.is_some() => output::json(&view::Status::from(&all[0])),
+        Format::Json => output::json(&all.iter().map(view::Status::from).collect::<Vec<_>>()),
         Format::Text => output::out(&all.iter().map(output::status_text).collect::<Vec<_>>().join("\n")),
     }
     Ok(0)
@@ -26,7 +27,7 @@ pub fn status(cli: &Cli, engine: &Engine, env: Option<&str>) -> Result<i32> {
 pub fn history(cli: &Cli, engine: &Engine, env: &str, limit: usize) -> Result<i32> {
     let releases = engine.history(env, limit)?;
     match cli.global.format {
-        Format::Json => output::json(&output::history_json(&releases)),
+        Format::Json => output::json(&releases.iter().map(view::HistoryEntry::from).collect::<Vec<_>>()),
         Format::Text => output::out(&output::history_text(&releases)),
     }
     Ok(0)
@@ -36,9 +37,7 @@ pub fn verify(cli: &Cli, engine: &Engine, env: &str) -> Result<i32> {
     let (release, outcomes) = engine.verify(env)?;
     let passed = outcomes.iter().all(|o| o.passed);
     match cli.global.format {
-        Format::Json => output::json(&serde_json::json!({
-            "environment": env, "release": output::release_json(&release), "passed": passed, "checks": outcomes,
-        })),
+        Format::Json => output::json(&view::Verification::new(env, &release, &outcomes)),
         Format::Text => output::out(&format!(
             "{} on `{env}`: {}\n{}",
             output::release_line(&release),
@@ -52,7 +51,7 @@ pub fn verify(cli: &Cli, engine: &Engine, env: &str) -> Result<i32> {
 pub fn diff(cli: &Cli, engine: &Engine, env: &str, from: &str, to: &str) -> Result<i32> {
     let c = engine.diff(env, from, to)?;
     match cli.global.format {
-        Format::Json => output::json(&serde_json::to_value(&c).unwrap_or_default()),
+        Format::Json => output::json::<view::Comparison>(&c),
         Format::Text => output::out(&format!(
             "## `{env}`: {} -> {}\n\n{}",
             c.from.line(),
@@ -66,7 +65,7 @@ pub fn diff(cli: &Cli, engine: &Engine, env: &str, from: &str, to: &str) -> Resu
 pub fn diagnose(cli: &Cli, engine: &Engine, env: &str) -> Result<i32> {
     let d = engine.diagnose(env)?;
     match cli.global.format {
-        Format::Json => output::json(&serde_json::to_value(&d).unwrap_or_default()),
+        Format::Json => output::json::<view::Diagnosis>(&d),
         Format::Text => {
             let yes = |b: bool| if b { "CHANGED" } else { "same" };
             let mut t = format!(

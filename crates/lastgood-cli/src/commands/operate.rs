@@ -10,6 +10,7 @@ use lastgood_core::engine::rollback::RollbackOptions;
 use lastgood_core::engine::run::Report;
 use lastgood_core::model::{Outcome, Scope};
 use lastgood_core::refusal::Refusal;
+use lastgood_core::view;
 
 use crate::args::{Cli, Format, ScopeArg};
 use crate::output::{self, StderrProgress};
@@ -29,15 +30,12 @@ pub fn deploy(
     if dry_run {
         let (plan, _) = engine.plan_deploy(env, version, &opts)?;
         match cli.global.format {
-            Format::Json => output::json(&output::plan_json(&plan)),
+            Format::Json => output::json(&view::Plan::from(&plan)),
             Format::Text => output::out(&output::plan_text(&plan)),
         }
         return Ok(0);
     }
-    let mut progress = StderrProgress::new(&cli.global);
-    if !cli.global.quiet {
-        eprintln!("deploying {version} to `{env}`");
-    }
+    let mut progress = StderrProgress::with_header(&cli.global, format!("deploying {version} to `{env}`"));
     let report = engine.deploy(env, version, &opts, &mut progress)?;
     Ok(finish(cli, &report, None))
 }
@@ -67,7 +65,8 @@ pub fn rollback(
     let target = engine.config.environment(env)?.parse_target(to)?;
     let opts = RollbackOptions { target, scope, reason, allow_data_loss: flags.allow_data_loss };
     let plan = engine.plan_rollback(env, &opts)?;
-    if cli.global.format == Format::Text {
+    // A plan whose target is already in place would list steps that never run.
+    if cli.global.format == Format::Text && (dry_run || !plan.in_place) {
         output::out(&output::plan_text(&plan));
         if flags.sql {
             output::out(plan.sql.as_deref().unwrap_or("-- the plan runs no SQL\n"));
@@ -75,7 +74,7 @@ pub fn rollback(
     }
     if dry_run {
         if cli.global.format == Format::Json {
-            output::json(&output::plan_json(&plan));
+            output::json(&view::Plan::from(&plan));
         }
         return Ok(0);
     }
@@ -100,11 +99,12 @@ pub fn rollback(
         Some(report) => Ok(finish(cli, &report, Some(&plan))),
         None => {
             match cli.global.format {
-                Format::Json => output::json(&serde_json::json!({
-                    "operation": null, "kind": "rollback", "from": plan.from.as_ref().map(output::release_json),
-                    "to": output::release_json(&plan.to), "outcome": "nothing_to_do", "steps": [],
-                })),
-                Format::Text => output::out(&format!("{} is already current: nothing to do.\n", plan.to.id)),
+                Format::Json => output::json(&view::Operation::nothing_to_do(&plan)),
+                Format::Text => output::out(&format!(
+                    "{} is already in place for scope {}: nothing to do.\n",
+                    output::release_line(&plan.to),
+                    plan.scope
+                )),
             }
             Ok(0)
         }
@@ -117,7 +117,7 @@ pub fn resume(cli: &Cli, engine: &Engine, env: &str, abort: bool) -> Result<i32>
         Some(report) => Ok(finish(cli, &report, None)),
         None => {
             match cli.global.format {
-                Format::Json => output::json(&serde_json::json!({ "operation": null, "outcome": "nothing_to_resume" })),
+                Format::Json => output::json(&view::NothingToResume::default()),
                 Format::Text => output::out(&format!("nothing to resume: no operation on `{env}` was interrupted\n")),
             }
             Ok(0)
@@ -129,7 +129,7 @@ pub fn resume(cli: &Cli, engine: &Engine, env: &str, abort: bool) -> Result<i32>
 /// a deploy rolled back automatically included).
 fn finish(cli: &Cli, report: &Report, plan: Option<&PlanView>) -> i32 {
     match cli.global.format {
-        Format::Json => output::json(&output::report_json(report, plan)),
+        Format::Json => output::json(&view::Operation::new(report, plan)),
         Format::Text => {
             output::out(&output::report_text(report));
             if !report.checks.is_empty() && (cli.global.verbose > 0 || report.outcome != Outcome::Succeeded) {

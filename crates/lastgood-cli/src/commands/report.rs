@@ -5,7 +5,7 @@
 
 use lastgood_core::Result;
 use lastgood_core::engine::Engine;
-use lastgood_core::report::IncidentReport;
+use lastgood_core::view::IncidentReport;
 
 use crate::args::{Cli, Format};
 use crate::output;
@@ -13,8 +13,7 @@ use crate::output;
 pub fn report(cli: &Cli, engine: &Engine, operation: u64) -> Result<i32> {
     let record = IncidentReport::build(engine.ledger(), &engine.config, operation)?;
     match cli.global.format {
-        // Invariant: the record is plain data with string keys, which always serializes.
-        Format::Json => output::json(&serde_json::to_value(&record).expect("an incident record serializes")),
+        Format::Json => output::json(&record),
         Format::Text => output::out(&record.markdown()),
     }
     Ok(0)

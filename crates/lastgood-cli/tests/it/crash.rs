@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use crate::{deploy_ok, env_with_versions};
-use lastgood_testkit::TestEnv;
+use lastgood_testkit::{Config, TestEnv};
 
 const STEPS: [&str; 6] = ["export", "build", "switch", "restart", "verify", "cleanup"];
 
@@ -24,7 +24,7 @@ fn boundaries() -> Vec<String> {
 /// v1 deployed and good, v2 committed; builds on.
 fn setup() -> TestEnv {
     let env = env_with_versions(2);
-    env.write_config(r#"build = ["sh", "-c", "echo built > built.txt"]"#);
+    env.configure(&Config::new().build(["sh", "-c", "echo built > built.txt"]));
     deploy_ok(&env, "v1");
     env
 }

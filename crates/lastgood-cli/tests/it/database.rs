@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use crate::{BIN, deploy_ok};
-use lastgood_testkit::{PgDb, TestEnv, sqlite};
+use lastgood_testkit::{Config, Database, PgDb, TestEnv, sqlite};
 
 const USERS: (&str, &str, &str) = (
     "2024-01-01-000000_users",
@@ -28,7 +28,7 @@ fn env_with_migrations(url: &str) -> TestEnv {
         let down_path = format!("migrations/{name}/down.sql");
         env.commit_version(tag, &[(&up_path, up), (&down_path, down)]);
     }
-    env.write_config(&format!("[environments.production.database]\nurl = \"{url}\"\nmigrations = \"migrations\"\n"));
+    env.configure(&Config::new().database(Database::url(url).migrations("migrations")));
     env
 }
 
@@ -317,7 +317,7 @@ fn the_alembic_adapter_drives_the_real_alembic() {
         }
         env.commit_version(tag, &extra);
     }
-    env.write_config(&format!("[environments.production.database]\nurl = \"{url}\"\nadapter = \"alembic\"\n"));
+    env.configure(&Config::new().database(Database::url(&url).adapter("alembic")));
     deploy_ok(&env, "v1");
     deploy_ok(&env, "v2");
     assert_eq!(db.sql("SELECT version_num FROM alembic_version"), "0002");
@@ -436,8 +436,14 @@ fn the_command_adapter_runs_the_teams_own_commands() {
     }
     env.commit_version("v1", &[]);
     env.commit_version("v2", &[]);
-    env.write_config(
-        "[environments.production.database]\nurl = \"sqlite://app.db\"\nadapter = \"command\"\ncurrent = [\"./tool.sh\", \"current\"]\nup = [\"./tool.sh\", \"up\"]\ndown_to = [\"./tool.sh\", \"down\"]\n",
+    env.configure(
+        &Config::new().database(
+            Database::sqlite("app.db")
+                .adapter("command")
+                .key("current", ["./tool.sh", "current"])
+                .key("up", ["./tool.sh", "up"])
+                .key("down_to", ["./tool.sh", "down"]),
+        ),
     );
     deploy_ok(&env, "v1");
     deploy_ok(&env, "v2");
@@ -460,10 +466,7 @@ fn two_processes_migrating_at_once_the_second_is_told_who_holds_the_lock() {
             ("migrations/1_slow/down.sql", "DROP TABLE slow;\n"),
         ],
     );
-    env.write_config(&format!(
-        "[environments.production.database]\nurl = \"{}\"\nmigrations = \"migrations\"\n",
-        db.url
-    ));
+    env.configure(&Config::new().database(Database::url(&db.url).migrations("migrations")));
     let first = env.cmd(&["db", "up", "production"]).stdout(std::process::Stdio::null()).spawn().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(500));
     let second = env.run(&["db", "up", "production"]);
@@ -477,10 +480,7 @@ fn two_processes_migrating_at_once_the_second_is_told_who_holds_the_lock() {
 fn refusals_around_the_schema_say_why() {
     // backup = "never" makes a destructive down impossible, on purpose.
     let env = sqlite_env();
-    let cfg = std::fs::read_to_string(env.path().join("lastgood.toml"))
-        .unwrap()
-        .replace("migrations = \"migrations\"\n", "migrations = \"migrations\"\nbackup = \"never\"\n");
-    env.write("lastgood.toml", &cfg);
+    env.configure(&Config::new().database(Database::sqlite("app.db").migrations("migrations").key("backup", "never")));
     for v in ["v1", "v2", "v3"] {
         deploy_ok(&env, v);
     }

@@ -1,3 +1,4 @@
+use lastgood_testkit::{Check, Config};
 use serde_json::json;
 
 use crate::{BIN, deploy_ok, env_with_versions};
@@ -5,9 +6,7 @@ use crate::{BIN, deploy_ok, env_with_versions};
 #[test]
 fn a_deploy_exports_switches_starts_and_verifies() {
     let env = env_with_versions(1);
-    let out = env.run(&["deploy", "production", "v1", "--reason", "first", "--format", "json"]);
-    out.expect(0);
-    let report = out.json();
+    let report = env.test().args(["deploy", "production", "v1", "--reason", "first", "--format", "json"]).run().json();
     assert_eq!(report["outcome"], "succeeded");
     assert_eq!(report["kind"], "deploy");
     assert_eq!(report["to"]["version"], "v1");
@@ -45,8 +44,7 @@ fn history_lists_releases_newest_first_with_their_features() {
     for key in ["id", "version", "commit", "state", "schema_revision", "created_at", "created_by", "features"] {
         assert!(h[0].get(key).is_some(), "history lacks {key}");
     }
-    let text = env.run(&["history", "production", "--limit", "1"]).expect(0).stdout.clone();
-    assert!(text.contains("v3") && !text.contains(" v1 "), "{text}");
+    env.test().args(["history", "production", "--limit", "1"]).stdout_has("v3").stdout_lacks(" v1 ").run();
 }
 
 #[test]
@@ -55,9 +53,7 @@ fn a_failed_deploy_returns_to_the_last_good_release_by_itself() {
     deploy_ok(&env, "v1");
     env.commit_version("v2", &[]);
     env.write("app.env", "HEALTH=fail\n");
-    let out = env.run(&["deploy", "production", "v2", "--format", "json"]);
-    out.expect(1);
-    let r = out.json();
+    let r = env.test().args(["deploy", "production", "v2", "--format", "json"]).status(1).run().json();
     assert_eq!(r["outcome"], "rolled_back");
     assert_eq!(r["current"], 1);
     let phases: Vec<_> = r["steps"]
@@ -99,11 +95,11 @@ fn no_auto_rollback_leaves_the_failed_release_current() {
     deploy_ok(&env, "v1");
     env.commit_version("v2", &[]);
     env.write("app.env", "HEALTH=fail\n");
-    env.run(&["deploy", "production", "v2", "--no-auto-rollback"]).expect(1);
+    env.test().args(["deploy", "production", "v2", "--no-auto-rollback"]).status(1).run();
     assert_eq!(env.current_link(), Some(2));
     assert_eq!(env.status()["current"]["state"], "failed");
     // The way back is then an explicit rollback, which skips the failed release.
-    env.run(&["rollback", "production", "--reason", "v2 broken"]).expect(0);
+    env.test().args(["rollback", "production", "--reason", "v2 broken"]).run();
     assert_eq!(env.serving().as_deref(), Some("v1"));
     assert_eq!(env.state_of(2), "failed");
 }
@@ -112,9 +108,7 @@ fn no_auto_rollback_leaves_the_failed_release_current() {
 fn a_first_deploy_that_fails_has_nothing_to_return_to() {
     let env = env_with_versions(1);
     env.write("app.env", "HEALTH=fail\n");
-    let out = env.run(&["deploy", "production", "v1"]);
-    out.expect(1);
-    assert!(out.stderr.contains("no good release to return to"), "{}", out.stderr);
+    env.test().args(["deploy", "production", "v1"]).status(1).stderr_has("no good release to return to").run();
     assert_eq!(env.state_of(1), "failed");
     assert_eq!(env.status()["lock"], json!(null));
 }
@@ -122,14 +116,13 @@ fn a_first_deploy_that_fails_has_nothing_to_return_to() {
 #[test]
 fn a_failed_build_changes_nothing_that_serves() {
     let mut env = env_with_versions(1);
-    env.write_config(r#"build = ["sh", "-c", "test -e BUILD_OK || { echo build broke >&2; exit 3; }"]"#);
+    env.configure(&Config::new().build(["sh", "-c", "test -e BUILD_OK || { echo build broke >&2; exit 3; }"]));
     env.write("repo/BUILD_OK", "");
     env.commit_version("v1b", &[]);
     deploy_ok(&env, "v1b");
     env.git(&["rm", "-q", "BUILD_OK"], &env.repo());
     env.commit_version("v2", &[]);
-    let out = env.run(&["deploy", "production", "v2"]);
-    out.expect(1);
+    let out = env.test().args(["deploy", "production", "v2"]).status(1).run();
     assert!(out.stdout.contains("build broke") || out.stderr.contains("build broke"), "{}{}", out.stdout, out.stderr);
     assert_eq!(env.current_link(), Some(1));
     assert_eq!(env.serving().as_deref(), Some("v1b"));
@@ -139,7 +132,11 @@ fn a_failed_build_changes_nothing_that_serves() {
 #[test]
 fn the_build_runs_in_the_release_with_lastgood_variables() {
     let env = env_with_versions(1);
-    env.write_config(r#"build = ["sh", "-c", "echo \"$LASTGOOD_VERSION $LASTGOOD_RELEASE $LASTGOOD_ENV $LASTGOOD_HOST\" > built.txt"]"#);
+    env.configure(&Config::new().build([
+        "sh",
+        "-c",
+        "echo \"$LASTGOOD_VERSION $LASTGOOD_RELEASE $LASTGOOD_ENV $LASTGOOD_HOST\" > built.txt",
+    ]));
     deploy_ok(&env, "v1");
     let built = std::fs::read_to_string(env.deploy_to().join("releases/1/built.txt")).unwrap();
     assert_eq!(built, "v1 1 production 127.0.0.1\n");
@@ -148,9 +145,7 @@ fn the_build_runs_in_the_release_with_lastgood_variables() {
 #[test]
 fn dry_run_prints_the_plan_and_changes_nothing() {
     let env = env_with_versions(1);
-    let out = env.run(&["deploy", "production", "v1", "--dry-run"]);
-    out.expect(0);
-    assert!(out.stdout.contains("export") && out.stdout.contains("verify"), "{}", out.stdout);
+    env.test().args(["deploy", "production", "v1", "--dry-run"]).stdout_has("export").stdout_has("verify").run();
     assert!(!env.deploy_to().exists());
     assert_eq!(env.history(), json!([]));
 }
@@ -158,7 +153,7 @@ fn dry_run_prints_the_plan_and_changes_nothing() {
 #[test]
 fn retention_keeps_the_current_and_the_last_good_releases() {
     let mut env = env_with_versions(1);
-    env.write_config("keep_releases = 2");
+    env.configure(&Config::new().key("keep_releases", 2));
     deploy_ok(&env, "v1");
     for i in 2..=5 {
         env.commit_version(&format!("v{i}"), &[]);
@@ -177,9 +172,7 @@ fn retention_keeps_the_current_and_the_last_good_releases() {
     let artifacts: Vec<bool> = h.as_array().unwrap().iter().map(|r| r["artifact"].as_bool().unwrap()).collect();
     assert_eq!(artifacts, [true, true, false, false, false]);
     // A release whose directory is gone cannot be a rollback target: refused, exit 4.
-    let out = env.run(&["rollback", "production", "--to", "2", "--yes"]);
-    out.expect(4);
-    assert!(out.stderr.contains("is gone"), "{}", out.stderr);
+    env.test().args(["rollback", "production", "--to", "2", "--yes"]).status(4).stderr_has("is gone").run();
     assert_eq!(env.serving().as_deref(), Some("v5"));
 }
 
@@ -205,18 +198,16 @@ fn verify_and_mark() {
     deploy_ok(&env, "v1");
     env.commit_version("v2", &[]);
     deploy_ok(&env, "v2");
-    env.run(&["verify", "production"]).expect(0);
-    let out = env.run(&["verify", "production", "--format", "json"]);
+    env.test().args(["verify", "production"]).run();
+    let out = env.test().args(["verify", "production", "--format", "json"]).run();
     assert_eq!(out.json()["passed"], true);
-    env.run(&["mark", "production", "1", "bad", "--reason", "data bug"]).expect(0);
+    env.test().args(["mark", "production", "1", "bad", "--reason", "data bug"]).run();
     assert_eq!(env.state_of(1), "bad");
     // last-good never picks a bad release.
-    let out = env.run(&["rollback", "production"]);
-    out.expect(2);
-    assert!(out.stderr.contains("candidate"), "{}", out.stderr);
-    env.run(&["mark", "production", "#1", "good"]).expect(0);
+    env.test().args(["rollback", "production"]).status(2).stderr_has("candidate").run();
+    env.test().args(["mark", "production", "#1", "good"]).run();
     assert_eq!(env.state_of(1), "good");
-    env.run(&["mark", "production", "9", "good"]).expect(2);
+    env.test().args(["mark", "production", "9", "good"]).status(2).run();
 }
 
 #[test]
@@ -228,9 +219,7 @@ fn a_release_whose_app_dies_at_start_is_rolled_back() {
     env.git(&["rm", "-q", "VERSION"], &env.repo());
     env.git(&["commit", "-q", "-m", "Lose VERSION"], &env.repo());
     env.git(&["tag", "v2-broken"], &env.repo());
-    let out = env.run(&["deploy", "production", "v2-broken", "--format", "json"]);
-    out.expect(1);
-    let r = out.json();
+    let r = env.test().args(["deploy", "production", "v2-broken", "--format", "json"]).status(1).run().json();
     assert_eq!(r["outcome"], "rolled_back");
     let restart = r["steps"].as_array().unwrap().iter().find(|s| s["name"] == "restart").unwrap();
     assert_eq!(restart["state"], "failed");
@@ -242,20 +231,17 @@ fn a_release_whose_app_dies_at_start_is_rolled_back() {
 #[test]
 fn tcp_and_command_checks_gate_a_release() {
     let mut env = env_with_versions(1);
-    let port = env.port;
-    let extra = format!(
-        "[[environments.production.checks]]\ntcp = \"127.0.0.1:{port}\"\nretries = 20\ninterval = \"50ms\"\n\n\
-         [[environments.production.checks]]\ncommand = [\"sh\", \"-c\", \"grep -qx \\\"$LASTGOOD_VERSION\\\" VERSION && test ! -e FAIL\"]\nretries = 2\ninterval = \"50ms\"\n"
+    env.configure(
+        &Config::new().check(Check::tcp().key("retries", 20).key("interval", "50ms")).check(
+            Check::command(["sh", "-c", "grep -qx \"$LASTGOOD_VERSION\" VERSION && test ! -e FAIL"])
+                .key("retries", 2)
+                .key("interval", "50ms"),
+        ),
     );
-    let cfg = std::fs::read_to_string(env.path().join("lastgood.toml")).unwrap() + &extra;
-    env.write("lastgood.toml", &cfg);
     deploy_ok(&env, "v1");
-    let out = env.run(&["verify", "production", "--format", "json"]);
-    out.expect(0);
+    let out = env.test().args(["verify", "production", "--format", "json"]).run();
     assert_eq!(out.json()["checks"].as_array().unwrap().len(), 3);
     env.commit_version("v2", &[("FAIL", "")]);
-    let out = env.run(&["deploy", "production", "v2"]);
-    out.expect(1);
-    assert!(out.stdout.contains("FAIL command"), "{}", out.stdout);
+    env.test().args(["deploy", "production", "v2"]).status(1).stdout_has("FAIL command").run();
     assert_eq!(env.serving().as_deref(), Some("v1"));
 }

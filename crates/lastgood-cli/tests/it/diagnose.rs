@@ -2,7 +2,12 @@
 //! only, and all three.
 
 use crate::{BIN, deploy_ok};
-use lastgood_testkit::TestEnv;
+use lastgood_testkit::{Check, Config, Database, TestEnv};
+
+/// The default config with a SQLite database migrated from `migrations/`.
+fn config() -> Config {
+    Config::new().database(Database::sqlite("app.db").migrations("migrations"))
+}
 
 /// v1 with one migration, deployed and good.
 fn base() -> TestEnv {
@@ -11,13 +16,13 @@ fn base() -> TestEnv {
         "v1",
         &[("migrations/1_t/up.sql", "CREATE TABLE t (a int);\n"), ("migrations/1_t/down.sql", "DROP TABLE t;\n")],
     );
-    env.write_config("[environments.production.database]\nurl = \"sqlite://app.db\"\nmigrations = \"migrations\"\n");
+    env.configure(&config());
     deploy_ok(&env, "v1");
     env
 }
 
 fn diagnose(env: &TestEnv) -> serde_json::Value {
-    env.run(&["diagnose", "production", "--format", "json"]).expect(0).json()
+    env.test().args(["diagnose", "production", "--format", "json"]).run().json()
 }
 
 fn verdict(d: &serde_json::Value) -> (bool, bool, bool, String) {
@@ -37,8 +42,11 @@ fn code_only() {
     let d = diagnose(&env);
     assert_eq!(verdict(&d), (true, false, false, "code".into()), "{d}");
     assert!(d["command"].as_str().unwrap().contains("--scope code"));
-    let text = env.run(&["diagnose", "production"]).expect(0).stdout.clone();
-    assert!(text.contains("code:      CHANGED") && text.contains("recommended scope: code"), "{text}");
+    env.test()
+        .args(["diagnose", "production"])
+        .stdout_has("code:      CHANGED")
+        .stdout_has("recommended scope: code")
+        .run();
 }
 
 #[test]
@@ -68,9 +76,7 @@ fn schema_only() {
     env.git(&["commit", "-qam", "Back to the v1 VERSION file: only a migration differs"], &env.repo());
     env.git(&["tag", "v2b"], &env.repo());
     // The app still says v1: check health without expecting the tag's name.
-    let cfg =
-        std::fs::read_to_string(env.path().join("lastgood.toml")).unwrap().replace("expect_body = \"{version}\"\n", "");
-    env.write("lastgood.toml", &cfg);
+    env.configure(&config().checks(vec![Check::health().without("expect_body")]));
     deploy_ok(&env, "v2b");
     let d = diagnose(&env);
     assert_eq!(verdict(&d), (false, false, true, "db".into()), "{d}");
@@ -93,19 +99,15 @@ fn all_three_and_diff_between_any_two_releases() {
     let d = diagnose(&env);
     assert_eq!(verdict(&d), (true, true, true, "full".into()), "{d}");
 
-    let out = env.run(&["diff", "production", "1", "#2"]);
-    out.expect(0);
-    assert!(out.stdout.contains("Release v2") && out.stdout.contains("`GREETING`"), "{}", out.stdout);
-    let j = env.run(&["diff", "production", "v1", "v2", "--format", "json"]).expect(0).json();
+    env.test().args(["diff", "production", "1", "#2"]).stdout_has("Release v2").stdout_has("`GREETING`").run();
+    let j = env.test().args(["diff", "production", "v1", "v2", "--format", "json"]).run().json();
     assert_eq!(j["from"]["id"], 1);
     assert_eq!(j["diff"]["commits_added"].as_array().unwrap().len(), 1);
-    env.run(&["diff", "production", "1", "9"]).expect(2);
+    env.test().args(["diff", "production", "1", "9"]).status(2).run();
 }
 
 #[test]
 fn nothing_to_diagnose_without_a_last_good_release() {
     let env = base();
-    let out = env.run(&["diagnose", "production"]);
-    out.expect(2);
-    assert!(out.stderr.contains("no good release"), "{}", out.stderr);
+    env.test().args(["diagnose", "production"]).status(2).stderr_has("no good release").run();
 }

@@ -1,7 +1,7 @@
 //! Bad input: every case exits 2 with a clear message and changes nothing.
 
 use crate::{BIN, env_with_versions};
-use lastgood_testkit::TestEnv;
+use lastgood_testkit::{Config, TestEnv};
 
 fn assert_untouched(env: &TestEnv) {
     assert!(!env.deploy_to().exists(), "deploy_to was created");
@@ -31,14 +31,14 @@ fn hostile_versions_are_refused_before_git_sees_them() {
     ] {
         // Option-like values stop at the argument parser; after `--` they reach
         // lastgood's own validation. Both refuse with exit 2.
-        let out = env.run(&["deploy", "production", v]);
-        out.expect(2);
-        let out = env.run(&["deploy", "--", "production", v]);
-        out.expect(2);
-        assert!(out.stderr.contains("version"), "{v:?}: {}", out.stderr);
-        assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
-        let out = env.run(&["rollback", "production", "--to", v]);
-        out.expect(2);
+        env.test().args(["deploy", "production", v]).status(2).run();
+        env.test()
+            .args(["deploy", "--", "production", v])
+            .status(2)
+            .stderr_has("version")
+            .stderr_lacks("panicked")
+            .run();
+        env.test().args(["rollback", "production", "--to", v]).status(2).run();
     }
     assert!(!marker.exists());
     assert_untouched(&env);
@@ -47,18 +47,14 @@ fn hostile_versions_are_refused_before_git_sees_them() {
 #[test]
 fn unknown_version_and_environment() {
     let env = env_with_versions(1);
-    let out = env.run(&["deploy", "production", "v9"]);
-    out.expect(2);
-    assert!(out.stderr.contains("version `v9` was not found"), "{}", out.stderr);
-    let out = env.run(&["deploy", "staging", "v1"]);
-    out.expect(2);
-    assert!(
-        out.stderr.contains("unknown environment `staging`") && out.stderr.contains("production"),
-        "{}",
-        out.stderr
-    );
-    let out = env.run(&["status", "Prod$"]);
-    out.expect(2);
+    env.test().args(["deploy", "production", "v9"]).status(2).stderr_has("version `v9` was not found").run();
+    env.test()
+        .args(["deploy", "staging", "v1"])
+        .status(2)
+        .stderr_has("unknown environment `staging`")
+        .stderr_has("production")
+        .run();
+    env.test().args(["status", "Prod$"]).status(2).run();
     assert_untouched(&env);
 }
 
@@ -84,17 +80,12 @@ fn malformed_configs_name_file_line_and_column() {
     ];
     for (text, want) in cases {
         env.write("lastgood.toml", text);
-        let out = env.run(&["deploy", "production", "v1"]);
-        out.expect(2);
-        assert!(
-            out.stderr.contains("lastgood.toml") && out.stderr.contains(want),
-            "{text:?}: want {want:?} in\n{}",
-            out.stderr
-        );
+        env.test().args(["deploy", "production", "v1"]).status(2).stderr_has("lastgood.toml").stderr_has(want).run();
     }
     assert_untouched(&env);
 }
 
+/// Outside any workspace and without --config: the default `./lastgood.toml`.
 #[test]
 fn a_missing_config_says_how_to_make_one() {
     let dir = tempfile::tempdir().unwrap();
@@ -112,25 +103,25 @@ fn a_missing_config_says_how_to_make_one() {
 #[test]
 fn unreadable_sources_and_config_files() {
     let env = env_with_versions(1);
-    env.write_config("");
+    env.configure(&Config::new());
     std::fs::remove_file(env.path().join("app.env")).unwrap();
-    let out = env.run(&["deploy", "production", "v1"]);
-    out.expect(2);
-    assert!(out.stderr.contains("app.env"), "{}", out.stderr);
+    env.test().args(["deploy", "production", "v1"]).status(2).stderr_has("app.env").run();
     env.write("app.env", "HEALTH=ok\n");
     std::fs::rename(env.repo(), env.path().join("elsewhere")).unwrap();
-    let out = env.run(&["deploy", "production", "v1"]);
-    out.expect(2);
-    assert!(out.stderr.contains("repo"), "{}", out.stderr);
+    env.test().args(["deploy", "production", "v1"]).status(2).stderr_has("repo").run();
     assert_untouched(&env);
 }
 
 #[test]
 fn bad_flags_are_usage_errors() {
     let env = env_with_versions(1);
-    env.run(&["rollback", "production", "--scope", "everything"]).expect(2);
-    env.run(&["deploy", "production"]).expect(2);
-    env.run(&["history", "production", "--limit", "-1"]).expect(2);
-    env.run(&["lock", "production"]).expect(2);
+    for args in [
+        &["rollback", "production", "--scope", "everything"][..],
+        &["deploy", "production"],
+        &["history", "production", "--limit", "-1"],
+        &["lock", "production"],
+    ] {
+        env.test().args(args).status(2).run();
+    }
     assert_untouched(&env);
 }

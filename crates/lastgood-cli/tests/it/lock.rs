@@ -1,5 +1,6 @@
 use std::process::Stdio;
 
+use lastgood_testkit::Config;
 use serde_json::json;
 
 use crate::{deploy_ok, env_with_versions};
@@ -8,25 +9,28 @@ use crate::{deploy_ok, env_with_versions};
 fn a_lock_held_by_hand_stops_operations_until_unlocked() {
     let env = env_with_versions(2);
     deploy_ok(&env, "v1");
-    env.run(&["lock", "production", "--reason", "incident 42"]).expect(0);
-    let out = env.run(&["deploy", "production", "v2"]);
-    out.expect(3);
-    assert!(out.stderr.contains("locked by tester@") && out.stderr.contains("incident 42"), "{}", out.stderr);
-    env.run(&["rollback", "production", "--to", "1", "--reason", "t"]).expect(3);
+    env.test().args(["lock", "production", "--reason", "incident 42"]).run();
+    env.test()
+        .args(["deploy", "production", "v2"])
+        .status(3)
+        .stderr_has("locked by tester@")
+        .stderr_has("incident 42")
+        .run();
+    env.test().args(["rollback", "production", "--to", "1", "--reason", "t"]).status(3).run();
     let st = env.status();
     assert_eq!(st["lock"]["reason"], "incident 42");
     assert_eq!(st["lock"]["expires_at"], json!(null));
     // A second lock by hand is refused too.
-    env.run(&["lock", "production", "--reason", "me too"]).expect(3);
-    env.run(&["unlock", "production"]).expect(0);
+    env.test().args(["lock", "production", "--reason", "me too"]).status(3).run();
+    env.test().args(["unlock", "production"]).run();
     deploy_ok(&env, "v2");
-    env.run(&["unlock", "production"]).expect(0);
+    env.test().args(["unlock", "production"]).run();
 }
 
 #[test]
 fn a_running_operation_holds_the_lock_and_names_itself() {
     let env = env_with_versions(2);
-    env.write_config(r#"build = ["sleep", "2"]"#);
+    env.configure(&Config::new().build(["sleep", "2"]));
     deploy_ok(&env, "v1");
     let mut slow =
         env.cmd(&["deploy", "production", "v2"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
@@ -40,10 +44,13 @@ fn a_running_operation_holds_the_lock_and_names_itself() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert!(held, "the slow deploy never took the lock");
-    let out = env.run(&["rollback", "production", "--to", "1", "--reason", "t"]);
-    out.expect(3);
-    assert!(out.stderr.contains("(operation ") && out.stderr.contains("expires at"), "{}", out.stderr);
-    env.run(&["unlock", "production"]).expect(3);
+    env.test()
+        .args(["rollback", "production", "--to", "1", "--reason", "t"])
+        .status(3)
+        .stderr_has("(operation ")
+        .stderr_has("expires at")
+        .run();
+    env.test().args(["unlock", "production"]).status(3).run();
     assert!(slow.wait().unwrap().success());
     assert_eq!(env.serving().as_deref(), Some("v2"));
 }
@@ -57,14 +64,12 @@ fn a_dead_holders_lock_is_taken_over_and_recorded() {
     let st = env.status();
     assert_eq!(st["lock_holder_gone"], true);
     assert_eq!(st["interrupted"], json!(null));
-    let out = env.run(&["deploy", "production", "v2"]);
-    out.expect(0);
-    assert!(out.stderr.contains("took over the lock"), "{}", out.stderr);
+    env.test().args(["deploy", "production", "v2"]).stderr_has("took over the lock").run();
     let ledger = env.path().join(".lastgood/ledger.db");
     let events =
         std::process::Command::new("sqlite3").arg(&ledger).arg("SELECT event FROM audit_events").output().unwrap();
     assert!(String::from_utf8_lossy(&events.stdout).contains("lock.takeover"));
-    env.run(&["audit", "verify"]).expect(0);
+    env.test().args(["audit", "verify"]).run();
 }
 
 /// Eight processes race for one environment, many times: exactly one wins each round.
@@ -85,14 +90,14 @@ fn eight_processes_racing_for_the_lock_have_exactly_one_winner() {
             children.into_iter().map(|c| c.wait_with_output().unwrap().status.code().unwrap()).collect();
         assert_eq!(codes.iter().filter(|&&c| c == 0).count(), 1, "round {round}: {codes:?}");
         assert_eq!(codes.iter().filter(|&&c| c == 3).count(), 7, "round {round}: {codes:?}");
-        env.run(&["unlock", "production"]).expect(0);
+        env.test().args(["unlock", "production"]).run();
     }
 }
 
 #[test]
 fn eight_racing_deploys_have_exactly_one_winner() {
     let env = env_with_versions(3);
-    env.write_config(r#"build = ["sleep", "1"]"#);
+    env.configure(&Config::new().build(["sleep", "1"]));
     for (round, version) in ["v1", "v2", "v3"].iter().enumerate() {
         let children: Vec<_> = (0..8)
             .map(|_| {
@@ -113,17 +118,16 @@ fn eight_racing_deploys_have_exactly_one_winner() {
 #[test]
 fn a_holder_on_another_machine_keeps_its_lease_by_heartbeat_and_loses_it_when_dead() {
     let env = env_with_versions(3);
-    env.write_config("lease = \"3s\"\nbuild = [\"sleep\", \"5\"]");
+    env.configure(&Config::new().key("lease", "3s").build(["sleep", "5"]));
     deploy_ok(&env, "v1");
     // Machine a: a deploy whose build outlasts the lease; the heartbeat must renew it.
     let mut a = env.cmd(&["deploy", "production", "v2"]).env("LASTGOOD_HOSTNAME", "machine-a").spawn().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(4500));
-    let b = env
-        .cmd(&["rollback", "production", "--to", "1", "--reason", "t"])
+    env.test()
+        .args(["rollback", "production", "--to", "1", "--reason", "t"])
         .env("LASTGOOD_HOSTNAME", "machine-b")
-        .output()
-        .unwrap();
-    assert_eq!(b.status.code(), Some(3), "{}", String::from_utf8_lossy(&b.stderr));
+        .status(3)
+        .run();
     assert!(a.wait().unwrap().success());
 
     // Machine a dies holding the lock: machine b must wait out the lease.
@@ -134,12 +138,11 @@ fn a_holder_on_another_machine_keeps_its_lease_by_heartbeat_and_loses_it_when_de
         .output()
         .unwrap();
     assert!(crashed.status.code().is_none());
-    let b = env.cmd(&["resume", "production"]).env("LASTGOOD_HOSTNAME", "machine-b").output().unwrap();
-    assert_eq!(b.status.code(), Some(3), "before the lease expires: {}", String::from_utf8_lossy(&b.stderr));
+    // Before the lease expires.
+    env.test().args(["resume", "production"]).env("LASTGOOD_HOSTNAME", "machine-b").status(3).run();
     // Expiry is kept in whole seconds and errs late: wait lease + 1 s.
     std::thread::sleep(std::time::Duration::from_millis(4200));
-    let b = env.cmd(&["resume", "production"]).env("LASTGOOD_HOSTNAME", "machine-b").output().unwrap();
-    assert_eq!(b.status.code(), Some(0), "after it expires: {}", String::from_utf8_lossy(&b.stderr));
+    env.test().args(["resume", "production"]).env("LASTGOOD_HOSTNAME", "machine-b").run();
     assert_eq!(env.serving().as_deref(), Some("v3"));
 }
 
@@ -148,7 +151,7 @@ fn a_holder_on_another_machine_keeps_its_lease_by_heartbeat_and_loses_it_when_de
 #[test]
 fn a_paused_holder_whose_lease_was_taken_over_is_fenced_out() {
     let env = env_with_versions(2);
-    env.write_config("lease = \"3s\"\nbuild = [\"sleep\", \"1\"]");
+    env.configure(&Config::new().key("lease", "3s").build(["sleep", "1"]));
     deploy_ok(&env, "v1");
     let a = env
         .cmd(&["deploy", "production", "v2"])
@@ -190,8 +193,7 @@ fn a_paused_holder_whose_lease_was_taken_over_is_fenced_out() {
     assert!(paused, "could not pause the holder outside a ledger write");
     // Expiry is kept in whole seconds and errs late: wait the lease plus 1.5 s.
     std::thread::sleep(std::time::Duration::from_millis(4500));
-    let b = env.cmd(&["resume", "production", "--abort"]).env("LASTGOOD_HOSTNAME", "machine-b").output().unwrap();
-    assert_eq!(b.status.code(), Some(0), "{}", String::from_utf8_lossy(&b.stderr));
+    env.test().args(["resume", "production", "--abort"]).env("LASTGOOD_HOSTNAME", "machine-b").run();
     assert_eq!(env.serving().as_deref(), Some("v1"));
     std::process::Command::new("kill").args(["-CONT", &pid]).status().unwrap();
     let a = a.wait_with_output().unwrap();

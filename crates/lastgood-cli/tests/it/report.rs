@@ -3,23 +3,16 @@
 //!
 //! Step start times come from the real clock, so the assertions are on structure (the
 //! sections, the timeline's rows, the ticks of the checklist) rather than whole bytes;
-//! `LASTGOOD_NOW` pins everything else.
+//! `LASTGOOD_NOW` pins everything else. (`outputs` snapshots one record whole.)
 
 use lastgood_testkit::{Run, TestEnv};
 
 use crate::env_with_versions;
 
-const NOW: &str = "2026-01-01T00:00:00Z";
+const NOW: &str = lastgood_testkit::PINNED_NOW;
 
-fn run(env: &TestEnv, args: &[&str]) -> Run {
-    let out = env.cmd(args).env("LASTGOOD_NOW", NOW).output().expect("run lastgood");
-    // Run's constructor is private to the testkit; build the same thing by hand.
-    Run {
-        code: out.status.code(),
-        signal: None,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+fn run(env: &TestEnv, args: &[&str], status: i32) -> Run {
+    env.test().args(args).env("LASTGOOD_NOW", NOW).status(status).run()
 }
 
 fn operation_of(out: &Run) -> u64 {
@@ -38,22 +31,21 @@ struct Story {
 fn story() -> Story {
     let mut env = env_with_versions(1);
     env.write("app.env", "HEALTH=ok\nGREETING=hi\nAPI_TOKEN=s3cret-one\n");
-    let deploy =
-        operation_of(run(&env, &["deploy", "production", "v1", "--reason", "first", "--format", "json"]).expect(0));
+    let deploy = operation_of(&run(&env, &["deploy", "production", "v1", "--reason", "first", "--format", "json"], 0));
     env.commit_version("v2", &[]);
     env.write("app.env", "HEALTH=fail\nGREETING=hi\nAPI_TOKEN=s3cret-one\n");
     let failed =
-        operation_of(run(&env, &["deploy", "production", "v2", "--reason", "ship v2", "--format", "json"]).expect(1));
+        operation_of(&run(&env, &["deploy", "production", "v2", "--reason", "ship v2", "--format", "json"], 1));
     env.commit_version("v3", &[]);
     env.write("app.env", "HEALTH=ok\nGREETING=yo\nAPI_TOKEN=s3cret-two\nNEW_FLAG=on\n");
-    run(&env, &["deploy", "production", "v3", "--reason", "ship v3", "--format", "json"]).expect(0);
-    let out = run(&env, &["rollback", "production", "--reason", "v3 is slow", "--format", "json"]);
-    let rollback = operation_of(out.expect(0));
+    run(&env, &["deploy", "production", "v3", "--reason", "ship v3", "--format", "json"], 0);
+    let rollback =
+        operation_of(&run(&env, &["rollback", "production", "--reason", "v3 is slow", "--format", "json"], 0));
     Story { env, deploy, failed, rollback }
 }
 
 fn report(env: &TestEnv, op: u64, format: &str) -> String {
-    run(env, &["report", &op.to_string(), "--format", format]).expect(0).stdout.clone()
+    run(env, &["report", &op.to_string(), "--format", format], 0).stdout
 }
 
 /// The lines of one `## ` section, without its heading.
@@ -326,25 +318,20 @@ fn the_same_report_twice_is_byte_identical() {
         }
     }
     // Markdown is the default.
-    assert_eq!(run(&s.env, &["report", &s.rollback.to_string()]).expect(0).stdout, report(&s.env, s.rollback, "text"));
+    assert_eq!(run(&s.env, &["report", &s.rollback.to_string()], 0).stdout, report(&s.env, s.rollback, "text"));
 }
 
 #[test]
 fn an_unknown_operation_exits_2_and_lists_the_newest() {
     let s = story();
-    let out = run(&s.env, &["report", "999"]);
-    out.expect(2);
-    assert!(out.stderr.contains("no operation 999 in the ledger"), "{}", out.stderr);
-    assert!(
-        out.stderr.contains(&format!("candidate: {} rollback of `production` to #1 (succeeded", s.rollback)),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stderr.contains(&format!("candidate: {} deploy of `production` to #1 (succeeded", s.deploy)),
-        "{}",
-        out.stderr
-    );
-    assert!(out.stdout.is_empty());
-    run(&s.env, &["report", "not-a-number"]).expect(2);
+    s.env
+        .test()
+        .args(["report", "999"])
+        .status(2)
+        .stderr_has("no operation 999 in the ledger")
+        .stderr_has(&format!("candidate: {} rollback of `production` to #1 (succeeded", s.rollback))
+        .stderr_has(&format!("candidate: {} deploy of `production` to #1 (succeeded", s.deploy))
+        .stdout("")
+        .run();
+    s.env.test().args(["report", "not-a-number"]).status(2).run();
 }

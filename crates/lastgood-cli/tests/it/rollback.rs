@@ -2,30 +2,21 @@ use serde_json::json;
 
 use crate::{deploy_ok, env_with_versions};
 
-/// v1, v2, v3 deployed and good; v3 current.
 fn three_good() -> lastgood_testkit::TestEnv {
-    let env = env_with_versions(3);
-    for v in ["v1", "v2", "v3"] {
-        deploy_ok(&env, v);
-    }
-    env
+    crate::three_good(env_with_versions(3))
 }
 
 #[test]
 fn rollback_to_last_good_prints_the_plan_and_marks_the_release_moved_away_from_bad() {
     let env = three_good();
-    let out = env.run(&["rollback", "production", "--reason", "v3 is slow"]);
-    out.expect(0);
+    let out = env.test().args(["rollback", "production", "--reason", "v3 is slow"]).stdout_has("to #2 v2").run();
     assert!(out.stdout.starts_with("Plan: rollback `production` from #3 v3"), "{}", out.stdout);
-    assert!(out.stdout.contains("to #2 v2"), "{}", out.stdout);
     assert_eq!(env.serving().as_deref(), Some("v2"));
     assert_eq!(env.current_link(), Some(2));
     assert_eq!(env.state_of(3), "bad");
     assert_eq!(env.state_of(2), "good");
     // last-good now skips the bad #3 and the current #2.
-    let out = env.run(&["rollback", "production", "--format", "json", "--reason", "again"]);
-    out.expect(0);
-    let r = out.json();
+    let r = env.test().args(["rollback", "production", "--format", "json", "--reason", "again"]).run().json();
     assert_eq!(r["to"]["id"], 1);
     assert_eq!(r["from"]["id"], 2);
     assert_eq!(r["kind"], "rollback");
@@ -40,29 +31,27 @@ fn status_says_whether_the_way_back_is_ready() {
     let st = env.status();
     assert_eq!(st["last_good"]["id"], 2);
     assert_eq!(st["rollback_ready"], true);
-    assert!(env.run(&["status", "production"]).stdout.contains("rollback:  ready"));
+    env.test().args(["status", "production"]).stdout_has("rollback:  ready").run();
     std::fs::remove_dir_all(env.deploy_to().join("releases/2")).unwrap();
     assert_eq!(env.status()["rollback_ready"], false);
-    assert!(env.run(&["status", "production"]).stdout.contains("NOT READY"));
-    env.run(&["rollback", "production", "--reason", "t"]).expect(4);
+    env.test().args(["status", "production"]).stdout_has("NOT READY").run();
+    env.test().args(["rollback", "production", "--reason", "t"]).status(4).run();
 }
 
 #[test]
 fn rollback_targets_previous_id_hash_id_and_version() {
     let env = three_good();
-    env.run(&["rollback", "production", "--to", "previous", "--reason", "t"]).expect(0);
+    env.test().args(["rollback", "production", "--to", "previous", "--reason", "t"]).run();
     assert_eq!(env.serving().as_deref(), Some("v2"));
-    env.run(&["rollback", "production", "--to", "1", "--reason", "t"]).expect(0);
+    env.test().args(["rollback", "production", "--to", "1", "--reason", "t"]).run();
     assert_eq!(env.serving().as_deref(), Some("v1"));
     // #3 is bad now (moved away from) and newer: needs confirmation.
-    let out = env.run(&["rollback", "production", "--to", "#3", "--reason", "t"]);
-    out.expect(4);
-    assert!(out.stderr.contains("--yes"), "{}", out.stderr);
+    env.test().args(["rollback", "production", "--to", "#3", "--reason", "t"]).status(4).stderr_has("--yes").run();
     assert_eq!(env.serving().as_deref(), Some("v1"));
-    env.run(&["rollback", "production", "--to", "#3", "--yes", "--reason", "t"]).expect(0);
+    env.test().args(["rollback", "production", "--to", "#3", "--yes", "--reason", "t"]).run();
     assert_eq!(env.serving().as_deref(), Some("v3"));
     assert_eq!(env.state_of(3), "good", "a release whose checks pass again is good");
-    env.run(&["rollback", "production", "--to", "v2", "--yes", "--reason", "t"]).expect(0);
+    env.test().args(["rollback", "production", "--to", "v2", "--yes", "--reason", "t"]).run();
     assert_eq!(env.serving().as_deref(), Some("v2"));
 }
 
@@ -70,40 +59,31 @@ fn rollback_targets_previous_id_hash_id_and_version() {
 fn unknown_targets_list_the_candidates_and_change_nothing() {
     let env = three_good();
     for t in ["9", "#9", "v9", "nope"] {
-        let out = env.run(&["rollback", "production", "--to", t]);
-        out.expect(2);
-        assert!(out.stderr.contains("candidate: #3 v3 (good)"), "{}", out.stderr);
+        env.test().args(["rollback", "production", "--to", t]).status(2).stderr_has("candidate: #3 v3 (good)").run();
     }
-    let out = env.run(&["rollback", "production", "--to", "--upload-pack=x"]);
-    out.expect(2);
+    env.test().args(["rollback", "production", "--to", "--upload-pack=x"]).status(2).run();
     assert_eq!(env.serving().as_deref(), Some("v3"));
 }
 
 #[test]
 fn a_rollback_needs_a_reason() {
     let env = three_good();
-    let out = env.run(&["rollback", "production"]);
-    out.expect(2);
-    assert!(out.stderr.contains("--reason"), "{}", out.stderr);
+    env.test().args(["rollback", "production"]).status(2).stderr_has("--reason").run();
     assert_eq!(env.serving().as_deref(), Some("v3"), "nothing changed");
-    env.run(&["rollback", "production", "--reason", "  "]).expect(2);
+    env.test().args(["rollback", "production", "--reason", "  "]).status(2).run();
 }
 
 #[test]
 fn rollback_to_the_current_release_does_nothing() {
     let env = three_good();
-    let out = env.run(&["rollback", "production", "--to", "3"]);
-    out.expect(0);
-    assert!(out.stdout.contains("nothing to do"), "{}", out.stdout);
+    env.test().args(["rollback", "production", "--to", "3"]).stdout_has("nothing to do").run();
     assert_eq!(env.state_of(3), "good");
 }
 
 #[test]
 fn dry_run_changes_nothing() {
     let env = three_good();
-    let out = env.run(&["rollback", "production", "--dry-run", "--format", "json"]);
-    out.expect(0);
-    let plan = out.json();
+    let plan = env.test().args(["rollback", "production", "--dry-run", "--format", "json"]).run().json();
     assert_eq!(plan["to"]["id"], 2);
     let steps: Vec<_> = plan["steps"].as_array().unwrap().iter().map(|s| s["name"].clone()).collect();
     assert_eq!(steps, [json!("switch"), json!("config"), json!("restart"), json!("verify")]);
@@ -121,22 +101,22 @@ fn config_files_are_restored_by_full_and_config_scopes_but_not_by_code() {
     deploy_ok(&env, "v2");
     assert_eq!(env.get("/").as_deref(), Some("yo from v2"));
 
-    env.run(&["rollback", "production", "--scope", "code", "--reason", "t"]).expect(0);
+    env.test().args(["rollback", "production", "--scope", "code", "--reason", "t"]).run();
     assert_eq!(env.get("/").as_deref(), Some("yo from v1"), "code scope keeps the config in place");
 
-    env.run(&["rollback", "production", "--to", "2", "--yes", "--reason", "back"]).expect(0);
+    env.test().args(["rollback", "production", "--to", "2", "--yes", "--reason", "back"]).run();
     assert_eq!(env.get("/").as_deref(), Some("yo from v2"));
 
     // #1 is bad now (the code rollback away from it): going back to its config needs --yes.
-    env.run(&["rollback", "production", "--to", "1", "--scope", "config", "--reason", "t"]).expect(4);
-    env.run(&["rollback", "production", "--to", "1", "--scope", "config", "--yes", "--reason", "t"]).expect(0);
+    env.test().args(["rollback", "production", "--to", "1", "--scope", "config", "--reason", "t"]).status(4).run();
+    env.test().args(["rollback", "production", "--to", "1", "--scope", "config", "--yes", "--reason", "t"]).run();
     assert_eq!(env.get("/").as_deref(), Some("hi from v2"), "config scope restores v1's config under v2's code");
     assert_eq!(std::fs::read_to_string(env.path().join("app.env")).unwrap(), "HEALTH=ok\nGREETING=hi\n");
     let st = env.status();
     assert_eq!(st["current"]["id"], 2);
     assert_eq!(st["config_release"], 1);
 
-    env.run(&["rollback", "production", "--to", "2", "--scope", "full", "--yes", "--reason", "t"]).expect(0);
+    env.test().args(["rollback", "production", "--to", "2", "--scope", "full", "--yes", "--reason", "t"]).run();
     assert_eq!(env.get("/").as_deref(), Some("yo from v2"));
 }
 
@@ -148,7 +128,5 @@ fn verify_fails_with_exit_1_when_the_app_is_down() {
         serde_json::from_str(&std::fs::read_to_string(env.deploy_to().join(".lastgood/app.pid")).unwrap()).unwrap();
     std::process::Command::new("kill").args(["-9", &pid["pid"].to_string()]).status().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(100));
-    let out = env.run(&["verify", "production"]);
-    out.expect(1);
-    assert!(out.stdout.contains("UNHEALTHY"), "{}", out.stdout);
+    env.test().args(["verify", "production"]).status(1).stdout_has("UNHEALTHY").run();
 }
