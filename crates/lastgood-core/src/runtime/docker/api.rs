@@ -154,9 +154,6 @@ pub enum DockerError {
     ImageMissing { id: String, reference: String, service: String, release: u64 },
 }
 
-/// The message, for the methods that `runtime/compose.rs` and `runtime/swarm.rs` still
-/// consume as `Result<_, String>` (they map errors with their own `step(String)`); once
-/// they take a [`DockerError`], those methods return it and this goes.
 /// A Docker call that fails fails the step that made it (the library's error has no
 /// Docker variant of its own).
 impl From<DockerError> for Error {
