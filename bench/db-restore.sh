@@ -10,15 +10,18 @@
 #   LASTGOOD=/path/to/lastgood KEEP=1 bash bench/db-restore.sh
 #
 # Needs PostgreSQL 15 client binaries in PG_BIN (/usr/lib/postgresql/15/bin) and a
-# server (PGHOST_BENCH / PGPORT_BENCH / PGUSER_BENCH / PGPASSWORD_BENCH, default
+# server (PGHOST_BENCH / PGPORT_BENCH / PGUSER_BENCH / PGPASSWORD_BENCH, default those of
+# LASTGOOD_TEST_PG from scripts/services.sh, else
 # 127.0.0.1:5432 lastgood_test/lastgood_test with CREATEDB). Creates and drops
 # databases named lg_bench_rs_*; needs about 3x the database size free on disk.
-# Goal (issue): lastgood restore at least 3x faster than `psql < plain dump`.
+# Goals (issue): restoring a template-copy backup at least 3x faster than the runbook's
+# `dropdb && createdb && psql < dump.sql`; a pg_dump backup no slower than
+# `pg_restore -j 2`. Median of ITER=5, every tool in one run on the same data.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$HERE/lib/common.sh"
-ITER="${ITER:-3}"
+ITER="${ITER:-5}"
 ROWS="${ROWS:-2500000}"
 
 bench_binary

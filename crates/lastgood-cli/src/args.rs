@@ -72,6 +72,9 @@ pub enum Command {
         /// Print the plan and change nothing
         #[arg(long)]
         dry_run: bool,
+        /// With the plan, print exactly the SQL its migrations would run (implies --dry-run)
+        #[arg(long)]
+        sql: bool,
     },
     /// Return ENV to a known good release
     Rollback {
@@ -124,6 +127,20 @@ pub enum Command {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Restart what serves the current release (its process, its restart program, its
+    /// compose services), then run the checks; brings back containers that are gone
+    Restart {
+        env: String,
+        /// One compose service, else everything that serves
+        #[arg(long, value_name = "NAME")]
+        service: Option<String>,
+        /// Why: recorded in the audit log and the incident record (asked for on a terminal)
+        #[arg(long)]
+        reason: Option<String>,
+        /// Print the plan and change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Finish an interrupted operation, or undo it with --abort
     Resume {
         env: String,
@@ -158,6 +175,10 @@ pub enum Command {
     Report {
         /// The operation's id, as deploy and rollback print it
         operation: u64,
+        /// Append a note to the follow-up (who and when are recorded with it), then print
+        /// the record; a note ticks "incident documented"
+        #[arg(long, value_name = "TEXT")]
+        note: Option<String>,
     },
     /// The audit trail
     Audit {
@@ -174,8 +195,13 @@ pub enum DbCommand {
         #[command(flatten)]
         dir: MigrationsDir,
     },
-    /// Applied migrations, newest first, with when and by whom
-    History { env: String },
+    /// Applied migrations, newest first, with when and by whom (Alembic: its history,
+    /// with which revisions are applied)
+    History {
+        env: String,
+        #[command(flatten)]
+        dir: MigrationsDir,
+    },
     /// Apply pending migrations
     Up {
         env: String,
@@ -224,12 +250,22 @@ pub enum DbCommand {
     },
     /// Back up the database now (recorded in the ledger)
     Backup { env: String },
-    /// Restore a recorded backup over the database (the newest by default)
+    /// Restore the database from a recorded backup (the newest by default) or a dump:
+    /// stop the app, restore, start it, verify, under the lock
     Restore {
         env: String,
         /// The backup's id, from `lastgood db backups ENV`
-        #[arg(long)]
+        #[arg(long, conflicts_with = "from")]
         id: Option<u64>,
+        /// A dump to restore instead: plain SQL or custom format (pg_dump), or an SQLite file
+        #[arg(long, value_name = "FILE")]
+        from: Option<std::path::PathBuf>,
+        /// Why: recorded in the audit log and the incident record (asked for on a terminal)
+        #[arg(long)]
+        reason: Option<String>,
+        /// Print the plan and change nothing
+        #[arg(long)]
+        dry_run: bool,
     },
     /// The recorded backups, newest first
     Backups { env: String },

@@ -1,6 +1,9 @@
 //! Library errors, explained: a message, what caused it, a hint, and the exit code.
 
 use lastgood_core::Error;
+use lastgood_core::database::driver::DbError;
+use lastgood_core::database::migrator::MigrateError;
+use lastgood_core::database::program::ToolError;
 use lastgood_core::refusal::{DataLoss, Refusal};
 
 use crate::args::Cli;
@@ -82,6 +85,10 @@ fn hint(e: &Error, cli: &Cli) -> Option<String> {
             format!("another process took over this environment's lock; see `lastgood status {env}`")
         }
         Error::Refused { refusal, .. } => refusal_hint(refusal, cli, &env),
+        Error::Tool(t) => tool_hint(t, cli, &env)?,
+        Error::Migrate(m) if matches!(**m, MigrateError::Db(DbError::Connect { .. })) => format!(
+            "check `url` in [environments.{env}.database]: for PostgreSQL the host, port, database, user and password (or the PG* variables and ~/.pgpass) and that the server is up; for SQLite that the file's folder exists; nothing was changed"
+        ),
         Error::ReleaseMissing { .. } | Error::OperationMissing { .. } => {
             "the ledger is damaged or was edited by hand; `lastgood audit verify` checks its audit trail".into()
         }
@@ -92,6 +99,25 @@ fn hint(e: &Error, cli: &Cli) -> Option<String> {
             )
         }
         _ => return None,
+    })
+}
+
+/// What to do when the schema tool failed or could not be asked.
+fn tool_hint(e: &ToolError, cli: &Cli, env: &str) -> Option<String> {
+    use crate::args::{Command as C, DbCommand as D};
+    Some(match e {
+        ToolError::Failed { .. } if matches!(cli.command, C::Db { command: D::Status { .. } }) => {
+            "the lines above are the tool's own; run it by hand in that folder (with DATABASE_URL set) for all of it"
+                .into()
+        }
+        ToolError::Failed { .. } => format!(
+            "the lines above are the tool's own; run it by hand in that folder (with DATABASE_URL set) for all of it, and `lastgood db status {env}` to see where the schema is"
+        ),
+        ToolError::UnknownRevision { .. } => {
+            format!("`lastgood db history {env}` lists the revisions; nothing was changed")
+        }
+        ToolError::Direction { .. } | ToolError::Unsupported { .. } => "nothing was changed".into(),
+        ToolError::Spawn { .. } | ToolError::Missing { .. } => return None,
     })
 }
 
@@ -123,7 +149,13 @@ fn refusal_hint(refusal: &Refusal, cli: &Cli, env: &str) -> String {
         Refusal::NotReady(_) => {
             format!("choose a release that can be returned to from `lastgood history {env}`; nothing was changed")
         }
-        Refusal::Unconfirmed { .. } => "add --yes if this is the release you mean; nothing was changed".into(),
+        Refusal::Unconfirmed { .. } => match &cli.command {
+            C::Db { command: crate::args::DbCommand::Restore { .. } } => {
+                "read the plan with --dry-run, then add --yes to restore (on a terminal lastgood asks); nothing was changed"
+                    .into()
+            }
+            _ => "add --yes if this is the release you mean; nothing was changed".into(),
+        },
         Refusal::Preflight { .. } => format!("fix the host(s) named above, {again}"),
         Refusal::Unusable { .. } => format!("fix what is named above, {again}"),
         Refusal::Version { .. } => format!("build or load the image first (lastgood never pulls), {again}"),
@@ -139,6 +171,7 @@ fn env_of(cli: &Cli) -> String {
         | C::Verify { env }
         | C::Mark { env, .. }
         | C::Resume { env, .. }
+        | C::Restart { env, .. }
         | C::Lock { env, .. }
         | C::Unlock { env, .. } => env.clone(),
         C::Status { env: Some(env) } => env.clone(),
@@ -146,7 +179,7 @@ fn env_of(cli: &Cli) -> String {
             use crate::args::DbCommand as D;
             match command {
                 D::Status { env, .. }
-                | D::History { env }
+                | D::History { env, .. }
                 | D::Up { env, .. }
                 | D::Down { env, .. }
                 | D::Lint { env, .. }

@@ -10,7 +10,9 @@ use clap::Parser;
 fn main() {
     output::ignore_sigpipe();
     let cli = args::Cli::parse();
-    let code = match commands::run(&cli) {
+    let result = commands::run(&cli);
+    output::library_notes(&cli.global);
+    let code = match result {
         Ok(code) => code,
         Err(e) => error::report(&e, &cli),
     };

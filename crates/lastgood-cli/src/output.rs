@@ -6,7 +6,7 @@
 use std::io::{IsTerminal, Write};
 
 use lastgood_core::context::rfc3339;
-use lastgood_core::engine::inspect::Status;
+use lastgood_core::engine::inspect::{History, Status};
 use lastgood_core::engine::preview::PlanView;
 use lastgood_core::engine::run::Report;
 use lastgood_core::journal::Progress;
@@ -21,6 +21,16 @@ pub fn ignore_sigpipe() {
     // pipe ends the process like any other Unix tool, instead of a panic in println!.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// The notes the library kept where no progress reached (`lastgood_core::notice`: a
+/// password file ignored, say), once each, on stderr; `-q` silences them too.
+pub fn library_notes(g: &Global) {
+    for n in lastgood_core::notice::take() {
+        if !g.quiet {
+            eprintln!("note: {n}");
+        }
     }
 }
 
@@ -102,18 +112,21 @@ pub fn release_line(r: &Release) -> String {
 }
 
 pub fn plan_text(p: &PlanView) -> String {
-    let mut s = format!(
-        "Plan: {} `{}` from {} to {}{}\n",
-        p.kind.as_str(),
-        p.environment,
-        p.from.as_ref().map(release_line).unwrap_or_else(|| "nothing".into()),
-        release_line(&p.to),
-        if p.kind == lastgood_core::model::OperationKind::Rollback {
-            format!(", scope {}", p.scope)
-        } else {
-            String::new()
-        },
-    );
+    use lastgood_core::model::OperationKind;
+    let mut s = match p.kind {
+        OperationKind::Restore => {
+            format!("Plan: restore the database of `{}`, under {}\n", p.environment, release_line(&p.to))
+        }
+        OperationKind::Restart => format!("Plan: restart `{}` on {}\n", p.environment, release_line(&p.to)),
+        kind => format!(
+            "Plan: {} `{}` from {} to {}{}\n",
+            kind.as_str(),
+            p.environment,
+            p.from.as_ref().map(release_line).unwrap_or_else(|| "nothing".into()),
+            release_line(&p.to),
+            if kind == OperationKind::Rollback { format!(", scope {}", p.scope) } else { String::new() },
+        ),
+    };
     for (i, step) in p.steps.iter().enumerate() {
         let on = match step.host.as_str() {
             "local" => String::new(),
@@ -128,6 +141,9 @@ pub fn plan_text(p: &PlanView) -> String {
         s.push_str(
             &format!("  migration: {:?} {} ({})\n", v.direction, v.name, lint_class(v.lint.class)).to_lowercase(),
         );
+        for d in &v.lint.data_changes {
+            s.push_str(&format!("    changes data (line {}): {} ({})\n", d.line, d.statement, d.reason));
+        }
     }
     for n in &p.notes {
         s.push_str(&format!("  note: {n}\n"));
@@ -193,17 +209,24 @@ pub fn status_text(s: &Status) -> String {
         s.current.as_ref().map(release_line).unwrap_or_else(|| "nothing deployed".into())
     ));
     t.push_str(&format!("  last good: {}\n", s.last_good.as_ref().map(release_line).unwrap_or_else(|| "none".into())));
-    let releases = s.runtime == "releases";
     match s.rollback_ready {
-        Some(true) if releases => t.push_str("  rollback:  ready (the last good release's directory is in place)\n"),
-        Some(true) => t.push_str("  rollback:  ready\n"),
-        Some(false) if s.hosts.iter().any(|h| !h.reachable) => {
-            t.push_str("  rollback:  NOT READY: a host cannot be reached (below)\n")
+        Some(true) if s.release_dirs => {
+            t.push_str("  rollback:  ready (the last good release's directory is in place)\n")
         }
-        Some(false) => t.push_str("  rollback:  NOT READY: the last good release's directory is gone\n"),
+        Some(true) => t.push_str("  rollback:  ready\n"),
+        Some(false) => t.push_str(&format!(
+            "  rollback:  NOT READY: {}\n",
+            s.rollback_not_ready.as_deref().unwrap_or("the last good release cannot be returned to")
+        )),
         None => {}
     }
-    if !releases {
+    if s.schema_ahead > 0 {
+        t.push_str(&format!(
+            "  schema:    ahead of code by {} migration(s); `lastgood rollback {} --scope db --allow-data-loss` reverts them\n",
+            s.schema_ahead, s.environment
+        ));
+    }
+    if !s.release_dirs {
         let seen = s.runtime_version.as_deref().unwrap_or("unknown");
         t.push_str(&format!("  runtime:   {} (reports {seen})\n", s.runtime));
         if let (Some(c), Some(v)) = (&s.current, &s.runtime_version) {
@@ -223,7 +246,7 @@ pub fn status_text(s: &Status) -> String {
     let fleet = !s.hosts.is_empty();
     match &s.app {
         Some(a) => t.push_str(&format!("  app:       pid {} running #{}\n", a.pid, a.release)),
-        None if releases && !fleet => t.push_str("  app:       not running under lastgood\n"),
+        None if s.supervised && !fleet => t.push_str("  app:       not running under lastgood\n"),
         None => {}
     }
     let expected = s.current.as_ref().map(|c| c.id.0);
@@ -240,7 +263,7 @@ pub fn status_text(s: &Status) -> String {
         };
         t.push_str(&format!("  host:      {:<22} {line}\n", h.host));
     }
-    if releases && !fleet && s.current_link != s.current.as_ref().map(|c| c.id) {
+    if s.release_dirs && !fleet && s.current_link != s.current.as_ref().map(|c| c.id) {
         t.push_str(&format!(
             "  WARNING:   `current` on disk points at {}, the ledger says {}\n",
             s.current_link.map(|c| c.to_string()).unwrap_or_else(|| "nothing".into()),
@@ -272,16 +295,17 @@ pub fn status_text(s: &Status) -> String {
     t
 }
 
-pub fn history_text(rs: &[Release]) -> String {
+pub fn history_text(h: &History) -> String {
     let mut t = format!(
         "{:<6} {:<16} {:<12} {:<7} {:<18} {:<20} {:<16} {}\n",
         "ID", "VERSION", "COMMIT", "STATE", "SCHEMA", "WHEN", "WHO", "FEATURES"
     );
-    for r in rs {
+    for r in &h.releases {
         let features = if r.features.is_empty() { "-".to_owned() } else { r.features.join("; ") };
+        let current = h.current == Some(r.id);
         t.push_str(&format!(
             "{:<6} {:<16} {:<12} {:<7} {:<18} {:<20} {:<16} {}\n",
-            r.id.to_string(),
+            format!("{}{}", r.id, if current { "*" } else { "" }),
             r.version,
             r.commit.as_ref().map(|c| c.short()).unwrap_or("-"),
             r.state.as_str(),
@@ -289,6 +313,15 @@ pub fn history_text(rs: &[Release]) -> String {
             rfc3339(r.created_at),
             r.created_by,
             features
+        ));
+    }
+    if h.current.is_some() {
+        t.push_str("* serves now\n");
+    }
+    if h.schema_ahead > 0 {
+        t.push_str(&format!(
+            "schema ahead of code by {} migration(s); `lastgood rollback {} --scope db --allow-data-loss` reverts them\n",
+            h.schema_ahead, h.environment
         ));
     }
     t

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::model::ReleaseId;
 use crate::refusal::Refusal;
-use crate::runtime::{self, Activation, ReleaseFacts, Site, releases};
+use crate::runtime::{self, Activation, ReleaseFacts, Site, releases, tree};
 use crate::supervise::{SuperviseError, Supervisor};
 
 /// One effect at one site.
@@ -41,8 +41,14 @@ pub enum Action {
     /// Start the supervised app on the release, stopping whatever runs first: always
     /// a real restart, since a config-only change needs the app to read its files again.
     Start { release: ReleaseId, argv: Vec<String>, vars: Vec<(String, String)> },
+    /// Restart what the runtime itself runs for the release (compose services), one
+    /// service when named; bring it back first if it is gone.
+    Restart { activation: Activation, service: Option<String> },
     /// Stop the supervised app.
     Stop,
+    /// Stop what the runtime runs for the release (compose services), except `keep`
+    /// (the database's own service).
+    Halt { activation: Activation, keep: Option<String> },
     /// Delete artifacts retention no longer keeps.
     Remove { releases: Vec<ReleaseId> },
     /// Put files in place where their content differs (config file snapshots).
@@ -54,7 +60,11 @@ pub enum Action {
 pub struct FileContent {
     /// As the config names it, for the record.
     pub name: String,
+    /// Where it goes: where lastgood.toml names it, or, for a site that shares its
+    /// config files, `<deploy_to>/shared/<name>`.
     pub path: PathBuf,
+    #[serde(default)]
+    pub shared: bool,
     pub sha256: String,
     pub content: Vec<u8>,
 }
@@ -71,13 +81,19 @@ pub fn perform(site: &Site, action: &Action, payload: &mut dyn Read) -> Result<S
     };
     match action {
         Action::Export { release, commit } => Ok(if rt.export(*release, commit, payload)? {
-            format!("exported {} into releases/{}", &commit[..commit.len().min(12)], release.0)
+            let into = rt.tree(*release).map(|t| {
+                let t = t.strip_prefix(&site.deploy_to).map(|p| p.to_path_buf()).unwrap_or(t);
+                format!(" into {}", t.display())
+            });
+            format!("exported {}{}", &commit[..commit.len().min(12)], into.unwrap_or_default())
         } else {
             "already exported".into()
         }),
         Action::Run { release, argv, vars, log } => {
             let log = site.state_dir().join(log);
-            crate::exec::run_logged(argv, &rt.workdir(*release), &with_host(vars), &log)
+            let mut vars = with_host(vars);
+            vars.extend(rt.program_env());
+            crate::exec::run_logged(argv, &rt.workdir(*release), &vars, &log)
                 .map_err(|e| Error::Step { message: e.to_string() })?;
             Ok(format!("ran {} (log: {})", argv.first().map(String::as_str).unwrap_or(""), log.display()))
         }
@@ -108,6 +124,16 @@ pub fn perform(site: &Site, action: &Action, payload: &mut dyn Read) -> Result<S
                 None => format!("started pid {}", started.pid),
             })
         }
+        Action::Restart { activation, service } => {
+            let mut a = activation.clone();
+            a.vars = with_host(&a.vars);
+            Ok(rt.restart(&a, service.as_deref())?.unwrap_or_else(|| "nothing to restart".into()))
+        }
+        Action::Halt { activation, keep } => {
+            let mut a = activation.clone();
+            a.vars = with_host(&a.vars);
+            Ok(rt.stop(&a, keep.as_deref())?.unwrap_or_else(|| "nothing to stop".into()))
+        }
         Action::Stop => Ok(match Supervisor::new(&site.state_dir()).stop(stop_timeout(site))? {
             Some(old) => format!("stopped pid {}", old.pid),
             None => "nothing was running".into(),
@@ -125,11 +151,22 @@ pub fn perform(site: &Site, action: &Action, payload: &mut dyn Read) -> Result<S
         Action::Write { files } => {
             let mut written = Vec::new();
             for f in files {
-                let now = std::fs::read(&f.path).ok().map(|b| crate::digest::sha256_hex(&b));
+                let path = if f.shared { site.shared(&f.name) } else { f.path.clone() };
+                if f.shared {
+                    // An edit in place (`sed -i`) can replace a release's link with a
+                    // file of its own: the snapshot is what every release reads again.
+                    written.extend(releases::relink(site, &f.name, &path)?);
+                }
+                let now = std::fs::read(&path).ok().map(|b| crate::digest::sha256_hex(&b));
                 if now.as_deref() == Some(f.sha256.as_str()) {
                     continue;
                 }
-                releases::write_atomic(&f.path, &f.content)?;
+                if f.shared && !path.exists() {
+                    // Config files hold secrets: one lastgood creates is its owner's only
+                    // (the replacement below keeps the permissions it finds).
+                    tree::create_private(&path)?;
+                }
+                releases::write_atomic(&path, &f.content)?;
                 written.push(f.name.clone());
             }
             Ok(if written.is_empty() {
@@ -143,6 +180,20 @@ pub fn perform(site: &Site, action: &Action, payload: &mut dyn Read) -> Result<S
 
 fn stop_timeout(site: &Site) -> Duration {
     Duration::from_millis(site.stop_timeout_ms)
+}
+
+/// Runs a schema tool's program here for the first of `candidates` that can (see
+/// [`crate::runtime::Runtime::exec`]).
+pub fn exec(
+    site: &Site,
+    candidates: &[ReleaseFacts],
+    service: Option<&str>,
+    argv: &[String],
+    env: &[(String, String)],
+) -> Result<(ReleaseId, runtime::api::Ran)> {
+    let mut env = env.to_vec();
+    env.push(("LASTGOOD_HOST".into(), site.host.clone()));
+    runtime::of(site).exec(candidates, service, argv, &env)
 }
 
 /// What a host answers a preflight with.

@@ -25,7 +25,11 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::action::{self, Action};
+use crate::database::backup::PgMethod;
+use crate::database::url::DbUrl;
+use crate::database::work::{self, DbWork};
 use crate::model::ReleaseId;
+use crate::runtime::api::Ran;
 use crate::runtime::{ReleaseFacts, Site, releases};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -38,6 +42,24 @@ pub enum Request {
     Perform { site: Site, action: Action, epoch: i64 },
     /// What the host runs.
     Current { site: Site },
+    /// Runs a schema tool's program for the first of `candidates` that can here (its
+    /// tree, or a service's container of its images); `env` holds `DATABASE_URL`.
+    /// Fenced when it runs for an operation (`epoch`).
+    Exec {
+        site: Site,
+        candidates: Vec<ReleaseFacts>,
+        service: Option<String>,
+        argv: Vec<String>,
+        env: Vec<(String, String)>,
+        epoch: Option<i64>,
+    },
+    /// Database work where the database can be reached (see
+    /// [`crate::database::work`]): `url` as configured, completed from this host's
+    /// environment; backups in `<deploy_to>/backups/`.
+    Db { site: Site, url: String, method: PgMethod, work: DbWork, epoch: Option<i64> },
+    /// The shared config files as they are on this host (`value`: name -> bytes, or
+    /// null when the file is not there).
+    ConfigFiles { site: Site },
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -55,6 +77,12 @@ pub struct Answer {
     pub free_mb: Option<u64>,
     #[serde(default)]
     pub fenced: bool,
+    /// What an [`Request::Exec`] ran (in release `current`).
+    #[serde(default)]
+    pub ran: Option<Box<Ran>>,
+    /// What a [`Request::Db`] answered.
+    #[serde(default)]
+    pub value: Option<serde_json::Value>,
 }
 
 fn fail(detail: String) -> Answer {
@@ -121,6 +149,40 @@ fn handle(req: Request, input: &mut dyn Read) -> Answer {
             a.current = current.map(|r: ReleaseId| r.0);
             a.app = app;
             a
+        }
+        Request::Exec { site, candidates, service, argv, env, epoch } => {
+            let _guard = match epoch.map(|e| fence(&site.deploy_to, e)).transpose() {
+                Ok(g) => g,
+                Err(a) => return a,
+            };
+            match action::exec(&site, &candidates, service.as_deref(), &argv, &env) {
+                Ok((release, ran)) => {
+                    Answer { ok: true, current: Some(release.0), ran: Some(Box::new(ran)), ..Answer::default() }
+                }
+                Err(e) => fail(e.to_string()),
+            }
+        }
+        Request::Db { site, url, method, work, epoch } => {
+            let _guard = match epoch.map(|e| fence(&site.deploy_to, e)).transpose() {
+                Ok(g) => g,
+                Err(a) => return a,
+            };
+            let url = match DbUrl::parse(&url, &site.deploy_to) {
+                Ok(u) => u,
+                Err(e) => return fail(format!("the database URL: {e}")),
+            };
+            match work::perform(&url, &site.deploy_to.join("backups"), method, &work) {
+                Ok(value) => Answer { ok: true, value: Some(value), ..Answer::default() },
+                Err(e) => fail(e),
+            }
+        }
+        Request::ConfigFiles { site } => {
+            let files: std::collections::BTreeMap<String, Option<Vec<u8>>> =
+                site.shared_files.iter().map(|n| (n.clone(), std::fs::read(site.shared(n)).ok())).collect();
+            match serde_json::to_value(files) {
+                Ok(value) => Answer { ok: true, value: Some(value), ..Answer::default() },
+                Err(e) => fail(e.to_string()),
+            }
         }
         Request::Perform { site, action, epoch } => {
             let _guard = match fence(&site.deploy_to, epoch) {

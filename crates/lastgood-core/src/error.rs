@@ -83,6 +83,10 @@ pub enum Error {
     #[error(transparent)]
     Migrate(Box<crate::database::migrator::MigrateError>),
 
+    /// The schema tool (Alembic, the adapter's commands) failed or was asked the impossible.
+    #[error(transparent)]
+    Tool(Box<crate::database::program::ToolError>),
+
     #[error("backup failed: {0}")]
     Backup(#[source] Box<crate::database::backup::BackupError>),
 }
@@ -104,6 +108,7 @@ impl Error {
             Self::Refused { .. } => 4,
             Self::Interrupted { .. } | Self::Fenced { .. } | Self::Halted { .. } => 5,
             Self::Migrate(e) => e.exit_code(),
+            Self::Tool(e) => e.exit_code(),
             Self::Backup(_) => 1,
             Self::Step { .. }
             | Self::Git { .. }

@@ -161,3 +161,40 @@ pub fn differs_outside(dir: &Path, a: &CommitId, b: &CommitId, excluded: &[&str]
         _ => Err(fail(dir, &out)),
     }
 }
+
+/// Whether the trees of two commits differ within the given paths (none: they do not).
+pub fn differs_within(dir: &Path, a: &CommitId, b: &CommitId, paths: &[&str]) -> Result<bool> {
+    if paths.is_empty() {
+        return Ok(false);
+    }
+    let mut args = vec!["diff", "--quiet", "--end-of-options", a.as_str(), b.as_str(), "--"];
+    args.extend(paths);
+    let out = run(dir, &args)?;
+    match out.status.code() {
+        Some(0) => Ok(false),
+        Some(1) => Ok(true),
+        _ => Err(fail(dir, &out)),
+    }
+}
+
+/// A file's content at a commit, by its path relative to `dir`; None when the commit
+/// has no such file.
+pub fn file_at(dir: &Path, commit: &CommitId, path: &str) -> Result<Option<Vec<u8>>> {
+    let spec = format!("{}:./{}", commit.as_str(), path.trim_start_matches("./"));
+    let out = run(dir, &["cat-file", "blob", &spec])?;
+    Ok(out.status.success().then_some(out.stdout))
+}
+
+/// The files under `folder` at a commit, as paths relative to `dir`.
+pub fn files_at(dir: &Path, commit: &CommitId, folder: &str) -> Result<Vec<String>> {
+    let out = run(dir, &["ls-tree", "-r", "--name-only", "-z", "--end-of-options", commit.as_str(), "--", folder])?;
+    if !out.status.success() {
+        return Err(fail(dir, &out));
+    }
+    Ok(out
+        .stdout
+        .split(|b| *b == 0)
+        .filter(|p| !p.is_empty())
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect())
+}

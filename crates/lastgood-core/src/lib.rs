@@ -23,6 +23,7 @@ pub mod journal;
 pub mod ledger;
 pub mod lock;
 pub mod model;
+pub mod notice;
 pub mod notify;
 pub mod plan;
 pub mod refusal;
@@ -33,6 +34,7 @@ pub mod secret;
 pub mod snapshots;
 pub mod ssh;
 pub mod supervise;
+pub mod toolsite;
 pub mod verify;
 pub mod view;
 

@@ -364,18 +364,26 @@ impl Target {
 pub enum OperationKind {
     Deploy,
     Rollback,
+    /// `lastgood db restore`: the database from a backup or a dump, under the lock.
+    Restore,
+    /// `lastgood restart`: what serves the current release, restarted and checked.
+    Restart,
 }
 impl OperationKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Deploy => "deploy",
             Self::Rollback => "rollback",
+            Self::Restore => "restore",
+            Self::Restart => "restart",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "deploy" => Some(Self::Deploy),
             "rollback" => Some(Self::Rollback),
+            "restore" => Some(Self::Restore),
+            "restart" => Some(Self::Restart),
             _ => None,
         }
     }

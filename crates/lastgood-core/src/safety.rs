@@ -23,6 +23,15 @@ pub enum Way {
     Down,
 }
 
+impl From<crate::database::migrator::Direction> for Way {
+    fn from(d: crate::database::migrator::Direction) -> Self {
+        match d {
+            crate::database::migrator::Direction::Up => Self::Up,
+            crate::database::migrator::Direction::Down => Self::Down,
+        }
+    }
+}
+
 /// Who is asking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Consent {

@@ -58,6 +58,11 @@ pub struct HistoryEntry {
     pub reason: Option<String>,
     /// Whether its release directory (or image) still exists.
     pub artifact: bool,
+    /// It is the release that serves.
+    pub current: bool,
+    /// Migrations the database is ahead of this release's code (only ever non-zero for
+    /// the current release).
+    pub schema_ahead: u32,
 }
 
 impl From<&ledger::Release> for HistoryEntry {
@@ -69,7 +74,24 @@ impl From<&ledger::Release> for HistoryEntry {
             features: r.features.clone(),
             reason: r.reason.clone(),
             artifact: r.artifact,
+            current: false,
+            schema_ahead: 0,
         }
+    }
+}
+
+impl HistoryEntry {
+    /// The entries of `lastgood history`, with the current release marked.
+    pub fn list(h: &crate::engine::inspect::History) -> Vec<Self> {
+        h.releases
+            .iter()
+            .map(|r| {
+                let mut e = Self::from(r);
+                e.current = h.current == Some(r.id);
+                e.schema_ahead = if e.current { h.schema_ahead } else { 0 };
+                e
+            })
+            .collect()
     }
 }
 
@@ -116,6 +138,10 @@ pub struct Status {
     pub runtime: String,
     pub runtime_version: Option<String>,
     pub hosts: Vec<HostState>,
+    /// Why `rollback_ready` is false.
+    pub rollback_not_ready: Option<String>,
+    /// Migrations the database is ahead of the current release's code (0 when none).
+    pub schema_ahead: u32,
 }
 
 /// An operation that did not finish.
@@ -155,6 +181,8 @@ impl From<&crate::engine::inspect::Status> for Status {
             runtime: s.runtime.to_owned(),
             runtime_version: s.runtime_version.clone(),
             hosts: s.hosts.clone(),
+            rollback_not_ready: s.rollback_not_ready.clone(),
+            schema_ahead: s.schema_ahead,
         }
     }
 }
@@ -425,23 +453,74 @@ impl DbStatus {
     }
 }
 
-/// `db history`: the migrations applied, newest first, from the database's bookkeeping.
+/// `db history`: the migrations applied, newest first, from the database's bookkeeping;
+/// with Alembic, its whole history, each revision marked applied or not.
 #[derive(Debug, Clone, Serialize)]
 pub struct DbHistory {
     pub database: String,
-    pub migrations: Vec<crate::database::driver::Applied>,
+    pub migrations: crate::database::tool::ToolHistory,
 }
 
-/// `db restore`: the backup restored.
+/// `db down --sql`: the plan, its SQL, and what a real run would refuse.
 #[derive(Debug, Clone, Serialize)]
-pub struct Restored {
-    pub restored: u64,
-    pub path: std::path::PathBuf,
+pub struct DbPreview<'a> {
+    #[serde(flatten)]
+    pub plan: &'a DbPlan,
+    pub refusals: Vec<PlanRefusal>,
 }
 
-impl From<&BackupRecord> for Restored {
-    fn from(b: &BackupRecord) -> Self {
-        Self { restored: b.id, path: b.file.path.clone() }
+impl<'a> DbPreview<'a> {
+    pub fn new(plan: &'a DbPlan, refusals: &[crate::refusal::Refusal]) -> Self {
+        Self {
+            plan,
+            refusals: refusals.iter().map(|r| PlanRefusal { reason: r.to_string(), consent: r.consent() }).collect(),
+        }
+    }
+}
+
+/// A recorded backup (`db backup`, `db backups`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Backup {
+    pub id: u64,
+    pub taken_at: String,
+    pub created_by: String,
+    /// `pg_dump`, `template` (a copy on the server) or `sqlite`.
+    pub method: &'static str,
+    /// The file, or for a template copy the database's name on the server.
+    pub location: std::path::PathBuf,
+    pub bytes: u64,
+    pub sha256: String,
+    /// The operation that took it (None: `lastgood db backup` by hand).
+    pub operation: Option<u64>,
+    pub schema_revision: Option<String>,
+    /// Its data is gone (removed by hand or by `backup_keep`, a copy dropped).
+    pub missing: bool,
+}
+
+impl Backup {
+    pub fn new(b: &BackupRecord, missing: bool) -> Self {
+        Self {
+            id: b.id,
+            taken_at: rfc3339(b.created_at),
+            created_by: b.created_by.clone(),
+            method: match b.file.kind {
+                ledger::BackupKind::PgDump => "pg_dump",
+                ledger::BackupKind::PgTemplate => "template",
+                ledger::BackupKind::Sqlite => "sqlite",
+            },
+            location: b.file.path.clone(),
+            bytes: b.file.bytes,
+            sha256: b.file.sha256.clone(),
+            operation: b.operation,
+            schema_revision: b.schema_revision.clone(),
+            missing,
+        }
+    }
+}
+
+impl From<&crate::engine::db::ListedBackup> for Backup {
+    fn from(b: &crate::engine::db::ListedBackup) -> Self {
+        Self::new(&b.record, b.missing)
     }
 }
 
@@ -449,5 +528,4 @@ impl From<&BackupRecord> for Restored {
 pub use crate::database::rehearse::Rehearsal;
 pub use crate::engine::db::{DbPlan, DbRun, LintEntry};
 pub use crate::engine::diagnose::{Comparison, Diagnosis};
-pub use crate::ledger::BackupRecord as Backup;
 pub use crate::report::IncidentReport;

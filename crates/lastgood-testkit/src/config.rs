@@ -181,6 +181,10 @@ impl Database {
     pub fn url(url: &str) -> Self {
         Self { keys: Keys::default() }.key("url", url)
     }
+    /// `url_env = VAR`: the URL is read from the environment variable when used.
+    pub fn url_env(var: &str) -> Self {
+        Self { keys: Keys::default() }.key("url_env", var)
+    }
     /// `url = "sqlite://FILE"`, relative to the config's folder.
     pub fn sqlite(file: &str) -> Self {
         Self::url(&format!("sqlite://{file}"))

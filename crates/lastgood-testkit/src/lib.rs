@@ -8,9 +8,15 @@
 //! A test describes its config with [`Config`], runs commands with [`Test`]
 //! (`env.test().args([..]).status(2).stderr_has(..).run()`), and snapshots whole
 //! outputs with the filters of [`snapshot`].
+//!
+//! [`fleet`] starts real ssh hosts on loopback addresses, and [`compose_app`] writes a
+//! team's docker-compose app (built from source, its schema migrated by Alembic inside
+//! its container) into the repository as tagged releases.
 
+pub mod compose_app;
 pub mod config;
 pub mod fleet;
+pub mod pgbouncer;
 pub mod snapshot;
 pub mod test;
 
@@ -20,6 +26,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 pub use config::{Check, Config, Database};
+pub use pgbouncer::PgBouncer;
 pub use snapshot::{PINNED_HOST, PINNED_NOW};
 pub use tempfile::TempDir;
 pub use test::Test;
@@ -228,7 +235,8 @@ impl TestEnv {
             .unwrap_or_default()
     }
 
-    fn app_pid(&self) -> Option<i32> {
+    /// The pid of the app lastgood supervises (its pid file), if it runs one.
+    pub fn app_pid(&self) -> Option<i32> {
         let text = std::fs::read_to_string(self.deploy_to().join(".lastgood/app.pid")).ok()?;
         let v: serde_json::Value = serde_json::from_str(&text).ok()?;
         v["pid"].as_i64().map(|p| p as i32)
@@ -244,6 +252,9 @@ impl Drop for TestEnv {
         }
     }
 }
+
+/// Debian's directory of the server's Unix socket.
+pub const SOCKET_DIR: &str = "/var/run/postgresql";
 
 /// A fresh PostgreSQL database on the test server (`LASTGOOD_TEST_PG`), dropped when
 /// this is dropped. Tests that need PostgreSQL fail, never skip, when it is missing.
@@ -265,6 +276,28 @@ impl PgDb {
         let (head, _) = admin.rsplit_once('/').expect("LASTGOOD_TEST_PG ends in /database");
         let url = format!("{head}/{name}");
         let db = Self { name: name.clone(), url, admin };
+        db.admin_sql(&format!("DROP DATABASE IF EXISTS {name}"));
+        db.admin_sql(&format!("CREATE DATABASE {name}"));
+        db
+    }
+
+    /// A fresh database that the operating system's user creates, and so owns, over
+    /// the server's Unix socket with peer authentication and no password (the tests run
+    /// as root; `scripts/services.sh` creates the role `root`). `url` is
+    /// `postgresql:///<name>?host=/var/run/postgresql`, plus `&port=` when the server is
+    /// not on 5432.
+    pub fn over_socket(tag: &str) -> Self {
+        let server = std::env::var("LASTGOOD_TEST_PG").unwrap_or_else(|_| {
+            panic!("LASTGOOD_TEST_PG is not set: run `eval \"$(scripts/services.sh)\"` first (scripts/test.sh does)")
+        });
+        let hostport = server.split_once('@').map(|(_, h)| h).unwrap_or("").split('/').next().unwrap_or("");
+        let port = hostport.rsplit_once(':').map(|(_, p)| p).unwrap_or("5432");
+        let port = if port == "5432" { String::new() } else { format!("&port={port}") };
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let name = format!("lg_it_{tag}_{}_{n}", std::process::id());
+        let at = |db: &str| format!("postgresql:///{db}?host={SOCKET_DIR}{port}");
+        let db = Self { name: name.clone(), url: at(&name), admin: at("postgres") };
         db.admin_sql(&format!("DROP DATABASE IF EXISTS {name}"));
         db.admin_sql(&format!("CREATE DATABASE {name}"));
         db
@@ -296,9 +329,13 @@ impl PgDb {
 
 impl Drop for PgDb {
     fn drop(&mut self) {
-        // The database, and lastgood's template backups of it.
-        let list =
-            format!("SELECT datname FROM pg_database WHERE starts_with(datname, 'lastgood_backup_{}_')", self.name);
+        // The database, lastgood's template backups of it, and what a restore of it
+        // keeps aside or was loading.
+        let list = format!(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, 'lastgood_backup_{0}_') \
+             OR (datname ~ '^lastgood_(aside|restore)_[0-9]+_' AND position('{0}' in datname) > 0)",
+            self.name
+        );
         let copies = Command::new("psql").args([&self.admin, "-qAt", "-c", &list]).output();
         let mut names = vec![self.name.clone()];
         if let Ok(out) = copies {

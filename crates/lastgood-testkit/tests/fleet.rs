@@ -1,9 +1,13 @@
 //! The ssh test fleet works: separate files per host behind one path, host down and
-//! back, host key trouble, and nothing left running afterwards.
+//! back, host key trouble, and nothing left running afterwards. The docker-compose app
+//! the tests deploy to fleet hosts works by hand ([`compose_app`]).
 
 use std::path::{Path, PathBuf};
 
 use lastgood_testkit::fleet::{Fleet, pids_in_namespace};
+
+#[path = "fleet/compose_app.rs"]
+mod compose_app;
 
 #[track_caller]
 fn ok(fleet: &Fleet, i: usize, cmd: &str) -> String {

@@ -2,7 +2,9 @@
 
 use lastgood_core::Result;
 use lastgood_core::database::migrator::DownTarget;
+use lastgood_core::database::tool::ToolHistory;
 use lastgood_core::engine::Engine;
+use lastgood_core::engine::restore::{RestoreFrom, RestoreOptions};
 use lastgood_core::view;
 
 use crate::args::{Cli, DbCommand, Format};
@@ -35,21 +37,41 @@ pub fn run(cli: &Cli, engine: &Engine, command: &DbCommand) -> Result<i32> {
             }
             Ok(0)
         }
-        DbCommand::History { env } => {
-            let (db, applied) = engine.db_history(env)?;
+        DbCommand::History { env, dir } => {
+            let (db, history) = engine.db_history(env, dir.migrations.as_deref())?;
             if json {
-                output::json(&view::DbHistory { database: db, migrations: applied });
+                output::json(&view::DbHistory { database: db, migrations: history });
             } else {
                 let mut t = format!("{db}\n");
-                for a in &applied {
-                    t.push_str(&format!(
-                        "  {}  {:<40} {:>6} ms  {}{}\n",
-                        a.applied_at,
-                        a.name,
-                        a.duration_ms.map(|d| d.to_string()).unwrap_or_else(|| "-".into()),
-                        a.applied_by.as_deref().unwrap_or("-"),
-                        if a.down_sql.is_some() { "" } else { "  (no stored down)" }
-                    ));
+                match &history {
+                    ToolHistory::Applied(applied) => {
+                        for a in applied {
+                            t.push_str(&format!(
+                                "  {}  {:<40} {:>6} ms  {}{}\n",
+                                a.applied_at,
+                                a.name,
+                                a.duration_ms.map(|d| d.to_string()).unwrap_or_else(|| "-".into()),
+                                a.applied_by.as_deref().unwrap_or("-"),
+                                if a.down_sql.is_some() { "" } else { "  (no stored down)" }
+                            ));
+                        }
+                    }
+                    // Alembic's own `history` line, with whether the database has it.
+                    ToolHistory::Revisions(revisions) => {
+                        for r in revisions {
+                            let parents = if r.parents.is_empty() { "<base>".to_owned() } else { r.parents.join(", ") };
+                            t.push_str(&format!(
+                                "  {:<8} {parents} -> {}{}, {}\n",
+                                if r.applied { "applied" } else { "pending" },
+                                r.version,
+                                if r.head { " (head)" } else { "" },
+                                r.message
+                            ));
+                        }
+                        if revisions.is_empty() {
+                            t.push_str("  no revisions found\n");
+                        }
+                    }
                 }
                 output::out(&t);
             }
@@ -74,7 +96,19 @@ pub fn run(cli: &Cli, engine: &Engine, command: &DbCommand) -> Result<i32> {
             };
             if *sql {
                 let plan = engine.db_plan(env, dir.migrations.as_deref(), None, Some(&target))?;
-                print_plan(json, &plan);
+                let refusals = engine.db_refusals(env, &plan, *allow_data_loss)?;
+                if json {
+                    output::json(&view::DbPreview::new(&plan, &refusals));
+                } else {
+                    let mut t = plan.sql.clone();
+                    for r in &refusals {
+                        t.push_str(&format!(
+                            "-- a real run would be refused{}: {r}\n",
+                            r.consent().map(|c| format!(" without {c}")).unwrap_or_default()
+                        ));
+                    }
+                    output::out(&t);
+                }
                 return Ok(0);
             }
             let run =
@@ -147,7 +181,7 @@ pub fn run(cli: &Cli, engine: &Engine, command: &DbCommand) -> Result<i32> {
         DbCommand::Backup { env } => {
             let b = engine.db_backup(env, &mut progress)?;
             if json {
-                output::json::<view::Backup>(&b);
+                output::json(&view::Backup::new(&b, false));
             } else {
                 output::out(&format!(
                     "backup {}: {} ({} bytes, sha256 {})\n",
@@ -162,17 +196,19 @@ pub fn run(cli: &Cli, engine: &Engine, command: &DbCommand) -> Result<i32> {
         DbCommand::Backups { env } => {
             let list = engine.db_backups(env)?;
             if json {
-                output::json::<Vec<view::Backup>>(&list);
+                output::json(&list.iter().map(view::Backup::from).collect::<Vec<_>>());
             } else {
                 let mut t = String::new();
-                for b in &list {
+                for l in &list {
+                    let b = &l.record;
                     t.push_str(&format!(
-                        "{:>4}  {}  {:>12} bytes  {}{}\n",
+                        "{:>4}  {}  {:>12} bytes  {}{}{}\n",
                         b.id,
                         lastgood_core::context::rfc3339(b.created_at),
                         b.file.bytes,
                         b.file.path.display(),
-                        b.operation.map(|o| format!("  (operation {o})")).unwrap_or_default()
+                        b.operation.map(|o| format!("  (operation {o})")).unwrap_or_default(),
+                        if l.missing { "  MISSING: its data is gone" } else { "" }
                     ));
                 }
                 if list.is_empty() {
@@ -182,14 +218,14 @@ pub fn run(cli: &Cli, engine: &Engine, command: &DbCommand) -> Result<i32> {
             }
             Ok(0)
         }
-        DbCommand::Restore { env, id } => {
-            let b = engine.db_restore(env, *id, &mut progress)?;
-            if json {
-                output::json(&view::Restored::from(&b));
-            } else {
-                output::out(&format!("restored backup {} ({})\n", b.id, b.file.path.display()));
-            }
-            Ok(0)
+        DbCommand::Restore { env, id, from, reason, dry_run } => {
+            let from = match (id, from) {
+                (_, Some(file)) => RestoreFrom::File(file.clone()),
+                (Some(id), None) => RestoreFrom::Backup(*id),
+                (None, None) => RestoreFrom::Newest,
+            };
+            let opts = RestoreOptions { from, reason: reason.clone() };
+            crate::commands::operate::restore(cli, engine, env, opts, *dry_run)
         }
     }
 }

@@ -2,6 +2,8 @@
 
 use lastgood_core::Result;
 use lastgood_core::engine::Engine;
+use lastgood_core::engine::decision::command_line;
+use lastgood_core::report::diff_markdown_in_place;
 use lastgood_core::view;
 
 use crate::args::{Cli, Format};
@@ -25,10 +27,10 @@ pub fn status(cli: &Cli, engine: &Engine, env: Option<&str>) -> Result<i32> {
 }
 
 pub fn history(cli: &Cli, engine: &Engine, env: &str, limit: usize) -> Result<i32> {
-    let releases = engine.history(env, limit)?;
+    let history = engine.history(env, limit)?;
     match cli.global.format {
-        Format::Json => output::json(&releases.iter().map(view::HistoryEntry::from).collect::<Vec<_>>()),
-        Format::Text => output::out(&output::history_text(&releases)),
+        Format::Json => output::json(&view::HistoryEntry::list(&history)),
+        Format::Text => output::out(&output::history_text(&history)),
     }
     Ok(0)
 }
@@ -63,25 +65,53 @@ pub fn diff(cli: &Cli, engine: &Engine, env: &str, from: &str, to: &str) -> Resu
 }
 
 pub fn diagnose(cli: &Cli, engine: &Engine, env: &str) -> Result<i32> {
-    let d = engine.diagnose(env)?;
+    let mut d = engine.diagnose(env)?;
+    // The command runs as printed in the shell diagnose ran in: with the same config.
+    if let (Some(config), false) = (&cli.global.config, d.decision.argv.is_empty()) {
+        d.decision.argv.splice(0..0, ["--config".to_owned(), config.display().to_string()]);
+        d.decision.command = Some(command_line(&d.decision.argv));
+    }
     match cli.global.format {
         Format::Json => output::json::<view::Diagnosis>(&d),
         Format::Text => {
             let yes = |b: bool| if b { "CHANGED" } else { "same" };
+            let mut config = Vec::new();
+            if d.config_between_releases {
+                config.push(format!("between #{} and #{}", d.last_good.id, d.config_release));
+            }
+            if !d.config_edited_since_deploy.is_empty() {
+                config.push(format!(
+                    "edited in place since #{} was deployed: {}",
+                    d.config_release,
+                    d.config_edited_since_deploy.join(", ")
+                ));
+            }
+            let detail =
+                |parts: &[String]| if parts.is_empty() { String::new() } else { format!(" ({})", parts.join("; ")) };
+            let database = if d.schema_ahead > 0 {
+                vec![format!("schema ahead of code by {} migration(s)", d.schema_ahead)]
+            } else {
+                vec![]
+            };
+            let label =
+                format!("Edited in place since #{} was deployed (its snapshot -> the files now):", d.config_release);
             let mut t = format!(
-                "`{env}` now runs {}\nlast good:  {}\n\n  code:      {}\n  config:    {}\n  database:  {}\n\n{}\n",
+                "`{env}` now runs {}\nlast good:  {}\n\n  code:      {}\n  config:    {}{}\n  database:  {}{}\n\n{}\n\n{}\n\n",
                 d.current.line(),
                 d.last_good.line(),
                 yes(d.code),
                 yes(d.config),
+                detail(&config),
                 yes(d.database),
-                d.explanation
+                detail(&database),
+                diff_markdown_in_place(&d.diff, Some(&d.last_good), &d.current, &label, &d.config_in_place).trim_end(),
+                d.decision.explanation
             );
-            match (&d.scope, &d.command) {
-                (Some(s), Some(c)) => t.push_str(&format!("\nrecommended scope: {s}\n  {c}\n")),
-                _ => t.push_str("\nno rollback recommended\n"),
+            // The decision ends the output; its command, when there is one, is the last line.
+            t.push_str(&format!("decision: {}\n", d.decision.decision));
+            if let Some(c) = &d.decision.command {
+                t.push_str(&format!("{c}\n"));
             }
-            t.push_str(&format!("\n{}", lastgood_core::report::diff_markdown(&d.diff, Some(&d.last_good), &d.current)));
             output::out(&t);
         }
     }

@@ -9,6 +9,8 @@ mod report;
 use lastgood_core::config::Config;
 use lastgood_core::context::Context;
 use lastgood_core::engine::Engine;
+use lastgood_core::engine::deploy::DeployOptions;
+use lastgood_core::engine::restart::RestartOptions;
 use lastgood_core::{Error, Result};
 
 use crate::args::{Cli, Command};
@@ -16,8 +18,18 @@ use crate::args::{Cli, Command};
 pub fn run(cli: &Cli) -> Result<i32> {
     match &cli.command {
         Command::Init { force } => admin::init(cli, *force),
-        Command::Deploy { env, version, reason, no_verify, no_auto_rollback, dry_run } => {
-            operate::deploy(cli, &engine(cli)?, env, version, reason.clone(), !no_verify, !no_auto_rollback, *dry_run)
+        Command::Restart { env, service, reason, dry_run } => {
+            let opts = RestartOptions { service: service.clone(), reason: reason.clone() };
+            operate::restart(cli, &engine(cli)?, env, opts, *dry_run)
+        }
+        Command::Deploy { env, version, reason, no_verify, no_auto_rollback, dry_run, sql } => {
+            let opts = DeployOptions {
+                reason: reason.clone(),
+                verify: !no_verify,
+                auto_rollback: !no_auto_rollback,
+                sql: *sql,
+            };
+            operate::deploy(cli, &engine(cli)?, env, version, opts, *dry_run || *sql)
         }
         Command::Rollback { env, to, scope, reason, dry_run, sql, allow_data_loss } => operate::rollback(
             cli,
@@ -43,7 +55,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
         }
         Command::Lock { env, reason } => admin::lock(cli, &engine(cli)?, env, reason),
         Command::Unlock { env, force } => admin::unlock(cli, &engine(cli)?, env, *force),
-        Command::Report { operation } => report::report(cli, &engine(cli)?, *operation),
+        Command::Report { operation, note } => report::report(cli, &engine(cli)?, *operation, note.as_deref()),
         Command::Audit { command: crate::args::AuditCommand::Verify } => admin::audit_verify(cli, &engine(cli)?),
     }
 }

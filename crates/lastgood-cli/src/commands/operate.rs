@@ -6,6 +6,8 @@ use lastgood_core::Result;
 use lastgood_core::engine::Engine;
 use lastgood_core::engine::deploy::DeployOptions;
 use lastgood_core::engine::preview::PlanView;
+use lastgood_core::engine::restart::RestartOptions;
+use lastgood_core::engine::restore::RestoreOptions;
 use lastgood_core::engine::rollback::RollbackOptions;
 use lastgood_core::engine::run::Report;
 use lastgood_core::model::{Outcome, Scope};
@@ -15,23 +17,17 @@ use lastgood_core::view;
 use crate::args::{Cli, Format, ScopeArg};
 use crate::output::{self, StderrProgress};
 
-#[allow(clippy::too_many_arguments)]
-pub fn deploy(
-    cli: &Cli,
-    engine: &Engine,
-    env: &str,
-    version: &str,
-    reason: Option<String>,
-    verify: bool,
-    auto_rollback: bool,
-    dry_run: bool,
-) -> Result<i32> {
-    let opts = DeployOptions { reason, verify, auto_rollback };
+pub fn deploy(cli: &Cli, engine: &Engine, env: &str, version: &str, opts: DeployOptions, dry_run: bool) -> Result<i32> {
     if dry_run {
         let (plan, _) = engine.plan_deploy(env, version, &opts)?;
         match cli.global.format {
             Format::Json => output::json(&view::Plan::from(&plan)),
-            Format::Text => output::out(&output::plan_text(&plan)),
+            Format::Text => {
+                output::out(&output::plan_text(&plan));
+                if opts.sql {
+                    output::out(plan.sql.as_deref().unwrap_or("-- the plan runs no SQL\n"));
+                }
+            }
         }
         return Ok(0);
     }
@@ -87,7 +83,7 @@ pub fn rollback(
     // required, asked for on a terminal, and recorded in the audit log.
     let mut opts = opts;
     if opts.reason.as_deref().is_none_or(|r| r.trim().is_empty()) && !plan.in_place {
-        opts.reason = Some(ask_reason().ok_or_else(|| lastgood_core::Error::Usage {
+        opts.reason = Some(ask_reason("Reason for this rollback: ").ok_or_else(|| lastgood_core::Error::Usage {
             what:
                 "a rollback needs --reason TEXT: why it happens goes into the audit log and the incident record".into(),
         })?);
@@ -109,6 +105,56 @@ pub fn rollback(
             Ok(0)
         }
     }
+}
+
+/// `lastgood restart`: the plan, a reason, then the operation.
+pub fn restart(cli: &Cli, engine: &Engine, env: &str, opts: RestartOptions, dry_run: bool) -> Result<i32> {
+    let plan = engine.plan_restart(env, &opts)?;
+    if dry_run {
+        match cli.global.format {
+            Format::Json => output::json(&view::Plan::from(&plan)),
+            Format::Text => output::out(&output::plan_text(&plan)),
+        }
+        return Ok(0);
+    }
+    let mut opts = opts;
+    if opts.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
+        opts.reason = Some(ask_reason("Reason for this restart: ").ok_or_else(|| lastgood_core::Error::Usage {
+            what:
+                "a restart needs --reason TEXT: why it happens goes into the audit log and the incident record".into(),
+        })?);
+    }
+    let mut progress = StderrProgress::new(&cli.global);
+    let report = engine.restart(env, &opts, &mut progress)?;
+    Ok(finish(cli, &report, None))
+}
+
+/// `lastgood db restore`: the plan, then (unless `--dry-run`) a reason and a yes, then
+/// the operation.
+pub fn restore(cli: &Cli, engine: &Engine, env: &str, opts: RestoreOptions, dry_run: bool) -> Result<i32> {
+    let plan = engine.plan_restore(env, &opts)?;
+    match cli.global.format {
+        Format::Text => output::out(&output::plan_text(&plan)),
+        Format::Json if dry_run => output::json(&view::Plan::from(&plan)),
+        Format::Json => {}
+    }
+    if dry_run {
+        return Ok(0);
+    }
+    if let Some(refused) = plan.refused(|r| matches!(r, Refusal::Unconfirmed { .. })) {
+        return Err(refused);
+    }
+    let mut opts = opts;
+    if opts.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
+        opts.reason = Some(ask_reason("Reason for this restore: ").ok_or_else(|| lastgood_core::Error::Usage {
+            what:
+                "a restore needs --reason TEXT: why it happens goes into the audit log and the incident record".into(),
+        })?);
+    }
+    let confirmed = cli.global.yes || ask(&format!("{}. Restore anyway?", plan.confirm.join("; ")));
+    let mut progress = StderrProgress::new(&cli.global);
+    let report = engine.restore(env, &opts, confirmed, &mut progress)?;
+    Ok(finish(cli, &report, None))
 }
 
 pub fn resume(cli: &Cli, engine: &Engine, env: &str, abort: bool) -> Result<i32> {
@@ -145,11 +191,11 @@ fn finish(cli: &Cli, report: &Report, plan: Option<&PlanView>) -> i32 {
 }
 
 /// Asks for a reason on a terminal; None elsewhere or when the answer is empty.
-fn ask_reason() -> Option<String> {
+fn ask_reason(question: &str) -> Option<String> {
     if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
         return None;
     }
-    eprint!("Reason for this rollback: ");
+    eprint!("{question}");
     let _ = std::io::stderr().flush();
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line).ok()?;

@@ -462,3 +462,30 @@ fn swarm_restart_only_rollback() {
     stack.env.write("lastgood.toml", &cfg.replace("SERVICE", &stack.name));
     restart_only_rollback(&stack);
 }
+
+#[test]
+fn compose_restart_brings_back_removed_containers_and_restarts_one_service() {
+    let stack = compose_stack("crsv", "");
+    stack.run(&["deploy", "production", "v1", "--reason", "first"]).expect(0);
+    assert!(stack.serves("v1"));
+    // The runbook's `docker rm` gone wrong: the containers are gone.
+    let ids = docker(&["ps", "-aq", "--filter", &format!("label=com.docker.compose.project={}", stack.name)]);
+    for id in ids.split_whitespace() {
+        docker(&["rm", "-f", id]);
+    }
+    assert!(!stack.serves("v1"));
+    let out = stack.run(&["restart", "production", "--reason", "containers gone", "--format", "json"]);
+    out.expect(0);
+    let r = out.json();
+    assert_eq!((r["kind"].as_str(), r["outcome"].as_str()), (Some("restart"), Some("succeeded")), "{r}");
+    assert!(r["steps"][0]["detail"].as_str().unwrap().contains("brought v1 back up"), "{r}");
+    assert!(stack.serves("v1"));
+    let out = stack.run(&["restart", "production", "--service", "web", "--reason", "config reload"]);
+    out.expect(0);
+    assert!(out.stderr.contains("restarted web"), "{}", out.stderr);
+    let out = stack.run(&["restart", "production", "--service", "nope", "--reason", "x"]);
+    out.expect(2);
+    assert!(out.stderr.contains("no service `nope`"), "{}", out.stderr);
+    assert_eq!(state_of(&stack, 1), "good", "a restart changes no release's state");
+    assert_eq!(stack.status()["interrupted"], serde_json::json!(null));
+}

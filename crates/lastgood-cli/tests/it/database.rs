@@ -3,6 +3,7 @@
 
 use serde_json::json;
 
+use crate::alembic::{alembic_revision, commit_alembic_versions};
 use crate::{BIN, deploy_ok};
 use lastgood_testkit::{Config, Database, PgDb, TestEnv, sqlite};
 
@@ -72,6 +73,24 @@ fn releases_record_their_schema_and_a_rollback_reverts_it_before_the_code_moves(
 }
 
 #[test]
+fn a_rollback_to_a_newer_release_applies_its_migrations_instead_of_reverting() {
+    let env = sqlite_env();
+    deploy_ok(&env, "v1");
+    deploy_ok(&env, "v2");
+    env.test().args(["rollback", "production", "--reason", "t"]).run();
+    assert!(!tables(&env).contains("users_name"));
+    let r = env
+        .test()
+        .args(["rollback", "production", "--to", "2", "--yes", "--reason", "forward", "--format", "json"])
+        .run()
+        .json();
+    assert_eq!(step_names(&r), ["migrate-up", "switch", "config", "restart", "verify"], "{r}");
+    assert!(tables(&env).contains("users_name"), "{}", tables(&env));
+    let st = env.test().args(["db", "status", "production", "--format", "json"]).run().json();
+    assert_eq!(st["current"]["version"], "2024-02-01-000000");
+}
+
+#[test]
 fn a_destructive_down_needs_consent_and_runs_after_a_backup_in_the_same_operation() {
     let env = sqlite_env();
     for v in ["v1", "v2", "v3"] {
@@ -113,7 +132,8 @@ fn a_destructive_down_needs_consent_and_runs_after_a_backup_in_the_same_operatio
     assert!(!tables(&env).contains("audit_log"));
     let backups = env.run(&["db", "backups", "production", "--format", "json"]).expect(0).json();
     assert_eq!(backups[0]["operation"], r["operation"]);
-    assert!(std::path::Path::new(backups[0]["file"]["path"].as_str().unwrap()).exists());
+    assert!(std::path::Path::new(backups[0]["location"].as_str().unwrap()).exists());
+    assert_eq!(backups[0]["missing"], false);
 }
 
 #[test]
@@ -131,16 +151,72 @@ fn a_failed_deploy_reverts_its_migrations_when_they_are_safe_to_revert() {
 }
 
 #[test]
-fn a_failed_deploy_never_reverts_destructive_migrations_by_itself() {
+fn a_failed_deploy_whose_downs_are_destructive_returns_code_and_config_and_leaves_the_schema_ahead() {
     let env = sqlite_env();
     deploy_ok(&env, "v1");
     env.write("app.env", "HEALTH=fail\n");
     let out = env.run(&["deploy", "production", "v3", "--format", "json"]);
     out.expect(1);
-    assert_eq!(out.json()["outcome"], "failed");
-    assert!(out.stderr.contains("not returning") && out.stderr.contains("--allow-data-loss"), "{}", out.stderr);
-    assert!(tables(&env).contains("audit_log"), "the data is still there");
-    assert_eq!(env.status()["current"]["id"], 2);
+    // Never a known-broken release left serving: the code and config went back...
+    assert_eq!(out.json()["outcome"], "rolled_back", "{}", out.stdout);
+    assert!(out.stderr.contains("with code and config only"), "{}", out.stderr);
+    assert!(out.stderr.contains("--scope db --allow-data-loss"), "{}", out.stderr);
+    assert_eq!(env.status()["current"]["id"], 1);
+    assert_eq!(env.serving().as_deref(), Some("v1"));
+    assert_eq!(env.state_of(2), "failed");
+    // ...and no data was destroyed by itself: v3's migrations stay, and every view says so.
+    assert!(tables(&env).contains("audit_log"), "the data is still there: {}", tables(&env));
+    assert_eq!(env.status()["schema_ahead"], 2);
+    let text = env.run(&["status", "production"]);
+    text.expect(0);
+    assert!(text.stdout.contains("schema:    ahead of code by 2 migration(s)"), "{}", text.stdout);
+    let h = env.history();
+    assert_eq!(
+        (h[1]["id"].as_u64(), h[1]["current"].as_bool(), h[1]["schema_ahead"].as_u64()),
+        (Some(1), Some(true), Some(2))
+    );
+    let op = out.json()["operation"].as_u64().unwrap().to_string();
+    let report = env.run(&["report", &op, "--format", "json"]).expect(0).json();
+    assert_eq!(report["schema_ahead"], 2);
+    let md = env.run(&["report", &op]);
+    md.expect(0);
+    assert!(md.stdout.contains("ahead of code by 2 migration(s)"), "{}", md.stdout);
+
+    // Reverting what is ahead needs consent; the preview shows it and refuses nothing.
+    let refused = env.run(&["rollback", "production", "--scope", "db", "--reason", "revert v3's schema"]);
+    refused.expect(4);
+    assert!(refused.stderr.contains("--allow-data-loss"), "{}", refused.stderr);
+    let preview = env.run(&["rollback", "production", "--scope", "db", "--dry-run", "--sql"]);
+    preview.expect(0);
+    assert!(preview.stdout.contains("DROP TABLE audit_log"), "{}", preview.stdout);
+    assert!(preview.stdout.contains("refused without --allow-data-loss"), "{}", preview.stdout);
+    assert!(tables(&env).contains("audit_log"), "a preview changed nothing");
+    let db_preview = env.run(&["db", "down", "production", "--steps", "1", "--sql"]);
+    db_preview.expect(0);
+    assert!(db_preview.stdout.contains("DROP TABLE audit_log"), "{}", db_preview.stdout);
+    assert!(
+        db_preview.stdout.contains("-- a real run would be refused without --allow-data-loss"),
+        "{}",
+        db_preview.stdout
+    );
+    let done = env.run(&[
+        "rollback",
+        "production",
+        "--scope",
+        "db",
+        "--allow-data-loss",
+        "--reason",
+        "revert v3's schema",
+        "--format",
+        "json",
+    ]);
+    done.expect(0);
+    assert_eq!(step_names(&done.json()), ["stop", "backup", "migrate-down", "restart", "verify"]);
+    let t = tables(&env);
+    assert!(!t.contains("audit_log") && !t.contains("users_name") && t.contains("users"), "{t}");
+    assert_eq!(env.status()["schema_ahead"], 0);
+    assert_eq!(env.status()["current"]["id"], 1);
+    assert_eq!(env.state_of(1), "good");
 }
 
 #[test]
@@ -221,7 +297,11 @@ fn postgres_deploys_roll_back_and_restore_without_ever_showing_the_password() {
     let listed = env.run(&["db", "backups", "production"]);
     listed.expect(0);
     outputs += &listed.stdout;
-    env.run(&["db", "restore", "production"]).expect(0);
+    // The newest backup, under the lock, with the app stopped and started again.
+    let restored = env.run(&["db", "restore", "production", "--yes", "--reason", "bring v3 back"]);
+    restored.expect(0);
+    outputs += &restored.stdout;
+    outputs += &restored.stderr;
     assert_eq!(db.sql("SELECT to_regclass('audit_log') IS NOT NULL"), "t");
     assert_eq!(db.sql("SELECT count(*) FROM lastgood.migrations"), "3");
 
@@ -246,32 +326,6 @@ fn an_unreachable_database_refuses_the_deploy_before_anything_changes() {
     assert!(!env.deploy_to().join("releases/1").exists());
 }
 
-const ALEMBIC_INI: &str = "[alembic]\nscript_location = alembic\n\n[loggers]\nkeys = root\n[handlers]\nkeys = console\n[formatters]\nkeys = generic\n[logger_root]\nlevel = WARN\nhandlers = console\n[handler_console]\nclass = StreamHandler\nargs = (sys.stderr,)\nlevel = NOTSET\nformatter = generic\n[formatter_generic]\nformat = %(levelname)s %(message)s\n";
-const ALEMBIC_ENV: &str = r#"import os
-from alembic import context
-from sqlalchemy import create_engine, pool
-
-url = os.environ["DATABASE_URL"]
-
-if context.is_offline_mode():
-    context.configure(url=url, literal_binds=True)
-    with context.begin_transaction():
-        context.run_migrations()
-else:
-    engine = create_engine(url, poolclass=pool.NullPool)
-    with engine.connect() as connection:
-        context.configure(connection=connection)
-        with context.begin_transaction():
-            context.run_migrations()
-"#;
-
-fn alembic_revision(rev: &str, down: Option<&str>, up_sql: &str, down_sql: &str) -> String {
-    format!(
-        "revision = {rev:?}\ndown_revision = {}\nbranch_labels = None\ndepends_on = None\n\nfrom alembic import op\n\n\ndef upgrade():\n    op.execute({up_sql:?})\n\n\ndef downgrade():\n    op.execute({down_sql:?})\n",
-        down.map(|d| format!("{d:?}")).unwrap_or_else(|| "None".into())
-    )
-}
-
 /// The real Alembic, through the adapter: deploys record Alembic revisions, a failed
 /// deploy is rolled back with `alembic downgrade` run from the newer release, and an
 /// explicit rollback goes further back.
@@ -288,6 +342,7 @@ fn the_alembic_adapter_drives_the_real_alembic() {
             alembic_revision(
                 "0001",
                 None,
+                None,
                 "CREATE TABLE users (id integer PRIMARY KEY, name text)",
                 "DROP TABLE users",
             ),
@@ -295,7 +350,13 @@ fn the_alembic_adapter_drives_the_real_alembic() {
         (
             "v2",
             "0002_name.py",
-            alembic_revision("0002", Some("0001"), "CREATE INDEX users_name ON users (name)", "DROP INDEX users_name"),
+            alembic_revision(
+                "0002",
+                Some("0001"),
+                None,
+                "CREATE INDEX users_name ON users (name)",
+                "DROP INDEX users_name",
+            ),
         ),
         (
             "v3",
@@ -303,20 +364,13 @@ fn the_alembic_adapter_drives_the_real_alembic() {
             alembic_revision(
                 "0003",
                 Some("0002"),
+                None,
                 "CREATE INDEX users_id_name ON users (id, name)",
                 "DROP INDEX users_id_name",
             ),
         ),
     ];
-    for (i, (tag, file, text)) in files.iter().enumerate() {
-        let path = format!("alembic/versions/{file}");
-        let mut extra: Vec<(&str, &str)> = vec![(&path, text)];
-        if i == 0 {
-            extra.push(("alembic.ini", ALEMBIC_INI));
-            extra.push(("alembic/env.py", ALEMBIC_ENV));
-        }
-        env.commit_version(tag, &extra);
-    }
+    commit_alembic_versions(&mut env, &files);
     env.configure(&Config::new().database(Database::url(&url).adapter("alembic")));
     deploy_ok(&env, "v1");
     deploy_ok(&env, "v2");
@@ -338,9 +392,11 @@ fn the_alembic_adapter_drives_the_real_alembic() {
     assert_eq!(db.sql("SELECT version_num FROM alembic_version"), "0001");
     let st = env.run(&["db", "status", "production", "--format", "json"]).expect(0).json();
     assert_eq!(st["current"]["version"], "0001", "db status reports Alembic's own revision");
+    // `db down` drives Alembic too, through the same data-safety gate.
     let out = env.run(&["db", "down", "production", "--steps", "1"]);
-    out.expect(2);
-    assert!(out.stderr.contains("adapter = alembic"), "{}", out.stderr);
+    out.expect(4);
+    assert!(out.stderr.contains("0001") && out.stderr.contains("--allow-data-loss"), "{}", out.stderr);
+    assert_eq!(db.sql("SELECT version_num FROM alembic_version"), "0001");
     assert_eq!(env.serving().as_deref(), Some("v1"));
 }
 
@@ -428,7 +484,7 @@ fn a_db_down_killed_midway_leaves_no_dirty_state_and_a_rerun_finishes() {
 fn the_command_adapter_runs_the_teams_own_commands() {
     let mut env = TestEnv::new(BIN);
     // A "tool" that keeps its revision in a file, standing in for a team's script.
-    let tool = "#!/bin/sh\nset -e\nstate=\"$(dirname \"$0\")/../schema-state\"\ncase \"$1\" in\n  current) cat \"$state\" 2>/dev/null || true ;;\n  up) cat VERSION > \"$state\" ;;\n  down) printf '%s\\n' \"$LASTGOOD_TARGET_REVISION\" > \"$state\" ;;\nesac\n";
+    let tool = "#!/bin/sh\nset -e\nstate=\"$(dirname \"$0\")/../schema-state\"\ncase \"$1\" in\n  current) cat \"$state\" 2>/dev/null || true ;;\n  up) cat VERSION > \"$state\"; echo \"$LASTGOOD_VERSION $LASTGOOD_RELEASE $LASTGOOD_ENV\" > \"$state.env\" ;;\n  down) printf '%s\\n' \"$LASTGOOD_TARGET_REVISION\" > \"$state\" ;;\nesac\n";
     env.write("repo/tool.sh", tool);
     {
         use std::os::unix::fs::PermissionsExt;
@@ -448,6 +504,9 @@ fn the_command_adapter_runs_the_teams_own_commands() {
     deploy_ok(&env, "v1");
     deploy_ok(&env, "v2");
     assert_eq!(env.history()[0]["schema_revision"], "v2");
+    // The tool learns which release it migrates for, through its environment.
+    let seen = std::fs::read_to_string(env.deploy_to().join("releases/schema-state.env")).unwrap();
+    assert_eq!(seen.trim(), "v2 2 production");
     // Its downs cannot be previewed, so they count as destructive.
     env.run(&["rollback", "production", "--reason", "t"]).expect(4);
     env.run(&["rollback", "production", "--reason", "t", "--allow-data-loss"]).expect(0);
@@ -496,4 +555,95 @@ fn refusals_around_the_schema_say_why() {
     let out = plain.run(&["rollback", "production", "--scope", "db", "--reason", "t"]);
     out.expect(2);
     assert!(out.stderr.contains("no [database] with migrations"), "{}", out.stderr);
+}
+
+/// A pipeline stand-in for the `command` runtime: records the version it was asked for
+/// and whether the v2 migration's index existed when it was called, then sets the
+/// parameter store that `current` reads.
+fn pipeline(env: &TestEnv) -> (String, String) {
+    let log = env.path().join("pipeline.log");
+    let param = env.path().join("desired_version");
+    let db = env.path().join("app.db");
+    let script = format!(
+        "#!/bin/sh\nset -e\nindex=$(sqlite3 '{}' \"SELECT count(*) FROM sqlite_master WHERE name = 'users_name'\")\n\
+         echo \"$LASTGOOD_VERSION index=$index commit=$LASTGOOD_COMMIT\" >> '{}'\nprintf '%s\\n' \"$LASTGOOD_VERSION\" > '{}'\n",
+        db.display(),
+        log.display(),
+        param.display()
+    );
+    env.write("ci-switch.sh", &script);
+    let path = env.path().join("ci-switch.sh");
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    (path.display().to_string(), param.display().to_string())
+}
+
+#[test]
+fn a_pipeline_runtime_with_source_runs_migrations_from_the_release_tree_around_its_switch() {
+    let env = sqlite_env();
+    let (switch, param) = pipeline(&env);
+    env.configure(
+        &Config::new()
+            .runtime("command")
+            .deploy_to(None)
+            .no_process()
+            .config_files([])
+            .checks(vec![])
+            .key("switch", lastgood_testkit::config::Value::List(vec![switch]))
+            .key("current", lastgood_testkit::config::Value::List(vec!["cat".into(), param]))
+            .database(Database::url("sqlite://app.db").migrations("migrations")),
+    );
+    let log = || std::fs::read_to_string(env.path().join("pipeline.log")).unwrap_or_default();
+    let out = env.run(&["deploy", "production", "v1", "--reason", "first", "--format", "json"]);
+    out.expect(0);
+    assert_eq!(step_names(&out.json()), ["export", "migrate-up", "switch", "cleanup"]);
+    // v2's migration ran before the pipeline was called, from v2's own tree.
+    env.run(&["deploy", "production", "v2", "--reason", "index"]).expect(0);
+    let lines: Vec<String> = log().lines().map(str::to_owned).collect();
+    assert!(lines[0].starts_with("v1 index=0 commit="), "{lines:?}");
+    assert!(lines[1].starts_with("v2 index=1 commit="), "{lines:?}");
+    assert_eq!(env.history()[0]["schema_revision"], "2024-02-01-000000");
+    let trees = env.path().join(".lastgood/work/production/.lastgood/trees");
+    assert!(trees.join("2/migrations/2024-02-01-000000_users_name/up.sql").is_file(), "v2's tree is exported");
+
+    // A rollback reverts the schema before the pipeline switches back.
+    let out = env.run(&["rollback", "production", "--reason", "slow", "--format", "json"]);
+    out.expect(0);
+    assert_eq!(step_names(&out.json()), ["migrate-down", "switch"]);
+    let last = log().lines().last().unwrap().to_owned();
+    assert!(last.starts_with("v1 index=0"), "the index was gone when the pipeline ran: {last}");
+    assert!(!tables(&env).contains("users_name"));
+    let plan = env.run(&["rollback", "production", "--to", "2", "--dry-run"]);
+    assert!(plan.stdout.contains("run "), "{}", plan.stdout);
+
+    // Without `source`, migrations cannot be run for a pipeline: a config error that says why.
+    env.configure(
+        &Config::new()
+            .runtime("command")
+            .source(None)
+            .deploy_to(None)
+            .no_process()
+            .config_files([])
+            .checks(vec![])
+            .key("switch", lastgood_testkit::config::Value::List(vec!["true".into()]))
+            .database(Database::url("sqlite://app.db").migrations("migrations")),
+    );
+    let out = env.run(&["status", "production"]);
+    out.expect(2);
+    assert!(out.stderr.contains("set `source`"), "{}", out.stderr);
+}
+
+#[test]
+fn a_deploy_preview_shows_the_migrations_it_would_apply_and_their_sql() {
+    let env = sqlite_env();
+    deploy_ok(&env, "v1");
+    let out = env.run(&["deploy", "production", "v3", "--dry-run", "--sql"]);
+    out.expect(0);
+    assert!(out.stdout.contains("migration: up 2024-02-01-000000_users_name"), "{}", out.stdout);
+    assert!(out.stdout.contains("CREATE INDEX users_name ON users (name);"), "{}", out.stdout);
+    assert!(out.stdout.contains("CREATE TABLE audit_log"), "{}", out.stdout);
+    assert!(!tables(&env).contains("audit_log"), "a preview changed nothing");
+    assert_eq!(env.history().as_array().unwrap().len(), 1, "and recorded nothing");
+    let json = env.run(&["deploy", "production", "v3", "--sql", "--format", "json"]).expect(0).json();
+    assert_eq!(json["migrations"].as_array().map(Vec::len), Some(2), "{json}");
+    assert!(json["sql"].as_str().unwrap().contains("audit_log"));
 }

@@ -245,3 +245,24 @@ fn tcp_and_command_checks_gate_a_release() {
     env.test().args(["deploy", "production", "v2"]).status(1).stdout_has("FAIL command").run();
     assert_eq!(env.serving().as_deref(), Some("v1"));
 }
+
+#[test]
+fn restart_restarts_the_app_of_the_current_release_and_checks_it() {
+    let env = crate::env_with_versions(1);
+    crate::deploy_ok(&env, "v1");
+    let pid = env.status()["app"]["pid"].as_u64().unwrap();
+    let plan = env.run(&["restart", "production", "--dry-run"]);
+    plan.expect(0);
+    assert!(plan.stdout.contains("Plan: restart `production`"), "{}", plan.stdout);
+    env.run(&["restart", "production"]).expect(2);
+    let out = env.run(&["restart", "production", "--reason", "reload its config", "--format", "json"]);
+    out.expect(0);
+    let r = out.json();
+    let names: Vec<&str> = r["steps"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!((r["kind"].as_str(), names), (Some("restart"), vec!["restart", "verify"]));
+    assert_ne!(env.status()["app"]["pid"].as_u64().unwrap(), pid);
+    assert_eq!(env.state_of(1), "good");
+    let report = env.run(&["report", &r["operation"].to_string()]);
+    report.expect(0);
+    assert!(report.stdout.contains("restart"), "{}", report.stdout);
+}

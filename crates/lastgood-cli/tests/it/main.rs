@@ -20,6 +20,9 @@ macro_rules! snapshot {
     }};
 }
 
+mod alembic;
+mod compose_server;
+mod connections;
 mod containers;
 mod crash;
 mod database;
@@ -32,6 +35,7 @@ mod lock;
 mod outputs;
 mod record;
 mod report;
+mod restore;
 mod rollback;
 mod runtimes;
 

@@ -7,7 +7,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::{BIN, deploy_ok, env_with_versions};
-use lastgood_testkit::{PgDb, TestEnv, sqlite};
+use lastgood_testkit::{PgDb, Run, TestEnv, sqlite};
 
 /// A webhook receiver on loopback: answers 200 and hands each JSON body over.
 fn receiver() -> (String, mpsc::Receiver<serde_json::Value>) {
@@ -146,6 +146,51 @@ fn tampering_with_one_audit_event_is_found() {
 #[test]
 fn canary_secrets_never_leave_the_config() {
     let db = PgDb::new("canary");
+    let env = canary_env(&db.url);
+    let (good, _rx) = receiver();
+    env.write_config(&format!(
+        "[environments.production.database]\nurl = \"{}\"\nmigrations = \"migrations\"\n\n[environments.production.notify]\nwebhooks = [\"{good}\"]\n",
+        db.url
+    ));
+    // A third canary in a config file: restoring needs its content, which is kept in the
+    // snapshot store beside the ledger, never in the ledger, output or reports.
+    env.write("app.env", "HEALTH=ok\nAPI_TOKEN=canary-token-Kx9\n");
+    let everything = everything_written(&env, &[]);
+    let password = db.password();
+    let stored = walk(&env.path().join(".lastgood/snapshots"))
+        .iter()
+        .any(|f| std::fs::read_to_string(f).unwrap_or_default().contains("canary-token-Kx9"));
+    assert!(stored, "the snapshot store keeps the config for restores");
+    let everything = without_snapshots(&everything);
+    for canary in [password.as_str(), "secret-token-Yq42", "canary-token-Kx9"] {
+        assert!(!everything.contains(canary), "{canary} leaked:\n{}", around(everything, canary));
+    }
+}
+
+/// The same for a password lastgood finds itself, in `PGPASSWORD` or a password file:
+/// it is in no string lastgood shows or keeps, the config snapshots included.
+#[test]
+fn a_password_from_pgpassword_or_the_password_file_never_leaves_the_process() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = PgDb::new("canary_env");
+    let password = db.password();
+    let no_password = db.url.replacen(&format!(":{password}@"), "@", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let passfile = dir.path().join("pgpass");
+    std::fs::write(&passfile, format!("*:*:*:lastgood_test:{password}\n")).unwrap();
+    std::fs::set_permissions(&passfile, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let passfile = passfile.display().to_string();
+    for var in [("PGPASSWORD", password.as_str()), ("PGPASSFILE", passfile.as_str())] {
+        db.sql("DROP SCHEMA IF EXISTS lastgood CASCADE; DROP TABLE IF EXISTS t");
+        let env = canary_env(&no_password);
+        let everything = everything_written(&env, &[var]);
+        assert!(everything.contains("applied 1 migration"), "{everything}");
+        assert!(!everything.contains(&password), "{var:?}: the password leaked:\n{}", around(&everything, &password));
+    }
+}
+
+/// A workspace whose v1 and v2 each add a migration, on the database at `url`.
+fn canary_env(url: &str) -> TestEnv {
     let mut env = TestEnv::new(BIN);
     env.commit_version(
         "v1",
@@ -155,14 +200,14 @@ fn canary_secrets_never_leave_the_config() {
         "v2",
         &[("migrations/2_u/up.sql", "CREATE INDEX t_a ON t (a);\n"), ("migrations/2_u/down.sql", "DROP INDEX t_a;\n")],
     );
-    let (good, _rx) = receiver();
-    env.write_config(&format!(
-        "[environments.production.database]\nurl = \"{}\"\nmigrations = \"migrations\"\n\n[environments.production.notify]\nwebhooks = [\"{good}\"]\n",
-        db.url
-    ));
-    // A third canary in a config file: restoring needs its content, which is kept in the
-    // snapshot store beside the ledger, never in the ledger, output or reports.
-    env.write("app.env", "HEALTH=ok\nAPI_TOKEN=canary-token-Kx9\n");
+    env.write_config(&format!("[environments.production.database]\nurl = \"{url}\"\nmigrations = \"migrations\"\n"));
+    env
+}
+
+/// Deploys, rolls back, backs up, reports... with `vars` set, and returns every output,
+/// a dump of the ledger and every file lastgood wrote (the config snapshots included,
+/// after a `== SNAPSHOTS` line).
+fn everything_written(env: &TestEnv, vars: &[(&str, &str)]) -> String {
     let mut everything = String::new();
     for args in [
         &["-vv", "deploy", "production", "v1"][..],
@@ -174,38 +219,47 @@ fn canary_secrets_never_leave_the_config() {
         &["db", "backup", "production"],
         &["db", "backups", "production", "--format", "json"],
         &["rollback", "production", "--to", "2", "--yes", "--reason", "canary", "--sql"],
+        &["db", "up", "production", "--sql"],
         &["deploy", "production", "nope"],
         &["report", "3"],
         &["report", "3", "--format", "json"],
         &["diff", "production", "1", "2"],
+        &["db", "restore", "production", "--dry-run", "--format", "json"],
+        &["-vv", "db", "restore", "production", "--yes", "--reason", "canary"],
+        &["report", "4", "--format", "json"],
     ] {
-        let out = env.run(args);
+        let out = Run::from(env.cmd(args).envs(vars.iter().copied()).output().unwrap());
         everything += &out.stdout;
         everything += &out.stderr;
     }
     std::thread::sleep(Duration::from_secs(2));
+    everything += "\n== LEDGER\n";
+    everything += &sqlite(&env.path().join(".lastgood/ledger.db"), ".dump");
     // Every file lastgood wrote: the ledger, logs, pid files, spool, backups.
-    for entry in walk(env.path()) {
-        let snapshots = env.path().join(".lastgood/snapshots");
-        if entry.starts_with(env.repo())
-            || entry.starts_with(&snapshots)
-            || entry.file_name().is_some_and(|n| n == "lastgood.toml" || n == "app.env")
-        {
+    let snapshots = env.path().join(".lastgood/snapshots");
+    let mut files = walk(env.path());
+    files.sort_by_key(|f| f.starts_with(&snapshots));
+    let mut in_snapshots = false;
+    for entry in files {
+        if entry.starts_with(env.repo()) || entry.file_name().is_some_and(|n| n == "lastgood.toml" || n == "app.env") {
             continue;
+        }
+        if entry.starts_with(&snapshots) && !in_snapshots {
+            everything += "\n== SNAPSHOTS\n";
+            in_snapshots = true;
         }
         if let Ok(bytes) = std::fs::read(&entry) {
             everything += &format!("\n== {}\n", entry.display());
             everything += &String::from_utf8_lossy(&bytes);
         }
     }
-    let password = db.password();
-    let stored = walk(&env.path().join(".lastgood/snapshots"))
-        .iter()
-        .any(|f| std::fs::read_to_string(f).unwrap_or_default().contains("canary-token-Kx9"));
-    assert!(stored, "the snapshot store keeps the config for restores");
-    for canary in [password.as_str(), "secret-token-Yq42", "canary-token-Kx9"] {
-        assert!(!everything.contains(canary), "{canary} leaked:\n{}", around(&everything, canary));
-    }
+    everything
+}
+
+/// What [`everything_written`] found outside the config snapshots, which keep config
+/// files as they are (their secrets included) for restores.
+fn without_snapshots(everything: &str) -> &str {
+    everything.split("\n== SNAPSHOTS\n").next().unwrap_or(everything)
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

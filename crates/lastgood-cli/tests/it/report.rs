@@ -142,7 +142,7 @@ fn report_of_an_explicit_rollback_has_every_section_and_ticks_the_checklist_from
         [
             "x Issue type identified",
             "x Last good state found",
-            "x Services stopped",
+            "  Services stopped",
             "x Reverted",
             "x Restarted",
             "x Verified",
@@ -151,7 +151,19 @@ fn report_of_an_explicit_rollback_has_every_section_and_ticks_the_checklist_from
         ],
         "{md}"
     );
-    assert!(md.contains("- [ ] Incident documented: fill in the follow-up below"), "{md}");
+    assert!(
+        md.contains(
+            "- [ ] Services stopped: no stop step ran before step 1 `switch` (forward): the services kept running"
+        ),
+        "restarting after the change is not stopping before it: {md}"
+    );
+    assert!(
+        md.contains(&format!(
+            "- [ ] Incident documented: fill in the follow-up below, or add a note: `lastgood report {} --note TEXT`",
+            s.rollback
+        )),
+        "{md}"
+    );
     assert_eq!(section(&md, "Follow-up"), ["- Root cause: _to fill in_", "- Prevention: _to fill in_"]);
 }
 
@@ -197,7 +209,7 @@ fn report_of_a_failed_deploy_shows_the_automatic_rollback_and_the_failed_checks(
         [
             "x Issue type identified",
             "x Last good state found",
-            "x Services stopped",
+            "  Services stopped",
             "x Reverted",
             "x Restarted",
             "x Verified"
@@ -226,7 +238,7 @@ fn report_of_a_plain_deploy_has_nothing_to_revert() {
         [
             "x Issue type identified",
             "x Last good state found",
-            "x Services stopped",
+            "  Services stopped",
             "  Reverted",
             "x Restarted",
             "x Verified",
@@ -267,6 +279,7 @@ fn report_json_has_stable_keys_and_the_same_content() {
         "verification",
         "checklist",
         "follow_up",
+        "schema_ahead",
     ];
     expected.sort_unstable();
     let mut sorted = keys.clone();
@@ -298,7 +311,7 @@ fn report_json_has_stable_keys_and_the_same_content() {
         [
             ("issue_type_identified", true),
             ("last_good_state_found", true),
-            ("services_stopped", true),
+            ("services_stopped", false),
             ("reverted", true),
             ("restarted", true),
             ("verified", true),
@@ -306,7 +319,7 @@ fn report_json_has_stable_keys_and_the_same_content() {
             ("incident_documented", false),
         ]
     );
-    assert_eq!(v["follow_up"], serde_json::json!({ "root_cause": null, "prevention": null }));
+    assert_eq!(v["follow_up"], serde_json::json!({ "root_cause": null, "prevention": null, "notes": [] }));
 }
 
 #[test]
@@ -334,4 +347,92 @@ fn an_unknown_operation_exits_2_and_lists_the_newest() {
         .stdout("")
         .run();
     s.env.test().args(["report", "not-a-number"]).status(2).run();
+}
+
+#[test]
+fn notes_append_to_the_follow_up_and_tick_incident_documented() {
+    let s = story();
+    let op = s.rollback.to_string();
+    let note = |text: &str, user: &str| {
+        s.env.test().args(["report", &op, "--note", text]).env("LASTGOOD_NOW", NOW).env("LASTGOOD_USER", user).run()
+    };
+    // The record is printed with the note in it.
+    let printed = note("v3's cache warm-up was the cause", "alice");
+    assert!(printed.stdout.contains("v3's cache warm-up was the cause"), "{}", printed.stdout);
+    note("Prevention: warm the cache\nbefore switching", "bob");
+
+    let md = report(&s.env, s.rollback, "text");
+    assert_eq!(
+        section(&md, "Follow-up"),
+        [
+            "- Root cause: _to fill in_",
+            "- Prevention: _to fill in_",
+            "Notes:",
+            &format!("- {NOW} by alice@{}: v3's cache warm-up was the cause", host(&md)),
+            &format!("- {NOW} by bob@{}: Prevention: warm the cache", host(&md)),
+            "  before switching",
+        ],
+        "{md}"
+    );
+    assert_eq!(ticks(&md).last().map(String::as_str), Some("x Incident documented"), "{md}");
+    assert!(
+        md.contains(&format!(
+            "- [x] Incident documented: 2 note(s) in the follow-up, the latest by bob@{} at {NOW}",
+            host(&md)
+        )),
+        "{md}"
+    );
+
+    let v: serde_json::Value = serde_json::from_str(&report(&s.env, s.rollback, "json")).unwrap();
+    let notes = v["follow_up"]["notes"].as_array().unwrap();
+    assert_eq!(notes.len(), 2);
+    assert_eq!(notes[0]["text"], "v3's cache warm-up was the cause");
+    assert_eq!(notes[0]["at"], NOW);
+    assert!(notes[1]["actor"].as_str().unwrap().starts_with("bob@"));
+    let documented = v["checklist"].as_array().unwrap().iter().find(|c| c["item"] == "incident_documented").unwrap();
+    assert_eq!(documented["done"], true);
+    // Other operations' records are untouched; the notes are audit events of this one.
+    assert!(report(&s.env, s.deploy, "text").contains("- [ ] Incident documented"));
+    let audit = run(&s.env, &["audit", "verify"], 0);
+    assert!(audit.stdout.starts_with("audit chain ok"), "{}", audit.stdout);
+    // An empty note, or one for an operation that does not exist, changes nothing.
+    run(&s.env, &["report", &op, "--note", "  "], 2);
+    run(&s.env, &["report", "999", "--note", "x"], 2);
+}
+
+/// The host part of the actor the record shows (`tester@HOST`).
+fn host(md: &str) -> String {
+    let actor = md.lines().find(|l| l.starts_with("| Actor | ")).expect("an actor row");
+    actor["| Actor | ".len()..].split('@').nth(1).unwrap().split(' ').next().unwrap().to_owned()
+}
+
+/// The runbook stops the app before a database down: that ticks "services stopped";
+/// a rollback that only switches and restarts does not.
+#[test]
+fn services_stopped_is_ticked_only_when_a_stop_ran_before_the_first_change() {
+    use lastgood_testkit::{Config, Database};
+    let mut env = TestEnv::new(crate::BIN);
+    env.commit_version(
+        "v1",
+        &[("migrations/1_t/up.sql", "CREATE TABLE t (a int);\n"), ("migrations/1_t/down.sql", "DROP TABLE t;\n")],
+    );
+    env.commit_version(
+        "v2",
+        &[("migrations/2_i/up.sql", "CREATE INDEX t_a ON t (a);\n"), ("migrations/2_i/down.sql", "DROP INDEX t_a;\n")],
+    );
+    env.configure(&Config::new().database(Database::sqlite("app.db").migrations("migrations")));
+    crate::deploy_ok(&env, "v1");
+    crate::deploy_ok(&env, "v2");
+    let out = run(&env, &["rollback", "production", "--reason", "the index is slow", "--format", "json"], 0);
+    let op = operation_of(&out);
+    let md = report(&env, op, "text");
+    assert_eq!(timeline(&md)[..3], ["forward:stop:done", "forward:migrate-down:done", "forward:switch:done"], "{md}");
+    assert!(
+        md.contains("- [x] Services stopped: step 1 `stop` (forward) ran before step 2 `migrate-down` (forward) changed anything"),
+        "{md}"
+    );
+    // Back to v2: a migrate-up and a switch with the app running all along.
+    let out = run(&env, &["rollback", "production", "--to", "2", "--reason", "back", "--yes", "--format", "json"], 0);
+    let md = report(&env, operation_of(&out), "text");
+    assert!(ticks(&md).contains(&"  Services stopped".to_owned()), "{md}");
 }

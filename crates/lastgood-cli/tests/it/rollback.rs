@@ -130,3 +130,84 @@ fn verify_fails_with_exit_1_when_the_app_is_down() {
     std::thread::sleep(std::time::Duration::from_millis(100));
     env.test().args(["verify", "production"]).status(1).stdout_has("UNHEALTHY").run();
 }
+
+/// The runbook's "configuration" branch: a config file edited by hand on the server.
+/// Rolling the current release's config back puts its snapshot in place, restarts and
+/// verifies, and judges no release: the code never moved. (It used to be "nothing to
+/// do", since only release ids were compared.)
+#[test]
+fn config_rollback_of_the_current_release_restores_an_edit_in_place_and_changes_no_state() {
+    let env = env_with_versions(2);
+    env.write("app.env", "HEALTH=ok\nGREETING=hi\n");
+    deploy_ok(&env, "v1");
+    deploy_ok(&env, "v2");
+    env.write("app.env", "HEALTH=ok\nGREETING=edited by hand\n");
+    let pid = env.app_pid();
+
+    let out = env
+        .test()
+        .args(["rollback", "production", "--to", "2", "--scope", "config", "--reason", "hand edit", "--format", "json"])
+        .run()
+        .json();
+    let steps: Vec<_> = out["steps"].as_array().unwrap().iter().map(|s| s["name"].clone()).collect();
+    assert_eq!(steps, [json!("config"), json!("restart"), json!("verify")]);
+    assert_eq!(std::fs::read_to_string(env.path().join("app.env")).unwrap(), "HEALTH=ok\nGREETING=hi\n");
+    assert_ne!(env.app_pid(), pid, "the app was restarted");
+    assert_eq!(env.get("/").as_deref(), Some("hi from v2"));
+    assert_eq!([env.state_of(1), env.state_of(2)], ["good", "good"], "no release changes state");
+    assert_eq!(env.status()["config_release"], 2);
+
+    let md = env.test().args(["report", &out["operation"].to_string()]).run().stdout;
+    assert!(
+        md.contains("| Operation | rollback 3 (scope config: a configuration rollback; code and schema untouched) |"),
+        "{md}"
+    );
+    assert!(md.contains("Note: scope config: the code did not move (#2 v2 kept serving)"), "{md}");
+    assert!(md.contains("- `app.env` restored\n  - the file in place differed from the snapshot of #2"), "{md}");
+    assert!(md.contains("Schema revision unchanged"), "{md}");
+    assert!(md.contains("1. `config` restore config files of #2"), "{md}");
+    assert!(
+        md.contains("- [x] Reverted: the configuration only (scope config; code and schema untouched): step 1 `config` (forward): restored app.env"),
+        "{md}"
+    );
+    assert!(md.contains("- [x] Last good state found: put back the configuration of #2 v2, which is good"), "{md}");
+
+    // Now the files match the snapshot: nothing to do, and no reason needed.
+    env.test()
+        .args(["rollback", "production", "--to", "2", "--scope", "config"])
+        .stdout_has("already in place for scope config: nothing to do")
+        .run();
+}
+
+/// A config-only fix through an older release's snapshot (the trial's `--to 1 --scope
+/// config`) marks no release bad, and its record takes out no commits.
+#[test]
+fn a_config_rollback_to_an_older_release_marks_nothing_bad() {
+    let env = env_with_versions(2);
+    env.write("app.env", "HEALTH=ok\nGREETING=hi\n");
+    deploy_ok(&env, "v1");
+    env.write("app.env", "HEALTH=ok\nGREETING=yo\n");
+    deploy_ok(&env, "v2");
+    let out = env
+        .test()
+        .args([
+            "rollback",
+            "production",
+            "--to",
+            "1",
+            "--scope",
+            "config",
+            "--reason",
+            "yo is wrong",
+            "--format",
+            "json",
+        ])
+        .run()
+        .json();
+    assert_eq!(env.get("/").as_deref(), Some("hi from v2"));
+    assert_eq!([env.state_of(1), env.state_of(2)], ["good", "good"], "the good code release stays good");
+    let md = env.test().args(["report", &out["operation"].to_string()]).run().stdout;
+    assert!(md.contains("(scope config: a configuration rollback; code and schema untouched)"), "{md}");
+    assert!(!md.contains("takes out"), "no commit was taken out: {md}");
+    assert!(md.contains("  - `GREETING`: `yo` -> `hi`"), "{md}");
+}

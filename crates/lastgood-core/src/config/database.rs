@@ -1,9 +1,10 @@
 //! The `[environments.X.database]` section: which database, how its schema changes
 //! (the adapter and the migrations folder), and how it is protected (backups).
 //!
-//! The URL is parsed here when it is written in the file; `url_env` names a variable
+//! The URL is checked here when it is written in the file; `url_env` names a variable
 //! that is read only when the database is used, so a config can be checked without the
-//! secret at hand. The values that only tune the database code (backup method,
+//! secret at hand. Either way, the `PG*` variables and the password file that complete
+//! a PostgreSQL connection are read when the database is used, too. The values that only tune the database code (backup method,
 //! timeouts) are the leaf types of `tuning.rs`.
 
 use std::ops::Range;
@@ -18,6 +19,7 @@ use super::types::{Adapter, BackupPolicy, Database, DbUrlSource};
 use super::value::{Fail, parse_duration, resolve};
 use crate::database::url::DbUrl;
 use crate::model::EnvName;
+use crate::secret::Secret;
 
 pub(super) fn check_database(env: &EnvName, raw: Spanned<RawDatabase>, dir: &Path) -> Result<Database, Fail> {
     let span = raw.span();
@@ -25,7 +27,8 @@ pub(super) fn check_database(env: &EnvName, raw: Spanned<RawDatabase>, dir: &Pat
     let fail = |s: Option<Range<usize>>, m: String| (s.or(Some(span.clone())), format!("database.{m}"));
     let url = match (&raw.url, &raw.url_env) {
         (Some(u), None) => {
-            DbUrlSource::Url(DbUrl::parse(u.get_ref(), dir).map_err(|e| fail(Some(u.span()), format!("url: {e}")))?)
+            DbUrl::check(u.get_ref(), dir).map_err(|e| fail(Some(u.span()), format!("url: {e}")))?;
+            DbUrlSource::Url { text: Secret::new(u.get_ref().clone()), base: dir.to_path_buf() }
         }
         (None, Some(v)) => DbUrlSource::Env { name: v.get_ref().clone(), base: dir.to_path_buf() },
         (Some(u), Some(_)) => return Err(fail(Some(u.span()), "url: set either `url` or `url_env`, not both".into())),
@@ -95,5 +98,26 @@ pub(super) fn check_database(env: &EnvName, raw: Spanned<RawDatabase>, dir: &Pat
             ));
         }
     };
-    Ok(Database { url, migrations, adapter, backup, backup_dir, backup_method, settings })
+    let backup_keep = match &raw.backup_keep {
+        None => 5,
+        Some(k) if !(1..=1000).contains(k.get_ref()) => {
+            return Err((
+                Some(k.span()),
+                "backup_keep: must be between 1 and 1000 (a destructive rollback needs the backup it takes)".into(),
+            ));
+        }
+        Some(k) => *k.get_ref() as usize,
+    };
+    let name = |key: &str, v: &Option<Spanned<String>>| -> Result<Option<String>, Fail> {
+        match v {
+            None => Ok(None),
+            Some(s) => match crate::model::ContainerName::parse(s.get_ref()) {
+                Ok(_) => Ok(Some(s.get_ref().clone())),
+                Err(e) => Err((Some(s.span()), format!("{key}: {e}"))),
+            },
+        }
+    };
+    let run_in = name("run_in", &raw.run_in)?;
+    let service = name("service", &raw.service)?;
+    Ok(Database { url, migrations, adapter, backup, backup_dir, backup_method, backup_keep, run_in, service, settings })
 }

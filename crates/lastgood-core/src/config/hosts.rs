@@ -42,10 +42,13 @@ pub(super) fn check_hosts(
                 }
                 hosts.push(host);
             }
-            if *runtime != Runtime::Releases {
+            if matches!(runtime, Runtime::Command { .. } | Runtime::Gitops(_)) {
                 return Err((
                     span,
-                    format!("hosts: ssh hosts work with the releases runtime, not `{}`", runtime.name()),
+                    format!(
+                        "hosts: runtime `{}` switches from this machine (a pipeline, a repository), not on hosts",
+                        runtime.name()
+                    ),
                 ));
             }
         }

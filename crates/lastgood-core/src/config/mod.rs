@@ -33,7 +33,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use self::raw::{RawConfig, RawEnv};
-use self::value::{Fail, parse_duration, resolve};
+use self::value::{Fail, inside_release, parse_duration, resolve};
 use crate::error::{Error, Result};
 use crate::model::EnvName;
 use crate::secret::Secret;
@@ -139,7 +139,7 @@ fn parse_ledger_url(url: &str, dir: &Path) -> Result<LedgerUrl, LedgerUrlError> 
 }
 
 fn check_env(name: &EnvName, raw: RawEnv, dir: &Path) -> Result<Environment, Fail> {
-    let runtime = runtime::check_runtime(&raw, dir)?;
+    let runtime = runtime::check_runtime(&raw, dir, name)?;
     let notify = match &raw.notify {
         None => None,
         Some(n) => {
@@ -180,10 +180,15 @@ fn check_env(name: &EnvName, raw: RawEnv, dir: &Path) -> Result<Environment, Fai
             return Err((None, "deploy_to: missing; the releases runtime needs a folder to deploy to".into()));
         }
     };
+    // A compose release built from source has a folder of its own to build in.
+    let builds = matches!(&runtime, Runtime::Releases | Runtime::Compose(Compose { from_source: true, .. }));
     if runtime != Runtime::Releases {
         for (key, value) in
             [("build", raw.build.as_ref().map(Spanned::span)), ("run", raw.run.as_ref().map(Spanned::span))]
         {
+            if key == "build" && builds {
+                continue;
+            }
             if let Some(span) = value {
                 return Err((
                     Some(span),
@@ -216,6 +221,17 @@ fn check_env(name: &EnvName, raw: RawEnv, dir: &Path) -> Result<Environment, Fai
         (None, Some(r)) => Start::Restart(r),
         (None, None) => Start::Nothing,
     };
+    let stop = argv("stop", &raw.stop)?;
+    if let (Some(_), Some(s)) = (&stop, &raw.stop) {
+        if matches!(start, Start::Run(_)) {
+            return Err((
+                Some(s.span()),
+                "stop: with `run`, lastgood stops its own process before migrations go down; `stop` is for an app \
+                 that `restart` manages (compose stops its services itself)"
+                    .into(),
+            ));
+        }
+    }
     let keep_releases = match &raw.keep_releases {
         None => 5,
         Some(k) if *k.get_ref() < 1 || *k.get_ref() > 1000 => {
@@ -251,11 +267,25 @@ fn check_env(name: &EnvName, raw: RawEnv, dir: &Path) -> Result<Environment, Fai
         None => None,
         Some(db) => Some(database::check_database(name, db, dir)?),
     };
-    if runtime != Runtime::Releases && database.as_ref().is_some_and(|d| d.migrations.is_some()) {
+    // Schema changes: a migrations folder, or a tool of the team's own (Alembic, commands).
+    let migrations = database.as_ref().is_some_and(|d| d.migrations.is_some() || d.adapter != Adapter::Builtin);
+    if migrations && !versions_in_source {
         return Err((
             None,
             format!(
-                "database.migrations: migrations travel with release directories, which runtime `{}` does not have; \
+                "database.migrations: runtime `{}` runs migrations from a release's tree, exported from its commit: \
+                 set `source` to the repository that holds them (versions are then its tags or commits), \
+                 or keep the [database] section without `migrations` for backups",
+                runtime.name()
+            ),
+        ));
+    }
+    // A compose release built from source has a tree (and images) to migrate from.
+    if migrations && matches!(runtime, Runtime::Swarm { .. }) {
+        return Err((
+            None,
+            format!(
+                "database.migrations: runtime `{}` does not run migrations in this version of lastgood; \
                  run them in your pipeline, or keep the [database] section without `migrations` for backups",
                 runtime.name()
             ),
@@ -264,15 +294,72 @@ fn check_env(name: &EnvName, raw: RawEnv, dir: &Path) -> Result<Environment, Fai
     if lease < Duration::from_secs(3) {
         return Err((raw.lease.as_ref().map(Spanned::span), "lease: must be at least 3s".into()));
     }
-    if !hosts.is_empty() {
-        let refuse = |key: &str, span: Option<Range<usize>>, why: &str| -> Result<(), Fail> {
-            Err((span, format!("{key}: {why} with ssh hosts in this version of lastgood")))
-        };
-        if let Some(f) = &raw.config_files {
-            refuse("config_files", Some(f.span()), "config files are not shipped to hosts")?;
+    // Config files that live in `<deploy_to>/shared/` and are linked into each release's
+    // folder are named as paths inside that folder.
+    let shared = !hosts.is_empty() || matches!(&runtime, Runtime::Compose(Compose { from_source: true, .. }));
+    if shared {
+        if let Some(bad) = config_files.iter().find(|f| !inside_release(&f.name)) {
+            return Err((
+                raw.config_files.as_ref().map(Spanned::span),
+                format!(
+                    "config_files: `{}` must be a relative path inside the release's folder (like `.env` or \
+                     `config/app.env`): on ssh hosts and for compose releases built from source, config files live \
+                     in <deploy_to>/shared/ and are linked into each release",
+                    bad.name
+                ),
+            ));
         }
-        if database.as_ref().is_some_and(|d| d.migrations.is_some()) {
-            refuse("database.migrations", None, "migrations are not run")?;
+    }
+    if !hosts.is_empty() {
+        // On hosts, a schema tool runs as a program in the release's folder there (or in
+        // its container); lastgood's own engine runs in lastgood, on the controller,
+        // which has no release folders.
+        if database.as_ref().is_some_and(|d| d.migrations.is_some() && d.adapter == Adapter::Builtin) {
+            return Err((
+                None,
+                "database.migrations: with ssh hosts, migrations run on the first host through a tool of your own: \
+                 set `adapter = \"alembic\"` (or \"command\"), with `run_in` for a compose service's container"
+                    .into(),
+            ));
+        }
+        if matches!(&runtime, Runtime::Compose(Compose { from_source: false, .. })) {
+            return Err((
+                raw.hosts.as_ref().map(Spanned::span),
+                "hosts: compose on ssh hosts builds each release from its commit: set `source` to the repository \
+                 (the compose file is then read from each release's folder on the host)"
+                    .into(),
+            ));
+        }
+    }
+    if let Some(db) = &database {
+        if let Some(service) = &db.run_in {
+            let Runtime::Compose(c) = &runtime else {
+                return Err((
+                    None,
+                    format!(
+                        "database.run_in: `{service}` names a compose service, and runtime `{}` has none",
+                        runtime.name()
+                    ),
+                ));
+            };
+            if db.adapter == Adapter::Builtin {
+                return Err((
+                    None,
+                    "database.run_in: runs a migration tool in a container; set `adapter` (alembic or command)".into(),
+                ));
+            }
+            if !c.services.is_empty() && !c.services.contains(service) {
+                return Err((
+                    None,
+                    format!("database.run_in: `{service}` is not one of `services` ({})", c.services.join(", ")),
+                ));
+            }
+        }
+        if db.service.is_some() && !matches!(runtime, Runtime::Compose(_)) {
+            return Err((
+                None,
+                format!("database.service: names a compose service, and runtime `{}` has none", runtime.name()),
+            ));
         }
     }
     Ok(Environment {
@@ -288,6 +375,7 @@ fn check_env(name: &EnvName, raw: RawEnv, dir: &Path) -> Result<Environment, Fai
         start,
         keep_releases,
         config_files,
+        stop,
         checks,
         stop_timeout,
         lease,

@@ -7,7 +7,7 @@
 //! service) are checked as [`ContainerName`]s here, so the runtimes receive only valid
 //! ones. This is the one place besides `runtime/mod.rs` that looks at a runtime's name.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
@@ -16,7 +16,7 @@ use super::types::{Compose, Gitops, GitopsMode, Runtime};
 use super::value::{Fail, resolve};
 use crate::model::{ContainerName, Version};
 
-pub(super) fn check_runtime(raw: &RawEnv, dir: &Path) -> Result<Runtime, Fail> {
+pub(super) fn check_runtime(raw: &RawEnv, dir: &Path, env: &crate::model::EnvName) -> Result<Runtime, Fail> {
     let span = raw.runtime.as_ref().map(Spanned::span);
     let name = raw.runtime.as_ref().map(|r| r.get_ref().as_str()).unwrap_or("releases");
     let keys: [(&str, &[&str]); 5] = [
@@ -149,9 +149,9 @@ pub(super) fn check_runtime(raw: &RawEnv, dir: &Path) -> Result<Runtime, Fail> {
                     "compose_file: must not start with `-` or hold control characters".into(),
                 ));
             }
-            let Some(project) = string("project", &raw.project)? else {
-                return Err((span, "project: missing; runtime `compose` needs the compose project name (-p)".into()));
-            };
+            // The environment's name unless told otherwise: lastgood passes -p, so every
+            // release directory is the same project.
+            let project = string("project", &raw.project)?.unwrap_or_else(|| env.as_str().to_owned());
             let why = match ContainerName::parse(&project) {
                 Err(e) => Some(e.to_string()),
                 Ok(_) if project.chars().any(|c| c.is_ascii_uppercase()) => {
@@ -183,7 +183,9 @@ pub(super) fn check_runtime(raw: &RawEnv, dir: &Path) -> Result<Runtime, Fail> {
                     names
                 }
             };
-            Ok(Runtime::Compose(Compose { file: resolve(dir, &file), project, services }))
+            let from_source = raw.source.is_some();
+            let file = if from_source { PathBuf::from(&file) } else { resolve(dir, &file) };
+            Ok(Runtime::Compose(Compose { file, project, services, from_source }))
         }
         "swarm" => {
             let Some(service) = string("service", &raw.service)? else {

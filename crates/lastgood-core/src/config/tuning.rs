@@ -9,7 +9,8 @@
 use std::time::Duration;
 
 /// How to back up a PostgreSQL database.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PgMethod {
     /// A template copy when no other session is connected (as during a rollback,
     /// after the app was stopped), else `pg_dump`.

@@ -57,11 +57,15 @@ pub enum Runtime {
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Compose {
-    /// Absolute (resolved against the config's folder).
+    /// Absolute (resolved against the config's folder); relative to the release's
+    /// directory (unless absolute) when the release is built from source.
     pub file: PathBuf,
     pub project: String,
     /// The services lastgood brings up; empty: all of the project's.
     pub services: Vec<String>,
+    /// Releases are exported from `source` into release directories, built there
+    /// (`build`), and brought up from there.
+    pub from_source: bool,
 }
 
 impl Runtime {
@@ -131,6 +135,8 @@ pub struct Environment {
     pub deploy_to: PathBuf,
     pub build: Option<Vec<String>>,
     pub start: Start,
+    /// With `restart`: the program that stops the app before migrations go down.
+    pub stop: Option<Vec<String>>,
     pub keep_releases: usize,
     pub config_files: Vec<ConfigFile>,
     pub checks: Vec<Check>,
@@ -146,6 +152,19 @@ impl Environment {
     pub fn parse_target(&self, s: &str) -> Result<Target> {
         let t = if self.versions_in_source { Target::parse(s) } else { Target::parse_opaque(s) };
         Ok(t?)
+    }
+
+    /// Whether config files live in `<deploy_to>/shared/`, linked into each release's
+    /// folder, rather than where lastgood.toml names them: on ssh hosts, and for compose
+    /// releases built from source (compose reads `.env` beside the compose file).
+    pub fn config_files_shared(&self) -> bool {
+        !self.config_files.is_empty()
+            && (!self.hosts.is_empty() || matches!(&self.runtime, Runtime::Compose(Compose { from_source: true, .. })))
+    }
+
+    /// The compose service whose container runs the schema tool, if any.
+    pub fn schema_tool_service(&self) -> Option<&str> {
+        self.database.as_ref().and_then(|d| d.run_in.as_deref())
     }
 }
 
@@ -173,28 +192,62 @@ pub struct Database {
     /// PostgreSQL: `auto` (a template copy when nobody else is connected, else
     /// `pg_dump`), `pg_dump` or `template`.
     pub backup_method: PgMethod,
+    /// How many of the backups lastgood took are kept; older ones are removed when a
+    /// new one is taken.
+    pub backup_keep: usize,
+    /// Compose: the service whose container (the release's image) runs the schema tool.
+    pub run_in: Option<String>,
+    /// Compose: the database's own service, which a stop before a downgrade leaves up.
+    pub service: Option<String>,
     pub settings: Settings,
 }
 
-/// Where the database URL comes from. An environment variable is read when it is
-/// used, so a config can be checked without the secret at hand.
+/// Where the database URL comes from. It is completed from the environment (`PG*`,
+/// the password file), and an environment variable read, when it is used, so a config
+/// can be checked without the secret at hand.
 #[derive(Debug, Clone)]
 pub enum DbUrlSource {
-    Url(DbUrl),
-    Env { name: String, base: PathBuf },
+    /// `url = "..."`, checked when the config was loaded.
+    Url {
+        text: Secret<String>,
+        base: PathBuf,
+    },
+    Env {
+        name: String,
+        base: PathBuf,
+    },
 }
 
 impl DbUrlSource {
-    pub fn resolve(&self) -> Result<DbUrl> {
+    /// The URL as written (or as `url_env` holds it here), for a host that completes it
+    /// from its own environment.
+    pub fn text(&self) -> Result<Secret<String>> {
         match self {
-            Self::Url(u) => Ok(u.clone()),
+            Self::Url { text, .. } => Ok(Secret::new(text.expose().clone())),
+            Self::Env { name, .. } => std::env::var(name).map(Secret::new).map_err(|_| Error::Usage {
+                what: format!("database url_env: the environment variable {name} is not set"),
+            }),
+        }
+    }
+
+    /// The URL completed from this process's environment; bad input is a usage error
+    /// (exit 2). Notes about how it was completed go to [`crate::notice`].
+    pub fn resolve(&self) -> Result<DbUrl> {
+        let url = match self {
+            Self::Url { text, base } => {
+                DbUrl::parse(text.expose(), base).map_err(|e| Error::Usage { what: e.to_string() })?
+            }
             Self::Env { name, base } => {
                 let value = std::env::var(name).map_err(|_| Error::Usage {
                     what: format!("database url_env: the environment variable {name} is not set"),
                 })?;
-                DbUrl::parse(&value, base).map_err(|e| Error::Usage { what: format!("{name}: {e}") })
+                DbUrl::parse(&value, base).map_err(|e| Error::Usage { what: format!("{name}: {e}") })?
             }
+        };
+        if let DbUrl::Postgres(pg) = &url {
+            pg.notes.iter().for_each(|n| crate::notice::emit(n));
         }
+        Ok(url)
     }
 }
 

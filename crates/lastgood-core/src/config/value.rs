@@ -32,3 +32,13 @@ pub(super) fn resolve(dir: &Path, p: &str) -> PathBuf {
     let p = Path::new(p);
     if p.is_absolute() { p.to_path_buf() } else { dir.join(p) }
 }
+
+/// A path that stays inside the folder it is relative to: relative, without `..`,
+/// and not empty.
+pub(super) fn inside_release(p: &str) -> bool {
+    use std::path::Component;
+    let path = Path::new(p);
+    path.components().next().is_some()
+        && path.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+        && path.components().any(|c| matches!(c, Component::Normal(_)))
+}

@@ -198,7 +198,7 @@ pub fn restore(url: &DbUrl, file: &BackupFile) -> Result<Duration, BackupError> 
 }
 
 const PG_DUMP: &str = "pg_dump";
-const PG_RESTORE: &str = "pg_restore";
+pub(super) const PG_RESTORE: &str = "pg_restore";
 
 /// `pg_dump` into the partial file (its stdout, a regular file and so seekable: the
 /// TOC gets the data offsets, which `pg_restore` needs to seek), then the checks.
@@ -234,14 +234,18 @@ fn verify_dump(path: &Path) -> Result<(), BackupError> {
 
 /// Runs a PostgreSQL client program with the connection (if any) in its environment;
 /// its stdout when piped.
-fn run(
+pub(super) fn run(
     program: &'static str,
     args: &[&str],
     env: &[(String, String)],
     stdin: Stdio,
     stdout: Stdio,
 ) -> Result<Vec<u8>, BackupError> {
-    let out = Command::new(program)
+    let mut cmd = Command::new(program);
+    for var in super::url::LIBPQ_UNSET {
+        cmd.env_remove(var);
+    }
+    let out = cmd
         .args(args)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .env("PGAPPNAME", format!("lastgood {program}"))
@@ -268,7 +272,7 @@ fn describe(status: ExitStatus) -> String {
     }
 }
 
-fn tail(text: &str) -> String {
+pub(super) fn tail(text: &str) -> String {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(STDERR_LINES)..].join("\n")
 }
@@ -276,7 +280,7 @@ fn tail(text: &str) -> String {
 /// The value of `--dbname`: the database's name, unless libpq would read that name as
 /// a connection string (it contains `=` or starts with a URI scheme), in which case it
 /// becomes `dbname='...'`, still with nothing but the name in it.
-fn libpq_dbname(name: &str) -> String {
+pub(super) fn libpq_dbname(name: &str) -> String {
     if name.contains('=') || name.starts_with("postgres://") || name.starts_with("postgresql://") {
         format!("dbname='{}'", name.replace('\\', "\\\\").replace('\'', "\\'"))
     } else {
@@ -286,7 +290,7 @@ fn libpq_dbname(name: &str) -> String {
 
 /// Copies the live database with the online backup API, in one step so that the copy
 /// is one consistent snapshot even while others write, then checks it.
-fn copy_sqlite(live: &Path, copy: &Path) -> Result<(), BackupError> {
+pub(super) fn copy_sqlite(live: &Path, copy: &Path) -> Result<(), BackupError> {
     // READ_WRITE without CREATE: a missing database is an error, not an empty backup.
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
     let src = Connection::open_with_flags(live, flags).map_err(at(live))?;
@@ -315,7 +319,7 @@ fn copy_sqlite(live: &Path, copy: &Path) -> Result<(), BackupError> {
 
 /// Writes the backup into the live database through SQLite, which locks it for the
 /// copy and makes the other connections reload their schema.
-fn restore_sqlite(file: &Path, live: &Path) -> Result<(), BackupError> {
+pub(super) fn restore_sqlite(file: &Path, live: &Path) -> Result<(), BackupError> {
     let src = Connection::open_with_flags(file, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
         .map_err(at(file))?;
     let mut dst = Connection::open(live).map_err(at(live))?;
@@ -344,7 +348,7 @@ fn copy_all(src: &Connection, dst: &mut Connection) -> rusqlite::Result<()> {
 }
 
 /// Maps an SQLite error to one that names the file.
-fn at(path: &Path) -> impl Fn(rusqlite::Error) -> BackupError + '_ {
+pub(super) fn at(path: &Path) -> impl Fn(rusqlite::Error) -> BackupError + '_ {
     move |source| BackupError::Sqlite { path: path.to_path_buf(), source }
 }
 
@@ -364,12 +368,12 @@ fn check_name(name: &str) -> Result<(), BackupError> {
     }
 }
 
-fn open(path: &Path) -> Result<File, BackupError> {
+pub(super) fn open(path: &Path) -> Result<File, BackupError> {
     File::open(path).map_err(|source| BackupError::Io { path: path.to_path_buf(), source })
 }
 
 /// SHA-256 (lowercase hex) and size of what `f` holds from its current position.
-fn hash(f: &mut File, path: &Path) -> Result<(String, u64), BackupError> {
+pub(super) fn hash(f: &mut File, path: &Path) -> Result<(String, u64), BackupError> {
     let mut h = crate::digest::Hasher::default();
     let mut buf = vec![0u8; 1 << 16];
     let mut bytes = 0u64;
@@ -648,11 +652,11 @@ mod tests {
 /// the copy, and drops the aside one only after that succeeded, so a failure leaves the
 /// original in place. The copy is kept (it is the backup). Restoring needs a role that
 /// owns the database and may create databases; the new database keeps the old owner.
-mod template {
+pub(super) mod template {
     use super::*;
     use crate::database::pg_client::{self, message};
 
-    fn maintenance(pg: &PgUrl) -> Result<postgres::Client, BackupError> {
+    pub(in crate::database) fn maintenance(pg: &PgUrl) -> Result<postgres::Client, BackupError> {
         let other = if pg.database == "postgres" { "template1" } else { "postgres" };
         pg_client::connect(&pg.with_database(other), "lastgood backup").map_err(|e| BackupError::Server {
             what: format!("connect to the `{other}` database"),
@@ -660,16 +664,16 @@ mod template {
         })
     }
 
-    fn ident(name: &str) -> String {
+    pub(in crate::database) fn ident(name: &str) -> String {
         format!("\"{}\"", name.replace('"', "\"\""))
     }
 
-    fn server(what: &str) -> impl Fn(postgres::Error) -> BackupError + '_ {
+    pub(in crate::database) fn server(what: &str) -> impl Fn(postgres::Error) -> BackupError + '_ {
         move |e| BackupError::Server { what: what.to_owned(), message: message(&e) }
     }
 
     /// Relations and their sizes: changes when anyone writes to the copy.
-    fn fingerprint(pg: &PgUrl, database: &str) -> Result<(String, u64), BackupError> {
+    pub(in crate::database) fn fingerprint(pg: &PgUrl, database: &str) -> Result<(String, u64), BackupError> {
         let mut c = pg_client::connect(&pg.with_database(database), "lastgood backup")
             .map_err(|e| BackupError::Server { what: "connect to the backup copy".into(), message: e.to_string() })?;
         let row = c

@@ -86,6 +86,10 @@ pub struct Lint {
     pub class: Class,
     /// One per statement that is not safe, in script order.
     pub findings: Vec<Finding>,
+    /// Safe statements that change rows (`DELETE`/`UPDATE` with a `WHERE`): in a down
+    /// script, the undoing of data an upgrade created. Plans list them, so nobody is
+    /// surprised that a rollback deletes rows.
+    pub data_changes: Vec<Finding>,
 }
 
 /// How much of a statement a finding quotes.
@@ -94,6 +98,7 @@ pub const STATEMENT_CHARS: usize = 120;
 /// Classifies every statement of a migration script.
 pub fn classify(sql: &str, dialect: Dialect) -> Lint {
     let mut findings = Vec::new();
+    let mut data_changes = Vec::new();
     for piece in super::sql::split(sql, dialect) {
         let verdict = classify_statement(piece.text, dialect);
         if verdict.class > Class::Safe {
@@ -103,10 +108,17 @@ pub fn classify(sql: &str, dialect: Dialect) -> Lint {
                 statement: shorten(piece.text),
                 reason: verdict.reasons.join("; "),
             });
+        } else if !verdict.data.is_empty() {
+            data_changes.push(Finding {
+                class: Class::Safe,
+                line: piece.line,
+                statement: shorten(piece.text),
+                reason: verdict.data.join("; "),
+            });
         }
     }
     let class = findings.iter().map(|f| f.class).max().unwrap_or(Class::Safe);
-    Lint { class, findings }
+    Lint { class, findings, data_changes }
 }
 
 fn shorten(text: &str) -> String {
@@ -127,23 +139,35 @@ fn shorten(text: &str) -> String {
 struct Verdict {
     class: Class,
     reasons: Vec<String>,
+    /// What a safe statement does to rows (a filtered DELETE or UPDATE).
+    data: Vec<String>,
 }
 
 impl Verdict {
     fn safe() -> Self {
-        Verdict { class: Class::Safe, reasons: Vec::new() }
+        Verdict { class: Class::Safe, reasons: Vec::new(), data: Vec::new() }
     }
     fn blocking(reason: impl Into<String>) -> Self {
-        Verdict { class: Class::Blocking, reasons: vec![reason.into()] }
+        Verdict { class: Class::Blocking, reasons: vec![reason.into()], data: Vec::new() }
     }
     fn destructive(reason: impl Into<String>) -> Self {
-        Verdict { class: Class::Destructive, reasons: vec![reason.into()] }
+        Verdict { class: Class::Destructive, reasons: vec![reason.into()], data: Vec::new() }
+    }
+    /// Safe, and changes the rows it selects.
+    fn changes_data(what: impl Into<String>) -> Self {
+        Verdict { class: Class::Safe, reasons: Vec::new(), data: vec![what.into()] }
     }
     fn unrecognised() -> Self {
         Verdict::destructive("not recognised: treated as destructive")
     }
     fn worst(mut self, other: Verdict) -> Verdict {
-        match self.class.cmp(&other.class) {
+        let mut data = std::mem::take(&mut self.data);
+        for d in &other.data {
+            if !data.contains(d) {
+                data.push(d.clone());
+            }
+        }
+        let mut worst = match self.class.cmp(&other.class) {
             std::cmp::Ordering::Greater => self,
             std::cmp::Ordering::Less => other,
             std::cmp::Ordering::Equal => {
@@ -154,7 +178,9 @@ impl Verdict {
                 }
                 self
             }
-        }
+        };
+        worst.data = data;
+        worst
     }
 }
 
@@ -329,7 +355,7 @@ fn rows_filter(selection: Option<&Expr>, verb: &str, effect: &str) -> Verdict {
         Some(Expr::Value(v)) if v.value == Value::Boolean(true) => {
             Verdict::destructive(format!("{verb} with WHERE true {effect}"))
         }
-        Some(_) => Verdict::safe(),
+        Some(_) => Verdict::changes_data(format!("{verb} changes the rows its WHERE matches")),
         None => Verdict::destructive(format!("{verb} without WHERE {effect}")),
     }
 }
@@ -1182,6 +1208,24 @@ mod tests {
         // SQLite ends the comment at the first `*/`.
         let sql = "/* outer /* inner */ DROP TABLE a;";
         assert_eq!(class(sql, Dialect::Sqlite), Class::Destructive);
+    }
+
+    #[test]
+    fn filtered_deletes_and_updates_are_safe_and_listed_as_data_changes() {
+        for dialect in [Dialect::Postgres, Dialect::Sqlite] {
+            let lint = classify(
+                "SELECT 1;\nDELETE FROM settings WHERE key = 'new_flag';\nUPDATE t SET a = 0 WHERE a IS NULL;",
+                dialect,
+            );
+            assert_eq!(lint.class, Class::Safe);
+            assert!(lint.findings.is_empty());
+            let lines: Vec<usize> = lint.data_changes.iter().map(|f| f.line).collect();
+            assert_eq!(lines, [2, 3]);
+            assert!(lint.data_changes[0].reason.contains("DELETE changes the rows its WHERE matches"));
+            // Without a WHERE it is destructive, a finding, not a mere data change.
+            let lint = classify("DELETE FROM settings;", dialect);
+            assert_eq!((lint.class, lint.data_changes.len()), (Class::Destructive, 0));
+        }
     }
 
     #[test]

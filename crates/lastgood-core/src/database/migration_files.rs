@@ -151,6 +151,31 @@ pub fn discover(dir: &Path) -> Result<Vec<Migration>, MigrationsError> {
     Ok(out)
 }
 
+/// The migrations a folder holds, as `(version, name)` sorted by version, from its
+/// files' paths alone (`folder/<name>/up.sql`, `folder/<name>.up.sql`,
+/// `folder/<name>.sql`): what a release's commit says when its directory is not on
+/// this machine (a fleet host's, or one retention removed).
+pub fn names(paths: &[String], folder: &str) -> Vec<(String, String)> {
+    let prefix = format!("{}/", folder.trim_end_matches('/'));
+    let mut out: Vec<(String, String)> = paths
+        .iter()
+        .filter_map(|p| p.strip_prefix(&prefix))
+        .filter_map(|rel| match rel.split_once('/') {
+            Some((dir, "up.sql")) => Some((dir.split_once('_').map_or(dir, |(v, _)| v).to_owned(), dir.to_owned())),
+            Some(_) => None,
+            None if rel.ends_with(".down.sql") || rel.starts_with('.') => None,
+            None => {
+                let stem = rel.strip_suffix(".up.sql").or_else(|| rel.strip_suffix(".sql"))?;
+                let version: String = stem.chars().take_while(char::is_ascii_digit).collect();
+                (!version.is_empty()).then(|| (version, stem.to_owned()))
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| compare_versions(&a.0, &b.0));
+    out.dedup();
+    out
+}
+
 fn sqlx_migration(stem: &str, up_path: &Path, down_path: Option<PathBuf>) -> Result<Migration, MigrationsError> {
     let version: String = stem.chars().take_while(char::is_ascii_digit).collect();
     if version.is_empty() {
@@ -176,6 +201,25 @@ fn sqlx_migration(stem: &str, up_path: &Path, down_path: Option<PathBuf>) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_come_from_paths_in_both_layouts() {
+        let paths: Vec<String> = [
+            "m/2_index/up.sql",
+            "m/2_index/down.sql",
+            "m/10_more.up.sql",
+            "m/10_more.down.sql",
+            "m/1_t/up.sql",
+            "m/3_plain.sql",
+            "m/README.md",
+            "other/4_x/up.sql",
+        ]
+        .iter()
+        .map(|p| (*p).to_owned())
+        .collect();
+        let got: Vec<String> = names(&paths, "m/").into_iter().map(|(v, n)| format!("{v}:{n}")).collect();
+        assert_eq!(got, ["1:1_t", "2:2_index", "3:3_plain", "10:10_more"]);
+    }
 
     fn write(dir: &Path, name: &str, text: &str) {
         let p = dir.join(name);

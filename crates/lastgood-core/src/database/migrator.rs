@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::dialect::Dialect;
-use super::driver::{Applied, DbError, Driver, Stmt, postgres, sqlite};
+use super::driver::{Applied, DbError, Driver, Role, Stmt, postgres, sqlite};
 use super::migration_files::{self, Migration, MigrationsError};
 use super::sql;
 use super::url::DbUrl;
@@ -273,14 +273,52 @@ impl Migrator {
         revert.into_iter().map(|a| self.down_statements(a)).collect()
     }
 
+    /// What opens a migration's transaction: `BEGIN`, the transaction's settings, and
+    /// the lock and the check that the migration is still to do when the driver's lock
+    /// lives in transactions (PostgreSQL: nothing depends on the session, so a pooler in
+    /// transaction mode is fine).
+    fn begin(&self, version: &str, direction: Direction) -> Vec<Stmt> {
+        let d = &self.driver;
+        let mut out = vec![Stmt::ours(d.begin())];
+        out.extend(d.transaction_settings().into_iter().map(Stmt::ours));
+        out.extend(self.claim(version, direction));
+        out
+    }
+
+    /// The lock and the check that the migration is still to do; none for drivers
+    /// whose run holds a lock of its own (SQLite).
+    fn claim(&self, version: &str, direction: Direction) -> Vec<Stmt> {
+        let d = &self.driver;
+        let Some(lock) = d.lock_sql() else { return Vec::new() };
+        let exists = format!("EXISTS (SELECT 1 FROM {} WHERE version = {})", d.table(), sql::literal(version));
+        let check = match direction {
+            Direction::Up => format!("SELECT NOT {exists}"),
+            Direction::Down => format!("SELECT {exists}"),
+        };
+        vec![Stmt::ours(lock).with_role(Role::Lock), Stmt::ours(check).with_role(Role::StillToDo)]
+    }
+
+    /// A migration outside a transaction: its statements and bookkeeping, wrapped, when
+    /// the lock lives in transactions, in a transaction on a second connection that
+    /// holds the lock meanwhile.
+    fn outside_transaction(&self, version: &str, direction: Direction, mut body: Vec<Stmt>) -> Vec<Stmt> {
+        let claim = self.claim(version, direction);
+        if claim.is_empty() {
+            return body;
+        }
+        let mut out = vec![Stmt::ours(self.driver.begin()).on_guard()];
+        out.extend(claim.into_iter().map(Stmt::on_guard));
+        out.append(&mut body);
+        out.push(Stmt::ours("COMMIT").on_guard());
+        out
+    }
+
     fn up_statements(&self, m: &Migration) -> Planned {
         let d = &self.driver;
         let t = d.table();
         let file = m.up_path.display().to_string();
-        let body: Vec<Stmt> = sql::split(&m.up, d.dialect())
-            .into_iter()
-            .map(|s| Stmt { text: s.text.to_owned(), origin: Some((file.clone(), s.line)) })
-            .collect();
+        let body: Vec<Stmt> =
+            sql::split(&m.up, d.dialect()).into_iter().map(|s| Stmt::from_file(s.text, &file, s.line)).collect();
         let down = m.down.as_deref().map(sql::literal).unwrap_or_else(|| "NULL".to_owned());
         let insert = format!(
             "INSERT INTO {t} (version, name, checksum, applied_at, down_sql, no_transaction, applied_by) VALUES ({}, {}, {}, {}, {down}, {}, {})",
@@ -291,22 +329,23 @@ impl Migrator {
             if m.no_transaction { "TRUE" } else { "FALSE" },
             sql::literal(&self.actor),
         );
-        let mut statements = Vec::new();
-        if m.no_transaction {
+        let statements = if m.no_transaction {
             // Outside a transaction the bookkeeping can only follow the migration.
-            statements.extend(body);
-            statements.push(Stmt::ours(insert));
+            let mut run = body;
+            run.push(Stmt::ours(insert));
+            self.outside_transaction(&m.version, Direction::Up, run)
         } else {
-            statements.push(Stmt::ours(d.begin()));
-            statements.push(Stmt::ours(insert));
-            statements.extend(body);
-            statements.push(Stmt::ours(format!(
+            let mut run = self.begin(&m.version, Direction::Up);
+            run.push(Stmt::ours(insert));
+            run.extend(body);
+            run.push(Stmt::ours(format!(
                 "UPDATE {t} SET duration_ms = {} WHERE version = {}",
                 d.elapsed_ms_expr(),
                 sql::literal(&m.version)
             )));
-            statements.push(Stmt::ours("COMMIT"));
-        }
+            run.push(Stmt::ours("COMMIT"));
+            run
+        };
         Planned {
             version: m.version.clone(),
             name: m.name.clone(),
@@ -328,20 +367,21 @@ impl Migrator {
             || migration_files::no_transaction_marker(&script);
         let body: Vec<Stmt> = sql::split(&script, self.driver.dialect())
             .into_iter()
-            .map(|s| Stmt { text: s.text.to_owned(), origin: Some((origin.clone(), s.line)) })
+            .map(|s| Stmt::from_file(s.text, &origin, s.line))
             .collect();
         let delete =
             Stmt::ours(format!("DELETE FROM {} WHERE version = {}", self.driver.table(), sql::literal(&a.version)));
-        let mut statements = Vec::new();
-        if no_transaction {
-            statements.extend(body);
-            statements.push(delete);
+        let statements = if no_transaction {
+            let mut run = body;
+            run.push(delete);
+            self.outside_transaction(&a.version, Direction::Down, run)
         } else {
-            statements.push(Stmt::ours(self.driver.begin()));
-            statements.extend(body);
-            statements.push(delete);
-            statements.push(Stmt::ours("COMMIT"));
-        }
+            let mut run = self.begin(&a.version, Direction::Down);
+            run.extend(body);
+            run.push(delete);
+            run.push(Stmt::ours("COMMIT"));
+            run
+        };
         Ok(Planned {
             version: a.version.clone(),
             name: a.name.clone(),
@@ -352,13 +392,45 @@ impl Migrator {
         })
     }
 
-    /// Every statement a run of `plan` executes, in order: session settings, the
-    /// bookkeeping table, then each migration with its bookkeeping.
+    /// What every run does first: create the bookkeeping if missing, under the lock
+    /// when the lock lives in transactions.
+    fn prologue(&self) -> Vec<Stmt> {
+        let d = &self.driver;
+        let ddl = d.bookkeeping_ddl().into_iter().map(Stmt::ours);
+        let Some(lock) = d.lock_sql() else { return ddl.collect() };
+        let mut out = vec![Stmt::ours(d.begin())];
+        out.extend(d.transaction_settings().into_iter().map(Stmt::ours));
+        out.push(Stmt::ours(lock).with_role(Role::Lock));
+        out.extend(ddl);
+        out.push(Stmt::ours("COMMIT"));
+        out
+    }
+
+    /// Every statement a run of `plan` executes, in order: the bookkeeping table, then
+    /// each migration with its bookkeeping, the lock and the checks lastgood reads the
+    /// answers of marked by a comment.
     pub fn preview(&self, plan: &[Planned]) -> String {
         let mut out = format!("-- lastgood: {} migration(s) against {}\n", plan.len(), self.driver.describe());
-        for s in self.driver.session().into_iter().chain(self.driver.bookkeeping_ddl()) {
-            out.push_str(&s);
-            out.push_str(";\n");
+        let show = |out: &mut String, s: &Stmt| {
+            match s.role {
+                Role::Run => {}
+                Role::Lock => out.push_str(&format!(
+                    "-- the migration lock, for this transaction: tried again (after ROLLBACK and BEGIN) until taken, for at most {}\n",
+                    humantime::format_duration(self.lock_wait)
+                )),
+                Role::StillToDo => {
+                    out.push_str("-- false when another run did this migration meanwhile: ROLLBACK, and on to the next\n")
+                }
+            }
+            out.push_str(&s.text);
+            out.push(';');
+            if s.guard {
+                out.push_str(" -- on a second connection, which holds the lock while the migration runs");
+            }
+            out.push('\n');
+        };
+        for s in self.prologue() {
+            show(&mut out, &s);
         }
         for p in plan {
             out.push_str(&format!(
@@ -371,15 +443,15 @@ impl Migrator {
                 if p.transactional { "" } else { " (outside a transaction)" }
             ));
             for s in &p.statements {
-                out.push_str(&s.text);
-                out.push_str(";\n");
+                show(&mut out, s);
             }
         }
         out
     }
 
-    /// Runs the plan under the migration lock. Stops at the first failure; everything
-    /// before it stays applied (each migration committed on its own).
+    /// Runs the plan. Stops at the first failure; everything before it stays applied
+    /// (each migration committed on its own). A migration another run did meanwhile is
+    /// skipped.
     pub fn run(&mut self, plan: &[Planned], on_done: &mut dyn FnMut(&Planned, Duration)) -> Result<(), MigrateError> {
         self.driver.lock(self.lock_wait)?;
         let result = self.run_locked(plan, on_done);
@@ -394,10 +466,10 @@ impl Migrator {
         plan: &[Planned],
         on_done: &mut dyn FnMut(&Planned, Duration),
     ) -> Result<(), MigrateError> {
-        for ddl in self.driver.bookkeeping_ddl() {
-            self.driver.execute(&Stmt::ours(ddl))?;
-        }
-        // Another run may have applied or reverted some of these while we waited.
+        let prologue = self.prologue();
+        self.run_statements(&prologue, None).map_err(|(_, e)| e)?;
+        // Another run may have applied or reverted some of these while we waited; the
+        // check inside each migration's transaction is the one that counts.
         let applied = self.driver.applied()?;
         for p in plan {
             let is_applied = applied.iter().any(|a| a.version == p.version);
@@ -405,19 +477,67 @@ impl Migrator {
                 continue;
             }
             let t = Instant::now();
-            for (i, s) in p.statements.iter().enumerate() {
-                crate::failpoint::hit(&format!("migrate:{}:{i}", p.version));
-                if let Err(e) = self.driver.execute(s) {
-                    if p.transactional {
-                        self.driver.rollback();
-                        return Err(e.into());
-                    }
-                    return Err(MigrateError::Partial { name: p.name.clone(), source: e });
+            match self.run_statements(&p.statements, Some(&p.version)) {
+                Ok(true) => on_done(p, t.elapsed()),
+                Ok(false) => {}
+                Err((i, source)) if !p.transactional && !p.statements[i].guard => {
+                    return Err(MigrateError::Partial { name: p.name.clone(), source });
                 }
+                Err((_, e)) => return Err(e.into()),
             }
-            on_done(p, t.elapsed());
         }
         Ok(())
+    }
+
+    /// Runs statements in order: true when all ran, false when a [`Role::StillToDo`]
+    /// check said the work was done meanwhile (and it was rolled back). On an error,
+    /// everything open is rolled back and the failing statement's index returned.
+    fn run_statements(&mut self, stmts: &[Stmt], version: Option<&str>) -> Result<bool, (usize, DbError)> {
+        for (i, s) in stmts.iter().enumerate() {
+            if let Some(v) = version {
+                crate::failpoint::hit(&format!("migrate:{v}:{i}"));
+            }
+            let done = match s.role {
+                Role::Run => self.driver.execute(s).map(|()| true),
+                Role::StillToDo => self.driver.query_flag(s),
+                Role::Lock => self.take_lock(&stmts[..i], s).map(|()| true),
+            };
+            match done {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.driver.rollback();
+                    return Ok(false);
+                }
+                Err(e) => {
+                    self.driver.rollback();
+                    return Err((i, e));
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Tries the lock until it is taken or `lock_wait` has passed. Between tries the
+    /// transaction is rolled back and `opening` (its `BEGIN` and settings) runs again,
+    /// so a waiting run holds nothing that another run's `CREATE INDEX CONCURRENTLY`
+    /// would wait for (it waits for every transaction that had a snapshot when it
+    /// looked, a deadlock if that transaction waits for the lock in turn).
+    fn take_lock(&mut self, opening: &[Stmt], lock: &Stmt) -> Result<(), DbError> {
+        let start = Instant::now();
+        loop {
+            if self.driver.query_flag(lock)? {
+                return Ok(());
+            }
+            if start.elapsed() >= self.lock_wait {
+                let holder = self.driver.holder();
+                return Err(DbError::Locked { url: self.driver.describe(), holder, waited: start.elapsed() });
+            }
+            self.driver.rollback();
+            std::thread::sleep(Duration::from_millis(100));
+            for s in opening {
+                self.driver.execute(s)?;
+            }
+        }
     }
 
     pub fn migrations_dir(&self) -> Option<&Path> {
@@ -540,7 +660,8 @@ mod tests {
         let mut m = Migrator::open(&db.url, Some(d.path()), &settings(), "tester").unwrap();
         let plan = m.plan_up(None).unwrap();
         assert!(!plan[1].transactional);
-        assert!(!plan[1].statements.iter().any(|s| s.text == "BEGIN"), "{:?}", plan[1].statements);
+        // Its lock is held by a transaction on a second connection.
+        assert!(!plan[1].statements.iter().any(|s| s.text == "BEGIN" && !s.guard), "{:?}", plan[1].statements);
         run(&mut m, &plan).unwrap();
         down(&mut m, &DownTarget::Steps(2)).unwrap();
         assert_eq!(m.current().unwrap(), None);
@@ -622,16 +743,79 @@ mod tests {
     fn a_second_run_waits_for_the_lock_then_names_its_holder() {
         let db = TestPg::new("lock");
         let d = diesel_dir();
-        let mut first = Migrator::open(&db.url, Some(d.path()), &settings(), "first@host").unwrap();
-        first.driver.lock(Duration::from_secs(1)).unwrap();
+        // Another run, inside one of its migrations' transactions.
+        let DbUrl::Postgres(pg) = &db.url else { unreachable!() };
+        let mut first = crate::database::pg_client::connect(pg, "lastgood first@host").unwrap();
+        first.batch_execute(&format!("BEGIN; SELECT pg_advisory_xact_lock({})", postgres::LOCK_KEY)).unwrap();
         let mut second = Migrator::open(&db.url, Some(d.path()), &settings(), "second@host").unwrap();
         let plan = second.plan_up(None).unwrap();
         let err = run(&mut second, &plan).unwrap_err();
         assert_eq!(err.exit_code(), 3);
         assert!(err.to_string().contains("lastgood first@host"), "{err}");
-        // The lock dies with its session.
-        drop(first);
+        // The lock ends with the transaction.
+        first.batch_execute("COMMIT").unwrap();
         assert_eq!(run(&mut second, &plan).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn two_runs_at_once_apply_each_migration_once_and_in_order() {
+        let db = TestPg::new("race");
+        let d = tempfile::tempdir().unwrap();
+        for n in 1..=12 {
+            // Each migration fails if run twice, or before the one it follows.
+            let prev = if n == 1 { String::new() } else { format!("SELECT 1 FROM t{};\n", n - 1) };
+            write(
+                d.path(),
+                &format!("{n}_t{n}.up.sql"),
+                &format!("{prev}CREATE TABLE t{n} (a int);\nSELECT pg_sleep(0.02);"),
+            );
+            write(d.path(), &format!("{n}_t{n}.down.sql"), &format!("DROP TABLE t{n};"));
+        }
+        write(d.path(), "13_idx.up.sql", "-- no-transaction\nCREATE INDEX CONCURRENTLY t12_a ON t12 (a);");
+        write(d.path(), "13_idx.down.sql", "-- no-transaction\nDROP INDEX CONCURRENTLY t12_a;");
+        let settings = Settings { lock_wait: Duration::from_secs(20), ..settings() };
+        let runs: Vec<_> = (0..2)
+            .map(|i| {
+                let (url, dir, settings) = (db.url.clone(), d.path().to_path_buf(), settings.clone());
+                std::thread::spawn(move || {
+                    let mut m = Migrator::open(&url, Some(&dir), &settings, &format!("run{i}")).unwrap();
+                    up(&mut m)
+                })
+            })
+            .collect();
+        let ran: Vec<Vec<String>> = runs.into_iter().map(|r| r.join().unwrap().unwrap()).collect();
+        assert_eq!(ran[0].len() + ran[1].len(), 13, "{ran:?}");
+        let mut m = Migrator::open(&db.url, Some(d.path()), &settings, "check").unwrap();
+        assert_eq!(m.status().unwrap().applied, 13);
+        let runs: Vec<_> = (0..2)
+            .map(|i| {
+                let (url, dir, settings) = (db.url.clone(), d.path().to_path_buf(), settings.clone());
+                std::thread::spawn(move || {
+                    let mut m = Migrator::open(&url, Some(&dir), &settings, &format!("down{i}")).unwrap();
+                    down(&mut m, &DownTarget::To("0".into()))
+                })
+            })
+            .collect();
+        let ran: Vec<Vec<String>> = runs.into_iter().map(|r| r.join().unwrap().unwrap()).collect();
+        assert_eq!(ran[0].len() + ran[1].len(), 13, "{ran:?}");
+        assert_eq!(m.current().unwrap(), None);
+    }
+
+    #[test]
+    fn postgres_migrations_depend_on_no_session_state() {
+        let db = TestPg::new("nosession");
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), "1_t.up.sql", "CREATE TABLE t (a int);");
+        write(d.path(), "2_idx.up.sql", "-- no-transaction\nCREATE INDEX CONCURRENTLY t_a ON t (a);");
+        let mut m = Migrator::open(&db.url, Some(d.path()), &settings(), "tester").unwrap();
+        let plan = m.plan_up(None).unwrap();
+        let sql = m.preview(&plan);
+        assert!(!sql.contains("\nSET lock_timeout") && !sql.contains("pg_advisory_lock"), "{sql}");
+        assert!(sql.contains("BEGIN;\nSET LOCAL lock_timeout = '5000ms';\n"), "{sql}");
+        assert_eq!(sql.matches("pg_try_advisory_xact_lock").count(), 3, "{sql}");
+        assert!(sql.contains("SELECT NOT EXISTS (SELECT 1 FROM lastgood.migrations WHERE version = '1');"), "{sql}");
+        assert!(sql.contains("CREATE INDEX CONCURRENTLY t_a ON t (a);\n"), "{sql}");
+        assert!(sql.contains("COMMIT; -- on a second connection"), "{sql}");
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Opening a PostgreSQL connection as the URL's `sslmode` says, and a PostgreSQL error
-//! as one line of text.
+//! Opening a PostgreSQL connection as the URL's `sslmode` says (over TCP or a Unix
+//! socket), and a PostgreSQL error as one line of text.
 //!
 //! Every part of lastgood that talks to an application's PostgreSQL server (the
 //! migration driver, template backups, rehearsals' scratch databases, schema reads)
@@ -39,10 +39,12 @@ pub enum ConnectError {
 
 /// Connects with TLS as `sslmode` asks (libpq's meanings: `prefer` and `require` do not
 /// check the certificate, `verify-ca` checks who signed it, `verify-full` also the
-/// host name), trusting the system's authorities plus `sslrootcert`.
+/// host name), trusting the system's authorities plus `sslrootcert`. Over Unix sockets
+/// `sslmode` is ignored, as libpq ignores it (the server offers no TLS there).
 pub fn connect(url: &PgUrl, application_name: &str) -> Result<postgres::Client, ConnectError> {
     let mut config = url.client_config(application_name);
     config.ssl_mode(match url.sslmode {
+        _ if url.sockets_only() => postgres::config::SslMode::Disable,
         SslMode::Disable => postgres::config::SslMode::Disable,
         SslMode::Prefer => postgres::config::SslMode::Prefer,
         _ => postgres::config::SslMode::Require,

@@ -8,6 +8,13 @@
 //! just below it, and the rehearsal goes on, so one run names every broken down script
 //! (the comparison then only covers what could be reverted).
 //!
+//! With Alembic ([`rehearse_alembic`]) the same proof runs through Alembic itself:
+//! `upgrade` a scratch database to the current revision, `downgrade` one revision at a
+//! time to the target (a failed one is recorded with Alembic's own error, the scratch is
+//! rebuilt just below it, and the rest go on), and compare with a scratch upgraded to
+//! the target only. Alembic's `alembic_version` table is left out of the comparison: a
+//! downgrade to base keeps it (empty), a fresh database never had it.
+//!
 //! PostgreSQL scratch databases are created on the same server (`CREATE DATABASE`
 //! needs the CREATEDB privilege) and dropped afterwards, even on failure; SQLite ones
 //! are temporary files.
@@ -16,9 +23,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use super::alembic::Alembic;
 use super::driver::DbError;
+use super::migrator::Direction;
 use super::migrator::{DownTarget, MigrateError, Migrator, Settings};
 use super::pg_client::{self, ConnectError};
+use super::program::ToolError;
 use super::schema::{self, Difference, SchemaError, Severity};
 use super::url::{DbUrl, PgUrl};
 
@@ -51,6 +61,8 @@ pub enum RehearseError {
     MissingUp { name: String },
     #[error("cannot read a schema: {source}")]
     Schema { source: ScratchError },
+    #[error(transparent)]
+    Tool(#[from] ToolError),
 }
 
 /// What failed on a scratch database, as the database or the file system said it.
@@ -207,4 +219,83 @@ pub fn rehearse(
     let differences = schema::diff(&expected, &rolled_back);
     let ok = failures.is_empty() && !differences.iter().any(|d| d.severity == Severity::Semantic);
     Ok(Rehearsal { from, to: target_version, reverted, failures, differences, ok })
+}
+
+/// Rehearses Alembic's way from the real database's current revision down to `target`
+/// (a revision as a user writes it; None or `base`: no revision at all), with the
+/// revisions in `alembic`'s folder.
+pub fn rehearse_alembic(real: &DbUrl, alembic: &Alembic, target: Option<&str>) -> Result<Rehearsal, RehearseError> {
+    let history = alembic.history()?;
+    let from = alembic.current()?;
+    let to = match target {
+        Some(t) => history.resolve(t, alembic.dir())?,
+        None => None,
+    };
+    let route = history.route(from.as_deref(), to.as_deref())?;
+    if route.direction == Direction::Up && !route.revisions.is_empty() {
+        return Err(ToolError::Direction {
+            what: format!(
+                "Alembic revision {} is above the database's {}: a rehearsal proves a way back down",
+                to.as_deref().unwrap_or("base"),
+                from.as_deref().unwrap_or("base")
+            ),
+        }
+        .into());
+    }
+    let scratch_at = |rev: Option<&str>, tag: &str| -> Result<(Scratch, Alembic), RehearseError> {
+        let scratch = Scratch::new(real, tag)?;
+        let a = alembic.against(&scratch.url());
+        if let Some(rev) = rev {
+            a.migrate(Direction::Up, Some(rev))?;
+        }
+        Ok((scratch, a))
+    };
+
+    // The down path, one revision at a time, on a copy of the current schema.
+    let (mut scratch, mut a) = scratch_at(from.as_deref(), "down")?;
+    let mut reverted = Vec::new();
+    let mut failures = Vec::new();
+    for r in &route.revisions {
+        let below = match r.parents.as_slice() {
+            [] => None,
+            [one] => Some(one.as_str()),
+            several => {
+                return Err(ToolError::Direction {
+                    what: format!(
+                        "Alembic revision {} merges {}: rehearse down to a revision above the merge",
+                        r.id,
+                        several.join(" and ")
+                    ),
+                }
+                .into());
+            }
+        };
+        match a.migrate(Direction::Down, below.or(Some("base"))) {
+            Ok(()) => reverted.push(r.label()),
+            Err(e @ ToolError::Failed { .. }) => {
+                failures.push(DownFailure { migration: r.label(), error: e.to_string() });
+                // Rebuild just below the failed revision and go on with the rest.
+                drop(a);
+                drop(scratch);
+                (scratch, a) = scratch_at(below, "down")?;
+            }
+            Err(other) => return Err(other.into()),
+        }
+    }
+    let rolled_back = without_alembic_version(scratch.schema()?);
+    drop(a);
+    drop(scratch);
+
+    // A fresh upgrade to the target, for comparison.
+    let (fresh, _fresh_a) = scratch_at(to.as_deref(), "fresh")?;
+    let expected = without_alembic_version(fresh.schema()?);
+    let differences = schema::diff(&expected, &rolled_back);
+    let ok = failures.is_empty() && !differences.iter().any(|d| d.severity == Severity::Semantic);
+    Ok(Rehearsal { from, to, reverted, failures, differences, ok })
+}
+
+fn without_alembic_version(mut s: schema::Schema) -> schema::Schema {
+    s.tables.remove("alembic_version");
+    s.indexes.retain(|_, i| i.table != "alembic_version");
+    s
 }

@@ -11,15 +11,19 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::Engine;
-use crate::database::driver::Applied;
+use crate::config::Adapter;
+use crate::database::alembic;
 use crate::database::environment::{self, EnvDatabase, Verdict};
-use crate::database::lint::{self, Lint};
-use crate::database::migrator::{DownTarget, Migrator, Planned, Status};
+use crate::database::migrator::{DownTarget, Status};
+pub use crate::database::tool::LintEntry;
+use crate::database::tool::{Direction, Tool, ToolHistory, ToolPlan};
 use crate::error::{Error, Result};
 use crate::journal::Progress;
 use crate::ledger::{BackupRecord, Change};
 use crate::lock::LockGuard;
+use crate::refusal::Refusal;
 use crate::safety::{self, Consent, Migrations, Stage, Way};
+use crate::toolsite;
 
 /// What `db up` or `db down` would run, or ran.
 #[derive(Debug, Clone, Serialize)]
@@ -28,7 +32,7 @@ pub struct DbPlan {
     pub migrations: Vec<Verdict>,
     pub sql: String,
     #[serde(skip)]
-    pub planned: Vec<Planned>,
+    pub plan: ToolPlan,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -39,18 +43,17 @@ pub struct DbRun {
     pub current: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct LintEntry {
-    pub version: String,
-    pub name: String,
-    pub up: Lint,
-    /// None when the migration has no down script.
-    pub down: Option<Lint>,
+/// A recorded backup, and whether its data is gone (removed by hand, by retention, or
+/// a template copy dropped on the server).
+#[derive(Debug, Clone)]
+pub struct ListedBackup {
+    pub record: BackupRecord,
+    pub missing: bool,
 }
 
 impl Engine {
     fn env_database<'a>(&self, env: &'a crate::config::Environment) -> Result<EnvDatabase<'a>> {
-        EnvDatabase::of(env)?.ok_or_else(|| Error::Usage {
+        toolsite::database(env, self.fleet(env), None)?.ok_or_else(|| Error::Usage {
             what: format!("environment `{}` has no [environments.{}.database] section", env.name, env.name),
         })
     }
@@ -60,66 +63,71 @@ impl Engine {
         dir.map(Path::to_path_buf).or_else(|| db.migrations_in(&db.env.source))
     }
 
-    fn open_migrator(&self, env_name: &str, dir: Option<&Path>) -> Result<(crate::config::Environment, Migrator)> {
-        let env = self.config.environment(env_name)?.clone();
-        if let Some(db) = &env.database {
-            if db.adapter != crate::config::Adapter::Builtin {
-                return Err(Error::Usage {
-                    what: format!(
-                        "environment `{}` migrates with its own tool (adapter = {}): use that tool for this; lastgood drives it in deploys and rollbacks, and `lastgood db status` shows its revision",
-                        env.name,
-                        match db.adapter {
-                            crate::config::Adapter::Alembic(_) => "alembic",
-                            _ => "command",
-                        }
-                    ),
-                });
+    /// The schema tool `lastgood db` works with. The builtin engine reads the migrations
+    /// folder; an external tool runs in `source`'s working tree, or with `--migrations
+    /// DIR` in DIR (its parent when DIR is Alembic's script folder beside alembic.ini).
+    fn db_tool(&self, db: &EnvDatabase, dir: Option<&Path>) -> Result<Tool> {
+        match db.config.adapter {
+            Adapter::Builtin => {
+                let dir = self.migrations_dir(db, dir);
+                Ok(Tool::builtin(db.migrator(dir.as_deref(), &self.ctx.actor())?))
+            }
+            _ if dir.is_none() && toolsite::placed(db.env) => {
+                // On the host, or in the release's container: the serving release's tool.
+                let state = self.ledger.env_state(&db.env.name)?;
+                let Some(current) = state.current else {
+                    return Err(Error::Usage {
+                        what: format!(
+                            "environment `{}` runs its schema tool in a release ({}), and no release serves yet; deploy one first, or pass --migrations DIR to run it here",
+                            db.env.name,
+                            db.env
+                                .schema_tool_service()
+                                .map_or("on its first host".to_owned(), |s| format!("in its `{s}` container"))
+                        ),
+                    });
+                };
+                let release = self.must_release(&db.env.name, current)?;
+                let mut tool = toolsite::tool(
+                    db,
+                    self.fleet(db.env),
+                    vec![crate::runtime::ReleaseFacts::of(&release)],
+                    None,
+                    &self.ctx.actor(),
+                )?;
+                tool.set_vars(crate::journal::program_env(&db.env.name, &release, crate::runtime::api::LOCAL_HOST));
+                Ok(tool)
+            }
+            _ => {
+                let root = dir.map(alembic::project_dir).unwrap_or_else(|| db.env.source.clone());
+                db.tool(Some(&root), &self.ctx.actor())
             }
         }
-        let m = {
+    }
+
+    fn open_tool(&self, env_name: &str, dir: Option<&Path>) -> Result<(crate::config::Environment, Tool)> {
+        let env = self.config.environment(env_name)?.clone();
+        let tool = {
             let db = self.env_database(&env)?;
-            let dir = self.migrations_dir(&db, dir);
-            db.migrator(dir.as_deref(), &self.ctx.actor())?
+            self.db_tool(&db, dir)?
         };
-        Ok((env, m))
+        Ok((env, tool))
     }
 
     pub fn db_status(&self, env_name: &str, dir: Option<&Path>) -> Result<(String, Status)> {
-        let env = self.config.environment(env_name)?.clone();
-        let db = self.env_database(&env)?;
-        if db.config.adapter != crate::config::Adapter::Builtin {
-            // The tool keeps its own history: lastgood reports its current revision.
-            let site = crate::runtime::Site::local(&env);
-            let rt = crate::runtime::of(&site);
-            let root = self.ledger().env_state(&env.name)?.current.map(|c| rt.workdir(c));
-            let current = db.tool(root.as_deref().filter(|d| d.is_dir()), &self.ctx.actor())?.current()?;
-            let status =
-                Status { current: current.map(|c| (c.clone(), c)), applied: 0, pending: 0, migrations: Vec::new() };
-            return Ok((db.url.to_string(), status));
-        }
-        let (_, mut m) = self.open_migrator(env_name, dir)?;
-        Ok((m.describe(), m.status()?))
+        let (_, mut tool) = self.open_tool(env_name, dir)?;
+        Ok((tool.describe(), tool.status()?))
     }
 
-    pub fn db_history(&self, env_name: &str) -> Result<(String, Vec<Applied>)> {
-        let (_, mut m) = self.open_migrator(env_name, None)?;
-        let mut applied = m.applied()?;
-        applied.reverse();
-        Ok((m.describe(), applied))
+    /// The migrations applied (builtin), or the tool's whole history with which are
+    /// applied (Alembic); newest first.
+    pub fn db_history(&self, env_name: &str, dir: Option<&Path>) -> Result<(String, ToolHistory)> {
+        let (_, mut tool) = self.open_tool(env_name, dir)?;
+        Ok((tool.describe(), tool.history()?))
     }
 
     pub fn db_lint(&self, env_name: &str, dir: Option<&Path>) -> Result<Vec<LintEntry>> {
-        let (_, m) = self.open_migrator(env_name, dir)?;
-        let dialect = m.dialect();
-        Ok(m.files()
-            .iter()
-            .map(|f| LintEntry {
-                version: f.version.clone(),
-                name: f.name.clone(),
-                up: lint::classify(&f.up, dialect),
-                down: f.down.as_deref().map(|d| lint::classify(d, dialect)),
-            })
-            .collect())
+        let (_, mut tool) = self.open_tool(env_name, dir)?;
+        tool.lint()
     }
 
     pub fn db_plan(
@@ -129,29 +137,8 @@ impl Engine {
         up: Option<Option<&str>>,
         down: Option<&DownTarget>,
     ) -> Result<DbPlan> {
-        let (env, mut m) = self.open_migrator(env_name, dir)?;
-        self.plan_with(&env, &mut m, up, down)
-    }
-
-    fn plan_with(
-        &self,
-        env: &crate::config::Environment,
-        m: &mut Migrator,
-        up: Option<Option<&str>>,
-        down: Option<&DownTarget>,
-    ) -> Result<DbPlan> {
-        let planned = match (up, down) {
-            (Some(to), _) => m.plan_up(to)?,
-            (None, Some(target)) => m.plan_down(target)?,
-            (None, None) => Vec::new(),
-        };
-        let db = self.env_database(env)?;
-        Ok(DbPlan {
-            database: m.describe(),
-            migrations: db.verdicts(&planned, m.dialect()),
-            sql: m.preview(&planned),
-            planned,
-        })
+        let (_, mut tool) = self.open_tool(env_name, dir)?;
+        plan_with(&mut tool, up, down)
     }
 
     /// Runs `db up` or `db down` under the environment's lock.
@@ -166,12 +153,12 @@ impl Engine {
     ) -> Result<DbRun> {
         // One connection plans and runs (it is closed only for a template backup, which
         // needs the database to itself).
-        let (env, mut m) = self.open_migrator(env_name, dir)?;
-        let plan = self.plan_with(&env, &mut m, up, down)?;
+        let (env, mut tool) = self.open_tool(env_name, dir)?;
+        let plan = plan_with(&mut tool, up, down)?;
         let destructive = environment::destructive(&plan.migrations);
         let way = if down.is_some() { Way::Down } else { Way::Up };
         let policy = self.env_database(&env)?.config.backup;
-        let m_ = Migrations { way, count: Some(plan.planned.len()), destructive: &destructive };
+        let m_ = Migrations { way, count: plan.plan.count, destructive: &destructive };
         let clearance = safety::gate(m_, Consent::of(allow_data_loss), policy, Stage::Plan).map_err(|refusal| {
             Error::refused(env.name.to_string(), if way == Way::Down { "db down" } else { "db up" }, refusal)
         })?;
@@ -181,18 +168,21 @@ impl Engine {
             let mut backup = None;
             if clearance.backup_first {
                 progress.note("backing up the database first");
-                drop(m);
+                drop(tool);
                 let record = self.record_backup(&env, &db, &held, None)?;
                 backup = Some(record);
-                let dir = self.migrations_dir(&db, dir);
-                m = db.migrator(dir.as_deref(), &self.ctx.actor())?;
+                tool = self.db_tool(&db, dir)?;
             }
             let mut ran = Vec::new();
-            let outcome = m.run(&plan.planned, &mut |p, d| {
-                progress.note(&format!("{:?} {} ({} ms)", p.direction, p.name, d.as_millis()).to_lowercase());
-                ran.push(p.name.clone());
+            let outcome = tool.run(&plan.plan, &mut |name, direction, took| {
+                let way = if direction == Direction::Up { "up" } else { "down" };
+                match took {
+                    Some(d) => progress.note(&format!("{way} {name} ({} ms)", d.as_millis())),
+                    None => progress.note(&format!("{way} {name}")),
+                }
+                ran.push(name.to_owned());
             });
-            let current = m.current().ok().flatten();
+            let current = tool.current().ok().flatten();
             self.ledger().apply(
                 &held.fence,
                 vec![self.audit(
@@ -230,7 +220,13 @@ impl Engine {
             created_by: self.ctx.actor(),
         };
         self.ledger().apply(&held.fence, vec![Change::RecordBackup(record.clone())])?;
-        Ok(self.ledger().backups(&env.name, 1)?.into_iter().next().unwrap_or(record))
+        let all = self.ledger().backups(&env.name, 1000)?;
+        let (removed, failed) = db.prune(&all, None);
+        if !removed.is_empty() || !failed.is_empty() {
+            let detail = serde_json::json!({ "removed": removed, "failed": failed });
+            self.ledger().apply(&held.fence, vec![self.audit(&env.name, None, "db.backup.pruned", detail)])?;
+        }
+        Ok(all.into_iter().next().unwrap_or(record))
     }
 
     pub fn db_backup(&self, env_name: &str, progress: &mut dyn Progress) -> Result<BackupRecord> {
@@ -238,53 +234,34 @@ impl Engine {
         let held = self.lock_for(&env, "db backup", progress)?;
         let result = (|| {
             let db = self.env_database(&env)?;
-            let revision = db.migrator(None, &self.ctx.actor()).and_then(|mut m| Ok(m.current()?)).ok().flatten();
+            let revision = self.db_tool(&db, None).and_then(|mut t| t.current()).ok().flatten();
             self.record_backup(&env, &db, &held, revision)
         })();
         drop(held);
         result
     }
 
-    pub fn db_backups(&self, env_name: &str) -> Result<Vec<BackupRecord>> {
+    /// The recorded backups, newest first, each with whether its data is still there.
+    pub fn db_backups(&self, env_name: &str) -> Result<Vec<ListedBackup>> {
         let env = self.config.environment(env_name)?;
-        self.ledger().backups(&env.name, 100)
+        let db = self.env_database(env)?;
+        Ok(self
+            .ledger()
+            .backups(&env.name, 100)?
+            .into_iter()
+            .map(|record| ListedBackup { missing: !db.backup_exists(&record), record })
+            .collect())
     }
+}
 
-    /// Restores a recorded backup (the newest when `id` is None) over the database.
-    pub fn db_restore(&self, env_name: &str, id: Option<u64>, progress: &mut dyn Progress) -> Result<BackupRecord> {
-        let env = self.config.environment(env_name)?.clone();
-        let backups = self.ledger().backups(&env.name, 1000)?;
-        let chosen = match id {
-            None => backups.first().cloned(),
-            Some(id) => backups.iter().find(|b| b.id == id).cloned(),
-        }
-        .ok_or_else(|| Error::UnknownTarget {
-            env: env.name.to_string(),
-            target: id.map(|i| format!("backup {i}")).unwrap_or_else(|| "the newest backup".into()),
-            candidates: backups
-                .iter()
-                .take(10)
-                .map(|b| format!("backup {} ({})", b.id, b.file.path.display()))
-                .collect(),
-        })?;
-        let held = self.lock_for(&env, "db restore", progress)?;
-        let result = (|| {
-            let db = self.env_database(&env)?;
-            let took = crate::database::backup::restore(&db.url, &chosen.file)?;
-            self.ledger().apply(
-                &held.fence,
-                vec![self.audit(
-                    &env.name,
-                    None,
-                    "db.restore",
-                    serde_json::json!({ "backup": chosen.id, "ms": took.as_millis() as u64 }),
-                )],
-            )?;
-            Ok(chosen.clone())
-        })();
-        drop(held);
-        result
-    }
+/// What `db up` (to a revision or all) or `db down` would run.
+fn plan_with(tool: &mut Tool, up: Option<Option<&str>>, down: Option<&DownTarget>) -> Result<DbPlan> {
+    let plan = match (up, down) {
+        (Some(to), _) => tool.plan_up(to)?,
+        (None, Some(target)) => tool.plan_revert(target)?,
+        (None, None) => tool.plan_up(None)?,
+    };
+    Ok(DbPlan { database: tool.describe(), migrations: plan.verdicts.clone(), sql: tool.preview(&plan), plan })
 }
 
 impl Engine {
@@ -298,15 +275,6 @@ impl Engine {
     ) -> Result<crate::database::rehearse::Rehearsal> {
         let env = self.config.environment(env_name)?.clone();
         let db = self.env_database(&env)?;
-        if db.config.adapter != crate::config::Adapter::Builtin {
-            return Err(Error::Usage {
-                what: "db rehearse drives lastgood's builtin engine; with another adapter, rehearse with that tool"
-                    .into(),
-            });
-        }
-        let dir = self.migrations_dir(&db, dir).ok_or_else(|| Error::Usage {
-            what: "db rehearse needs a migrations folder (set `migrations` or pass --migrations DIR)".into(),
-        })?;
         let target = match to {
             Some("0") => None,
             Some(rev) => Some(rev.to_owned()),
@@ -318,11 +286,44 @@ impl Engine {
                 good.schema_revision
             }
         };
-        crate::database::rehearse::rehearse(&db.url, &dir, &db.config.settings, target.as_deref()).map_err(
-            |e| match e {
-                crate::database::rehearse::RehearseError::Migrate(m) => m.into(),
-                other => Error::Step { message: other.to_string() },
-            },
-        )
+        use crate::database::rehearse::{self, RehearseError};
+        let rehearsal = match self.db_tool(&db, dir)? {
+            Tool::Builtin(m) => {
+                let dir = m.migrations_dir().map(Path::to_path_buf).ok_or_else(|| Error::Usage {
+                    what: "db rehearse needs a migrations folder (set `migrations` or pass --migrations DIR)".into(),
+                })?;
+                drop(m);
+                rehearse::rehearse(&db.url, &dir, &db.config.settings, target.as_deref())
+            }
+            Tool::Alembic(a) => rehearse::rehearse_alembic(&db.url, &a, target.as_deref()),
+            Tool::Commands(_) => {
+                return Err(crate::database::program::ToolError::Unsupported {
+                    command: "rehearse",
+                    adapter: "command",
+                    why: "the commands can only move the real database; rehearse with your own tooling",
+                }
+                .into());
+            }
+        };
+        rehearsal.map_err(|e| match e {
+            RehearseError::Migrate(m) => m.into(),
+            RehearseError::Tool(t) => t.into(),
+            other => Error::Step { message: other.to_string() },
+        })
+    }
+}
+
+impl Engine {
+    /// What a real `db down` of this plan would refuse (a preview lists it instead).
+    pub fn db_refusals(&self, env_name: &str, plan: &DbPlan, allow_data_loss: bool) -> Result<Vec<Refusal>> {
+        let env = self.config.environment(env_name)?.clone();
+        let policy = self.env_database(&env)?.config.backup;
+        let destructive = environment::destructive(&plan.migrations);
+        let m = Migrations { way: Way::Down, count: plan.plan.count, destructive: &destructive };
+        Ok(safety::gate(m, Consent::of(allow_data_loss), policy, Stage::Plan)
+            .err()
+            .map(Refusal::from)
+            .into_iter()
+            .collect())
     }
 }

@@ -20,6 +20,9 @@ pub struct DeployOptions {
     pub reason: Option<String>,
     pub verify: bool,
     pub auto_rollback: bool,
+    /// Preview the migrations the deploy would apply, with their exact SQL (reads the
+    /// database; a plan without it does not).
+    pub sql: bool,
 }
 
 impl Engine {
@@ -74,7 +77,7 @@ impl Engine {
         };
         let placed = placement::place(
             &env,
-            plan::deploy(journal::shape(&env, opts.verify), id, commit),
+            plan::deploy(journal::shape(&env, opts.verify), id, commit.clone()),
             Phase::Forward,
             OperationKind::Deploy,
         );
@@ -89,6 +92,10 @@ impl Engine {
         if !opts.auto_rollback {
             notes.push("--no-auto-rollback: a failed release stays current".into());
         }
+        let (migrations, sql, refusals) = match (&commit, opts.sql) {
+            (Some(commit), true) => self.preview_ups(&env, commit)?,
+            _ => (vec![], None, vec![]),
+        };
         let view = PlanView {
             kind: OperationKind::Deploy,
             environment: env.name.to_string(),
@@ -98,13 +105,45 @@ impl Engine {
             steps,
             notes,
             confirm: vec![],
-            migrations: vec![],
-            sql: None,
+            migrations,
+            sql,
             in_place: false,
             runtime: env.runtime.name(),
-            refusals: vec![],
+            refusals,
         };
         Ok((view, release))
+    }
+
+    /// The migrations a deploy of `commit` would apply and their exact SQL, read from
+    /// the commit's tree exported to a temporary folder (nothing is deployed). A
+    /// database that cannot be reached is a refusal in the preview, not an error.
+    #[allow(clippy::type_complexity)]
+    fn preview_ups(
+        &self,
+        env: &crate::config::Environment,
+        commit: &crate::model::CommitId,
+    ) -> Result<(Vec<crate::database::environment::Verdict>, Option<String>, Vec<crate::refusal::Refusal>)> {
+        let Some(db) = crate::database::environment::EnvDatabase::of(env)? else { return Ok((vec![], None, vec![])) };
+        // A tool that runs on a host or in the release's container has no release to
+        // run in before the deploy builds it: its migrations are planned when they run.
+        if !crate::database::environment::EnvDatabase::has_migrations(db.config) || crate::toolsite::placed(env) {
+            return Ok((vec![], None, vec![]));
+        }
+        let tmp = tempfile::tempdir().map_err(Error::io("create a temporary folder in", std::env::temp_dir()))?;
+        crate::git::with_archive(&env.source, commit, |tar| {
+            let mut archive = tar::Archive::new(tar);
+            archive.set_preserve_permissions(true);
+            archive.unpack(tmp.path())
+        })?
+        .map_err(Error::io("unpack the release into", tmp.path()))?;
+        let plan = db.tool(Some(tmp.path()), &self.ctx.actor()).and_then(|mut t| t.plan_up(None));
+        match plan {
+            Ok(p) => Ok((p.verdicts, p.sql, vec![])),
+            Err(e) => match self.unreachable(env, e) {
+                Error::Refused { refusal, .. } => Ok((vec![], None, vec![*refusal])),
+                other => Err(other),
+            },
+        }
     }
 
     pub fn deploy(
@@ -125,19 +164,10 @@ impl Engine {
         // Plan again under the lock: the release id and `from` must not race.
         let (view, release) = self.plan_deploy(env_name, version, opts)?;
         let new = NewOperation {
-            kind: OperationKind::Deploy,
-            from: view.from.as_ref().map(|r| r.id),
             to: release.id,
-            scope: Scope::Full,
             auto_rollback: opts.auto_rollback,
-            reason: opts.reason.clone(),
-            actor: self.ctx.actor(),
-            host: self.ctx.host.clone(),
-            pid: self.ctx.pid,
-            started_at: self.ctx.now(),
-            steps: view.forward(),
             release: Some(release),
-            allow_data_loss: false,
+            ..self.new_operation(&view, opts.reason.clone(), false)
         };
         self.execute(&env, held, new, progress)
     }

@@ -2,18 +2,29 @@
 //!
 //! Before any rollback someone must decide whether the problem is code, configuration
 //! or the database. `diagnose` compares the release serving now with the last good one
-//! on each of the three, and also the config files in place with the snapshot the
-//! current release was deployed with (an edit made after the deploy is a prime
-//! suspect that no release comparison shows), then recommends the narrowest rollback
-//! scope that undoes everything that changed, with the command to run.
+//! on each of the three, and also the config files in place with the snapshot they
+//! were written from (an edit made after the deploy is a prime suspect that no release
+//! comparison shows); the verdict on configuration says which of the two it is, and the
+//! config section lists both. It then ends with the runbook's decision and a command
+//! checked against the rollback planner ([`super::decision`]).
+//!
+//! "Code" is the source tree outside the schema's migrations (for Alembic, where its
+//! `alembic.ini` puts the scripts), so a release that only adds migrations is a
+//! database change. "Database" is the recorded schema revisions; for releases built
+//! from source whose schema tool recorded none, the migrations in their commits.
 
 use serde::Serialize;
 
 use super::Engine;
-use crate::digest::sha256_hex;
+use super::decision::{Decision, Findings};
+use super::in_place;
+use crate::config::{Adapter, Environment};
+use crate::database::alembic;
+use crate::database::environment::EnvDatabase;
 use crate::error::{Error, Result};
-use crate::model::Scope;
-use crate::report::{Diff, ReleaseSummary};
+use crate::ledger::Release;
+use crate::model::{CommitId, ReleaseState};
+use crate::report::{ConfigChange, Diff, ReleaseSummary, in_place_changes};
 
 /// `lastgood diff ENV FROM TO`.
 #[derive(Debug, Clone, Serialize)]
@@ -29,16 +40,28 @@ pub struct Diagnosis {
     pub environment: String,
     pub current: ReleaseSummary,
     pub last_good: ReleaseSummary,
-    /// What differs between the last good release and the current one.
+    /// What differs between the last good release and the current one (the code
+    /// outside the migrations folder).
     pub code: bool,
+    /// Configuration changed: between the releases, or edited in place since the deploy.
     pub config: bool,
     pub database: bool,
-    /// Config files whose content in place differs from the current release's snapshot.
+    /// The config files in effect (those of the release that wrote them last, the
+    /// current one unless a config rollback wrote another's) differ from the last good
+    /// release's: what `diff.config` lists.
+    pub config_between_releases: bool,
+    /// Config files whose content in place differs from the snapshot they were written from.
     pub config_edited_since_deploy: Vec<String>,
-    /// The narrowest scope that undoes what changed; None when nothing did.
-    pub scope: Option<Scope>,
-    pub command: Option<String>,
-    pub explanation: String,
+    /// Those edits, key by key (secrets masked), from the snapshot to what is in place.
+    pub config_in_place: Vec<ConfigChange>,
+    /// The release whose config files are in place (`config_in_place` compares with its snapshot).
+    pub config_release: u64,
+    /// Migrations applied ahead of the current release's code (0 when none).
+    pub schema_ahead: u32,
+    /// What could not be compared, and why; the issue is then unknown.
+    pub unknown: Vec<String>,
+    #[serde(flatten)]
+    pub decision: Decision,
     pub diff: Diff,
 }
 
@@ -66,85 +89,128 @@ impl Engine {
             .ledger()
             .release(&env.name, current_id)?
             .ok_or_else(|| Error::Usage { what: format!("release {current_id} is missing from the ledger") })?;
-        let good = self.ledger().last_good(&env.name, Some(current_id))?.ok_or_else(|| Error::Usage {
-            what: format!("`{}` has no good release other than the current one to compare with", env.name),
-        })?;
-        // A commit that only adds migrations is a database change, not a code change.
-        let migrations: Vec<String> = env
-            .database
-            .as_ref()
-            .and_then(|d| d.migrations.as_ref())
-            .map(|m| m.to_string_lossy().into_owned())
-            .into_iter()
-            .collect();
+        let config_of = match state.config_release {
+            Some(c) if c != current.id => self.must_release(&env.name, c)?,
+            _ => current.clone(),
+        };
+        let edited = in_place::edited(&env, &config_of, self.fleet(&env).as_deref());
+        // A current release that passed its checks, whose config files were edited by
+        // hand since: the last known good state is that release as it was deployed,
+        // whatever changed before it.
+        let good = if current.state == ReleaseState::Good && config_of.id == current.id && !edited.is_empty() {
+            current.clone()
+        } else {
+            self.ledger().last_good(&env.name, Some(current_id))?.ok_or_else(|| Error::Usage {
+                what: format!("`{}` has no good release other than the current one to compare with", env.name),
+            })?
+        };
+        let mut unknown = Vec::new();
         let code = match (&current.commit, &good.commit) {
             (Some(a), Some(b)) if a != b => {
+                // A commit that only adds migrations is a database change, not a code change.
+                let migrations = migration_paths(&env, a);
                 let excluded: Vec<&str> = migrations.iter().map(String::as_str).collect();
-                crate::git::differs_outside(&env.source, b, a, &excluded).unwrap_or(true)
+                crate::git::differs_outside(&env.source, b, a, &excluded).unwrap_or_else(|e| {
+                    unknown.push(format!("the code: cannot compare the commits: {e}"));
+                    true
+                })
             }
             // Opaque versions (runtimes other than releases, without `source`): the
             // version is what the code is.
             (None, None) => current.version != good.version,
             (a, b) => a != b,
         };
-        let database = current.schema_revision != good.schema_revision;
-        let mut edited = Vec::new();
-        for f in &env.config_files {
-            let live = std::fs::read(&f.path).ok().map(|b| sha256_hex(&b));
-            if live.as_ref() != current.config.get(&f.name) {
-                edited.push(f.name.clone());
-            }
-        }
-        let config = current.config != good.config || !edited.is_empty();
-        let changed: Vec<&str> = [(code, "code"), (config, "configuration"), (database, "database")]
-            .iter()
-            .filter(|c| c.0)
-            .map(|c| c.1)
-            .collect();
-        let scope = match (code, config, database) {
-            (false, false, false) => None,
-            (true, false, false) => Some(Scope::Code),
-            (false, true, false) => Some(Scope::Config),
-            (false, false, true) => Some(Scope::Db),
-            _ => Some(Scope::Full),
-        };
-        let explanation = match scope {
-            None => format!(
-                "nothing lastgood deploys differs between {} and the last good release {}: look outside (data, infrastructure, dependencies)",
-                current.id, good.id
-            ),
-            Some(s) => {
-                let mut e = format!(
-                    "{} changed since the last good release {} ({}); a rollback with scope {s} undoes {}",
-                    changed.join(" and "),
-                    good.id,
-                    good.version,
-                    if changed.len() > 1 { "all of it" } else { "exactly that" }
-                );
-                if !edited.is_empty() {
-                    e.push_str(&format!("; {} changed in place after {} was deployed", edited.join(", "), current.id));
-                }
-                e
-            }
-        };
-        let command = scope.map(|s| {
-            format!(
-                "lastgood rollback {} --to {} --scope {s} --dry-run   # then again without --dry-run, with --reason",
-                env.name, good.id.0
-            )
+        let database = self.schema_changed(&env, &current, &good, &mut unknown) || state.schema_ahead > 0;
+        let live: Vec<(String, Option<Vec<u8>>)> = edited.iter().map(|e| (e.name.clone(), e.content.clone())).collect();
+        let edited: Vec<String> = edited.into_iter().map(|e| e.name).collect();
+        let config_between = config_of.config != good.config;
+        let decision = self.decide(&Findings {
+            env: &env,
+            current: &current,
+            good: &good,
+            config_of: &config_of,
+            code,
+            config_between,
+            edited: &edited,
+            database,
+            schema_ahead: state.schema_ahead,
+            unknown: &unknown,
         });
+        // The config in effect is what the releases' comparison is about.
+        let mut in_effect = current.clone();
+        in_effect.config = config_of.config.clone();
         Ok(Diagnosis {
             environment: env.name.to_string(),
-            diff: Diff::between(self.ledger(), Some(&env), Some(&good), &current),
+            diff: Diff::between(self.ledger(), Some(&env), Some(&good), &in_effect),
             current: ReleaseSummary::of(&current),
             last_good: ReleaseSummary::of(&good),
             code,
-            config,
+            config: config_between || !edited.is_empty(),
             database,
+            config_between_releases: config_between,
+            config_in_place: in_place_changes(self.ledger(), &config_of, &live),
             config_edited_since_deploy: edited,
-            scope,
-            command,
-            explanation,
+            config_release: config_of.id.0,
+            schema_ahead: state.schema_ahead,
+            unknown,
+            decision,
         })
+    }
+
+    /// Whether the schema differs between the two releases: their recorded revisions
+    /// when both are known; else, for releases built from source, whether their commits
+    /// differ in the migrations folder (a release whose schema tool never reported a
+    /// revision, as a compose release whose migrations run in its container may be).
+    fn schema_changed(&self, env: &Environment, current: &Release, good: &Release, unknown: &mut Vec<String>) -> bool {
+        if !env.database.as_ref().is_some_and(EnvDatabase::has_migrations) {
+            return current.schema_revision != good.schema_revision;
+        }
+        match (&current.schema_revision, &good.schema_revision, &current.commit, &good.commit) {
+            (Some(a), Some(b), _, _) => a != b,
+            (None, None, Some(a), Some(b)) if a != b => {
+                let paths = migration_paths(env, a);
+                let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+                if paths.is_empty() {
+                    unknown.push(
+                        "the database: no schema revision was recorded and the migrations folder is unknown".into(),
+                    );
+                    return false;
+                }
+                crate::git::differs_within(&env.source, b, a, &paths).unwrap_or_else(|e| {
+                    unknown.push(format!("the database: cannot compare the migrations of the two commits: {e}"));
+                    false
+                })
+            }
+            (a, b, _, _) => a != b,
+        }
+    }
+}
+
+/// The folders of the source tree (relative to `source`) that hold the schema's
+/// migrations at `commit`: a commit that changes only those is a database change, not
+/// a code change. For Alembic, its scripts are where its `alembic.ini` says
+/// (`script_location`), relative to the folder it runs in (`migrations`, else the
+/// release); a `migrations` of "." is the whole tree and is never excluded.
+fn migration_paths(env: &Environment, commit: &CommitId) -> Vec<String> {
+    let Some(db) = env.database.as_ref() else { return vec![] };
+    let folder = db
+        .migrations
+        .as_ref()
+        .map(|m| m.to_string_lossy().trim_start_matches("./").trim_end_matches('/').to_owned())
+        .filter(|m| !m.is_empty() && m != ".");
+    let Adapter::Alembic(argv) = &db.adapter else { return folder.into_iter().collect() };
+    let base = folder.clone().map(|f| format!("{f}/")).unwrap_or_default();
+    // `alembic -c path/alembic.ini` names its own file.
+    let named = argv.iter().position(|a| a == "-c" || a == "--config").and_then(|i| argv.get(i + 1)).cloned();
+    let named = named.or_else(|| argv.iter().find_map(|a| a.strip_prefix("--config=").map(str::to_owned)));
+    let ini = format!("{base}{}", named.as_deref().unwrap_or("alembic.ini"));
+    let ini_dir = ini.rsplit_once('/').map(|(d, _)| format!("{d}/")).unwrap_or_default();
+    match crate::git::file_at(&env.source, commit, &ini) {
+        Ok(Some(text)) => match alembic::script_location(&String::from_utf8_lossy(&text)) {
+            Some(location) => vec![format!("{ini_dir}{location}")],
+            None => vec![],
+        },
+        // No alembic.ini there: `migrations` names the scripts' folder itself.
+        _ => folder.into_iter().collect(),
     }
 }

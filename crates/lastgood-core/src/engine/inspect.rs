@@ -33,12 +33,32 @@ pub struct Status {
     /// Whether `rollback` to the last good release can run: its artifact is there.
     /// None when there is no last good release.
     pub rollback_ready: Option<bool>,
+    /// Why not, when `rollback_ready` is false.
+    pub rollback_not_ready: Option<String>,
+    /// The runtime keeps a directory per release (and `current_link` says which serves).
+    pub release_dirs: bool,
+    /// lastgood runs the app itself (`run`), so `app` says whether it runs.
+    pub supervised: bool,
+    /// Migrations the database is ahead of the current release's code (an automatic
+    /// rollback that would have destroyed data left them applied), as of lastgood's
+    /// last schema change.
+    pub schema_ahead: u32,
     pub runtime: &'static str,
     /// For runtimes without release directories: the version the world says runs (the
     /// `current` command's answer, the gitops branch's version file at the last fetch).
     pub runtime_version: Option<String>,
     /// Each ssh host: reachable, the release its `current` names, the release its app runs.
     pub hosts: Vec<HostState>,
+}
+
+/// `lastgood history`: the releases, newest first, and which one serves.
+#[derive(Debug, Clone, Serialize)]
+pub struct History {
+    pub environment: String,
+    pub releases: Vec<Release>,
+    pub current: Option<ReleaseId>,
+    /// Migrations the database is ahead of the current release's code.
+    pub schema_ahead: u32,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -58,13 +78,20 @@ impl Engine {
         let site = Site::local(&env);
         let rt = runtime::of(&site);
         let hosts = self.fleet(&env).map(|f| f.observe()).unwrap_or_default();
-        let rollback_ready = match &last_good {
+        let not_ready = match &last_good {
             None => None,
             // On a fleet: known on every host (the directory is checked when the
             // rollback's preflight runs).
-            Some(g) if !env.hosts.is_empty() => Some(g.artifact && hosts.iter().all(|h| h.reachable)),
-            Some(g) => Some(rt.ready(&ReleaseFacts::of(g)).is_ok()),
+            Some(g) if !env.hosts.is_empty() => Some(if !g.artifact {
+                Some(format!("the release directories of {} were removed by retention", g.id))
+            } else if hosts.iter().any(|h| !h.reachable) {
+                Some("a host cannot be reached (below)".to_owned())
+            } else {
+                None
+            }),
+            Some(g) => Some(rt.ready(&ReleaseFacts::of(g)).err().map(|e| e.to_string())),
         };
+        let rollback_ready = not_ready.as_ref().map(Option::is_none);
         let lock = self.ledger.lock_info(&env.name)?;
         let lock_holder_gone = lock.as_ref().is_some_and(|l| lock::holder_gone(&self.ctx, l));
         let interrupted = match self.ledger.running_operation(&env.name)? {
@@ -95,12 +122,23 @@ impl Engine {
             app,
             config_release: state.config_release,
             rollback_ready,
+            rollback_not_ready: not_ready.flatten(),
+            release_dirs: rt.artifacts(),
+            supervised: matches!(env.start, crate::config::Start::Run(_)),
+            schema_ahead: state.schema_ahead,
         })
     }
 
-    pub fn history(&self, env_name: &str, limit: usize) -> Result<Vec<Release>> {
+    /// Releases newest first, with which one serves and how far the schema is ahead of it.
+    pub fn history(&self, env_name: &str, limit: usize) -> Result<History> {
         let env = self.env(env_name)?;
-        self.ledger.releases(&env.name, limit)
+        let state = self.ledger.env_state(&env.name)?;
+        Ok(History {
+            environment: env.name.to_string(),
+            releases: self.ledger.releases(&env.name, limit)?,
+            current: state.current,
+            schema_ahead: state.schema_ahead,
+        })
     }
 
     /// Runs the health checks against the current release now, on every host.
@@ -140,6 +178,21 @@ impl Engine {
             ],
         )?;
         self.must_release(&env.name, r.id)
+    }
+
+    /// Appends a note to an operation's follow-up (`lastgood report OPERATION --note
+    /// TEXT`), as an audit event of the operation, by this actor, now. It needs no lock:
+    /// it changes nothing but the record, and the audit log only ever grows.
+    pub fn note(&self, operation: u64, text: &str) -> Result<()> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(Error::Usage { what: "--note: the note is empty".into() });
+        }
+        let Some(op) = self.ledger.operation(operation)? else {
+            return Err(crate::report::unknown_operation(self.ledger(), &self.config, operation));
+        };
+        let event = self.audit(&op.env, Some(op.id), crate::report::NOTE_EVENT, serde_json::json!({ "text": text }));
+        self.ledger.apply_unfenced(&op.env, vec![event])
     }
 
     /// Holds the environment by hand until `unlock`.

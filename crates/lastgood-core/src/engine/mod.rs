@@ -8,9 +8,14 @@
 //!   its journal, the report.
 //! - [`preflight`]: the checks that refuse an operation before anything changes.
 //! - [`preview`]: a plan as shown before anything runs, with what would be refused.
-//! - [`inspect`]: status, history, verify, mark, lock and unlock.
+//! - [`inspect`]: status, history, verify, mark, lock and unlock, and notes on an
+//!   operation's record.
 //! - [`db`]: `lastgood db ...`, the database on its own.
-//! - [`diagnose`]: `diff` and `diagnose`, knowing what to roll back.
+//! - [`restore`]: `lastgood db restore`, the emergency restore as one operation.
+//! - [`restart`]: `lastgood restart`, what serves restarted and checked.
+//! - [`diagnose`]: `diff` and `diagnose`, knowing what to roll back; [`decision`] is
+//!   the runbook's decision it ends with, a command checked against a rollback plan;
+//!   `in_place` compares the config files here with a release's snapshot.
 //!
 //! Every state-changing call follows the same shape: validate input, preflight
 //! (nothing changes if it fails), take the environment's lock (a guard that frees it
@@ -18,11 +23,15 @@
 //! operation and its plan, run the journal.
 
 pub mod db;
+pub mod decision;
 pub mod deploy;
 pub mod diagnose;
+mod in_place;
 pub mod inspect;
 pub mod preflight;
 pub mod preview;
+pub mod restart;
+pub mod restore;
 pub mod resume;
 pub mod rollback;
 pub mod run;

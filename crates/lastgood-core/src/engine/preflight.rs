@@ -39,6 +39,14 @@ impl Engine {
 
     /// A database that cannot be reached refuses the operation before anything changes.
     pub(crate) fn preflight_database(&self, env: &Environment) -> Result<()> {
+        if !env.hosts.is_empty() {
+            // Reached from the first host, where its work is done.
+            let Some(db) = crate::toolsite::database(env, self.fleet(env), None)? else { return Ok(()) };
+            return db.ping().map_err(|e| {
+                let refusal = Refusal::Unusable { what: "the database".into(), detail: e.to_string() };
+                Error::refused(&env.name, "the operation", refusal)
+            });
+        }
         let Some(db) = EnvDatabase::of(env)? else { return Ok(()) };
         db.migrator(None, &self.ctx.actor()).map(drop).map_err(|e| self.unreachable(env, e))
     }

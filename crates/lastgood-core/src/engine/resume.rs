@@ -43,7 +43,11 @@ impl Engine {
                 changes.push(Change::SkipRemaining { op: op.id, from_seq: open.seq });
             }
             let verify = env.checks.is_empty() || steps.iter().any(|s| matches!(s.step, Step::Verify { .. }));
-            let undo = plan::undo(journal::shape(&env, verify), op.from);
+            let shape = journal::shape(&env, verify);
+            let undo = match op.kind {
+                crate::model::OperationKind::Restore => plan::undo_restore(shape, Some(op.to)),
+                _ => plan::undo(shape, op.from),
+            };
             changes.push(Change::AppendSteps { op: op.id, steps: placement::place(&env, undo, Phase::Abort, op.kind) });
         }
         self.ledger.apply(&held.fence, changes)?;

@@ -10,12 +10,13 @@ use crate::config::Environment;
 use crate::database::environment::{self, EnvDatabase};
 use crate::error::{Error, Result};
 use crate::journal::{self, Progress};
-use crate::ledger::{EnvState, NewOperation, Release};
+use crate::ledger::{EnvState, Release};
 use crate::model::{EnvName, OperationKind, ReleaseId, ReleaseState, Scope, Target};
 use crate::plan::{self, Phase, Step, placement};
 use crate::refusal::Refusal;
 use crate::runtime::{self, ReleaseFacts, Site};
 use crate::safety::{self, Consent, Stage, Way};
+use crate::toolsite;
 
 #[derive(Debug, Clone)]
 pub struct RollbackOptions {
@@ -79,7 +80,14 @@ impl Engine {
         }
         let state = self.ledger.env_state(&env.name)?;
         let from = state.current.map(|c| self.must_release(&env.name, c)).transpose()?;
-        let to = self.resolve_target(&env, &opts.target, state.current)?;
+        // A schema left ahead of the code (by an automatic rollback that would have had
+        // to destroy data) is what `--scope db` reverts by default: back to the current
+        // release's own revision, only the migrations that are ahead.
+        let target = match (opts.scope, &opts.target, state.current) {
+            (Scope::Db, Target::LastGood, Some(current)) if state.schema_ahead > 0 => Target::Id(current),
+            (_, t, _) => t.clone(),
+        };
+        let to = self.resolve_target(&env, &target, state.current)?;
         let mut refusals = Vec::new();
         let mut drift = false;
         if opts.scope.includes_code() {
@@ -124,7 +132,10 @@ impl Engine {
             Phase::Forward,
             OperationKind::Rollback,
         );
-        let in_place = !drift && in_place(&state, &to, opts.scope, &placed);
+        // Files edited by hand since the target's config was written are not in place.
+        let edited =
+            opts.scope.includes_config() && !super::in_place::edited(&env, &to, self.fleet(&env).as_deref()).is_empty();
+        let in_place = !drift && !edited && in_place(&state, &to, opts.scope, &placed);
         if in_place {
             notes.push(format!("{} is already in place for scope {}: nothing to do", to.id, opts.scope));
         }
@@ -167,29 +178,50 @@ impl Engine {
         refusals: &mut Vec<Refusal>,
     ) -> Result<SchemaPlan> {
         let mut out = SchemaPlan::default();
-        let schema_moves = from.is_some_and(|f| f.schema_revision != to.schema_revision);
+        let schema_moves = from.is_some_and(|f| f.schema_revision != to.schema_revision) || state.schema_ahead > 0;
         if !(journal::shape(env, true).migrations && opts.scope.includes_db() && schema_moves) {
             return Ok(out);
         }
         let Some(db) = EnvDatabase::of(env)? else { return Ok(out) };
-        let site = Site::local(env);
-        let rt = runtime::of(&site);
-        let root = state.current.map(|c| rt.workdir(c)).filter(|d| d.is_dir());
-        let mut tool = db.tool(root.as_deref(), &self.ctx.actor()).map_err(|e| self.unreachable(env, e))?;
-        let downs = tool.plan_down(to.schema_revision.as_deref()).map_err(|e| self.unreachable(env, e))?;
+        // The newest release's files know every revision (and how to undo its own): one
+        // whose migrations stay applied ahead of the code, else the newer of the two.
+        let mut releases: Vec<ReleaseId> = [self.ledger().schema_ahead_release(&env.name)?, state.current, Some(to.id)]
+            .into_iter()
+            .flatten()
+            .collect();
+        releases.sort_unstable_by(|a, b| b.cmp(a));
+        releases.dedup();
+        let mut tool = if toolsite::placed(env) {
+            // On the first host or in a container: the first of them that is there.
+            let candidates = releases
+                .iter()
+                .map(|r| self.must_release(&env.name, *r).map(|r| ReleaseFacts::of(&r)))
+                .collect::<Result<_>>()?;
+            toolsite::tool(&db, self.fleet(env), candidates, None, &self.ctx.actor())
+        } else {
+            let site = Site::local(env);
+            let rt = runtime::of(&site);
+            let root = releases.iter().filter_map(|r| rt.tree(*r)).find(|d| d.is_dir());
+            db.tool(root.as_deref(), &self.ctx.actor())
+        }
+        .map_err(|e| self.unreachable(env, e))?;
+        let downs = tool.plan_to(to.schema_revision.as_deref()).map_err(|e| self.unreachable(env, e))?;
+        let way = Way::from(downs.direction);
         let destructive = environment::destructive(&downs.verdicts);
-        out.change.migrate_down = !downs.is_empty();
-        let m = safety::Migrations { way: Way::Down, count: downs.count, destructive: &destructive };
+        out.change.migrate_down = way == Way::Down && !downs.is_empty();
+        out.change.migrate_up = way == Way::Up && !downs.is_empty();
+        let moves = !downs.is_empty();
+        let m = safety::Migrations { way, count: downs.count, destructive: &destructive };
         match safety::gate(m, Consent::of(opts.allow_data_loss), db.config.backup, Stage::Plan) {
             Ok(clearance) => {
-                out.change.backup = out.change.migrate_down && clearance.backup_first;
+                out.change.backup = moves && clearance.backup_first;
                 if !destructive.is_empty() {
                     notes.push(format!("destructive, with your consent: {} (backed up first)", destructive.join(", ")));
                 }
             }
             Err(refusal) => {
                 // Shown with its backup step, as it would run once consented to.
-                out.change.backup = out.change.migrate_down;
+                out.change.backup = moves;
                 refusals.push(refusal.into());
             }
         }
@@ -224,21 +256,7 @@ impl Engine {
         if view.in_place {
             return Ok(None);
         }
-        let new = NewOperation {
-            kind: OperationKind::Rollback,
-            from: view.from.as_ref().map(|r| r.id),
-            to: view.to.id,
-            scope: opts.scope,
-            auto_rollback: false,
-            reason: opts.reason.clone(),
-            actor: self.ctx.actor(),
-            host: self.ctx.host.clone(),
-            pid: self.ctx.pid,
-            started_at: self.ctx.now(),
-            steps: view.forward(),
-            release: None,
-            allow_data_loss: opts.allow_data_loss,
-        };
+        let new = self.new_operation(&view, opts.reason.clone(), opts.allow_data_loss);
         self.execute(&env, held, new, progress).map(Some)
     }
 }
@@ -256,6 +274,6 @@ struct SchemaPlan {
 fn in_place(state: &EnvState, to: &Release, scope: Scope, steps: &[(Step, Phase, String)]) -> bool {
     let code = !scope.includes_code() || state.current == Some(to.id);
     let config = !scope.includes_config() || state.config_release == Some(to.id);
-    let schema = !steps.iter().any(|(s, _, _)| matches!(s, Step::MigrateDown { .. }));
+    let schema = !steps.iter().any(|(s, _, _)| matches!(s, Step::MigrateDown { .. } | Step::MigrateUp { .. }));
     code && config && schema
 }

@@ -41,6 +41,31 @@ impl Engine {
         })
     }
 
+    /// The operation a previewed plan becomes: its kind, releases and steps, by this
+    /// actor, now, for `reason` (a deploy adds its release and its failure policy).
+    pub(crate) fn new_operation(
+        &self,
+        view: &super::preview::PlanView,
+        reason: Option<String>,
+        allow_data_loss: bool,
+    ) -> NewOperation {
+        NewOperation {
+            kind: view.kind,
+            from: view.from.as_ref().map(|r| r.id),
+            to: view.to.id,
+            scope: view.scope,
+            auto_rollback: false,
+            reason,
+            actor: self.ctx.actor(),
+            host: self.ctx.host.clone(),
+            pid: self.ctx.pid,
+            started_at: self.ctx.now(),
+            steps: view.forward(),
+            release: None,
+            allow_data_loss,
+        }
+    }
+
     /// Records the operation (and its release), says it started, runs its journal.
     pub(crate) fn execute(
         &self,

@@ -13,9 +13,9 @@
 //! operation for `lastgood resume` or `resume --abort`.
 
 use super::{Journal, shape};
-use crate::config::OnFailure;
+use crate::config::{BackupPolicy, OnFailure};
 use crate::error::Result;
-use crate::ledger::{Release, StepRecord, StepState};
+use crate::ledger::{Change, Release, StepRecord, StepState};
 use crate::model::{OperationKind, Scope};
 use crate::plan::placement::{self, LOCAL};
 use crate::plan::{self, Phase, Step};
@@ -71,21 +71,27 @@ impl Journal<'_> {
             return Ok(None);
         }
         let shape = shape(self.env, self.verify);
-        let schema = plan::SchemaChange { migrate_down: shape.migrations && migrated, backup: false };
+        let mut schema =
+            plan::SchemaChange { migrate_down: shape.migrations && migrated, backup: false, ..Default::default() };
+        let mut ahead = None;
         if schema.migrate_down {
             match self.downs_to(&good) {
                 Ok(downs) => {
                     let m = safety::Migrations { way: Way::Down, count: downs.count, destructive: &downs.destructive };
-                    let policy =
-                        self.env.database.as_ref().map(|d| d.backup).unwrap_or(crate::config::BackupPolicy::Auto);
+                    let policy = self.env.database.as_ref().map_or(BackupPolicy::Auto, |d| d.backup);
                     if let Err(refusal) = safety::gate(m, Consent::Automatic, policy, Stage::Plan) {
-                        // Nobody is there to consent: the failed release stays, and the
-                        // note says what an operator can run after reading the plan.
+                        // Nobody is there to consent to losing data, and a release known
+                        // to be broken must not keep serving: code and config go back,
+                        // the schema stays ahead (expand/contract: the older code runs on
+                        // the newer, additive schema), and an operator reverts it later
+                        // with consent.
+                        schema.migrate_down = false;
+                        let n = downs.count.unwrap_or(downs.destructive.len()) as u32;
                         self.progress.note(&format!(
-                            "not returning to {} by itself: {refusal}; check the plan with `lastgood rollback {} --dry-run --sql`, then run it with --allow-data-loss",
+                            "returning to {} with code and config only: {refusal}; the schema stays ahead of the code by {n} migration(s) until `lastgood rollback {} --scope db --allow-data-loss` reverts them",
                             good.id, self.env.name
                         ));
-                        return Ok(None);
+                        ahead = Some((n, refusal));
                     }
                 }
                 Err(e) => {
@@ -94,6 +100,13 @@ impl Journal<'_> {
                     return Ok(None);
                 }
             }
+        }
+        if let Some((n, refusal)) = ahead {
+            let event = self.audit(
+                "schema.left_ahead",
+                serde_json::json!({ "count": n, "release": good.id, "migrations": refusal.migrations() }),
+            );
+            self.ledger.apply(&self.fence, vec![event, Change::SetSchemaAhead(n)])?;
         }
         self.progress.note(&format!("returning to the last good release {} ({})", good.id, good.version));
         self.notify(

@@ -59,16 +59,25 @@ impl Progress for Quiet {}
 /// What the environment's configuration makes an operation do.
 pub fn shape(env: &Environment, verify: bool) -> Shape {
     let db = env.database.as_ref();
-    let artifacts = runtime::of(&Site::local(env)).artifacts();
+    let site = Site::local(env);
+    let rt = runtime::of(&site);
+    let artifacts = rt.artifacts();
+    let migrations = db.is_some_and(crate::database::environment::EnvDatabase::has_migrations);
+    // A runtime without release directories keeps a release's tree only for its
+    // migrations, and only when versions are commits of `source`.
+    let trees = env.versions_in_source && migrations && rt.tree(crate::model::ReleaseId(0)).is_some();
     Shape {
         artifacts,
+        export: artifacts || trees,
         unlink: artifacts,
         build: env.build.is_some(),
         start: env.start != Start::Nothing,
         config_files: !env.config_files.is_empty(),
+        ship_config: env.config_files_shared(),
+        switch_starts: rt.starts_on_switch(),
         verify: verify && !env.checks.is_empty(),
-        migrations: db.is_some_and(crate::database::environment::EnvDatabase::has_migrations),
-        stoppable: matches!(env.start, Start::Run(_)),
+        migrations,
+        stoppable: matches!(env.start, Start::Run(_)) || env.stop.is_some() || rt.stops(),
         backup_always: db.is_some_and(|d| d.backup == crate::config::BackupPolicy::Always),
     }
 }

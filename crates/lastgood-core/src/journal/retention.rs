@@ -17,7 +17,10 @@ impl Journal<'_> {
         let state = self.ledger.env_state(&env.name)?;
         let with_dirs = self.ledger.releases_with_artifacts(&env.name)?;
         let mut keep: BTreeSet<ReleaseId> =
-            [state.current, state.config_release, Some(self.op.to)].into_iter().flatten().collect();
+            [state.current, state.config_release, Some(self.op.to), self.ledger.schema_ahead_release(&env.name)?]
+                .into_iter()
+                .flatten()
+                .collect();
         // Cleanup runs after the deploy's checks passed, so its release is about to be
         // good: it counts among the `keep_releases` newest good ones.
         let good = with_dirs.iter().filter(|r| r.state == ReleaseState::Good || r.id == self.op.to).map(|r| r.id);

@@ -47,10 +47,15 @@ impl Journal<'_> {
                 set(self.ledger, env, self.op.to, ReleaseEvent::ChecksPassed)?
             }
             (OperationKind::Deploy, _) => set(self.ledger, env, self.op.to, ReleaseEvent::DeployFailed)?,
+            // A restore changes the data, not which release serves nor its state.
+            (OperationKind::Restore | OperationKind::Restart, _) => {}
             (OperationKind::Rollback, Outcome::Aborted) => {}
             (OperationKind::Rollback, _) => {
+                // Only moving the code away from a release judges it: a config or schema
+                // rollback leaves its code serving.
                 if let Some(from) = self.op.from {
                     if from != self.op.to
+                        && self.op.scope.includes_code()
                         && steps.iter().any(|s| s.state == StepState::Done && s.phase == Phase::Forward)
                     {
                         set(self.ledger, env, from, ReleaseEvent::MovedAwayFrom)?;
@@ -62,6 +67,12 @@ impl Journal<'_> {
             }
         }
         let error = failure.map(|(rec, detail)| format!("step `{}` failed: {detail}", rec.step.name()));
+        // A deploy whose release still serves at the end runs on its own schema, even
+        // if an automatic rollback that never got as far as switching said otherwise.
+        let state = self.ledger.env_state(env)?;
+        if self.op.kind == OperationKind::Deploy && state.current == Some(self.op.to) && state.schema_ahead > 0 {
+            changes.push(Change::SetSchemaAhead(0));
+        }
         let now = self.ctx.now();
         changes.push(Change::FinishOperation { op: self.op.id, outcome, at: now, error: error.clone() });
         // Finishing and unlocking are one fact: an operation is never seen finished

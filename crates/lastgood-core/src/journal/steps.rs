@@ -45,6 +45,7 @@ impl Journal<'_> {
                     files.push(FileContent {
                         name: file.name.clone(),
                         path: file.path.clone(),
+                        shared: env.config_files_shared(),
                         sha256: sha.clone(),
                         content,
                     });
@@ -52,7 +53,7 @@ impl Journal<'_> {
                 let detail = self.perform(rec, &Action::Write { files }, Payload::None)?;
                 Ok((detail, vec![Change::SetConfigRelease(Some(*release))]))
             }
-            Step::Restart { release } => {
+            Step::Restart { release, service } => {
                 let detail = match &env.start {
                     Start::Run(argv) => {
                         let vars = release_vars(&env.name, &self.release(*release)?);
@@ -60,11 +61,14 @@ impl Journal<'_> {
                         self.perform(rec, &action, Payload::None)?
                     }
                     Start::Restart(argv) => self.run_program(rec, *release, argv, "restart.log".into())?,
-                    Start::Nothing => "nothing to restart".into(),
+                    Start::Nothing => {
+                        let activation = self.activation(rec, *release)?;
+                        self.perform(rec, &Action::Restart { activation, service: service.clone() }, Payload::None)?
+                    }
                 };
                 Ok((detail, vec![]))
             }
-            Step::Stop => Ok((self.perform(rec, &Action::Stop, Payload::None)?, vec![])),
+            Step::Stop => Ok((self.stop(rec)?, vec![])),
             Step::Unlink => {
                 let detail = self.perform(rec, &Action::Deactivate, Payload::None)?;
                 Ok((detail, vec![Change::SetCurrent(None), Change::SetConfigRelease(None)]))
@@ -81,7 +85,28 @@ impl Journal<'_> {
             Step::Backup { release } => self.backup_step(*release),
             Step::MigrateUp { release } => self.migrate_up(*release),
             Step::MigrateDown { release } => self.migrate_down(*release),
+            Step::RestoreDatabase { source } => self.restore_database(source),
+            Step::FinishRestore => self.finish_restore(),
+            Step::UndoRestore => self.undo_restore(),
         }
+    }
+
+    /// Stops the app before migrations go down (or a restore): lastgood's own process,
+    /// the `stop` program, or the runtime's services except the database's.
+    fn stop(&self, rec: &StepRecord) -> Result<String> {
+        let env = self.env;
+        if let Start::Run(_) = env.start {
+            return self.perform(rec, &Action::Stop, Payload::None);
+        }
+        let Some(current) = self.ledger.env_state(&env.name)?.current else {
+            return Ok("nothing serves: nothing to stop".into());
+        };
+        if let Some(argv) = &env.stop {
+            return self.run_program(rec, current, argv, "stop.log".into());
+        }
+        let activation = self.activation(rec, current)?;
+        let keep = env.database.as_ref().and_then(|d| d.service.clone());
+        self.perform(rec, &Action::Halt { activation, keep }, Payload::None)
     }
 
     /// Carries an action to where the step runs.
@@ -121,6 +146,7 @@ impl Journal<'_> {
             actor: self.ctx.actor(),
             reason: self.op.reason.clone(),
             vars: release_vars(&self.env.name, &r),
+            protect: self.ledger.schema_ahead_release(&self.env.name)?.into_iter().collect(),
         })
     }
 

@@ -41,6 +41,10 @@ pub struct EnvState {
     pub current: Option<ReleaseId>,
     /// The release whose config files are in place (differs after `--scope` rollbacks).
     pub config_release: Option<ReleaseId>,
+    /// How many migrations the database is ahead of the current release's code, as of
+    /// lastgood's last schema change: an automatic rollback that would have had to
+    /// destroy data leaves them applied (`lastgood db status` reads the database now).
+    pub schema_ahead: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -227,6 +231,8 @@ pub enum Change {
     },
     /// Frees the lock (the fence's epoch).
     ReleaseLock,
+    /// The database is this many migrations ahead of the current release's code.
+    SetSchemaAhead(u32),
     SetSchemaRevision {
         release: ReleaseId,
         revision: Option<String>,

@@ -179,6 +179,9 @@ impl SqliteLedger {
                         params![env.as_str(), r.map(|r| r.0 as i64)],
                     )?;
                 }
+                Change::SetSchemaAhead(n) => {
+                    tx.execute("UPDATE environments SET schema_ahead = ?2 WHERE name = ?1", params![env.as_str(), n])?;
+                }
                 Change::SetConfigRelease(r) => {
                     tx.execute(
                         "UPDATE environments SET config_release = ?2 WHERE name = ?1",
@@ -310,12 +313,13 @@ impl Ledger for SqliteLedger {
 
     fn env_state(&self, env: &EnvName) -> Result<EnvState> {
         self.conn
-            .prepare_cached("SELECT current_release, config_release FROM environments WHERE name = ?1")
+            .prepare_cached("SELECT current_release, config_release, schema_ahead FROM environments WHERE name = ?1")
             .and_then(|mut s| {
                 s.query_row([env.as_str()], |r| {
                     Ok(EnvState {
                         current: r.get::<_, Option<i64>>(0)?.map(|i| ReleaseId(i as u64)),
                         config_release: r.get::<_, Option<i64>>(1)?.map(|i| ReleaseId(i as u64)),
+                        schema_ahead: r.get(2)?,
                     })
                 })
                 .optional()

@@ -116,6 +116,9 @@ CREATE TABLE backups (
 CREATE INDEX backups_by_env ON backups (env, id);
 CREATE INDEX audit_events_by_operation ON audit_events (operation, id);
 "#,
+    r#"
+ALTER TABLE environments ADD COLUMN schema_ahead INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// Creates or upgrades the schema under the write lock.

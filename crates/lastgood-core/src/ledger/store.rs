@@ -31,6 +31,23 @@ pub trait Ledger {
     fn release_before(&self, env: &EnvName, before: ReleaseId) -> Result<Option<Release>>;
     /// Releases whose directories exist, newest first.
     fn releases_with_artifacts(&self, env: &EnvName) -> Result<Vec<Release>>;
+
+    /// The release whose migrations stay applied ahead of the current release's code
+    /// (an automatic rollback that would have had to destroy data left them): its tree
+    /// and images know how to revert them, so retention keeps them until they are, and
+    /// a schema tool runs from it first.
+    fn schema_ahead_release(&self, env: &EnvName) -> Result<Option<ReleaseId>> {
+        let state = self.env_state(env)?;
+        if state.schema_ahead == 0 {
+            return Ok(None);
+        }
+        Ok(self
+            .releases(env, 50)?
+            .iter()
+            .filter(|r| state.current.is_none_or(|c| r.id > c) && r.schema_revision.is_some())
+            .map(|r| r.id)
+            .max())
+    }
     /// A config snapshot's content (kept outside the ledger: see [`crate::snapshots`]).
     fn blob(&self, sha256: &str) -> Result<Option<Vec<u8>>>;
     /// Backups of the environment's database, newest first.

@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{CommitId, ReleaseId, Scope};
 
+pub use crate::database::restore::Source;
+
 pub mod placement;
 
 /// One idempotent step. Each can tell whether its effect is already in place, which
@@ -31,7 +33,12 @@ pub enum Step {
     /// Put the release's snapshot of each config file back in place.
     RestoreConfig { release: ReleaseId },
     /// Start the app on the release now current (stopping the old process first).
-    Restart { release: ReleaseId },
+    Restart {
+        release: ReleaseId,
+        /// One service of the release (a compose service), else all of it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        service: Option<String>,
+    },
     /// Run the health checks against the release.
     Verify { release: ReleaseId },
     /// Stop the supervised app (undoing a first deploy).
@@ -47,6 +54,13 @@ pub enum Step {
     MigrateUp { release: ReleaseId },
     /// Revert migrations down to the release's schema revision.
     MigrateDown { release: ReleaseId },
+    /// Put a backup's or a dump's data in place of the database (loaded beside it,
+    /// then swapped in; the database it replaces is kept aside).
+    RestoreDatabase { source: Source },
+    /// Drop the database a verified restore replaced.
+    FinishRestore,
+    /// Put back the database a restore replaced (`resume --abort`).
+    UndoRestore,
 }
 
 impl Step {
@@ -64,6 +78,9 @@ impl Step {
             Self::Backup { .. } => "backup",
             Self::MigrateUp { .. } => "migrate-up",
             Self::MigrateDown { .. } => "migrate-down",
+            Self::RestoreDatabase { .. } => "restore-db",
+            Self::FinishRestore => "drop-aside",
+            Self::UndoRestore => "undo-restore",
         }
     }
 }
@@ -76,12 +93,17 @@ impl Step {
             | Self::Build { release }
             | Self::Switch { release }
             | Self::RestoreConfig { release }
-            | Self::Restart { release }
+            | Self::Restart { release, .. }
             | Self::Verify { release }
             | Self::Backup { release }
             | Self::MigrateUp { release }
             | Self::MigrateDown { release } => Some(*release),
-            Self::Stop | Self::Unlink | Self::Cleanup => None,
+            Self::Stop
+            | Self::Unlink
+            | Self::Cleanup
+            | Self::RestoreDatabase { .. }
+            | Self::FinishRestore
+            | Self::UndoRestore => None,
         }
     }
 }
@@ -100,7 +122,8 @@ impl Step {
             Self::Build { release } => format!("build {}", of(release)),
             Self::Switch { release } => format!("make {} serve", of(release)),
             Self::RestoreConfig { release } => format!("restore config files of {}", of(release)),
-            Self::Restart { release } => format!("restart the app on {}", of(release)),
+            Self::Restart { release, service: None } => format!("restart the app on {}", of(release)),
+            Self::Restart { release, service: Some(s) } => format!("restart service {s} of {}", of(release)),
             Self::Verify { release } => format!("run the health checks against {}", of(release)),
             Self::Stop => "stop the app".into(),
             Self::Unlink => "remove what serves".into(),
@@ -108,6 +131,9 @@ impl Step {
             Self::Backup { .. } => "back up the database".into(),
             Self::MigrateUp { release } => format!("apply the pending migrations of {}", of(release)),
             Self::MigrateDown { release } => format!("revert migrations to the schema of {}", of(release)),
+            Self::RestoreDatabase { source } => format!("restore the database from {}", source.location()),
+            Self::FinishRestore => "drop the database the restore replaced (kept aside until it was verified)".into(),
+            Self::UndoRestore => "put back the database the restore replaced".into(),
         }
     }
 }
@@ -149,19 +175,30 @@ impl Phase {
 /// What the environment's configuration makes an operation do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shape {
-    /// The runtime ships files of its own (export and cleanup steps).
+    /// The runtime keeps release directories (what serves can be removed: unlink).
     pub artifacts: bool,
+    /// A deploy exports the release's tree from its commit (a release directory, or the
+    /// tree its migrations run from), and retention cleans the old ones up.
+    pub export: bool,
     /// The runtime can remove what serves (undoing a first deploy).
     pub unlink: bool,
     pub build: bool,
     /// `run` or `restart` is configured.
     pub start: bool,
     pub config_files: bool,
+    /// Config files are written by lastgood on the hosts (`<deploy_to>/shared/`), so a
+    /// deploy puts the new release's snapshot in place before it builds.
+    pub ship_config: bool,
+    /// The switch itself starts the app (compose, swarm): config files go back before
+    /// it, and when the code does not move, the runtime's own restart brings the app
+    /// back after a stop or a config change.
+    pub switch_starts: bool,
     /// Health checks will run (configured and not skipped with `--no-verify`).
     pub verify: bool,
     /// A database with migrations is configured.
     pub migrations: bool,
-    /// The app is lastgood's own process, which can be stopped before migrating down.
+    /// The app can be stopped before migrating down: lastgood's own process, a `stop`
+    /// program, or the compose services other than the database's.
     pub stoppable: bool,
     /// `backup = "always"`.
     pub backup_always: bool,
@@ -172,6 +209,9 @@ pub struct Shape {
 pub struct SchemaChange {
     /// Migrations must be reverted to reach the target's schema revision.
     pub migrate_down: bool,
+    /// Migrations must be applied to reach it instead (the target is newer than the
+    /// schema: a return "forward" to a release the operator rolled back from).
+    pub migrate_up: bool,
     /// A backup is taken first (a destructive down, or `backup = "always"`).
     pub backup: bool,
 }
@@ -179,8 +219,11 @@ pub struct SchemaChange {
 /// A deploy of a new release: export, build, switch, start, verify, clean up.
 pub fn deploy(shape: Shape, release: ReleaseId, commit: Option<CommitId>) -> Vec<Step> {
     let mut steps = Vec::new();
-    if let (true, Some(commit)) = (shape.artifacts, commit) {
+    if let (true, Some(commit)) = (shape.export, commit) {
         steps.push(Step::Export { release, commit });
+    }
+    if shape.ship_config {
+        steps.push(Step::RestoreConfig { release });
     }
     if shape.build {
         steps.push(Step::Build { release });
@@ -193,12 +236,12 @@ pub fn deploy(shape: Shape, release: ReleaseId, commit: Option<CommitId>) -> Vec
     }
     steps.push(Step::Switch { release });
     if shape.start {
-        steps.push(Step::Restart { release });
+        steps.push(Step::Restart { release, service: None });
     }
     if shape.verify {
         steps.push(Step::Verify { release });
     }
-    if shape.artifacts {
+    if shape.export {
         steps.push(Step::Cleanup);
     }
     steps
@@ -206,7 +249,8 @@ pub fn deploy(shape: Shape, release: ReleaseId, commit: Option<CommitId>) -> Vec
 
 /// A return to `target`: schema, code and config as the scope says, then start and
 /// verify. With schema changes the order is stop, back up, migrate down, switch, start,
-/// verify: the newer code never runs against the older schema.
+/// verify: the newer code never runs against the older schema. A return to a newer
+/// release migrates up before the switch, as its deploy did.
 ///
 /// `current` is the release serving now (None when nothing was ever deployed).
 /// The app is restarted on whichever release's code serves afterwards.
@@ -218,29 +262,95 @@ pub fn rollback(
     schema: SchemaChange,
 ) -> Vec<Step> {
     let mut steps = Vec::new();
+    let mut stopped = false;
     if scope.includes_db() && schema.migrate_down {
         if shape.stoppable {
             steps.push(Step::Stop);
+            stopped = true;
         }
         if schema.backup {
             steps.push(Step::Backup { release: target });
         }
         steps.push(Step::MigrateDown { release: target });
+    } else if scope.includes_db() && schema.migrate_up {
+        // As a deploy does: the older code runs on while the schema moves ahead (that
+        // is what an up migration must allow), then the code follows.
+        if schema.backup {
+            steps.push(Step::Backup { release: target });
+        }
+        steps.push(Step::MigrateUp { release: target });
     }
     let code_moves = scope.includes_code() && current != Some(target);
+    let config = scope.includes_config() && shape.config_files;
+    if config && shape.switch_starts {
+        steps.push(Step::RestoreConfig { release: target });
+    }
     if code_moves {
         steps.push(Step::Switch { release: target });
     }
-    if scope.includes_config() && shape.config_files {
+    if config && !shape.switch_starts {
         steps.push(Step::RestoreConfig { release: target });
     }
     let serving = if scope.includes_code() { Some(target) } else { current };
     if let Some(serving) = serving {
-        if shape.start && !steps.is_empty() {
-            steps.push(Step::Restart { release: serving });
+        // A runtime whose switch starts the app restarts it itself only when no switch
+        // did: after a stop, or to read restored config files.
+        let own = shape.switch_starts && !code_moves && (stopped || config);
+        if (shape.start && !steps.is_empty()) || own {
+            steps.push(Step::Restart { release: serving, service: None });
         }
         if shape.verify {
             steps.push(Step::Verify { release: serving });
+        }
+    }
+    steps
+}
+
+/// An emergency restore: stop the app, put the data in place, start it, verify, and
+/// only then drop the database the restore replaced. `current` is the release serving
+/// (its app is restarted and checked).
+pub fn restore(shape: Shape, current: Option<ReleaseId>, source: Source) -> Vec<Step> {
+    let mut steps = Vec::new();
+    if shape.stoppable {
+        steps.push(Step::Stop);
+    }
+    steps.push(Step::RestoreDatabase { source });
+    if let Some(current) = current {
+        if shape.start || shape.switch_starts {
+            steps.push(Step::Restart { release: current, service: None });
+        }
+        if shape.verify {
+            steps.push(Step::Verify { release: current });
+            steps.push(Step::FinishRestore);
+        }
+    }
+    steps
+}
+
+/// `lastgood restart`: what serves the current release is restarted (all of it, or
+/// one service), then checked. Nothing else moves.
+pub fn restart(shape: Shape, current: ReleaseId, service: Option<String>) -> Vec<Step> {
+    let mut steps = vec![Step::Restart { release: current, service }];
+    if shape.verify {
+        steps.push(Step::Verify { release: current });
+    }
+    steps
+}
+
+/// Undoing an interrupted restore: the database it replaced goes back, the app is
+/// started on it and checked.
+pub fn undo_restore(shape: Shape, current: Option<ReleaseId>) -> Vec<Step> {
+    let mut steps = Vec::new();
+    if shape.stoppable {
+        steps.push(Step::Stop);
+    }
+    steps.push(Step::UndoRestore);
+    if let Some(current) = current {
+        if shape.start || shape.switch_starts {
+            steps.push(Step::Restart { release: current, service: None });
+        }
+        if shape.verify {
+            steps.push(Step::Verify { release: current });
         }
     }
     steps
@@ -260,12 +370,15 @@ pub fn undo(shape: Shape, from: Option<ReleaseId>) -> Vec<Step> {
                 }
                 steps.push(Step::MigrateDown { release: from });
             }
+            if shape.config_files && shape.switch_starts {
+                steps.push(Step::RestoreConfig { release: from });
+            }
             steps.push(Step::Switch { release: from });
-            if shape.config_files {
+            if shape.config_files && !shape.switch_starts {
                 steps.push(Step::RestoreConfig { release: from });
             }
             if shape.start {
-                steps.push(Step::Restart { release: from });
+                steps.push(Step::Restart { release: from, service: None });
             }
             if shape.verify {
                 steps.push(Step::Verify { release: from });
@@ -295,6 +408,7 @@ mod tests {
     }
     fn shapes() -> impl Strategy<Value = Shape> {
         (
+            (any::<bool>(), any::<bool>()),
             any::<bool>(),
             any::<bool>(),
             any::<bool>(),
@@ -305,13 +419,27 @@ mod tests {
             any::<bool>(),
         )
             .prop_map(
-                |(releases, build, start, config_files, verify, migrations, stoppable, backup_always)| Shape {
+                |(
+                    (releases, compose),
+                    build,
+                    start,
+                    config_files,
+                    ship,
+                    verify,
+                    migrations,
+                    stoppable,
+                    backup_always,
+                )| Shape {
                     // Only the releases runtime has artifacts, builds, migrations and an unlink.
                     artifacts: releases,
+                    export: releases,
                     unlink: releases,
                     build: build && releases,
-                    start: start || stoppable,
+                    // A compose stack starts on its switch, with no `run` or `restart`.
+                    start: !compose && (start || stoppable),
                     config_files,
+                    ship_config: config_files && ship,
+                    switch_starts: compose,
                     verify,
                     migrations: migrations && releases,
                     stoppable,
@@ -320,7 +448,11 @@ mod tests {
             )
     }
     fn schemas() -> impl Strategy<Value = SchemaChange> {
-        (any::<bool>(), any::<bool>()).prop_map(|(migrate_down, backup)| SchemaChange { migrate_down, backup })
+        (any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(moves, up, backup)| SchemaChange {
+            migrate_down: moves && !up,
+            migrate_up: moves && up,
+            backup,
+        })
     }
     fn scopes() -> impl Strategy<Value = Scope> {
         prop_oneof![Just(Scope::Full), Just(Scope::Code), Just(Scope::Config), Just(Scope::Db)]
@@ -340,10 +472,12 @@ mod tests {
         #[test]
         fn a_rollback_touches_only_its_scope(shape in shapes(), cur in 1u64..50, t in 1u64..50, scope in scopes(), db in schemas()) {
             let steps = rollback(shape, Some(ReleaseId(cur)), ReleaseId(t), scope, db);
-            if !scope.includes_db() { prop_assert!(pos(&steps, "migrate-down").is_none()); }
+            if !scope.includes_db() { prop_assert!(pos(&steps, "migrate-down").is_none() && pos(&steps, "migrate-up").is_none()); }
             if !scope.includes_code() { prop_assert!(pos(&steps, "switch").is_none()); }
             if !scope.includes_config() { prop_assert!(pos(&steps, "config").is_none()); }
-            if scope.includes_code() && cur != t && !(db.migrate_down && scope.includes_db()) { prop_assert_eq!(pos(&steps, "switch"), Some(0)); }
+            // The switch comes first, after the config files when the switch starts the app.
+            let config_first = usize::from(shape.switch_starts && shape.config_files && scope.includes_config());
+            if scope.includes_code() && cur != t && !((db.migrate_down || db.migrate_up) && scope.includes_db()) { prop_assert_eq!(pos(&steps, "switch"), Some(config_first)); }
         }
 
         #[test]
@@ -353,17 +487,26 @@ mod tests {
             if let (Some(r), Some(s)) = (pos(&steps, "restart"), pos(&steps, "switch")) { prop_assert!(s < r); }
             if let (Some(r), Some(c)) = (pos(&steps, "restart"), pos(&steps, "config")) { prop_assert!(c < r); }
             if let Some(v) = pos(&steps, "verify") { prop_assert_eq!(v, steps.len() - 1); }
+            // The app never starts on the old code with config it has not read yet.
+            if let (true, Some(c), Some(s)) = (shape.switch_starts, pos(&steps, "config"), pos(&steps, "switch")) { prop_assert!(c < s); }
+            // Restored config files are read: by a restart, or by the switch that starts the app.
+            if pos(&steps, "config").is_some() && cur.is_some() {
+                let read = pos(&steps, "restart").is_some() || pos(&steps, "switch").is_some() || !(shape.start || shape.switch_starts);
+                prop_assert!(read, "{:?}", steps);
+            }
         }
 
         #[test]
         fn a_deploy_builds_before_it_switches_and_switches_before_it_starts(shape in shapes(), id in 1u64..1000) {
             let steps = deploy(shape, ReleaseId(id), Some(commit()));
-            prop_assert_eq!(pos(&steps, "export"), shape.artifacts.then_some(0));
+            prop_assert_eq!(pos(&steps, "export"), shape.export.then_some(0));
             let switch = pos(&steps, "switch").unwrap();
+            if let Some(c) = pos(&steps, "config") { prop_assert!(c < switch && shape.ship_config); }
+            if let (Some(c), Some(b)) = (pos(&steps, "config"), pos(&steps, "build")) { prop_assert!(c < b); }
             if let Some(b) = pos(&steps, "build") { prop_assert!(b < switch); }
             if let Some(r) = pos(&steps, "restart") { prop_assert!(switch < r); }
             if let (Some(r), Some(v)) = (pos(&steps, "restart"), pos(&steps, "verify")) { prop_assert!(r < v); }
-            prop_assert_eq!(steps.last() == Some(&Step::Cleanup), shape.artifacts);
+            prop_assert_eq!(steps.last() == Some(&Step::Cleanup), shape.export);
             prop_assert_eq!(pos(&steps, "restart").is_some(), shape.start);
             prop_assert_eq!(pos(&steps, "verify").is_some(), shape.verify);
         }
@@ -380,7 +523,23 @@ mod tests {
                 if let Some(b) = pos(&steps, "backup") { prop_assert!(b < m); }
                 prop_assert_eq!(pos(&steps, "backup").is_some(), db.backup);
                 prop_assert_eq!(pos(&steps, "stop").is_some(), shape.stoppable);
-                if shape.stoppable { prop_assert!(pos(&steps, "restart").is_some()); }
+                // What was stopped comes back: a restart, or a switch that starts it.
+                if shape.stoppable {
+                    let started = pos(&steps, "restart").is_some() || (shape.switch_starts && pos(&steps, "switch").is_some());
+                    prop_assert!(started, "{:?}", steps);
+                }
+            }
+        }
+
+        #[test]
+        fn a_return_to_a_newer_schema_migrates_up_before_the_code_moves_and_never_down(shape in shapes(), cur in 1u64..50, t in 1u64..50, scope in scopes(), db in schemas()) {
+            let steps = rollback(shape, Some(ReleaseId(cur)), ReleaseId(t), scope, db);
+            let up = pos(&steps, "migrate-up");
+            prop_assert_eq!(up.is_some(), db.migrate_up && scope.includes_db());
+            if let Some(up) = up {
+                prop_assert!(pos(&steps, "migrate-down").is_none() && pos(&steps, "stop").is_none());
+                if let Some(sw) = pos(&steps, "switch") { prop_assert!(up < sw); }
+                if let Some(b) = pos(&steps, "backup") { prop_assert!(b < up); }
             }
         }
 
@@ -412,10 +571,13 @@ mod tests {
     fn rolling_back_to_current_with_code_scope_does_nothing_to_code() {
         let shape = Shape {
             artifacts: true,
+            export: true,
             unlink: true,
             build: true,
             start: true,
             config_files: false,
+            ship_config: false,
+            switch_starts: false,
             verify: true,
             migrations: false,
             stoppable: true,

@@ -1,9 +1,9 @@
 //! Where each step of a plan acts: on this machine (`local`), or on the hosts of a
 //! fleet, recorded in the step's `host` column.
 //!
-//! For a fleet, the steps that change hosts (export, build, switch, restart, verify,
-//! stop, unlink, cleanup) act on every host; database and config steps run once, on
-//! the controller. A fleet deploy with `canary` or `batch` repeats switch, restart and
+//! For a fleet, the steps that change hosts (export, config, build, switch, restart,
+//! verify, stop, unlink, cleanup) act on every host; database steps run once, from the
+//! controller (their schema tool and backups then run on the first host). A fleet deploy with `canary` or `batch` repeats switch, restart and
 //! verify once per wave, canary hosts first; every later wave starts only after the
 //! one before passed its checks. Runtimes that switch from the controller (a pipeline,
 //! a repository) have no fleet, so all their steps are `local`.
@@ -25,6 +25,7 @@ pub fn place(env: &Environment, steps: Vec<Step>, phase: Phase, kind: OperationK
         matches!(
             s,
             Step::Export { .. }
+                | Step::RestoreConfig { .. }
                 | Step::Build { .. }
                 | Step::Switch { .. }
                 | Step::Restart { .. }

@@ -1,4 +1,5 @@
-//! Config file changes between two releases, key by key, with secrets masked.
+//! Config file changes between two releases (or between a release's snapshot and the
+//! files in place), key by key, with secrets masked.
 //!
 //! The ledger holds only each file's sha256; the contents come from the snapshot store.
 //! A `KEY=VALUE` file (dotenv style) is compared key by key; any other format is only
@@ -64,49 +65,80 @@ pub(super) fn config_changes(ledger: &dyn Ledger, from: Option<&Release>, to: &R
         if a == b {
             continue;
         }
-        let change = match (a, b) {
-            (None, _) => "added",
-            (_, None) => "removed",
-            _ => "changed",
-        };
-        let load = |sha: Option<&String>| -> Result<Option<Vec<u8>>, KeysUnknown> {
-            match sha {
-                None => Ok(None),
-                Some(sha) => match ledger.blob(sha) {
-                    Ok(Some(b)) => Ok(Some(b)),
-                    Ok(None) => Err(KeysUnknown::SnapshotMissing { sha: sha.clone() }),
-                    Err(e) => Err(KeysUnknown::SnapshotUnreadable { sha: sha.clone(), source: Box::new(e) }),
-                },
-            }
-        };
-        let mut c = ConfigChange {
-            file: name.clone(),
-            change,
-            from_sha256: a.cloned(),
-            to_sha256: b.cloned(),
-            keys: vec![],
-            note: None,
-        };
-        let parsed = match (load(a), load(b)) {
-            (Ok(x), Ok(y)) => {
-                let parse = |blob: &Option<Vec<u8>>| match blob {
-                    None => Some(BTreeMap::new()),
-                    Some(bytes) => key_values(bytes),
-                };
-                parse(&x).zip(parse(&y)).ok_or(KeysUnknown::NotKeyValue)
-            }
-            (Err(e), _) | (_, Err(e)) => Err(e),
-        };
-        match parsed {
-            Ok((x, y)) => c.keys = key_changes(&x, &y),
-            Err(why) => {
-                let sha = |s: Option<&String>| s.map(|s| short_sha(s).to_owned()).unwrap_or_else(|| "none".into());
-                c.note = Some(format!("{why}: sha256 {} -> {}", sha(a), sha(b)));
-            }
-        }
-        out.push(c);
+        out.push(compare(name, a, b, snapshot(ledger, a), snapshot(ledger, b)));
     }
     out
+}
+
+/// Config files in place that differ from `release`'s snapshot, key by key, from the
+/// snapshot to what is in place now. `edited` holds each file's name and its content
+/// here (None: the file is gone).
+pub fn in_place_changes(
+    ledger: &dyn Ledger,
+    release: &Release,
+    edited: &[(String, Option<Vec<u8>>)],
+) -> Vec<ConfigChange> {
+    edited
+        .iter()
+        .map(|(name, content)| {
+            let a = release.config.get(name);
+            let b = content.as_deref().map(crate::digest::sha256_hex);
+            compare(name, a, b.as_ref(), snapshot(ledger, a), Ok(content.clone()))
+        })
+        .collect()
+}
+
+/// A snapshot's content (None: the file was not part of it).
+fn snapshot(ledger: &dyn Ledger, sha: Option<&String>) -> Result<Option<Vec<u8>>, KeysUnknown> {
+    match sha {
+        None => Ok(None),
+        Some(sha) => match ledger.blob(sha) {
+            Ok(Some(b)) => Ok(Some(b)),
+            Ok(None) => Err(KeysUnknown::SnapshotMissing { sha: sha.clone() }),
+            Err(e) => Err(KeysUnknown::SnapshotUnreadable { sha: sha.clone(), source: Box::new(e) }),
+        },
+    }
+}
+
+/// One file's change from content `x` (hash `a`) to content `y` (hash `b`).
+fn compare(
+    name: &str,
+    a: Option<&String>,
+    b: Option<&String>,
+    x: Result<Option<Vec<u8>>, KeysUnknown>,
+    y: Result<Option<Vec<u8>>, KeysUnknown>,
+) -> ConfigChange {
+    let change = match (a, b) {
+        (None, _) => "added",
+        (_, None) => "removed",
+        _ => "changed",
+    };
+    let mut c = ConfigChange {
+        file: name.to_owned(),
+        change,
+        from_sha256: a.cloned(),
+        to_sha256: b.cloned(),
+        keys: vec![],
+        note: None,
+    };
+    let parsed = match (x, y) {
+        (Ok(x), Ok(y)) => {
+            let parse = |blob: &Option<Vec<u8>>| match blob {
+                None => Some(BTreeMap::new()),
+                Some(bytes) => key_values(bytes),
+            };
+            parse(&x).zip(parse(&y)).ok_or(KeysUnknown::NotKeyValue)
+        }
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    };
+    match parsed {
+        Ok((x, y)) => c.keys = key_changes(&x, &y),
+        Err(why) => {
+            let sha = |s: Option<&String>| s.map(|s| short_sha(s).to_owned()).unwrap_or_else(|| "none".into());
+            c.note = Some(format!("{why}: sha256 {} -> {}", sha(a), sha(b)));
+        }
+    }
+    c
 }
 
 /// A `KEY=VALUE` file (blank lines, `#` comments and `export ` allowed); None for any
@@ -143,11 +175,39 @@ fn key_changes(old: &BTreeMap<String, String>, new: &BTreeMap<String, String>) -
                 (_, None) => "removed",
                 _ => "changed",
             };
-            let masked = is_secret(k);
-            let show = |v: Option<&String>| v.map(|v| if masked { "***".to_owned() } else { v.clone() });
-            Some(KeyChange { key: k.clone(), change, from: show(a), to: show(b), masked })
+            let secret = is_secret(k);
+            let show = |v: Option<&String>| v.map(|v| if secret { "***".to_owned() } else { mask_passwords(v) });
+            let (from, to) = (show(a), show(b));
+            let masked = secret || from.as_ref() != a || to.as_ref() != b;
+            Some(KeyChange { key: k.clone(), change, from, to, masked })
         })
         .collect()
+}
+
+/// A value with the password of every URL in it (`scheme://user:PASSWORD@host`)
+/// shown as `***`: `DATABASE_URL` is not a secret-looking name, its password is.
+pub fn mask_passwords(value: &str) -> String {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let authority_end = tail.find(['/', '?', '#', ' ']).unwrap_or(tail.len());
+        match tail[..authority_end].rfind('@') {
+            Some(at) => match tail[..at].find(':') {
+                Some(colon) => {
+                    out.push_str(&tail[..=colon]);
+                    out.push_str("***");
+                    out.push_str(&tail[at..authority_end]);
+                }
+                None => out.push_str(&tail[..authority_end]),
+            },
+            None => out.push_str(&tail[..authority_end]),
+        }
+        rest = &tail[authority_end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 pub fn is_secret(key: &str) -> bool {
@@ -162,6 +222,14 @@ fn short_sha(sha: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_in_urls_are_masked_wherever_they_are() {
+        assert_eq!(mask_passwords("postgres://app:s3cret@db:5432/app"), "postgres://app:***@db:5432/app");
+        assert_eq!(mask_passwords("x postgres://u:p@h/d?a=http://v:w@z/"), "x postgres://u:***@h/d?a=http://v:***@z/");
+        assert_eq!(mask_passwords("postgres://app@db/app"), "postgres://app@db/app");
+        assert_eq!(mask_passwords("plain value"), "plain value");
+    }
 
     #[test]
     fn secret_looking_keys_are_masked() {

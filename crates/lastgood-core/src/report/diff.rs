@@ -11,9 +11,12 @@ use serde::Serialize;
 use super::config_diff::{ConfigChange, config_changes};
 use crate::config::{Adapter, Environment};
 use crate::context::rfc3339;
+use crate::database::migration_files::{compare_versions, discover, names};
 use crate::git::{self, Commit};
 use crate::ledger::{Ledger, Release};
-use crate::runtime::releases;
+use crate::model::Scope;
+use crate::runtime::{self, Site};
+use std::cmp::Ordering::Greater;
 
 /// How many commits a report lists in each direction.
 const COMMIT_LIMIT: usize = 100;
@@ -96,6 +99,48 @@ impl Diff {
     }
 }
 
+impl Diff {
+    /// What a rollback of a narrower scope changed: what it left alone is no change
+    /// (a config rollback takes out no commits, even to an older release), and the
+    /// config files its `config` step put back in place (`restored`, named by the step)
+    /// are, even when both ends are the same release.
+    pub(crate) fn narrow(&mut self, scope: Scope, from: Option<&Release>, to: &Release, restored: &[String]) {
+        let kept = from.map(|f| format!(" (#{} {} kept serving)", f.id.0, f.version)).unwrap_or_default();
+        if !scope.includes_code() {
+            self.version = None;
+            self.commits_added.clear();
+            self.commits_removed.clear();
+            self.commits_note = Some(format!("scope {scope}: the code did not move{kept}"));
+        }
+        if !scope.includes_config() {
+            self.config.clear();
+        }
+        for file in restored {
+            if self.config.iter().any(|c| &c.file == file) {
+                continue;
+            }
+            self.config.push(ConfigChange {
+                file: file.clone(),
+                change: "restored",
+                from_sha256: None,
+                to_sha256: to.config.get(file).cloned(),
+                keys: vec![],
+                note: Some(format!("the file in place differed from the snapshot of #{}, which was put back", to.id.0)),
+            });
+        }
+        if !scope.includes_db() {
+            let revision = from.map_or_else(|| to.schema_revision.clone(), |f| f.schema_revision.clone());
+            self.schema = SchemaDiff {
+                from: revision.clone(),
+                to: revision,
+                direction: "unchanged",
+                migrations: vec![],
+                note: Some(format!("scope {scope}: the schema did not move")),
+            };
+        }
+    }
+}
+
 fn commits(
     env: Option<&Environment>,
     from: Option<&Release>,
@@ -153,25 +198,39 @@ fn schema(env: Option<&Environment>, from: Option<&Release>, to: &Release) -> Sc
         d.note = Some("the migrations in between are known only to the schema tool".into());
         return d;
     };
-    let (low, high, newer) =
-        if forward { (&old, &new, to.id) } else { (&new, &old, from.map(|f| f.id).unwrap_or(to.id)) };
-    let dir = releases::release_dir(&env.deploy_to, newer).join(folder);
-    if !dir.is_dir() {
-        d.note = Some(format!("the directory of release #{} is gone: its migrations cannot be listed", newer.0));
-        return d;
-    }
-    match crate::database::migration_files::discover(&dir) {
-        Ok(all) => {
-            use crate::database::migration_files::compare_versions;
-            use std::cmp::Ordering::Greater;
-            d.migrations = all
-                .into_iter()
-                .filter(|m| low.as_deref().is_none_or(|l| compare_versions(&m.version, l) == Greater))
-                .filter(|m| high.as_deref().is_some_and(|h| compare_versions(&m.version, h) != Greater))
-                .map(|m| m.name)
-                .collect();
+    let (low, high, newer) = if forward { (&old, &new, to) } else { (&new, &old, from.unwrap_or(to)) };
+    // The newer release's folder while it is on this machine; else its commit's files
+    // (a fleet host's directory, or one retention removed).
+    let site = Site::local(env);
+    let dir = runtime::of(&site).tree(newer.id).map(|t| t.join(folder)).filter(|d| d.is_dir());
+    let all: Vec<(String, String)> = match (dir, &newer.commit) {
+        (Some(dir), _) => match discover(&dir) {
+            Ok(all) => all.into_iter().map(|m| (m.version, m.name)).collect(),
+            Err(e) => {
+                d.note = Some(format!("cannot list the migrations: {e}"));
+                return d;
+            }
+        },
+        (None, Some(commit)) => {
+            let folder = folder.to_string_lossy();
+            match git::files_at(&env.source, commit, &folder) {
+                Ok(paths) => names(&paths, &folder),
+                Err(e) => {
+                    d.note = Some(format!("cannot list the migrations of #{} from its commit: {e}", newer.id.0));
+                    return d;
+                }
+            }
         }
-        Err(e) => d.note = Some(format!("cannot list the migrations: {e}")),
-    }
+        (None, None) => {
+            d.note = Some(format!("the directory of release #{} is gone: its migrations cannot be listed", newer.id.0));
+            return d;
+        }
+    };
+    d.migrations = all
+        .into_iter()
+        .filter(|(v, _)| low.as_deref().is_none_or(|l| compare_versions(v, l) == Greater))
+        .filter(|(v, _)| high.as_deref().is_some_and(|h| compare_versions(v, h) != Greater))
+        .map(|(_, name)| name)
+        .collect();
     d
 }

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::checklist::{ChecklistItem, checklist};
 use super::diff::{Diff, ReleaseSummary};
+use super::note::{NOTE_EVENT, Note};
 use crate::config::Config;
 use crate::context::rfc3339;
 use crate::error::{Error, Result};
@@ -39,6 +40,9 @@ pub struct IncidentReport {
     pub to: ReleaseSummary,
     /// Where a failed deploy's automatic rollback (or `resume --abort`) returned to.
     pub returned_to: Option<ReleaseSummary>,
+    /// Migrations the automatic rollback left applied because reverting them would have
+    /// destroyed data (0 when none): the schema is ahead of the code it returned to.
+    pub schema_ahead: u32,
     pub diff: Diff,
     pub plan: Vec<PlannedStep>,
     pub timeline: Vec<TimelineEntry>,
@@ -111,11 +115,14 @@ pub struct CheckResult {
     pub duration_ms: u64,
 }
 
-/// Left for people to write; always empty in a generated report.
+/// Left for people to write: the root cause and prevention stay empty in a generated
+/// report; `notes` are what people added with `lastgood report OPERATION --note TEXT`.
 #[derive(Debug, Clone, Serialize)]
 pub struct FollowUp {
     pub root_cause: Option<String>,
     pub prevention: Option<String>,
+    /// Oldest first.
+    pub notes: Vec<Note>,
 }
 
 impl IncidentReport {
@@ -140,7 +147,7 @@ impl IncidentReport {
 
         let site = env.map(crate::runtime::Site::local);
         let rt = site.as_ref().map(crate::runtime::of);
-        let diff = Diff::between(ledger, env, from.as_ref(), &to);
+        let mut diff = Diff::between(ledger, env, from.as_ref(), &to);
         let finish = format!("{}.finish", op.kind.as_str());
         let finish = audit.iter().find(|a| a.event.event == finish);
         let checks: Vec<CheckResult> = finish
@@ -173,7 +180,25 @@ impl IncidentReport {
                 _ => None,
             },
         };
-        let checklist = checklist(&op, &steps, from.as_ref(), &to, returned_to.as_ref(), &notified);
+        let notes: Vec<Note> = audit
+            .iter()
+            .filter(|a| a.event.event == NOTE_EVENT)
+            .map(|a| Note {
+                at: rfc3339(a.event.at),
+                actor: a.event.actor.clone(),
+                text: a.event.detail.get("text").and_then(|t| t.as_str()).unwrap_or("").to_owned(),
+            })
+            .collect();
+        let checklist = checklist(&op, &steps, from.as_ref(), &to, returned_to.as_ref(), &notified, &notes);
+        if op.kind == OperationKind::Rollback {
+            diff.narrow(op.scope, from.as_ref(), &to, &restored_files(&steps, &to));
+        }
+        let schema_ahead = audit
+            .iter()
+            .filter(|a| a.event.event == "schema.left_ahead")
+            .filter_map(|a| a.event.detail.get("count").and_then(|c| c.as_u64()))
+            .next_back()
+            .unwrap_or(0) as u32;
         Ok(Self {
             operation: op.id,
             kind: op.kind,
@@ -191,6 +216,7 @@ impl IncidentReport {
             from: from.as_ref().map(ReleaseSummary::of),
             to: ReleaseSummary::of(&to),
             returned_to: returned_to.as_ref().map(ReleaseSummary::of),
+            schema_ahead,
             diff,
             plan: steps
                 .iter()
@@ -214,7 +240,7 @@ impl IncidentReport {
             hosts: hosts(&steps),
             verification,
             checklist,
-            follow_up: FollowUp { root_cause: None, prevention: None },
+            follow_up: FollowUp { root_cause: None, prevention: None, notes },
         })
     }
 }
@@ -257,19 +283,21 @@ fn hosts(steps: &[StepRecord]) -> Vec<HostResult> {
     by_host.into_values().collect()
 }
 
+/// The config files a rollback's `config` steps wrote (their detail reads `restored
+/// a.env, b.env`; files that already matched are not written), among `to`'s snapshot.
+fn restored_files(steps: &[StepRecord], to: &Release) -> Vec<String> {
+    let words: Vec<&str> = steps
+        .iter()
+        .filter(|s| s.state == StepState::Done && matches!(s.step, Step::RestoreConfig { .. }))
+        .filter_map(|s| s.detail.as_deref())
+        .filter(|d| d.contains("restored"))
+        .flat_map(|d| d.split([' ', ',', ';', '\n']))
+        .collect();
+    to.config.keys().filter(|name| words.contains(&name.as_str())).cloned().collect()
+}
+
 fn step_release(step: &Step) -> Option<ReleaseId> {
-    match step {
-        Step::Export { release, .. }
-        | Step::Build { release }
-        | Step::Switch { release }
-        | Step::RestoreConfig { release }
-        | Step::Restart { release }
-        | Step::Verify { release }
-        | Step::Backup { release }
-        | Step::MigrateUp { release }
-        | Step::MigrateDown { release } => Some(*release),
-        Step::Stop | Step::Unlink | Step::Cleanup => None,
-    }
+    step.release()
 }
 
 /// The release an automatic rollback or an abort went back to: the target of its
@@ -280,7 +308,7 @@ fn returned_to(steps: &[StepRecord]) -> Option<ReleaseId> {
 }
 
 /// The error for an operation id the ledger does not hold, with the newest ones it does.
-fn unknown_operation(ledger: &dyn Ledger, config: &Config, id: u64) -> Error {
+pub fn unknown_operation(ledger: &dyn Ledger, config: &Config, id: u64) -> Error {
     let mut what = format!("no operation {id} in the ledger {}", ledger.describe());
     match recent_operations(ledger, config, 10) {
         Ok(ops) if ops.is_empty() => what.push_str(": it holds no operations yet"),

@@ -9,9 +9,10 @@
 use std::fmt::Write as _;
 
 use super::checklist::one_line;
+use super::config_diff::ConfigChange;
 use super::diff::{Diff, ReleaseSummary};
 use super::incident::IncidentReport;
-use crate::model::OperationKind;
+use crate::model::{OperationKind, Scope};
 use crate::plan::Phase;
 
 impl IncidentReport {
@@ -36,13 +37,21 @@ impl IncidentReport {
         s.push_str("\n## Follow-up\n\n");
         let _ = writeln!(s, "- Root cause: {}", self.follow_up.root_cause.as_deref().unwrap_or("_to fill in_"));
         let _ = writeln!(s, "- Prevention: {}", self.follow_up.prevention.as_deref().unwrap_or("_to fill in_"));
+        if !self.follow_up.notes.is_empty() {
+            s.push_str("\nNotes:\n\n");
+        }
+        for n in &self.follow_up.notes {
+            // Continuation lines are indented so that a note of several lines stays one item.
+            let text = n.text.trim_end().lines().collect::<Vec<_>>().join("\n  ");
+            let _ = writeln!(s, "- {} by {}: {text}", n.at, n.actor);
+        }
         s
     }
 
     fn summary_md(&self) -> String {
         let mut rows: Vec<(&str, String)> = vec![
             ("Environment", code(&self.environment)),
-            ("Operation", format!("{} {} (scope {})", self.kind.as_str(), self.operation, self.scope)),
+            ("Operation", format!("{} {} ({})", self.kind.as_str(), self.operation, self.scope_words())),
             ("Outcome", self.outcome.as_str().to_owned()),
             ("From", self.from.as_ref().map(ReleaseSummary::line).unwrap_or_else(|| "nothing deployed".into())),
             ("To", self.to.line()),
@@ -50,6 +59,15 @@ impl IncidentReport {
         if let Some(r) = &self.returned_to {
             let how = if self.kind == OperationKind::Deploy { "returned to by itself" } else { "returned to" };
             rows.push(("Returned to", format!("{} ({how})", r.line())));
+        }
+        if self.schema_ahead > 0 {
+            rows.push((
+                "Schema",
+                format!(
+                    "ahead of code by {} migration(s): reverting them would have destroyed data, so they stay until `lastgood rollback {} --scope db --allow-data-loss`",
+                    self.schema_ahead, self.environment
+                ),
+            ));
         }
         rows.push(("Reason", self.reason.clone().unwrap_or_else(|| "none given".into())));
         rows.push(("Actor", format!("{} on {}", self.actor, self.host)));
@@ -66,6 +84,18 @@ impl IncidentReport {
             let _ = writeln!(s, "| {k} | {} |", cell(&v));
         }
         s
+    }
+
+    /// The scope, and for a narrower rollback what it left alone.
+    fn scope_words(&self) -> String {
+        let rest = match self.scope {
+            _ if self.kind != OperationKind::Rollback => "",
+            Scope::Full => "",
+            Scope::Config => ": a configuration rollback; code and schema untouched",
+            Scope::Code => ": a code rollback; configuration and schema untouched",
+            Scope::Db => ": a schema rollback; code and configuration untouched",
+        };
+        format!("scope {}{rest}", self.scope)
     }
 
     fn diff_md(&self) -> String {
@@ -161,6 +191,18 @@ impl IncidentReport {
 
 /// The "what changed" part of a record, for any two releases (`lastgood diff` too).
 pub fn diff_markdown(d: &Diff, from: Option<&ReleaseSummary>, to: &ReleaseSummary) -> String {
+    diff_markdown_in_place(d, from, to, "", &[])
+}
+
+/// The same, with config files edited in place (`lastgood diagnose`) listed after the
+/// files that differ between the releases, under `label`.
+pub fn diff_markdown_in_place(
+    d: &Diff,
+    from: Option<&ReleaseSummary>,
+    to: &ReleaseSummary,
+    label: &str,
+    in_place: &[ConfigChange],
+) -> String {
     let mut s = String::new();
     if let Some(v) = &d.version {
         s.push_str(&format!("### Version\n\n`{}` -> `{}`\n\n", v.from.as_deref().unwrap_or("nothing"), v.to));
@@ -186,23 +228,20 @@ pub fn diff_markdown(d: &Diff, from: Option<&ReleaseSummary>, to: &ReleaseSummar
     }
     let mut s = s.trim_end().to_owned();
     s.push_str("\n\n### Config\n\n");
-    if d.config.is_empty() {
-        s.push_str("No config file changed.\n");
+    match (d.config.is_empty(), in_place.is_empty()) {
+        (true, true) => s.push_str("No config file changed.\n"),
+        (true, false) if from == to => {
+            let _ = writeln!(s, "{to} as deployed is the last good state: only the edits below differ from it.");
+        }
+        (true, false) => {
+            let _ = writeln!(s, "No config file differs between {from} and {to}.");
+        }
+        _ => {}
     }
-    for c in &d.config {
-        let _ = writeln!(s, "- {} {}", code(&c.file), c.change);
-        for k in &c.keys {
-            let value = |v: &Option<String>| v.as_deref().map(code).unwrap_or_default();
-            let line = match k.change {
-                "added" => format!("{} added: {}", code(&k.key), value(&k.to)),
-                "removed" => format!("{} removed (was {})", code(&k.key), value(&k.from)),
-                _ => format!("{}: {} -> {}", code(&k.key), value(&k.from), value(&k.to)),
-            };
-            let _ = writeln!(s, "  - {line}{}", if k.masked { " (masked)" } else { "" });
-        }
-        if let Some(n) = &c.note {
-            let _ = writeln!(s, "  - {n}");
-        }
+    config_md(&mut s, &d.config);
+    if !in_place.is_empty() {
+        let _ = writeln!(s, "\n{label}\n");
+        config_md(&mut s, in_place);
     }
     s.push_str("\n### Migrations\n\n");
     let sd = &d.schema;
@@ -222,6 +261,25 @@ pub fn diff_markdown(d: &Diff, from: Option<&ReleaseSummary>, to: &ReleaseSummar
         let _ = writeln!(s, "\nNote: {n}");
     }
     s
+}
+
+/// Config file changes, key by key.
+fn config_md(s: &mut String, changes: &[ConfigChange]) {
+    for c in changes {
+        let _ = writeln!(s, "- {} {}", code(&c.file), c.change);
+        for k in &c.keys {
+            let value = |v: &Option<String>| v.as_deref().map(code).unwrap_or_default();
+            let line = match k.change {
+                "added" => format!("{} added: {}", code(&k.key), value(&k.to)),
+                "removed" => format!("{} removed (was {})", code(&k.key), value(&k.from)),
+                _ => format!("{}: {} -> {}", code(&k.key), value(&k.from), value(&k.to)),
+            };
+            let _ = writeln!(s, "  - {line}{}", if k.masked { " (masked)" } else { "" });
+        }
+        if let Some(n) = &c.note {
+            let _ = writeln!(s, "  - {n}");
+        }
+    }
 }
 
 impl ReleaseSummary {

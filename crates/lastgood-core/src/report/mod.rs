@@ -20,20 +20,22 @@
 //!
 //! The parts: `incident.rs` builds the record; `diff.rs` compares two releases (shared
 //! with `diagnose`), with the config files key by key and secrets masked in
-//! `config_diff.rs`; `checklist.rs` ticks the runbook from evidence; `markdown.rs`
-//! renders it all.
+//! `config_diff.rs`; `checklist.rs` ticks the runbook from evidence; `note.rs` holds
+//! the notes people add to the follow-up; `markdown.rs` renders it all.
 
 mod checklist;
 mod config_diff;
 mod diff;
 mod incident;
 mod markdown;
+mod note;
 
 pub use checklist::ChecklistItem;
-pub use config_diff::{ConfigChange, KeyChange, is_secret};
+pub use config_diff::{ConfigChange, KeyChange, in_place_changes, is_secret};
 pub use diff::{Diff, ReleaseSummary, SchemaDiff, VersionChange};
 pub use incident::{
     CheckResult, FollowUp, HostResult, IncidentReport, PlannedStep, TimelineEntry, Verification, VerifyStep,
-    recent_operations,
+    recent_operations, unknown_operation,
 };
-pub use markdown::diff_markdown;
+pub use markdown::{diff_markdown, diff_markdown_in_place};
+pub use note::{NOTE_EVENT, Note};

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Environment, Runtime as Kind};
+pub use crate::database::program::Ran;
 use crate::error::{Error, Result};
 use crate::model::{EnvName, OperationKind, ReleaseId};
 use crate::plan::Step;
@@ -39,6 +40,10 @@ pub struct Site {
     pub stop_timeout_ms: u64,
     /// The address `{host}` and `LASTGOOD_HOST` name at this site (`127.0.0.1` here).
     pub host: String,
+    /// Config files kept in `<deploy_to>/shared/` and linked into each release's folder
+    /// (their paths as written; empty when they stay where lastgood.toml names them).
+    #[serde(default)]
+    pub shared_files: Vec<String>,
 }
 
 /// The address `{host}` and `LASTGOOD_HOST` name on this machine.
@@ -59,13 +64,29 @@ impl Site {
             keep_releases: env.keep_releases,
             stop_timeout_ms: env.stop_timeout.as_millis() as u64,
             host: host.to_owned(),
+            shared_files: if env.config_files_shared() {
+                env.config_files.iter().map(|f| f.name.clone()).collect()
+            } else {
+                Vec::new()
+            },
         }
+    }
+
+    /// Where a shared config file lives here.
+    pub fn shared(&self, name: &str) -> PathBuf {
+        self.deploy_to.join("shared").join(name)
     }
 
     /// Where lastgood keeps logs, pid files, records and working copies here.
     pub fn state_dir(&self) -> PathBuf {
         state_dir(&self.deploy_to)
     }
+}
+
+/// Where a runtime without release directories keeps a release's source tree (exported
+/// from its commit) for its migrations: `<deploy_to>/.lastgood/trees/<id>/`.
+pub fn trees_dir(site: &Site) -> PathBuf {
+    site.state_dir().join("trees")
 }
 
 /// `<deploy_to>/.lastgood`: logs, the pid file, image records, working copies.
@@ -121,6 +142,10 @@ pub struct Activation {
     /// `LASTGOOD_VERSION` and the other variables programs get (without
     /// `LASTGOOD_HOST`, which the site adds).
     pub vars: Vec<(String, String)>,
+    /// Releases whose artifacts (images) stay protected whatever retention says: one
+    /// whose migrations stay applied ahead of the code, until they are reverted.
+    #[serde(default)]
+    pub protect: Vec<ReleaseId>,
 }
 
 /// Where a runtime's switch happens.
@@ -167,6 +192,42 @@ pub trait Runtime {
         false
     }
 
+    /// Whether the switch itself starts the app (containers brought up), rather than
+    /// `run` or `restart` after it.
+    fn starts_on_switch(&self) -> bool {
+        false
+    }
+
+    /// Whether [`Runtime::stop`] stops anything.
+    fn stops(&self) -> bool {
+        false
+    }
+
+    /// Stops what serves `a.release`, except the service named `keep` (the database's
+    /// own, in a compose stack), before migrations go down. None: nothing of the
+    /// runtime's own to stop.
+    fn stop(&self, _a: &Activation, _keep: Option<&str>) -> Result<Option<String>> {
+        Ok(None)
+    }
+
+    /// Runs a schema tool's program (`argv`, with `env`) for the first of `candidates`
+    /// (newest first) that can run it here: in its tree, or, with `service`, in that
+    /// compose service's container of its images. Which release ran it, and what it did.
+    fn exec(
+        &self,
+        candidates: &[ReleaseFacts],
+        service: Option<&str>,
+        argv: &[String],
+        env: &[(String, String)],
+    ) -> Result<(ReleaseId, Ran)> {
+        if let Some(service) = service {
+            return Err(Error::Usage {
+                what: format!("database.run_in: `{service}` names a container, and this runtime runs none"),
+            });
+        }
+        exec_in_tree(self, candidates, argv, env)
+    }
+
     /// Where the switch happens.
     fn placement(&self) -> Placement {
         Placement::Hosts
@@ -178,9 +239,28 @@ pub trait Runtime {
         Ok(false)
     }
 
+    /// Variables the user's programs (`build`, `restart`) get from this runtime
+    /// (compose: `COMPOSE_PROJECT_NAME`).
+    fn program_env(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
     /// Makes the release the one that serves. Returns a line for the record; the
     /// line says so when it was already in place.
     fn activate(&self, a: &Activation) -> Result<String>;
+
+    /// Restarts what serves `a.release` (one service of it, when named), bringing it
+    /// back first if it is gone; for runtimes whose app lastgood does not start with
+    /// `run` or `restart`. None: there is nothing of the runtime's own to restart.
+    fn restart(&self, _a: &Activation, _service: Option<&str>) -> Result<Option<String>> {
+        Ok(None)
+    }
+
+    /// The services a release runs, for `restart --service` (None: this runtime has no
+    /// services to name).
+    fn services(&self, _release: &ReleaseFacts) -> Option<Vec<String>> {
+        None
+    }
 
     /// Removes the serving release (undoing a first deploy), where that means something.
     fn deactivate(&self) -> Result<Option<String>> {
@@ -192,6 +272,12 @@ pub trait Runtime {
 
     /// The folder the release's programs (build, restart, command checks) run in.
     fn workdir(&self, id: ReleaseId) -> PathBuf;
+
+    /// The release's source tree, where its migrations and its schema tool's files
+    /// are (None: this runtime keeps no tree of a release).
+    fn tree(&self, _id: ReleaseId) -> Option<PathBuf> {
+        None
+    }
 
     /// Deletes a release's artifact (retention).
     fn remove(&self, _id: ReleaseId) -> Result<()> {
@@ -207,6 +293,31 @@ pub trait Runtime {
     fn describe(&self, step: &Step, facts: &StepFacts) -> String {
         generic(step, facts)
     }
+}
+
+/// Runs `argv` in the tree of the first candidate that has one here.
+pub fn exec_in_tree<R: Runtime + ?Sized>(
+    rt: &R,
+    candidates: &[ReleaseFacts],
+    argv: &[String],
+    env: &[(String, String)],
+) -> Result<(ReleaseId, Ran)> {
+    let Some((id, dir)) = candidates.iter().find_map(|c| rt.tree(c.id).filter(|d| d.is_dir()).map(|d| (c.id, d)))
+    else {
+        let names: Vec<String> = candidates.iter().map(|c| c.id.to_string()).collect();
+        return Err(Error::Step {
+            message: format!("no release directory of {} is here to run the schema tool in", names.join(", ")),
+        });
+    };
+    let first = argv.first().cloned().unwrap_or_default();
+    let out = std::process::Command::new(crate::exec::program_path(&first, &dir))
+        .args(argv.iter().skip(1))
+        .current_dir(&dir)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(Error::io("run the schema tool in", &dir))?;
+    Ok((id, Ran::of(out)))
 }
 
 /// What a plan knows about a step beyond the step itself, for its description.

@@ -50,6 +50,20 @@ impl Runtime for Command<'_> {
         Placement::Controller
     }
 
+    /// The release's source tree, for its migrations (exported only when the
+    /// environment has some).
+    fn export(&self, id: ReleaseId, commit: &str, tree: &mut dyn std::io::Read) -> Result<bool> {
+        super::tree::export(self.site, id, commit, tree)
+    }
+
+    fn tree(&self, id: ReleaseId) -> Option<PathBuf> {
+        Some(super::tree::of(self.site, id))
+    }
+
+    fn remove(&self, id: ReleaseId) -> Result<()> {
+        super::tree::remove(self.site, id)
+    }
+
     fn activate(&self, a: &Activation) -> Result<String> {
         let version = a.release.version.as_str();
         let vars = &a.vars;

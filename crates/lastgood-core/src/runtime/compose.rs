@@ -18,14 +18,22 @@
 //! ([`docker::Records`]); every later activation (a rollback, a resume) uses the
 //! record, pointing a tag that moved back at the recorded image first. That is also
 //! why a rollback does not need to render the compose file again.
+//!
+//! **Built from source** (`source` set): each release is exported from its commit into
+//! `<deploy_to>/releases/<id>/` (config files linked in from `shared/`), `build` runs
+//! there, and the compose file is read from there; `current` names the release
+//! directory whose images were last brought up, so `docker-compose ps/logs` in
+//! `current/` work by hand. A rollback brings up the target's recorded images from its
+//! own directory and never builds.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use super::api::{
-    Activation, NotReady, Observed, Refusal, ReleaseFacts, Runtime, Site, StepFacts, generic, unusable, usable_dir,
+    Activation, NotReady, Observed, Ran, Refusal, ReleaseFacts, Runtime, Site, StepFacts, generic, unusable, usable_dir,
 };
 use super::docker::{self, ComposeCli, DockerApi, Image, Record, Records, Reference};
+use super::releases;
 use crate::config;
 use crate::error::{Error, Result};
 use crate::model::ReleaseId;
@@ -52,6 +60,16 @@ impl Compose<'_> {
         Records { dir: self.site.state_dir().join("images") }
     }
 
+    /// The compose file a release is brought up from: its own directory's when built
+    /// from source, else the one lastgood.toml names.
+    fn file_for(&self, release: u64) -> PathBuf {
+        if self.cfg.from_source {
+            releases::release_dir(&self.site.deploy_to, ReleaseId(release)).join(&self.cfg.file)
+        } else {
+            self.cfg.file.clone()
+        }
+    }
+
     fn log(&self, id: u64) -> PathBuf {
         self.site.state_dir().join(format!("compose-{id}.log"))
     }
@@ -67,18 +85,25 @@ impl Compose<'_> {
     }
 
     /// The services' image references with the version filled in, validated.
-    fn render(&self, cli: &ComposeCli, version: &str, vars: &[(String, String)]) -> Result<Vec<(String, String)>> {
+    fn render(
+        &self,
+        cli: &ComposeCli,
+        release: u64,
+        version: &str,
+        vars: &[(String, String)],
+    ) -> Result<Vec<(String, String)>> {
         let vars = Self::vars_for(vars, version);
-        let all = cli.images(&self.cfg.file, &self.cfg.project, &vars).map_err(step)?;
+        let file = self.file_for(release);
+        let all = cli.images(&file, &self.cfg.project, &vars).map_err(step)?;
         let images: Vec<(String, String)> = all.into_iter().filter(|(s, _)| self.wanted(s)).collect();
         if let Some(missing) = self.cfg.services.iter().find(|s| !images.iter().any(|(i, _)| i == *s)) {
             return Err(step(format!(
-                "service `{missing}` (from `services`) has no `image:` in {}",
-                self.cfg.file.display()
+                "service `{missing}` (from `services`) has no `image:` or `build:` in {}",
+                file.display()
             )));
         }
         if images.is_empty() {
-            return Err(step(format!("no service in {} names an `image:`", self.cfg.file.display())));
+            return Err(step(format!("no service in {} names an `image:` or a `build:`", file.display())));
         }
         for (service, reference) in &images {
             Reference::parse(reference).map_err(|e| step(format!("service {service}: {e}")))?;
@@ -96,11 +121,14 @@ impl Compose<'_> {
         vars: &[(String, String)],
     ) -> Result<Record> {
         let mut images = Vec::new();
-        for (service, reference) in self.render(cli, version, vars)? {
+        for (service, reference) in self.render(cli, release, version, vars)? {
             let Some((id, repo_digests)) = engine.image(&reference).map_err(step)? else {
-                return Err(step(format!(
-                    "image {reference} (service {service}) is not on the Docker engine; build or load it first (lastgood never pulls)"
-                )));
+                let hint = if self.cfg.from_source {
+                    "does `build` build it? (lastgood never pulls)"
+                } else {
+                    "build or load it first (lastgood never pulls)"
+                };
+                return Err(step(format!("image {reference} (service {service}) is not on the Docker engine; {hint}")));
             };
             images.push(Image { service, reference, id, repo_digests });
         }
@@ -181,13 +209,16 @@ impl Compose<'_> {
         }
     }
 
-    /// `up -d` with the record's images, then waits for them. Err: why they are not up.
+    /// `up -d` with the record's images (of one service, when named), then waits for
+    /// them. Compose recreates a container whose configuration changed (a restored
+    /// `.env`) and leaves the others. Err: why they are not up.
     fn bring_up(
         &self,
         engine: &DockerApi,
         cli: &ComposeCli,
         rec: &Record,
         vars: &[(String, String)],
+        only: Option<&str>,
         notes: &mut Vec<String>,
     ) -> Result<std::result::Result<(), String>> {
         notes.extend(engine.restore_tags(rec)?);
@@ -195,21 +226,147 @@ impl Compose<'_> {
         if cli.is_v2() {
             args.extend(["--pull", "never"]);
         }
-        if !self.cfg.services.is_empty() {
+        if let Some(service) = only {
+            args.extend(["--no-deps", service]);
+        } else if !self.cfg.services.is_empty() {
             args.push("--no-deps");
             args.extend(self.cfg.services.iter().map(String::as_str));
         }
         let vars = Self::vars_for(vars, &rec.version);
         let log = self.log(rec.release);
-        if let Err(why) = cli.run(&self.cfg.file, &self.cfg.project, &vars, &args, Some(&log)) {
+        if let Err(why) = cli.run(&self.file_for(rec.release), &self.cfg.project, &vars, &args, Some(&log)) {
             // `up` may have replaced some containers before failing: look at what runs.
             return Ok(Err(format!("{why} (log: {})", log.display())));
         }
         self.settle(engine, rec)
     }
 
-    fn keep(&self, engine: &DockerApi, also: &[u64]) -> Vec<String> {
-        engine.protect(&self.records(), &self.cfg.project, self.site.keep_releases, also)
+    /// Brings the release's recorded images up (recording them at its first
+    /// activation) and waits for them to run healthy.
+    fn bring_release_up(&self, a: &Activation) -> Result<String> {
+        let engine = DockerApi::connect().map_err(step)?;
+        let cli = ComposeCli::detect().map_err(step)?;
+        let id = a.release.id.0;
+        let mut rec = self.record(&engine, &cli, id, &a.release.version, &a.vars)?;
+        if let Seen::Ready = self.look(&engine, &rec)? {
+            if !rec.healthy {
+                rec.healthy = true;
+                self.records().save(&rec)?;
+            }
+            let _ = self.keep(&engine, a, id);
+            return Ok(format!("{} already runs healthy: {}", a.release.version, Self::summary(&rec)));
+        }
+        let mut notes = Vec::new();
+        if let Err(why) = self.bring_up(&engine, &cli, &rec, &a.vars, None, &mut notes)? {
+            return Err(step(format!(
+                "{} did not come up: {why} (log: {})",
+                a.release.version,
+                self.log(id).display()
+            )));
+        }
+        rec.healthy = true;
+        self.records().save(&rec)?;
+        notes.extend(self.keep(&engine, a, id));
+        let mut detail = format!("up with {}: {} healthy", a.release.version, Self::summary(&rec));
+        for n in notes {
+            detail.push_str("; ");
+            detail.push_str(&n);
+        }
+        Ok(detail)
+    }
+
+    /// Runs `argv` in a one-off container of `service` with the record's image:
+    /// `compose run --rm --no-deps`, or, where compose v1 refuses that (a running
+    /// host-networked container of the service: "host type networking can't be used
+    /// with links"), `docker run` with the recorded image and the service container's
+    /// network, mounts, environment, folder and user. `env` reaches the container by
+    /// name (`-e KEY`), its values through the environment, never argv.
+    fn one_off(
+        &self,
+        engine: &DockerApi,
+        cli: &ComposeCli,
+        rec: &Record,
+        service: &str,
+        argv: &[String],
+        env: &[(String, String)],
+    ) -> Result<Ran> {
+        let Some(image) = rec.images.iter().find(|i| i.service == service) else {
+            let known: Vec<&str> = rec.images.iter().map(|i| i.service.as_str()).collect();
+            return Err(Error::Usage {
+                what: format!(
+                    "database.run_in: release {} runs no service `{service}` (it runs {})",
+                    rec.release,
+                    known.join(", ")
+                ),
+            });
+        };
+        let containers = engine.containers(&self.cfg.project).map_err(step)?;
+        let beside_host =
+            containers.iter().find(|c| c.service == service && c.status == "running" && c.setup.network_mode == "host");
+        if let (false, Some(running)) = (cli.is_v2(), beside_host) {
+            let setup = &running.setup;
+            let mut args: Vec<String> = vec!["run".into(), "--rm".into(), "--network".into(), "host".into()];
+            let mut vars: Vec<(String, String)> = Vec::new();
+            for kv in &setup.env {
+                // The image sets PATH itself, and docker must be found on this one.
+                match kv.split_once('=') {
+                    Some(("PATH" | "HOSTNAME", _)) | None => {}
+                    Some((k, v)) => vars.push((k.to_owned(), v.to_owned())),
+                }
+            }
+            vars.extend(env.iter().cloned());
+            for m in &setup.mounts {
+                args.extend(["--volume".into(), m.clone()]);
+            }
+            if !setup.workdir.is_empty() {
+                args.extend(["--workdir".into(), setup.workdir.clone()]);
+            }
+            if !setup.user.is_empty() {
+                args.extend(["--user".into(), setup.user.clone()]);
+            }
+            let mut names: Vec<&str> = vars.iter().map(|(k, _)| k.as_str()).collect();
+            names.sort_unstable();
+            names.dedup();
+            for k in names {
+                args.extend(["--env".into(), k.to_owned()]);
+            }
+            args.push(image.id.clone());
+            args.extend(argv.iter().cloned());
+            let out = std::process::Command::new("docker")
+                .args(&args)
+                .envs(vars.iter().map(|(k, v)| (k, v)))
+                .stdin(std::process::Stdio::null())
+                .output()
+                .map_err(|e| step(format!("cannot run docker: {e}")))?;
+            return Ok(Ran::of(out));
+        }
+        // `run` starts the image its tag names: the release's own.
+        engine.restore_tags(rec)?;
+        // The compose file reads LASTGOOD_VERSION from compose's own environment (this
+        // release's image); the tool's LASTGOOD_* (the release it migrates to) go in
+        // argv, being no secret; the others (DATABASE_URL) by name only.
+        let mut args: Vec<String> = vec!["run".into(), "--rm".into(), "--no-deps".into(), "-T".into()];
+        let mut vars = Self::vars_for(&[], &rec.version);
+        for (k, v) in env {
+            if k.starts_with("LASTGOOD_") {
+                args.extend(["-e".into(), format!("{k}={v}")]);
+            } else {
+                args.extend(["-e".into(), k.clone()]);
+                vars.push((k.clone(), v.clone()));
+            }
+        }
+        args.push(service.to_owned());
+        args.extend(argv.iter().cloned());
+        let out = cli.output(&self.file_for(rec.release), &self.cfg.project, &vars, &args).map_err(step)?;
+        Ok(Ran::of(out))
+    }
+
+    /// Keep tags on the images retention protects, the release `id` brought up, and
+    /// those the activation names (a release whose migrations stay applied).
+    fn keep(&self, engine: &DockerApi, a: &Activation, id: u64) -> Vec<String> {
+        let mut also: Vec<u64> = a.protect.iter().map(|r| r.0).collect();
+        also.push(id);
+        engine.protect(&self.records(), &self.cfg.project, self.site.keep_releases, &also)
     }
 
     fn summary(rec: &Record) -> String {
@@ -224,7 +381,10 @@ impl Compose<'_> {
 impl Runtime for Compose<'_> {
     fn prepare(&self) -> std::result::Result<(), Refusal> {
         usable_dir("lastgood's state folder", &self.site.state_dir())?;
-        if !self.cfg.file.is_file() {
+        if self.cfg.from_source {
+            // The compose file comes with each release.
+            releases::prepare(&self.site.deploy_to).map_err(|e| unusable("deploy_to", e))?;
+        } else if !self.cfg.file.is_file() {
             return Err(unusable(format!("the compose file {}", self.cfg.file.display()), "it does not exist"));
         }
         ComposeCli::detect().map_err(|e| unusable("the compose program", e))?;
@@ -233,6 +393,10 @@ impl Runtime for Compose<'_> {
     }
 
     fn check_version(&self, version: &str) -> Result<()> {
+        if self.cfg.from_source {
+            // A commit of `source`, checked as one; its images are built by the deploy.
+            return Ok(());
+        }
         docker::check_tag(version).map_err(|e| Error::Usage { what: e.to_string() })?;
         let refused = |detail: String| {
             Error::refused(&self.site.env, "deploy", Refusal::Version { version: version.to_owned(), detail })
@@ -245,47 +409,180 @@ impl Runtime for Compose<'_> {
         }
     }
 
-    fn activate(&self, a: &Activation) -> Result<String> {
+    fn artifacts(&self) -> bool {
+        self.cfg.from_source
+    }
+
+    fn starts_on_switch(&self) -> bool {
+        true
+    }
+
+    fn stops(&self) -> bool {
+        true
+    }
+
+    fn stop(&self, a: &Activation, keep: Option<&str>) -> Result<Option<String>> {
         let engine = DockerApi::connect().map_err(step)?;
         let cli = ComposeCli::detect().map_err(step)?;
         let id = a.release.id.0;
-        let mut rec = self.record(&engine, &cli, id, &a.release.version, &a.vars)?;
-        if let Seen::Ready = self.look(&engine, &rec)? {
-            if !rec.healthy {
-                rec.healthy = true;
-                self.records().save(&rec)?;
-            }
-            let _ = self.keep(&engine, &[id]);
-            return Ok(format!("{} already runs healthy: {}", a.release.version, Self::summary(&rec)));
+        let rec = self.record(&engine, &cli, id, &a.release.version, &a.vars)?;
+        let services: Vec<&str> = rec.images.iter().map(|i| i.service.as_str()).filter(|s| Some(*s) != keep).collect();
+        if services.is_empty() {
+            return Ok(Some("no service to stop".into()));
         }
-        let mut notes = Vec::new();
-        if let Err(why) = self.bring_up(&engine, &cli, &rec, &a.vars, &mut notes)? {
-            return Err(step(format!(
-                "{} did not come up: {why} (log: {})",
-                a.release.version,
-                self.log(id).display()
-            )));
-        }
-        rec.healthy = true;
-        self.records().save(&rec)?;
-        notes.extend(self.keep(&engine, &[id]));
-        let mut detail = format!("up with {}: {} healthy", a.release.version, Self::summary(&rec));
-        for n in notes {
-            detail.push_str("; ");
-            detail.push_str(&n);
+        let mut args = vec!["stop"];
+        args.extend(services.iter().copied());
+        let vars = Self::vars_for(&a.vars, &rec.version);
+        let log = self.log(id);
+        cli.run(&self.file_for(id), &self.cfg.project, &vars, &args, Some(&log))
+            .map_err(|e| step(format!("{e} (log: {})", log.display())))?;
+        let kept = keep.map(|k| format!(" ({k} keeps running)")).unwrap_or_default();
+        Ok(Some(format!("stopped {}{kept}", services.join(", "))))
+    }
+
+    fn export(&self, id: ReleaseId, commit: &str, tree: &mut dyn std::io::Read) -> Result<bool> {
+        releases::export(&self.site.deploy_to, id, commit, tree, &super::tree::shared_links(self.site))
+    }
+
+    fn program_env(&self) -> Vec<(String, String)> {
+        // `build` (docker-compose build) builds the images of this project, whichever
+        // release directory it runs in.
+        vec![("COMPOSE_PROJECT_NAME".into(), self.cfg.project.clone())]
+    }
+
+    fn activate(&self, a: &Activation) -> Result<String> {
+        let detail = self.bring_release_up(a)?;
+        if self.cfg.from_source && releases::switch(&self.site.deploy_to, a.release.id)? {
+            return Ok(format!("{detail}; current -> releases/{}", a.release.id.0));
         }
         Ok(detail)
     }
 
+    fn deactivate(&self) -> Result<Option<String>> {
+        if !self.cfg.from_source {
+            return Ok(None);
+        }
+        // The containers stay (compose keeps the project up, and the database may be
+        // one of its services); `current` no longer names a release.
+        releases::unlink(&self.site.deploy_to)?;
+        Ok(Some("current removed (the project's containers are left as they are)".into()))
+    }
+
+    fn restart(&self, a: &Activation, service: Option<&str>) -> Result<Option<String>> {
+        let engine = DockerApi::connect().map_err(step)?;
+        let cli = ComposeCli::detect().map_err(step)?;
+        let id = a.release.id.0;
+        let rec = self.record(&engine, &cli, id, &a.release.version, &a.vars)?;
+        if let Some(s) = service {
+            if !rec.images.iter().any(|i| i.service == s) {
+                let known: Vec<&str> = rec.images.iter().map(|i| i.service.as_str()).collect();
+                return Err(Error::Usage {
+                    what: format!(
+                        "--service {s}: release {} runs no service `{s}` (it runs {})",
+                        a.release.id,
+                        known.join(", ")
+                    ),
+                });
+            }
+        }
+        let mut notes = Vec::new();
+        // Containers that are gone (removed by hand, a host rebooted) come back first,
+        // and those whose configuration changed (a restored `.env`) are recreated.
+        let was_up = matches!(self.look(&engine, &rec)?, Seen::Ready);
+        if let Err(why) = self.bring_up(&engine, &cli, &rec, &a.vars, service, &mut notes)? {
+            return Err(step(format!("{} could not be brought back up: {why}", a.release.version)));
+        }
+        if !was_up {
+            notes.push(format!("brought {} back up", a.release.version));
+        }
+        let mut args = vec!["restart"];
+        match service {
+            Some(s) => args.push(s),
+            None => args.extend(rec.images.iter().map(|i| i.service.as_str())),
+        }
+        let vars = Self::vars_for(&a.vars, &rec.version);
+        let log = self.log(id);
+        cli.run(&self.file_for(id), &self.cfg.project, &vars, &args, Some(&log))
+            .map_err(|e| step(format!("{e} (log: {})", log.display())))?;
+        if let Err(why) = self.settle(&engine, &rec)? {
+            return Err(step(format!("after the restart: {why} (log: {})", log.display())));
+        }
+        notes.insert(0, format!("restarted {}: {} healthy", service.unwrap_or("every service"), Self::summary(&rec)));
+        Ok(Some(notes.join("; ")))
+    }
+
+    fn exec(
+        &self,
+        candidates: &[ReleaseFacts],
+        service: Option<&str>,
+        argv: &[String],
+        env: &[(String, String)],
+    ) -> Result<(ReleaseId, Ran)> {
+        let Some(service) = service else { return super::api::exec_in_tree(self, candidates, argv, env) };
+        let engine = DockerApi::connect().map_err(step)?;
+        let cli = ComposeCli::detect().map_err(step)?;
+        let lastgood: Vec<(String, String)> = env.iter().filter(|(k, _)| k.starts_with("LASTGOOD_")).cloned().collect();
+        let mut tried = Vec::new();
+        for c in candidates {
+            // Its images: recorded when it came up, or, for a release built and not yet
+            // up (a deploy's migrations), named by its compose file now.
+            let built = self.records().load(c.id.0).is_some()
+                || !self.cfg.from_source
+                || releases::present(&self.site.deploy_to, c.id);
+            let rec = match built.then(|| self.record(&engine, &cli, c.id.0, &c.version, &lastgood)) {
+                Some(Ok(rec)) => rec,
+                Some(Err(e)) => {
+                    tried.push(format!("{}: {e}", c.id));
+                    continue;
+                }
+                None => {
+                    tried.push(format!("{}: its release directory is gone", c.id));
+                    continue;
+                }
+            };
+            if let Err(e) = docker::present(&rec) {
+                tried.push(format!("{}: {e}", c.id));
+                continue;
+            }
+            return Ok((c.id, self.one_off(&engine, &cli, &rec, service, argv, env)?));
+        }
+        Err(step(format!("no release has the images to run the schema tool in `{service}`: {}", tried.join("; "))))
+    }
+
+    fn services(&self, release: &ReleaseFacts) -> Option<Vec<String>> {
+        match self.records().load(release.id.0) {
+            Some(rec) => Some(rec.images.iter().map(|i| i.service.clone()).collect()),
+            None => Some(self.cfg.services.clone()),
+        }
+    }
+
     fn ready(&self, release: &ReleaseFacts) -> std::result::Result<(), NotReady> {
+        if self.cfg.from_source {
+            // Its compose file (and what it mounts) comes from its directory.
+            super::releases::Releases { site: self.site }.ready(release)?;
+        }
         let Some(rec) = self.records().load(release.id.0) else {
             return Err(NotReady::NoImageRecord { release: release.id, version: release.version.clone() });
         };
         docker::present(&rec)
     }
 
-    fn workdir(&self, _id: ReleaseId) -> PathBuf {
+    fn workdir(&self, id: ReleaseId) -> PathBuf {
+        if self.cfg.from_source {
+            return releases::release_dir(&self.site.deploy_to, id);
+        }
         self.cfg.file.parent().map(PathBuf::from).unwrap_or_else(|| self.site.deploy_to.clone())
+    }
+
+    fn tree(&self, id: ReleaseId) -> Option<PathBuf> {
+        self.cfg.from_source.then(|| releases::release_dir(&self.site.deploy_to, id))
+    }
+
+    fn remove(&self, id: ReleaseId) -> Result<()> {
+        if self.cfg.from_source {
+            releases::remove(&self.site.deploy_to, id)?;
+        }
+        Ok(())
     }
 
     fn observe(&self) -> Observed {
@@ -306,7 +603,8 @@ impl Runtime for Compose<'_> {
                 })
                 .map(|r| r.version)
         })();
-        Observed { release: None, version }
+        let release = if self.cfg.from_source { releases::current(&self.site.deploy_to) } else { None };
+        Observed { release, version }
     }
 
     fn describe(&self, step: &Step, facts: &StepFacts) -> String {
@@ -317,7 +615,11 @@ impl Runtime for Compose<'_> {
                 (None, Some(v)) => format!("compose up {project} with LASTGOOD_VERSION={v}"),
                 (None, None) => format!("compose up {project} for {release}"),
             },
+            Step::Unlink if self.cfg.from_source => "remove current (the project's containers stay)".into(),
             Step::Unlink => "nothing to remove: compose keeps the project up".into(),
+            Step::Export { release, commit } => format!("export {} into releases/{}", commit.short(), release.0),
+            Step::Build { release } => format!("build {project}'s images in releases/{}", release.0),
+            Step::Cleanup => "remove release directories retention no longer keeps".into(),
             other => generic(other, facts),
         }
     }

@@ -8,6 +8,7 @@
 //!   [`docker`] (the Engine API, the compose CLI, image records and keep tags).
 //! - [`command`]: the user's program switches (a CI job, a parameter store).
 //! - [`gitops`]: a version file in a repository a controller applies.
+//! - [`tree`]: a release's source tree on disk, unpacked and removed atomically.
 
 pub mod api;
 pub mod command;
@@ -16,6 +17,7 @@ pub mod docker;
 pub mod gitops;
 pub mod releases;
 pub mod swarm;
+pub mod tree;
 
 use crate::config::Runtime as Kind;
 

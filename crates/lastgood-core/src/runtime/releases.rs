@@ -66,28 +66,14 @@ pub fn prepare(deploy_to: &Path) -> Result<()> {
 
 /// Unpacks a release's tree (a tar stream, as `git archive` writes it) into
 /// `releases/<id>/` and records its commit; does nothing if it is already there.
-pub fn export(deploy_to: &Path, id: ReleaseId, commit: &str, tree: &mut dyn std::io::Read) -> Result<bool> {
-    let dest = release_dir(deploy_to, id);
-    if dest.is_dir() {
-        // Drain the stream so a writer on the other end does not see a broken pipe.
-        let _ = std::io::copy(tree, &mut std::io::sink());
-        return Ok(false);
-    }
-    let releases = releases_dir(deploy_to);
-    fs::create_dir_all(&releases).map_err(Error::io("create", &releases))?;
-    let tmp = releases.join(format!(".tmp-{}", id.0));
-    if tmp.exists() {
-        fs::remove_dir_all(&tmp).map_err(Error::io("remove a half-written", &tmp))?;
-    }
-    fs::create_dir(&tmp).map_err(Error::io("create", &tmp))?;
-    let mut archive = tar::Archive::new(tree);
-    archive.set_preserve_permissions(true);
-    archive.unpack(&tmp).map_err(Error::io("unpack the release into", &tmp))?;
-    crate::failpoint::hit("mid:export");
-    write_atomic(&marker(deploy_to, id), format!("{commit}\n").as_bytes())?;
-    fs::rename(&tmp, &dest).map_err(Error::io("rename into place", &dest))?;
-    fsync_dir(&releases)?;
-    Ok(true)
+pub fn export(
+    deploy_to: &Path,
+    id: ReleaseId,
+    commit: &str,
+    tree: &mut dyn std::io::Read,
+    links: &[(String, PathBuf)],
+) -> Result<bool> {
+    super::tree::unpack(&releases_dir(deploy_to), id, tree, &marker(deploy_to, id), commit, links)
 }
 
 /// Points `current` at the release. Returns false when it already did.
@@ -129,18 +115,43 @@ pub fn unlink(deploy_to: &Path) -> Result<bool> {
 
 /// Removes a release directory (renamed away first, so it never looks half there).
 pub fn remove(deploy_to: &Path, id: ReleaseId) -> Result<()> {
-    let dir = release_dir(deploy_to, id);
-    if !dir.exists() {
-        return Ok(());
-    }
-    let trash = releases_dir(deploy_to).join(format!(".trash-{}", id.0));
-    if trash.exists() {
-        fs::remove_dir_all(&trash).map_err(Error::io("remove", &trash))?;
-    }
-    fs::rename(&dir, &trash).map_err(Error::io("move away", &dir))?;
-    fsync_dir(&releases_dir(deploy_to))?;
+    super::tree::remove_under(&releases_dir(deploy_to), id)?;
     let _ = fs::remove_file(marker(deploy_to, id));
-    fs::remove_dir_all(&trash).map_err(Error::io("remove", &trash))
+    Ok(())
+}
+
+/// Makes every release directory's `name` a link to `target` again where it is not
+/// (an edit in place replaced it with a file); names the releases it repaired.
+pub fn relink(site: &Site, name: &str, target: &Path) -> Result<Vec<String>> {
+    let releases = releases_dir(&site.deploy_to);
+    let Ok(entries) = fs::read_dir(&releases) else { return Ok(Vec::new()) };
+    let mut repaired = Vec::new();
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let numbered = dir.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.parse::<u64>().is_ok());
+        if !numbered || !dir.is_dir() {
+            continue;
+        }
+        let at = dir.join(name);
+        if fs::read_link(&at).is_ok_and(|t| t == target) {
+            continue;
+        }
+        let tmp = at.with_file_name(format!(
+            ".{}.lastgood-link",
+            at.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+        ));
+        let _ = fs::remove_file(&tmp);
+        if let Some(parent) = at.parent() {
+            fs::create_dir_all(parent).map_err(Error::io("create", parent))?;
+        }
+        std::os::unix::fs::symlink(target, &tmp).map_err(Error::io("link a shared file at", &tmp))?;
+        fs::rename(&tmp, &at).map_err(Error::io("replace with a link", &at))?;
+        repaired.push(format!(
+            "{name} in releases/{} linked to shared/ again",
+            dir.file_name().unwrap_or_default().to_string_lossy()
+        ));
+    }
+    Ok(repaired)
 }
 
 /// The runtime over these functions.
@@ -163,7 +174,7 @@ impl Runtime for Releases<'_> {
     }
 
     fn export(&self, id: ReleaseId, commit: &str, tree: &mut dyn std::io::Read) -> Result<bool> {
-        export(&self.site.deploy_to, id, commit, tree)
+        export(&self.site.deploy_to, id, commit, tree, &super::tree::shared_links(self.site))
     }
 
     fn activate(&self, a: &Activation) -> Result<String> {
@@ -205,6 +216,10 @@ impl Runtime for Releases<'_> {
 
     fn workdir(&self, id: ReleaseId) -> PathBuf {
         release_dir(&self.site.deploy_to, id)
+    }
+
+    fn tree(&self, id: ReleaseId) -> Option<PathBuf> {
+        Some(release_dir(&self.site.deploy_to, id))
     }
 
     fn remove(&self, id: ReleaseId) -> Result<()> {

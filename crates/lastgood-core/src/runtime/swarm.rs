@@ -158,6 +158,10 @@ impl Swarm<'_> {
 }
 
 impl Runtime for Swarm<'_> {
+    fn starts_on_switch(&self) -> bool {
+        true
+    }
+
     fn prepare(&self) -> std::result::Result<(), Refusal> {
         usable_dir("lastgood's state folder", &self.site.state_dir())?;
         let engine = DockerApi::connect().map_err(|e| unusable("the Docker engine", e))?;

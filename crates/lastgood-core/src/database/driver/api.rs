@@ -4,7 +4,9 @@
 //!
 //! The migrator builds every statement itself, bookkeeping included, and the driver
 //! runs exactly those strings; that is how `--sql` can print exactly what would run.
-//! Transactions are plain `BEGIN`/`COMMIT` statements in that list for the same reason.
+//! Transactions are plain `BEGIN`/`COMMIT` statements in that list for the same reason,
+//! and so are the migration lock and the check that a migration is still to do, which
+//! the migrator reads the answers of ([`Role`]).
 //! The trait lives in this file rather than in `driver/mod.rs` so that the drivers,
 //! which implement it, never depend on the folder that lists them.
 
@@ -18,11 +20,46 @@ pub struct Stmt {
     pub text: String,
     /// The migration file and line, or None for lastgood's own bookkeeping.
     pub origin: Option<(String, usize)>,
+    /// What the migrator does with it: run it, or read its one boolean answer.
+    #[serde(skip)]
+    pub role: Role,
+    /// Runs on the driver's second connection, whose transaction holds the migration
+    /// lock while a migration that runs outside a transaction runs on the first.
+    #[serde(skip)]
+    pub guard: bool,
+}
+
+/// How the migrator treats a statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Role {
+    /// Run it; an error stops the migration.
+    #[default]
+    Run,
+    /// Try to take the migration lock for the open transaction (`true` when taken):
+    /// tried again until `lock_wait` has passed, then the run stops naming the holder.
+    Lock,
+    /// Whether the migration still has to run: `false` when another run did it while
+    /// this one waited, and then the transaction is rolled back and the migration
+    /// skipped.
+    StillToDo,
 }
 
 impl Stmt {
     pub fn ours(text: impl Into<String>) -> Self {
-        Self { text: text.into(), origin: None }
+        Self { text: text.into(), origin: None, role: Role::Run, guard: false }
+    }
+
+    /// A statement of a migration's file, at `line`.
+    pub fn from_file(text: impl Into<String>, file: &str, line: usize) -> Self {
+        Self { origin: Some((file.to_owned(), line)), ..Self::ours(text) }
+    }
+
+    pub fn with_role(self, role: Role) -> Self {
+        Self { role, ..self }
+    }
+
+    pub fn on_guard(self) -> Self {
+        Self { guard: true, ..self }
     }
 }
 
@@ -65,15 +102,29 @@ pub trait Driver {
     fn now_expr(&self) -> &'static str;
     /// An SQL expression for milliseconds since the `applied_at` column's value.
     fn elapsed_ms_expr(&self) -> &'static str;
-    /// Session settings applied once after connecting (shown by `--sql`).
-    fn session(&self) -> Vec<String>;
+    /// Settings for each transaction lastgood opens (`SET LOCAL ...`), right after
+    /// `BEGIN`: a setting of the session would stay behind on a pooled server
+    /// connection, and apply to a transaction on another one not at all.
+    fn transaction_settings(&self) -> Vec<String>;
+    /// The statement that tries to take the migration lock for the open transaction
+    /// ([`Role::Lock`]), when the lock lives in transactions (PostgreSQL); None when
+    /// the run holds a lock of its own instead ([`Driver::lock`], SQLite).
+    fn lock_sql(&self) -> Option<String>;
 
     fn execute(&mut self, stmt: &Stmt) -> Result<(), DbError>;
+    /// Runs a statement that answers one boolean ([`Role::Lock`], [`Role::StillToDo`]).
+    fn query_flag(&mut self, stmt: &Stmt) -> Result<bool, DbError>;
     fn applied(&mut self) -> Result<Vec<Applied>, DbError>;
-    /// Takes the migration lock, waiting at most `wait`; it dies with the process.
+    /// Takes the lock for a whole run, waiting at most `wait`; it dies with the
+    /// process. Drivers whose lock lives in each transaction take none here.
     fn lock(&mut self, wait: Duration) -> Result<(), DbError>;
     fn unlock(&mut self) -> Result<(), DbError>;
-    /// A rollback after a failed statement (best effort).
+    /// Who holds the migration lock, for the error after waiting for it.
+    fn holder(&mut self) -> String {
+        "another session".to_owned()
+    }
+    /// A rollback after a failed statement or a skipped migration (best effort), on
+    /// every connection.
     fn rollback(&mut self);
 }
 

@@ -2,7 +2,7 @@
 //!
 //! - [`api`]: the [`Driver`] trait, the statements it runs ([`Stmt`]), the bookkeeping
 //!   rows it reads ([`Applied`]) and its errors ([`DbError`]).
-//! - [`postgres`]: PostgreSQL, with a session advisory lock.
+//! - [`postgres`]: PostgreSQL, with a transaction-level advisory lock (pooler-safe).
 //! - [`sqlite`]: SQLite, with an `flock` beside the database file.
 //!
 //! A driver runs the strings the migrator built and reports what is applied; it decides
@@ -15,4 +15,4 @@ pub mod api;
 pub mod postgres;
 pub mod sqlite;
 
-pub use api::{Applied, DbError, Driver, Stmt};
+pub use api::{Applied, DbError, Driver, Role, Stmt};

@@ -3,12 +3,34 @@
 //! says). It migrates the application's database; lastgood's own history is the ledger's
 //! (`ledger/`), not this driver's.
 //!
-//! Concurrent runs are kept apart by a session-level advisory lock, which PostgreSQL
-//! releases by itself when the session ends, so a killed lastgood never leaves a stuck
-//! lock (Liquibase's and golang-migrate's classic failure). The wait is bounded and
-//! the error names the session holding it.
+//! Nothing it relies on outlives a transaction, so it works the same directly and
+//! through a pooler in transaction mode (PgBouncer's `pool_mode = transaction`), where
+//! consecutive transactions of one client may run on different server connections:
+//!
+//! - The migration lock is a transaction-level advisory lock
+//!   (`pg_try_advisory_xact_lock`), taken inside each migration's own transaction, and
+//!   the same transaction checks that the migration is still to do before running it.
+//!   Two runs therefore take turns migration by migration, and each migration is
+//!   applied (or reverted) once, in order, whichever run gets to it. PostgreSQL drops
+//!   the lock at commit, at rollback and when the session dies, so a killed lastgood
+//!   never leaves it stuck. A session-level lock would not survive a pooler: taken on
+//!   one server connection, released on another (or never), it stays with the pooled
+//!   connection and blocks every later run.
+//! - A migration that must run outside a transaction (`CREATE INDEX CONCURRENTLY`)
+//!   cannot hold a transaction's lock itself: a second connection opens a
+//!   transaction, takes the lock there and checks the migration is still to do, and
+//!   commits once the migration and its bookkeeping are done. Its transaction holds
+//!   no snapshot between statements, so `CONCURRENTLY` does not wait for it.
+//! - `lock_timeout` and `statement_timeout` are `SET LOCAL` in each transaction.
+//! - Statements and the lock's and checks' queries use the simple protocol, reads of
+//!   the bookkeeping the extended protocol with the unnamed statement (`query_typed`):
+//!   no prepared statement is ever expected to exist on a server connection after its
+//!   transaction.
+//!
+//! The wait for the lock is bounded (`lock_wait`) and the error names the session
+//! holding it.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use postgres::Client;
 
@@ -19,12 +41,17 @@ use crate::database::pg_client::{self, message};
 use crate::database::url::PgUrl;
 
 /// "lastgood" in ASCII: the advisory lock key.
-const LOCK_KEY: i64 = 0x6c61_7374_676f_6f64;
+pub const LOCK_KEY: i64 = 0x6c61_7374_676f_6f64;
 
 pub struct Pg {
     client: Client,
+    /// The second connection, opened the first time a migration outside a transaction
+    /// needs it.
+    guard: Option<Client>,
+    pg: PgUrl,
+    app: String,
     url: String,
-    session: Vec<String>,
+    settings: Vec<String>,
 }
 
 pub struct PgSettings {
@@ -34,47 +61,36 @@ pub struct PgSettings {
 
 impl Pg {
     pub fn connect(url: &PgUrl, actor: &str, settings: &PgSettings) -> Result<Self, DbError> {
-        let shown = url.to_string();
-        let client = pg_client::connect(url, &format!("lastgood {actor}"))
-            .map_err(|e| DbError::Connect { url: shown.clone(), message: e.to_string() })?;
-        let mut session = Vec::new();
+        let app = format!("lastgood {actor}");
+        let client = Self::open(url, &app)?;
+        let mut local = Vec::new();
         if let Some(t) = settings.lock_timeout {
-            session.push(format!("SET lock_timeout = '{}ms'", t.as_millis()));
+            local.push(format!("SET LOCAL lock_timeout = '{}ms'", t.as_millis()));
         }
         if let Some(t) = settings.statement_timeout {
-            session.push(format!("SET statement_timeout = '{}ms'", t.as_millis()));
+            local.push(format!("SET LOCAL statement_timeout = '{}ms'", t.as_millis()));
         }
-        let mut me = Self { client, url: shown, session };
-        for s in me.session.clone() {
-            me.execute(&Stmt::ours(s))?;
-        }
-        Ok(me)
+        Ok(Self { client, guard: None, pg: url.clone(), app, url: url.to_string(), settings: local })
+    }
+
+    fn open(url: &PgUrl, app: &str) -> Result<Client, DbError> {
+        pg_client::connect(url, app).map_err(|e| DbError::Connect { url: url.to_string(), message: e.to_string() })
     }
 
     pub fn client(&mut self) -> &mut Client {
         &mut self.client
     }
 
-    fn holder(&mut self) -> String {
-        let q = "SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.client_addr::text, 'local socket'), \
-                 coalesce(to_char(a.backend_start, 'YYYY-MM-DD\"T\"HH24:MI:SSOF'), '') \
-                 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
-                 WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1 AND l.objid = $2 \
-                 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) LIMIT 1";
-        // pg_locks splits a bigint advisory key into two oids: high and low 32 bits.
-        let classid = (LOCK_KEY >> 32) as u32;
-        let objid = LOCK_KEY as u32;
-        let row = self.client.query_opt(q, &[&classid, &objid]);
-        match row {
-            Ok(Some(r)) => {
-                let pid: i32 = r.get(0);
-                let app: String = r.get(1);
-                let addr: String = r.get(2);
-                let since: String = r.get(3);
-                format!("session {pid} ({app}, from {addr}, since {since})")
-            }
-            _ => "another session".to_owned(),
+    /// The connection a statement runs on.
+    fn on(&mut self, stmt: &Stmt) -> Result<&mut Client, DbError> {
+        if !stmt.guard {
+            return Ok(&mut self.client);
         }
+        let guard = match self.guard.take() {
+            Some(g) => g,
+            None => Self::open(&self.pg, &self.app)?,
+        };
+        Ok(self.guard.insert(guard))
     }
 }
 
@@ -106,31 +122,51 @@ impl Driver for Pg {
     fn elapsed_ms_expr(&self) -> &'static str {
         "(extract(epoch FROM clock_timestamp() - applied_at) * 1000)::bigint"
     }
-    fn session(&self) -> Vec<String> {
-        self.session.clone()
+    fn transaction_settings(&self) -> Vec<String> {
+        self.settings.clone()
+    }
+    fn lock_sql(&self) -> Option<String> {
+        Some(format!("SELECT pg_try_advisory_xact_lock({LOCK_KEY})"))
     }
 
     fn execute(&mut self, stmt: &Stmt) -> Result<(), DbError> {
-        self.client.batch_execute(&stmt.text).map_err(|e| statement_error(stmt, message(&e)))
+        self.on(stmt)?.batch_execute(&stmt.text).map_err(|e| statement_error(stmt, message(&e)))
+    }
+
+    /// Through the simple protocol: an extended-protocol portal would stay open until
+    /// the transaction ends, and keep the snapshot that `CREATE INDEX CONCURRENTLY` on
+    /// the other connection then waits for.
+    fn query_flag(&mut self, stmt: &Stmt) -> Result<bool, DbError> {
+        let answer = self.on(stmt)?.simple_query(&stmt.text).map_err(|e| statement_error(stmt, message(&e)))?;
+        let value = answer.iter().find_map(|m| match m {
+            postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).map(str::to_owned)),
+            _ => None,
+        });
+        match value.flatten().as_deref() {
+            Some("t") => Ok(true),
+            Some("f") => Ok(false),
+            other => Err(statement_error(stmt, format!("expected true or false, got {other:?}"))),
+        }
     }
 
     fn applied(&mut self) -> Result<Vec<Applied>, DbError> {
+        let read = |e: postgres::Error| DbError::Database { what: "read the bookkeeping".into(), message: message(&e) };
         let exists: bool = self
             .client
-            .query_one("SELECT to_regclass('lastgood.migrations') IS NOT NULL", &[])
-            .map_err(|e| DbError::Database { what: "read the bookkeeping".into(), message: message(&e) })?
+            .query_typed_one("SELECT to_regclass('lastgood.migrations') IS NOT NULL", &[])
+            .map_err(read)?
             .get(0);
         if !exists {
             return Ok(Vec::new());
         }
         let rows = self
             .client
-            .query(
+            .query_typed(
                 "SELECT version, name, checksum, to_char(applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), \
                  duration_ms, down_sql, no_transaction, applied_by FROM lastgood.migrations",
                 &[],
             )
-            .map_err(|e| DbError::Database { what: "read the bookkeeping".into(), message: message(&e) })?;
+            .map_err(read)?;
         let mut out: Vec<Applied> = rows
             .iter()
             .map(|r| Applied {
@@ -148,33 +184,42 @@ impl Driver for Pg {
         Ok(out)
     }
 
-    fn lock(&mut self, wait: Duration) -> Result<(), DbError> {
-        let start = Instant::now();
-        loop {
-            let got: bool = self
-                .client
-                .query_one("SELECT pg_try_advisory_lock($1)", &[&LOCK_KEY])
-                .map_err(|e| DbError::Database { what: "take the migration lock".into(), message: message(&e) })?
-                .get(0);
-            if got {
-                return Ok(());
-            }
-            if start.elapsed() >= wait {
-                let holder = self.holder();
-                return Err(DbError::Locked { url: self.url.clone(), holder, waited: start.elapsed() });
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+    /// The lock lives in each transaction ([`Driver::lock_sql`]); a run takes none.
+    fn lock(&mut self, _wait: Duration) -> Result<(), DbError> {
+        Ok(())
     }
 
     fn unlock(&mut self) -> Result<(), DbError> {
-        self.client
-            .query_one("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY])
-            .map(|_| ())
-            .map_err(|e| DbError::Database { what: "free the migration lock".into(), message: message(&e) })
+        Ok(())
+    }
+
+    fn holder(&mut self) -> String {
+        // pg_locks splits a bigint advisory key into two oids: high and low 32 bits.
+        let q = format!(
+            "SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.client_addr::text, 'local socket'), \
+             coalesce(to_char(a.backend_start, 'YYYY-MM-DD\"T\"HH24:MI:SSOF'), '') \
+             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.locktype = 'advisory' AND l.granted AND l.classid = {} AND l.objid = {} AND l.objsubid = 1 \
+             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) LIMIT 1",
+            (LOCK_KEY >> 32) as u32,
+            LOCK_KEY as u32
+        );
+        match self.client.query_typed_opt(&q, &[]) {
+            Ok(Some(r)) => {
+                let pid: i32 = r.get(0);
+                let app: String = r.get(1);
+                let addr: String = r.get(2);
+                let since: String = r.get(3);
+                format!("session {pid} ({app}, from {addr}, since {since})")
+            }
+            _ => "another session".to_owned(),
+        }
     }
 
     fn rollback(&mut self) {
         let _ = self.client.batch_execute("ROLLBACK");
+        if let Some(g) = &mut self.guard {
+            let _ = g.batch_execute("ROLLBACK");
+        }
     }
 }

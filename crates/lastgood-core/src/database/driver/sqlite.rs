@@ -4,9 +4,9 @@
 //! application's database.
 //!
 //! Bookkeeping lives in `lastgood_migrations`. Concurrent runs are kept apart by an
-//! exclusive `flock` on a file beside the database: like PostgreSQL's session advisory
-//! lock, the kernel releases it when the process dies, so it can never be left stuck.
-//! The file holds the holder's description for the error message.
+//! exclusive `flock` on a file beside the database, held for the whole run: like
+//! PostgreSQL's advisory locks, the kernel releases it when the process dies, so it can
+//! never be left stuck. The file holds the holder's description for the error message.
 
 use std::fs::File;
 use std::io::Write;
@@ -75,12 +75,23 @@ impl Driver for Sqlite {
     fn elapsed_ms_expr(&self) -> &'static str {
         "CAST((julianday('now') - julianday(applied_at)) * 86400000 AS INTEGER)"
     }
-    fn session(&self) -> Vec<String> {
+    fn transaction_settings(&self) -> Vec<String> {
         Vec::new()
+    }
+    /// The run holds the `flock` ([`Driver::lock`]); transactions take nothing more.
+    fn lock_sql(&self) -> Option<String> {
+        None
     }
 
     fn execute(&mut self, stmt: &Stmt) -> Result<(), DbError> {
         self.conn.execute_batch(&stmt.text).map_err(|e| statement_error(stmt, e.to_string()))
+    }
+
+    fn query_flag(&mut self, stmt: &Stmt) -> Result<bool, DbError> {
+        self.conn
+            .query_row(&stmt.text, [], |r| r.get::<_, i64>(0))
+            .map(|n| n != 0)
+            .map_err(|e| statement_error(stmt, e.to_string()))
     }
 
     fn applied(&mut self) -> Result<Vec<Applied>, DbError> {

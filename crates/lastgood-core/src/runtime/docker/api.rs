@@ -182,6 +182,22 @@ pub struct Container {
     pub health: Option<String>,
     /// The last healthcheck's output, for messages.
     pub health_output: Option<String>,
+    /// How it was created, for a one-off container that must look the same.
+    pub setup: Setup,
+}
+
+/// What a one-off container copies from a service's container: its network, mounts,
+/// environment, working folder and user.
+#[derive(Debug, Clone, Default)]
+pub struct Setup {
+    /// `host`, `bridge`, a network's name, `container:<id>`.
+    pub network_mode: String,
+    /// As `docker run -v` takes them: `SOURCE:DEST[:ro]` (a bind's path or a volume's name).
+    pub mounts: Vec<String>,
+    /// `KEY=VALUE`, as the container has them.
+    pub env: Vec<String>,
+    pub workdir: String,
+    pub user: String,
 }
 
 /// A Swarm service, as the engine describes it.
@@ -304,6 +320,26 @@ impl DockerApi {
                 Err(e) if not_found(&e) => continue,
                 Err(e) => return Err(DockerError::InspectContainer { id, source: Box::new(e) }),
             };
+            let config = inspect.config.unwrap_or_default();
+            let setup = Setup {
+                network_mode: inspect.host_config.and_then(|h| h.network_mode).unwrap_or_default(),
+                mounts: inspect
+                    .mounts
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|m| {
+                        let from = match m.typ.map(|t| t.to_string()).as_deref() {
+                            Some("volume") => m.name?,
+                            _ => m.source?,
+                        };
+                        let ro = if m.rw == Some(false) { ":ro" } else { "" };
+                        Some(format!("{from}:{}{ro}", m.destination?))
+                    })
+                    .collect(),
+                env: config.env.unwrap_or_default(),
+                workdir: config.working_dir.unwrap_or_default(),
+                user: config.user.unwrap_or_default(),
+            };
             let state = inspect.state.unwrap_or_default();
             let health = state.health.as_ref();
             out.push(Container {
@@ -318,6 +354,7 @@ impl DockerApi {
                     .and_then(|l| l.last())
                     .and_then(|r| r.output.clone())
                     .map(|o| o.trim().to_owned()),
+                setup,
             });
         }
         Ok(out)

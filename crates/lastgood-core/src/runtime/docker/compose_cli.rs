@@ -76,6 +76,19 @@ impl ComposeCli {
         c
     }
 
+    /// Runs a compose command and returns what it did, whatever its exit code (a
+    /// program run in a one-off container: its failure is the caller's to judge).
+    pub fn output(
+        &self,
+        file: &Path,
+        project: &str,
+        vars: &[(String, String)],
+        args: &[String],
+    ) -> Result<std::process::Output, ComposeError> {
+        let what = format!("{} {}", self.name(), args.first().map(String::as_str).unwrap_or(""));
+        self.command(file, project, vars).args(args).output().map_err(|source| ComposeError::Spawn { what, source })
+    }
+
     /// Runs a compose command; its stdout, or what it said when it failed. Its output
     /// is appended to `log` when given.
     pub fn run(
@@ -109,6 +122,8 @@ impl ComposeCli {
     }
 
     /// Each service's image once the file is rendered with `vars` (`LASTGOOD_VERSION`).
+    /// A service with `build:` and no `image:` gets the name compose gives what it
+    /// builds (`<project>_<service>` for v1, `<project>-<service>` for v2).
     pub fn images(
         &self,
         file: &Path,
@@ -124,22 +139,26 @@ impl ComposeCli {
                 for (name, s) in services {
                     if let Some(image) = s.get("image").and_then(|i| i.as_str()) {
                         out.push((name.clone(), image.to_owned()));
+                    } else if s.get("build").is_some() {
+                        out.push((name.clone(), format!("{project}-{name}")));
                     }
                 }
             }
             Ok(out)
         } else {
             let yaml = self.run(file, project, vars, &["config"], None)?;
-            Ok(rendered_images(&yaml))
+            Ok(rendered_images(&yaml, project))
         }
     }
 }
 
-/// The `image:` of each service in `docker-compose config`'s output. That output is
+/// The `image:` of each service in `docker-compose config`'s output (for one with only
+/// a `build:`, `<project>_<service>`, as v1 names what it builds). That output is
 /// compose's own normalized YAML (two-space indents, one key per line), not a file a
 /// person wrote, so reading these two levels is enough.
-fn rendered_images(yaml: &str) -> Vec<(String, String)> {
+fn rendered_images(yaml: &str, project: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
+    let mut built = Vec::new();
     let mut in_services = false;
     let mut service: Option<String> = None;
     for line in yaml.lines() {
@@ -161,7 +180,14 @@ fn rendered_images(yaml: &str) -> Vec<(String, String)> {
         } else if indent == 4 {
             if let (Some(s), Some(image)) = (&service, text.strip_prefix("image:")) {
                 out.push((s.clone(), unquote(image.trim()).to_owned()));
+            } else if let (Some(s), true) = (&service, text.starts_with("build:")) {
+                built.push(s.clone());
             }
+        }
+    }
+    for s in built {
+        if !out.iter().any(|(name, _)| *name == s) {
+            out.push((s.clone(), format!("{project}_{s}")));
         }
     }
     out
@@ -179,8 +205,18 @@ mod tests {
     fn reads_images_from_compose_v1_config_output() {
         let yaml = "services:\n  web:\n    healthcheck:\n      test:\n      - CMD\n    image: lastgood-test/app:v2\n    network_mode: host\n  'worker':\n    image: 'other:v2'\nversion: '3.8'\n";
         assert_eq!(
-            rendered_images(yaml),
+            rendered_images(yaml, "p"),
             vec![("web".into(), "lastgood-test/app:v2".into()), ("worker".into(), "other:v2".into())]
+        );
+    }
+
+    #[test]
+    fn a_service_that_is_only_built_gets_the_name_compose_v1_gives_it() {
+        let yaml = "services:\n  app:\n    build:\n      context: /srv/app/releases/3\n    network_mode: host\n  \
+                    web:\n    build:\n      context: /srv/app/releases/3\n    image: web:v3\nversion: '3.8'\n";
+        assert_eq!(
+            rendered_images(yaml, "shop"),
+            vec![("web".into(), "web:v3".into()), ("app".into(), "shop_app".into())]
         );
     }
 }
