@@ -443,7 +443,7 @@ impl ComposeApp {
             return Vec::new();
         }
         let format = "{{.Id}}\t{{.Name}}\t{{index .Config.Labels \"com.docker.compose.service\"}}\t{{.Image}}\t\
-                      {{.Config.Image}}\t{{.State.Status}}\t{{if .State.Health}}{{.State.Health.Status}}{{end}}\t\
+                      {{.Config.Image}}\t{{.State.Status}}\t{{with index .State \"Health\"}}{{.Status}}{{end}}\t\
                       {{index .Config.Labels \"com.docker.compose.oneoff\"}}";
         // A container may go between ps and inspect: inspect then fails for that one
         // but still prints the others.
@@ -494,7 +494,7 @@ impl ComposeApp {
         let mut text = String::new();
         for c in self.containers() {
             let health =
-                docker(&["inspect", "--format", "{{if .State.Health}}{{json .State.Health.Log}}{{end}}", &c.id]);
+                docker(&["inspect", "--format", "{{with index .State \"Health\"}}{{json .Log}}{{end}}", &c.id]);
             let logs = Command::new("docker").args(["logs", "--tail", "20", &c.id]).output();
             let logs = logs
                 .map(|o| format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))

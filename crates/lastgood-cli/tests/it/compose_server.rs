@@ -304,7 +304,8 @@ fn the_database_service_keeps_running_while_the_app_stops_for_a_downgrade() {
     env.write("lastgood.toml", &toml.replace("run_in = \"app\"\n", "run_in = \"app\"\nservice = \"db\"\n"));
     env.run(&["deploy", "production", "v1", "--reason", "first"]).expect(0);
     env.run(&["deploy", "production", "v2", "--reason", "prices"]).expect(0);
-    let db_before = s.app.containers().into_iter().find(|c| c.service == "db").expect("the db service runs");
+    let db_before = s.app.containers().into_iter().find(|c| c.service == "db");
+    let db_before = db_before.unwrap_or_else(|| panic!("the db service runs: {:?}", s.app.containers()));
     assert_eq!(db_before.state, "running");
 
     let out = env.run(&["rollback", "production", "--allow-data-loss", "--reason", "t", "--format", "json"]);
