@@ -1,6 +1,7 @@
 """Driver of bench/compose-server.sh: a full rollback of a compose stack on an ssh host,
 lastgood against the runbook's shell commands. See the script's header."""
 
+import json
 import os
 import re
 import shlex
@@ -179,17 +180,26 @@ retries = 100
         self.wait("ok v2")
 
     def rollback(self):
+        since = time.time()
         t = time.perf_counter_ns()
-        self.lg("rollback", "production", "--to", "1", "--allow-data-loss", "--yes", "--reason", "bench")
+        out = self.lg("rollback", "production", "--to", "1", "--allow-data-loss", "--yes", "--reason", "bench",
+                      "--format", "json")
         ms = (time.perf_counter_ns() - t) / 1e6
         if self.health() != "ok v1":
             sys.exit("lastgood's rollback ended but /health answers %r" % self.health())
+        # Where the time went: the steps, and the one-off containers it started.
+        op = json.loads(out)
+        steps = ", ".join("%s %.1fs" % (st["name"], st.get("duration_ms", 0) / 1e3) for st in op.get("steps", []))
+        created = sh(["docker", "events", "--since", "%.3f" % since, "--until", "%.3f" % time.time(),
+                      "--filter", "type=container", "--filter", "event=create"], check=False).splitlines()
+        print("  lastgood: %s; %d container(s) created" % (steps, len(created)), file=sys.stderr)
         return ms
 
 
 class Runbook(Side):
     def setup(self):
         self.checkout = "%s/runbook" % base
+        sh(["chown", "-R", user, self.repo])  # the deploy user's clone source (git's ownership check)
         self.env = "cd %s && export DATABASE_URL=%s && C='docker-compose -f docker-compose.prod.yml'\n" % (
             shlex.quote(self.checkout), shlex.quote(self.url))
         ssh("set -e; git clone -q %s %s && cd %s && git -c advice.detachedHead=false checkout -q v1\n"

@@ -71,10 +71,10 @@ impl std::fmt::Debug for Placed {
 }
 
 impl Runner for Placed {
-    fn run(&self, argv: &[String], env: &[(String, String)]) -> std::io::Result<Ran> {
+    fn run(&self, argv: &[String], env: &[(String, String)]) -> std::io::Result<(u64, Ran)> {
         match &self.at {
             At::Here(site) => action::exec(site, &self.candidates, self.service.as_deref(), argv, env)
-                .map(|(_, ran)| ran)
+                .map(|(release, ran)| (release.0, ran))
                 .map_err(std::io::Error::other),
             At::Host(fleet, host) => {
                 let req = Request::Exec {
@@ -88,11 +88,19 @@ impl Runner for Placed {
                 let answer = fleet
                     .call(host, &req, &[])
                     .map_err(|e| std::io::Error::other(format!("on {}: {e}", host.label())))?;
-                answer.ran.map(|r| *r).ok_or_else(|| {
-                    std::io::Error::other(format!("lastgood's agent on {} ran nothing (an older agent?)", host.label()))
-                })
+                match (answer.current, answer.ran) {
+                    (Some(release), Some(ran)) => Ok((release, *ran)),
+                    _ => Err(std::io::Error::other(format!(
+                        "lastgood's agent on {} ran nothing (an older agent?)",
+                        host.label()
+                    ))),
+                }
             }
         }
+    }
+
+    fn preferred(&self) -> Option<u64> {
+        self.candidates.first().map(|c| c.id.0)
     }
 
     fn place(&self) -> String {

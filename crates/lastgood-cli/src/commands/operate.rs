@@ -91,7 +91,7 @@ pub fn rollback(
     let confirmed =
         cli.global.yes || plan.confirm.is_empty() || ask(&format!("{}. Roll back anyway?", plan.confirm.join("; ")));
     let mut progress = StderrProgress::new(&cli.global);
-    match engine.rollback(env, &opts, confirmed, &mut progress)? {
+    match engine.rollback_planned(env, &opts, &plan, confirmed, &mut progress)? {
         Some(report) => Ok(finish(cli, &report, Some(&plan))),
         None => {
             match cli.global.format {

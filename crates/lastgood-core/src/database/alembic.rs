@@ -295,9 +295,20 @@ impl Alembic {
 
     fn run(&self, args: &[&str]) -> Result<String, ToolError> {
         self.check()?;
+        self.program.run(&self.argv_with(args), &[])
+    }
+
+    /// [`Alembic::run`] for what reads only the project's files (the history, offline
+    /// SQL): once per process ([`Program::run_pure`]).
+    fn run_pure(&self, args: &[&str]) -> Result<String, ToolError> {
+        self.check()?;
+        self.program.run_pure(&self.argv_with(args))
+    }
+
+    fn argv_with(&self, args: &[&str]) -> Vec<String> {
         let mut argv = self.argv.clone();
         argv.extend(args.iter().map(|a| (*a).to_owned()));
-        self.program.run(&argv, &[])
+        argv
     }
 
     /// The revision the database is at (None: base, or no `alembic_version` yet).
@@ -323,13 +334,13 @@ impl Alembic {
     }
 
     pub fn history(&self) -> Result<History, ToolError> {
-        Ok(History::parse(&self.run(&["history", "--verbose"])?))
+        Ok(History::parse(&self.run_pure(&["history", "--verbose"])?))
     }
 
     /// Alembic's offline SQL for a move from `from` to `to` (None: base).
     pub fn offline_sql(&self, direction: Direction, from: Option<&str>, to: Option<&str>) -> Result<String, ToolError> {
         let range = format!("{}:{}", from.unwrap_or("base"), to.unwrap_or("base"));
-        self.run(&[verb(direction), &range, "--sql"])
+        self.run_pure(&[verb(direction), &range, "--sql"])
     }
 
     /// Moves the database to `to` (None: base).
@@ -369,8 +380,8 @@ impl Alembic {
         if history.revisions().is_empty() {
             return Ok(Vec::new());
         }
-        let ups = per_revision(&self.run(&["upgrade", "heads", "--sql"])?, Direction::Up);
-        let downs = per_revision(&self.run(&["downgrade", "heads:base", "--sql"])?, Direction::Down);
+        let ups = per_revision(&self.run_pure(&["upgrade", "heads", "--sql"])?, Direction::Up);
+        let downs = per_revision(&self.run_pure(&["downgrade", "heads:base", "--sql"])?, Direction::Down);
         let piece = |pieces: &[(String, String)], id: &str| {
             pieces.iter().find(|(r, _)| r == id).map(|(_, s)| without_bookkeeping(s, self.dialect)).unwrap_or_default()
         };

@@ -97,9 +97,12 @@ impl Ran {
 /// service's container of a release (see `crate::toolsite`). The environment holds
 /// `DATABASE_URL` and the release's variables; it never becomes argv.
 pub trait Runner: std::fmt::Debug {
-    fn run(&self, argv: &[String], env: &[(String, String)]) -> std::io::Result<Ran>;
+    /// Runs `argv`: the release whose tree or image ran it, and what it did.
+    fn run(&self, argv: &[String], env: &[(String, String)]) -> std::io::Result<(u64, Ran)>;
     /// Where, in words, for messages (`the app container of release 3 on deploy@web1`).
     fn place(&self) -> String;
+    /// The release that runs a program whenever it can (the newest candidate).
+    fn preferred(&self) -> Option<u64>;
 }
 
 /// One program of a schema tool, ready to run in a folder against a database.
@@ -153,6 +156,12 @@ impl Program {
 
     /// Runs `argv` in the folder; its stdout when it exits 0.
     pub fn run(&self, argv: &[String], extra: &[(String, String)]) -> Result<String, ToolError> {
+        self.run_by(argv, extra).map(|(_, out)| out)
+    }
+
+    /// [`Program::run`], and whether the place that ran it is the one it always runs
+    /// in (here, or the runner's preferred release).
+    fn run_by(&self, argv: &[String], extra: &[(String, String)]) -> Result<(bool, String), ToolError> {
         let first = argv.first().cloned().unwrap_or_default();
         let spawn = |source| ToolError::Spawn { program: first.clone(), cwd: self.cwd.clone(), source };
         let ran = match &self.runner {
@@ -160,23 +169,28 @@ impl Program {
                 let mut env = vec![("DATABASE_URL".to_owned(), self.database_url.clone())];
                 env.extend(self.vars.iter().cloned());
                 env.extend(extra.iter().cloned());
-                runner.run(argv, &env).map_err(spawn)?
+                let (by, ran) = runner.run(argv, &env).map_err(spawn)?;
+                (runner.preferred() == Some(by), ran)
             }
-            None => Ran::of(
-                Command::new(crate::exec::program_path(&first, &self.cwd))
-                    .args(argv.iter().skip(1))
-                    .current_dir(&self.cwd)
-                    .env("DATABASE_URL", &self.database_url)
-                    .envs(self.vars.iter().map(|(k, v)| (k, v)))
-                    .envs(extra.iter().map(|(k, v)| (k, v)))
-                    .stdin(Stdio::null())
-                    .output()
-                    .map_err(spawn)?,
+            None => (
+                true,
+                Ran::of(
+                    Command::new(crate::exec::program_path(&first, &self.cwd))
+                        .args(argv.iter().skip(1))
+                        .current_dir(&self.cwd)
+                        .env("DATABASE_URL", &self.database_url)
+                        .envs(self.vars.iter().map(|(k, v)| (k, v)))
+                        .envs(extra.iter().map(|(k, v)| (k, v)))
+                        .stdin(Stdio::null())
+                        .output()
+                        .map_err(spawn)?,
+                ),
             ),
         };
+        let (settled, ran) = ran;
         let stdout = self.mask(&ran.stdout);
         if ran.code == Some(0) {
-            return Ok(stdout);
+            return Ok((settled, stdout));
         }
         let stderr = self.mask(&ran.stderr);
         let status = match ran.code {
@@ -190,6 +204,30 @@ impl Program {
             stdout: tail(&stdout),
             stderr: tail(&stderr),
         })
+    }
+
+    /// [`Program::run`] for a command whose output depends only on the project's files
+    /// (`alembic history --verbose`, offline `--sql`): each such command runs once per
+    /// process and place. A tool in a container costs a container start and an
+    /// interpreter per run; a rollback plans before it takes the lock and again in its
+    /// step, and both need the same history and SQL. Failures are not kept, nor what
+    /// an older release ran because the preferred one could not (yet: a deploy plans
+    /// before its release is built). The release's variables (`LASTGOOD_*`) are not part
+    /// of the key: they say what lastgood is moving to, not what the files hold.
+    pub fn run_pure(&self, argv: &[String]) -> Result<String, ToolError> {
+        thread_local! {
+            static PURE: std::cell::RefCell<std::collections::HashMap<String, String>> = Default::default();
+        }
+        let place = self.runner.as_ref().map(|r| r.place()).unwrap_or_default();
+        let key = [self.cwd.display().to_string(), place, self.database_url.clone(), argv.join("\0")].join("\u{1}");
+        if let Some(out) = PURE.with(|c| c.borrow().get(&key).cloned()) {
+            return Ok(out);
+        }
+        let (settled, out) = self.run_by(argv, &[])?;
+        if settled {
+            PURE.with(|c| c.borrow_mut().insert(key, out.clone()));
+        }
+        Ok(out)
     }
 
     fn mask(&self, text: &str) -> String {

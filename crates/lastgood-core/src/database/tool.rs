@@ -204,6 +204,17 @@ impl Tool {
         }
     }
 
+    /// The revision the schema is at after `plan` ran without an error. Alembic exits
+    /// 0 only once it stamped the plan's target, so that is where it is, without
+    /// another run of the tool (a container start, where it runs in one); the others
+    /// are asked.
+    pub fn reached(&mut self, plan: &ToolPlan) -> Result<Option<String>> {
+        match (&*self, &plan.target) {
+            (Self::Alembic(_), Some(target)) if target != "heads" && target != "head" => Ok(Some(target.clone())),
+            _ => self.current(),
+        }
+    }
+
     /// `db status`: the current revision, what is applied and what is pending.
     pub fn status(&mut self) -> Result<Status> {
         match self {

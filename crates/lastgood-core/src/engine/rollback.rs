@@ -239,8 +239,22 @@ impl Engine {
         confirmed: bool,
         progress: &mut dyn Progress,
     ) -> Result<Option<Report>> {
-        let env = self.env(env_name)?;
         let view = self.plan_rollback(env_name, opts)?;
+        self.rollback_planned(env_name, opts, &view, confirmed, progress)
+    }
+
+    /// [`Engine::rollback`] with the plan the caller already made (and showed) with the
+    /// same options: its refusals end it before the lock is taken; under the lock the
+    /// plan is made again, since the ledger or the database may have moved meanwhile.
+    pub fn rollback_planned(
+        &self,
+        env_name: &str,
+        opts: &RollbackOptions,
+        view: &PlanView,
+        confirmed: bool,
+        progress: &mut dyn Progress,
+    ) -> Result<Option<Report>> {
+        let env = self.env(env_name)?;
         if let Some(refused) = view.refused(|r| confirmed && matches!(r, Refusal::Unconfirmed { .. })) {
             return Err(refused);
         }

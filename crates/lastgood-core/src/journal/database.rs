@@ -94,7 +94,7 @@ impl Journal<'_> {
             }
         }
         let moved = tool.run(plan, &mut |_, _, _| {})?;
-        let revision = tool.current()?;
+        let revision = tool.reached(plan)?;
         notes.push(format!(
             "{} {} migration(s); schema at {}",
             if way == Way::Up { "applied" } else { "reverted" },
