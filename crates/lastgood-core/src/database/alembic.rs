@@ -313,7 +313,8 @@ impl Alembic {
 
     /// The revision the database is at (None: base, or no `alembic_version` yet).
     pub fn current(&self) -> Result<Option<String>, ToolError> {
-        let out = self.run(&["current"])?;
+        self.check()?;
+        let out = self.program.run_state(&self.argv_with(&["current"]))?;
         // Lines look like `ae1027a6acf (head)`; logging goes to stderr, but a config may
         // log to stdout, so only lines of that shape count.
         let heads: Vec<String> = out

@@ -105,6 +105,19 @@ pub trait Runner: std::fmt::Debug {
     fn preferred(&self) -> Option<u64>;
 }
 
+thread_local! {
+    /// What commands that read only the project's files printed ([`Program::run_pure`]).
+    static PURE: std::cell::RefCell<std::collections::HashMap<String, String>> = Default::default();
+    /// What commands that read the database's position printed ([`Program::run_state`]).
+    static STATE: std::cell::RefCell<std::collections::HashMap<String, String>> = Default::default();
+}
+
+/// Forgets where the database was read to be: an operation that took its lock reads
+/// it again (someone may have moved it before), then trusts it until it moves it.
+pub fn forget_state() {
+    STATE.with(|c| c.borrow_mut().clear());
+}
+
 /// One program of a schema tool, ready to run in a folder against a database.
 #[derive(Debug, Clone)]
 pub struct Program {
@@ -156,6 +169,8 @@ impl Program {
 
     /// Runs `argv` in the folder; its stdout when it exits 0.
     pub fn run(&self, argv: &[String], extra: &[(String, String)]) -> Result<String, ToolError> {
+        // Whatever it is, it may move the database.
+        forget_state();
         self.run_by(argv, extra).map(|(_, out)| out)
     }
 
@@ -215,11 +230,7 @@ impl Program {
     /// before its release is built). The release's variables (`LASTGOOD_*`) are not part
     /// of the key: they say what lastgood is moving to, not what the files hold.
     pub fn run_pure(&self, argv: &[String]) -> Result<String, ToolError> {
-        thread_local! {
-            static PURE: std::cell::RefCell<std::collections::HashMap<String, String>> = Default::default();
-        }
-        let place = self.runner.as_ref().map(|r| r.place()).unwrap_or_default();
-        let key = [self.cwd.display().to_string(), place, self.database_url.clone(), argv.join("\0")].join("\u{1}");
+        let key = self.key(argv);
         if let Some(out) = PURE.with(|c| c.borrow().get(&key).cloned()) {
             return Ok(out);
         }
@@ -228,6 +239,24 @@ impl Program {
             PURE.with(|c| c.borrow_mut().insert(key, out.clone()));
         }
         Ok(out)
+    }
+
+    /// [`Program::run`] for a command that reads where the database is (`alembic
+    /// current`): asked again only after [`forget_state`] (an operation takes its lock)
+    /// or after this process ran anything else through a program (a migration).
+    pub fn run_state(&self, argv: &[String]) -> Result<String, ToolError> {
+        let key = self.key(argv);
+        if let Some(out) = STATE.with(|c| c.borrow().get(&key).cloned()) {
+            return Ok(out);
+        }
+        let (_, out) = self.run_by(argv, &[])?;
+        STATE.with(|c| c.borrow_mut().insert(key, out.clone()));
+        Ok(out)
+    }
+
+    fn key(&self, argv: &[String]) -> String {
+        let place = self.runner.as_ref().map(|r| r.place()).unwrap_or_default();
+        [self.cwd.display().to_string(), place, self.database_url.clone(), argv.join("\0")].join("\u{1}")
     }
 
     fn mask(&self, text: &str) -> String {

@@ -126,6 +126,8 @@ impl Engine {
             ));
         }
         let fence = Fence { env: env.name.clone(), epoch };
+        // What was read of the database before the lock may have moved since.
+        crate::database::program::forget_state();
         let url = self.config.ledger.clone();
         let heartbeat =
             Heartbeat::start(Box::new(move || open_ledger(&url)), fence.clone(), env.lease, self.ctx.clone());
