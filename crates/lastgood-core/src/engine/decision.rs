@@ -212,7 +212,13 @@ impl Engine {
         let Choice { issue, scope, target, reason, mut why, what } = choice;
         let env = f.env.name.as_str();
         let mut opts =
-            RollbackOptions { target: target.clone(), scope, reason: Some(reason.clone()), allow_data_loss: false };
+            RollbackOptions {
+                target: target.clone(),
+                scope,
+                reason: Some(reason.clone()),
+                allow_data_loss: false,
+                allow_major: false,
+            };
         let mut decision = Decision {
             issue,
             scope: Some(scope),

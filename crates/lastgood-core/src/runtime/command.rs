@@ -90,6 +90,17 @@ impl Runtime for Command<'_> {
         Ok(())
     }
 
+    /// What `current` prints now: a parameter changed by hand shows here.
+    fn desired(&self) -> std::result::Result<Option<(String, String)>, Refusal> {
+        let what = format!("`current` ({})", self.current.map(|c| c.join(" ")).unwrap_or_default());
+        Ok(self.running(&[]).map(|v| (what, v)))
+    }
+
+    /// A parameter may be overwritten on purpose: `--yes` says so.
+    fn drift_consent(&self) -> bool {
+        true
+    }
+
     fn workdir(&self, _id: ReleaseId) -> PathBuf {
         self.dir()
     }
@@ -100,7 +111,10 @@ impl Runtime for Command<'_> {
 
     fn describe(&self, step: &Step, facts: &StepFacts) -> String {
         match (step, facts.version.as_deref()) {
-            (Step::Switch { .. }, Some(v)) => format!("run {} with LASTGOOD_VERSION={v}", self.switch.join(" ")),
+            (Step::Switch { .. }, Some(v)) => format!(
+                "run {} with LASTGOOD_VERSION={v}",
+                crate::placeholder::argv(self.switch, &[("LASTGOOD_VERSION".into(), v.to_owned())]).join(" ")
+            ),
             (Step::Switch { release }, None) => format!("run {} for {release}", self.switch.join(" ")),
             (Step::Unlink, _) => "nothing to remove: the pipeline owns what serves".into(),
             (other, _) => generic(other, facts),
