@@ -33,6 +33,8 @@ mod fleet;
 mod input;
 mod lock;
 mod outputs;
+mod pipelines;
+mod gitops_branch;
 mod record;
 mod report;
 mod restore;

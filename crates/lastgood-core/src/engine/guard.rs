@@ -52,7 +52,9 @@ impl Engine {
                 }
             }
         }
-        if !env.hosts.is_empty() {
+        // On a fleet each host reports its own; after an interrupted operation the
+        // world may be half way, and `resume` is what is needed (exit 5, said later).
+        if !env.hosts.is_empty() || self.ledger.running_operation(&env.name).ok().flatten().is_some() {
             return;
         }
         let site = Site::local(env);

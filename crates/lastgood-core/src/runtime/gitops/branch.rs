@@ -135,7 +135,7 @@ impl GitOps<'_> {
             return Err(step(format!("git commit-tree: {}", super::said(&out))));
         }
         let sha = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        crate::failpoint::hit("gitops:committed");
+        crate::failpoint::hit("mid:switch");
         self.push(&sha, None).map(Some)
     }
 }

@@ -299,7 +299,7 @@ impl GitOps<'_> {
             return Ok(Some(format!("the trigger already ran for {} (not run again)", short(tip))));
         }
         std::fs::write(&marker, b"started\n").map_err(Error::io("write", &marker))?;
-        crate::failpoint::hit("gitops:triggered");
+        crate::failpoint::hit("mid:trigger");
         let log = self.site.state_dir().join(format!("trigger-{}.log", a.release.id.0));
         let mut vars = a.vars.clone();
         vars.push(("LASTGOOD_HOST".into(), self.site.host.clone()));
@@ -319,6 +319,7 @@ impl GitOps<'_> {
                 None => (format!("{} already sets {version} at {}", self.cfg.branch, short(&tip)), tip),
                 Some(Pushed::Moved) => continue,
                 Some(Pushed::Done(sha)) => {
+                    crate::failpoint::hit("mid:pushed");
                     let moved = if n > 1 { format!(" (the branch moved; attempt {n})") } else { String::new() };
                     let how = if a.back && self.cfg.mode == GitopsMode::Reset { "reset" } else { "pushed" };
                     (format!("{how} {} now sets {version}: {}{moved}", self.cfg.branch, short(&sha)), sha)
