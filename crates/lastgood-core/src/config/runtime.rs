@@ -83,7 +83,8 @@ pub(super) fn check_runtime(raw: &RawEnv, dir: &Path, env: &crate::model::EnvNam
             // run from lastgood's own working folder, which nobody writes scripts into.
             Some(mut w) if !w.is_empty() && !w[0].is_empty() => {
                 if w[0].contains('/') && Path::new(&w[0]).is_relative() {
-                    w[0] = resolve(dir, &w[0]).to_string_lossy().into_owned();
+                    let relative: PathBuf = Path::new(&w[0]).components().filter(|c| c.as_os_str() != ".").collect();
+                    w[0] = resolve(dir, &relative.to_string_lossy()).to_string_lossy().into_owned();
                 }
                 Ok(Some(w))
             }

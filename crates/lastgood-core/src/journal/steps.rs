@@ -138,7 +138,8 @@ impl Journal<'_> {
         let r = self.release(release)?;
         // What lastgood may have left serving: the ledger's current release and, on the
         // way back, the release this operation was switching to.
-        let mut may_serve = vec![self.ledger.env_state(&self.env.name)?.current];
+        let current = self.ledger.env_state(&self.env.name)?.current;
+        let mut may_serve = vec![current];
         if !self.ships(rec) {
             may_serve.extend([Some(self.op.to), self.op.from]);
         }
@@ -167,6 +168,7 @@ impl Journal<'_> {
                 .flatten()
                 .map(|c| c.as_str().to_owned())
                 .collect(),
+            current: current == Some(release),
         })
     }
 

@@ -150,6 +150,9 @@ pub struct Activation {
     /// commit): a reset may drop those, and nothing else that is not lastgood's own.
     #[serde(default)]
     pub known: Vec<String>,
+    /// The ledger already calls this release current (an abort before anything moved).
+    #[serde(default)]
+    pub current: bool,
 }
 
 /// Where a runtime's switch happens.

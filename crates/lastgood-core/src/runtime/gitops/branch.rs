@@ -39,8 +39,10 @@ impl GitOps<'_> {
 
     fn same_tree(&self, a: &str, b: &str) -> Result<bool> {
         let (ta, tb) = (format!("{a}^{{tree}}"), format!("{b}^{{tree}}"));
+        // Without --verify, rev-parse echoes `--end-of-options` itself: only the last two
+        // lines are the trees.
         let out = self.ok(&["rev-parse", "--end-of-options", &ta, &tb], "rev-parse")?;
-        let mut trees = out.lines();
+        let mut trees = out.lines().rev();
         Ok(trees.next() == trees.next())
     }
 

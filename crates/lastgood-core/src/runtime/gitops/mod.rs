@@ -316,6 +316,15 @@ impl GitOps<'_> {
         for n in 1..=ATTEMPTS {
             let tip = self.fetch()?;
             let (line, tip) = match attempt(&tip)? {
+                // Nothing moved and the ledger says it serves (an abort before any
+                // push): there is nothing for the pipeline to do.
+                None if a.current => {
+                    return Ok(format!(
+                        "{} already sets {version} at {}, which serves: nothing to trigger",
+                        self.cfg.branch,
+                        short(&tip)
+                    ));
+                }
                 None => (format!("{} already sets {version} at {}", self.cfg.branch, short(&tip)), tip),
                 Some(Pushed::Moved) => continue,
                 Some(Pushed::Done(sha)) => {
