@@ -343,7 +343,7 @@ impl Target {
     /// `last-good`, `previous`, `#3`, `3`, `version:TEXT`, or anything else as a
     /// version or commit.
     pub fn parse(s: &str) -> Result<Self, InvalidValue> {
-        Self::parse_with(s, |v| Version::parse(v))
+        Self::parse_with(s, Version::parse)
     }
 
     /// The same, for runtimes whose versions are opaque strings.

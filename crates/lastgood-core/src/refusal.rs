@@ -45,7 +45,9 @@ pub enum Refusal {
     #[error("{} says {running}, but the ledger's current release is {recorded}: someone else changed it{}{}", what, by.as_ref().map(|b| format!(" ({b})")).unwrap_or_default(), if *consent { "; nothing was changed. Decide which version should run; --yes overwrites it" } else { "; lastgood does not overwrite it and nothing was pushed. Decide which version should run, then deploy it" })]
     Drift { what: String, running: String, recorded: String, by: Option<String>, consent: bool },
     /// The rollback or deploy lowers the major version.
-    #[error("{to} lowers the major version of the current release {from}: major releases change schemas and data that down migrations may not undo, so going back across one needs the developers; involve them, then pass --allow-major")]
+    #[error(
+        "{to} lowers the major version of the current release {from}: major releases change schemas and data that down migrations may not undo, so going back across one needs the developers; involve them, then pass --allow-major"
+    )]
     MajorVersion { from: String, to: String },
     /// A GitOps repository's history would lose someone else's work.
     #[error("{detail}")]

@@ -174,4 +174,3 @@ fn targets_by_id_number_version_and_never_the_wrong_build() {
     run.expect(2);
     assert!(run.stderr.contains("candidate: #2 1 (good)"), "{}", run.stderr);
 }
-

@@ -60,11 +60,14 @@ impl Engine {
         let id = self.ledger.next_release_id(&env.name)?;
         let before = self.ledger.release_before(&env.name, id)?;
         let (commit, features) = match &commit {
-            Some(c) => {
-                (commit.clone(), crate::git::subjects(&env.source, before.as_ref().and_then(|r| r.commit.as_ref()), c, 50)?)
-            }
+            Some(c) => (
+                commit.clone(),
+                crate::git::subjects(&env.source, before.as_ref().and_then(|r| r.commit.as_ref()), c, 50)?,
+            ),
             // A runtime that resolves versions itself (GitOps branch mode) names the commit.
-            None => match rt.resolve(version.as_str(), before.as_ref().and_then(|r| r.commit.as_ref()).map(|c| c.as_str()))? {
+            None => match rt
+                .resolve(version.as_str(), before.as_ref().and_then(|r| r.commit.as_ref()).map(|c| c.as_str()))?
+            {
                 Some((c, features)) => (Some(CommitId::parse(&c)?), features),
                 None => (None, Vec::new()),
             },

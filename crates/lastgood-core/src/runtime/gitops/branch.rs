@@ -27,7 +27,10 @@ impl GitOps<'_> {
         let spec = format!("{version}^{{commit}}");
         let out = self.run(&["rev-parse", "--verify", "--quiet", "--end-of-options", &spec], None)?;
         if !out.status.success() {
-            return Err(Error::UnknownVersion { version: version.to_owned(), source_dir: self.cfg.repo.clone().into() });
+            return Err(Error::UnknownVersion {
+                version: version.to_owned(),
+                source_dir: self.cfg.repo.clone().into(),
+            });
         }
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
     }
@@ -62,7 +65,11 @@ impl GitOps<'_> {
             self.cfg.branch,
             self.site.env
         );
-        Err(Error::refused(self.site.env.to_string(), "deploy", Refusal::Version { version: version.to_owned(), detail }))
+        Err(Error::refused(
+            self.site.env.to_string(),
+            "deploy",
+            Refusal::Version { version: version.to_owned(), detail },
+        ))
     }
 
     /// VERSION's commit and the subjects of the commits since `since`, newest first.
@@ -132,7 +139,8 @@ impl GitOps<'_> {
         let title = format!("lastgood: roll back {env} to {id} ({version})");
         let msg = self.message(a, "rollback", title, Some(body));
         let tree = format!("{target}^{{tree}}");
-        let out = self.run_as(&["commit-tree", "-p", tip, "-F", "-", "--end-of-options", &tree], Some(&msg), &a.actor)?;
+        let out =
+            self.run_as(&["commit-tree", "-p", tip, "-F", "-", "--end-of-options", &tree], Some(&msg), &a.actor)?;
         if !out.status.success() {
             return Err(step(format!("git commit-tree: {}", super::said(&out))));
         }

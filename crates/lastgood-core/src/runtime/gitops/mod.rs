@@ -303,8 +303,7 @@ impl GitOps<'_> {
         let log = self.site.state_dir().join(format!("trigger-{}.log", a.release.id.0));
         let mut vars = a.vars.clone();
         vars.push(("LASTGOOD_HOST".into(), self.site.host.clone()));
-        crate::exec::run_logged(argv, &self.site.deploy_to, &vars, &log)
-            .map_err(|e| step(format!("trigger: {e}")))?;
+        crate::exec::run_logged(argv, &self.site.deploy_to, &vars, &log).map_err(|e| step(format!("trigger: {e}")))?;
         Ok(Some("the trigger ran".into()))
     }
 
