@@ -495,3 +495,39 @@ fn gitops_hostile_settings_and_unreachable_repositories() {
     env.run(&["deploy", "production", "v1"]).expect(0);
     assert!(started.elapsed() < Duration::from_secs(30));
 }
+
+#[test]
+fn gitops_reason_in_the_revert_hash_targets_status_fetches_and_rewritten_history() {
+    let (env, remote, _world) = gitops_env("");
+    env.run(&["deploy", "production", "v1", "--reason", "first"]).expect(0);
+    env.run(&["deploy", "production", "v2", "--reason", "second"]).expect(0);
+    // The runbook picks the GitOps commit from the timeline: history shows it.
+    let h = env.history();
+    let deployed = h[1]["deploy_commit"].as_str().unwrap().to_owned();
+    assert!(remote.is_ancestor(&deployed));
+    env.run(&["rollback", "production", "--to", &deployed[..8], "--reason", "login broken"]).expect(0);
+    let body = git(&remote.bare, &["log", "-1", "--format=%B", "main"]);
+    assert!(body.contains("Reason: login broken"), "{body}");
+    assert!(!body.contains("second"), "{body}");
+    assert_eq!(remote.version(), "v1");
+
+    // History rewritten (force-pushed): the deploy commits are gone, the version still
+    // resolves, and the plan says how it will be reached.
+    env.run(&["deploy", "production", "v3"]).expect(0);
+    git(&remote.other, &["checkout", "-q", "--orphan", "rewritten"]);
+    std::fs::write(remote.other.join("apps/web/version"), "v3\n").unwrap();
+    git(&remote.other, &["add", "-A"]);
+    git(&remote.other, &["commit", "-qm", "Squashed history"]);
+    git(&remote.other, &["push", "-q", "--force", "origin", "HEAD:main"]);
+    let dry = env.run(&["rollback", "production", "--to", "v2", "--dry-run"]);
+    assert!(dry.expect(0).stdout.contains("written directly if #2's deploy commit is no longer"), "{}", dry.stdout);
+    env.run(&["rollback", "production", "--to", "v2", "--yes", "--reason", "rewritten"]).expect(0);
+    assert_eq!(remote.version(), "v2");
+    let body = git(&remote.bare, &["log", "-1", "--format=%B", "main"]);
+    assert!(body.contains("not in this branch's history"), "{body}");
+
+    // `status` fetches before it reports: a version set by hand shows at once.
+    remote.push_other("apps/web/version", "v7-by-hand\n", "By hand");
+    let status = env.status();
+    assert_eq!(status["runtime_version"], "v7-by-hand", "{status}");
+}

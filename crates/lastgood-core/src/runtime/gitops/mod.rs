@@ -480,7 +480,9 @@ impl Runtime for GitOps<'_> {
                 "move {branch} back to the commit of {release} ({version}) with --force-with-lease (no commit is made; refused if it would drop a commit no release of this environment deployed)"
             ),
             (Step::Switch { release }, Some(file)) if facts.back => {
-                format!("revert lastgood's commits on {branch} since {release}, so {file} says {version}; push")
+                format!(
+                    "revert lastgood's commits on {branch} since {release}, so {file} says {version} (written directly if {release}'s deploy commit is no longer in {branch}'s history); push"
+                )
             }
             (Step::Switch { release }, None) if facts.back => format!(
                 "revert every commit on {branch} after {release} ({version}), newest first, in one commit; push (history kept, nothing forced)"
