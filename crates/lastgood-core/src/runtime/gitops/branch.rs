@@ -40,13 +40,18 @@ impl GitOps<'_> {
         Ok(out.status.success())
     }
 
-    fn same_tree(&self, a: &str, b: &str) -> Result<bool> {
+    /// Whether two commits hold the same tree; None when `b` is not in the clone.
+    fn same_tree(&self, a: &str, b: &str) -> Result<Option<bool>> {
         let (ta, tb) = (format!("{a}^{{tree}}"), format!("{b}^{{tree}}"));
         // Without --verify, rev-parse echoes `--end-of-options` itself: only the last two
         // lines are the trees.
-        let out = self.ok(&["rev-parse", "--end-of-options", &ta, &tb], "rev-parse")?;
+        let out = self.run(&["rev-parse", "--end-of-options", &ta, &tb], None)?;
+        if !out.status.success() {
+            return Ok(None);
+        }
+        let out = String::from_utf8_lossy(&out.stdout);
         let mut trees = out.lines().rev();
-        Ok(trees.next() == trees.next())
+        Ok(Some(trees.next() == trees.next()))
     }
 
     /// A deploy must find the branch at VERSION or be able to fast-forward it there.
@@ -90,14 +95,13 @@ impl GitOps<'_> {
         let Some(target) = a.release.commit.as_deref() else {
             return Err(step(format!("{id} ({version}) names no commit; branch mode needs one")));
         };
-        let known = self.run(&["cat-file", "-e", "--end-of-options", &format!("{target}^{{commit}}")], None)?;
-        if !known.status.success() {
-            return Err(step(format!(
+        let gone = || {
+            step(format!(
                 "commit {} of {id} is no longer in {}: its history was rewritten; deploy a commit the branch has",
                 short(target),
                 self.cfg.repo
-            )));
-        }
+            ))
+        };
         if !a.back {
             if tip == target {
                 return Ok(None);
@@ -112,8 +116,10 @@ impl GitOps<'_> {
             }
             return self.push(target, None).map(Some);
         }
-        if self.same_tree(tip, target)? {
-            return Ok(None);
+        match self.same_tree(tip, target)? {
+            None => return Err(gone()),
+            Some(true) => return Ok(None),
+            Some(false) => {}
         }
         if self.cfg.mode == GitopsMode::Reset {
             if let Some(other) = self.foreign_since(target, tip, &a.known)? {
@@ -121,7 +127,12 @@ impl GitOps<'_> {
             }
             return self.push(target, Some(tip)).map(Some);
         }
-        let reverted: Vec<String> = self.log(&format!("{target}..{tip}"), &[])?.into_iter().map(|c| c.sha).collect();
+        // Each commit after the target, with its parents: the target is in the tip's
+        // history exactly when one of them has it as a parent.
+        let range = format!("{target}..{tip}");
+        let text = self.ok(&["log", "--format=%H %P", "--end-of-options", &range], "git log")?;
+        let reverted: Vec<String> = text.lines().filter_map(|l| l.split(' ').next()).map(str::to_owned).collect();
+        let in_history = text.lines().any(|l| l.split(' ').skip(1).any(|p| p == target));
         let names: Vec<&str> = reverted.iter().map(|s| short(s)).collect();
         let mut body = format!(
             "This reverts commit{} {} (newest first), restoring the tree of {}.",
@@ -129,7 +140,7 @@ impl GitOps<'_> {
             names.join(", "),
             short(target)
         );
-        if !self.is_ancestor(target, tip)? {
+        if !in_history {
             body.push_str(&format!(
                 " {} is no longer in {}'s history (it was rewritten): its tree is committed on top of the tip.",
                 short(target),
