@@ -169,8 +169,13 @@ fn targets_by_id_number_version_and_never_the_wrong_build() {
     // An all-digit value only one release has, as a version: that release.
     let plan = env.run(&["rollback", "production", "--to", "41", "--dry-run", "--format", "json"]);
     assert_eq!(plan.expect(0).json()["to"]["id"], 1);
+    // Spryker's desired_version as an all-digit commit hash: read as the version it is.
+    env.run(&["deploy", "production", "5189843"]).expect(0);
+    let plan = env.run(&["rollback", "production", "--to", "5189843", "--dry-run", "--format", "json"]);
+    assert_eq!(plan.expect(0).json()["to"]["id"], 4);
     // A miss lists the candidates with ids and versions.
     let run = env.run(&["rollback", "production", "--to", "nope", "--reason", "x"]);
     run.expect(2);
     assert!(run.stderr.contains("candidate: #2 1 (good)"), "{}", run.stderr);
+    assert!(run.stderr.contains("candidate: #4 5189843 (good)"), "{}", run.stderr);
 }
