@@ -23,7 +23,7 @@ impl GitOps<'_> {
     fn commit_of(&self, version: &str) -> Result<String> {
         Version::parse(version)?;
         self.init()?;
-        self.fetch()?;
+        self.fresh_tip()?;
         let spec = format!("{version}^{{commit}}");
         let out = self.run(&["rev-parse", "--verify", "--quiet", "--end-of-options", &spec], None)?;
         if !out.status.success() {
@@ -116,7 +116,26 @@ impl GitOps<'_> {
             }
             return self.push(target, None).map(Some);
         }
-        match self.same_tree(tip, target)? {
+        // One read gives the commits after the target (with their trees and parents) and
+        // the boundary, the target itself when it is in the tip's history.
+        let range = format!("{target}..{tip}");
+        let out = self.run(&["log", "--boundary", "--format=%m%H %T %P", "--end-of-options", &range], None)?;
+        if !out.status.success() {
+            return Err(gone());
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let rows: Vec<(bool, Vec<&str>)> =
+            text.lines().filter_map(|l| Some((l.starts_with('-'), l.get(1..)?.split(' ').collect()))).collect();
+        let tree_of =
+            |sha: &str| rows.iter().find(|(_, f)| f.first() == Some(&sha)).and_then(|(_, f)| f.get(1).copied());
+        let reverted: Vec<String> = rows.iter().filter(|(b, _)| !b).map(|(_, f)| f[0].to_owned()).collect();
+        let in_history = rows.iter().any(|(b, f)| *b && f.first() == Some(&target));
+        let same = match (tree_of(tip), tree_of(target)) {
+            (Some(x), Some(y)) => Some(x == y),
+            // The target is not in the tip's history, or is the tip or after it.
+            _ => self.same_tree(tip, target)?,
+        };
+        match same {
             None => return Err(gone()),
             Some(true) => return Ok(None),
             Some(false) => {}
@@ -127,12 +146,6 @@ impl GitOps<'_> {
             }
             return self.push(target, Some(tip)).map(Some);
         }
-        // Each commit after the target, with its parents: the target is in the tip's
-        // history exactly when one of them has it as a parent.
-        let range = format!("{target}..{tip}");
-        let text = self.ok(&["log", "--format=%H %P", "--end-of-options", &range], "git log")?;
-        let reverted: Vec<String> = text.lines().filter_map(|l| l.split(' ').next()).map(str::to_owned).collect();
-        let in_history = text.lines().any(|l| l.split(' ').skip(1).any(|p| p == target));
         let names: Vec<&str> = reverted.iter().map(|s| short(s)).collect();
         let mut body = format!(
             "This reverts commit{} {} (newest first), restoring the tree of {}.",

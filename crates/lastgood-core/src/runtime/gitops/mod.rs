@@ -49,6 +49,14 @@ use crate::plan::Step;
 const ATTEMPTS: usize = 5;
 /// How long `status` waits for a fetch before it reports what it last saw.
 const STATUS_FETCH: Duration = Duration::from_secs(10);
+/// How old a fetch made earlier in this command may be for a later step to use it.
+const REUSE_FETCH: Duration = Duration::from_secs(10);
+
+/// The clone this process last fetched, and when.
+fn fetched() -> &'static std::sync::Mutex<Option<(PathBuf, Instant)>> {
+    static FETCHED: std::sync::Mutex<Option<(PathBuf, Instant)>> = std::sync::Mutex::new(None);
+    &FETCHED
+}
 
 pub struct GitOps<'a> {
     pub site: &'a Site,
@@ -159,7 +167,25 @@ impl GitOps<'_> {
     /// Fetches the branch; its tip.
     fn fetch(&self) -> Result<String> {
         self.ok(&self.fetch_args(), &format!("cannot fetch {} from {}", self.cfg.branch, self.cfg.repo))?;
+        self.fetched_now();
         self.tip()
+    }
+
+    fn fetched_now(&self) {
+        *fetched().lock().unwrap_or_else(|p| p.into_inner()) = Some((self.wc(), Instant::now()));
+    }
+
+    /// The tip as of a fetch this process made moments ago, else a fetch. One command
+    /// plans, preflights and switches: it talks to the remote once before its push. A
+    /// branch that moved since makes the push fail (a plain push, or a lease on the tip
+    /// seen), and the next attempt fetches again.
+    fn fresh_tip(&self) -> Result<String> {
+        let recent = fetched()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|(wc, at)| *wc == self.wc() && at.elapsed() < REUSE_FETCH);
+        if recent { self.tip() } else { self.fetch() }
     }
 
     /// The branch's tip as of the last fetch (or push): its loose ref file when git
@@ -321,7 +347,7 @@ impl GitOps<'_> {
         self.init()?;
         let version = a.release.version.as_str();
         for n in 1..=ATTEMPTS {
-            let tip = self.fetch()?;
+            let tip = if n == 1 { self.fresh_tip()? } else { self.fetch()? };
             let (line, tip) = match attempt(&tip)? {
                 // Nothing moved and the ledger says it serves (an abort before any
                 // push): there is nothing for the pipeline to do.
@@ -354,23 +380,23 @@ impl GitOps<'_> {
 }
 
 impl Runtime for GitOps<'_> {
+    /// The repository is readable and has the branch: proved by the fetch the switch
+    /// would start with anyway (lastgood's clone is created the first time), so a
+    /// rollback talks to the remote once before its push, not twice.
     fn prepare(&self) -> std::result::Result<(), Refusal> {
         usable_dir("lastgood's state folder", &self.site.state_dir())?;
-        let branch = format!("refs/heads/{}", self.cfg.branch);
         let repo = format!("the repository {}", self.cfg.repo);
-        let out = self
-            .command(&self.site.state_dir(), "lastgood")
-            .args(["ls-remote", "--end-of-options", &self.cfg.repo, &branch])
-            .output()
-            .map_err(|e| unusable(&repo, format!("cannot run git: {e}")))?;
-        if !out.status.success() {
-            return Err(unusable(&repo, format!("it cannot be read: {}", said(&out))));
+        self.init().map_err(|e| unusable(&repo, e))?;
+        let out = self.run(&self.fetch_args(), None).map_err(|e| unusable(&repo, e))?;
+        if out.status.success() {
+            self.fetched_now();
+            return Ok(());
         }
-        if out.stdout.is_empty() {
+        if String::from_utf8_lossy(&out.stderr).contains("couldn't find remote ref") {
             let with = self.cfg.version_file.as_deref().map(|f| format!(" (with {f})")).unwrap_or_default();
             return Err(unusable(&repo, format!("it has no branch {}; create it{with} first", self.cfg.branch)));
         }
-        Ok(())
+        Err(unusable(&repo, format!("it cannot be read: {}", said(&out))))
     }
 
     fn placement(&self) -> Placement {
@@ -393,7 +419,7 @@ impl Runtime for GitOps<'_> {
 
     fn desired(&self) -> std::result::Result<Option<(String, String)>, Refusal> {
         let Some(file) = &self.cfg.version_file else { return Ok(None) };
-        let fresh = self.init().and_then(|()| self.fetch());
+        let fresh = self.init().and_then(|()| self.fresh_tip());
         let tip = fresh.map_err(|e| unusable(format!("the repository {}", self.cfg.repo), e))?;
         let what = format!("{file} on {}", self.cfg.branch);
         Ok(self.version_at(file, &tip).ok().flatten().map(|v| (what, v)))
@@ -409,7 +435,7 @@ impl Runtime for GitOps<'_> {
             return Ok(());
         }
         let repo = || format!("the repository {}", self.cfg.repo);
-        let tip = self.init().and_then(|()| self.fetch()).map_err(|e| unusable(repo(), e))?;
+        let tip = self.init().and_then(|()| self.fresh_tip()).map_err(|e| unusable(repo(), e))?;
         let target = match &self.cfg.version_file {
             Some(_) => self.deploy_commit_of(&tip, to.id).map_err(|e| unusable(repo(), e))?,
             None => to.commit.clone(),
