@@ -32,6 +32,11 @@ impl Command<'_> {
         self.site.deploy_to.clone()
     }
 
+    /// The variables (and placeholders) `current` has outside an operation.
+    fn site_vars(&self) -> Vec<(String, String)> {
+        vec![("LASTGOOD_ENV".into(), self.site.env.to_string()), ("LASTGOOD_HOST".into(), self.site.host.clone())]
+    }
+
     /// What `current` prints, trimmed; None when it is not configured, fails or prints nothing.
     fn running(&self, vars: &[(String, String)]) -> Option<String> {
         let argv = self.current?;
@@ -66,7 +71,9 @@ impl Runtime for Command<'_> {
 
     fn activate(&self, a: &Activation) -> Result<String> {
         let version = a.release.version.as_str();
-        let vars = &a.vars;
+        let mut vars = a.vars.clone();
+        vars.push(("LASTGOOD_HOST".into(), self.site.host.clone()));
+        let vars = &vars;
         if self.running(vars).as_deref() == Some(version) {
             return Ok(format!("`current` already prints {version}"));
         }
@@ -93,7 +100,7 @@ impl Runtime for Command<'_> {
     /// What `current` prints now: a parameter changed by hand shows here.
     fn desired(&self) -> std::result::Result<Option<(String, String)>, Refusal> {
         let what = format!("`current` ({})", self.current.map(|c| c.join(" ")).unwrap_or_default());
-        Ok(self.running(&[]).map(|v| (what, v)))
+        Ok(self.running(&self.site_vars()).map(|v| (what, v)))
     }
 
     /// A parameter may be overwritten on purpose: `--yes` says so.
@@ -106,7 +113,7 @@ impl Runtime for Command<'_> {
     }
 
     fn observe(&self) -> Observed {
-        Observed { release: None, version: self.running(&[]) }
+        Observed { release: None, version: self.running(&self.site_vars()) }
     }
 
     fn describe(&self, step: &Step, facts: &StepFacts) -> String {
