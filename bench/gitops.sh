@@ -71,16 +71,20 @@ def branch(i):
     return timed([lg, "--config", "lastgood.toml", "-q", "rollback", "branch", "--to", target, "--yes", "--reason", "bench"])
 def hand(i):
     return timed(["sh", "-c", "cd hand-wc && git fetch -q origin && git checkout -q --detach origin/main && git revert --no-edit HEAD >/dev/null && git push -q origin HEAD:main"])
-rows = {}
-for name, f in [("lastgood rollback (gitops, version file)", lastgood), ("lastgood rollback (gitops, branch mode)", branch), ("hand: fetch + revert + push", hand)]:
+runs = [("lastgood rollback (gitops, version file)", lastgood), ("lastgood rollback (gitops, branch mode)", branch), ("hand: fetch + revert + push", hand)]
+rows = {name: [] for name, _ in runs}
+for name, f in runs:
     f(0); f(1)  # warm-up, and back where it started
-    rows[name] = [f(i) for i in range(n)]
+# Interleaved, so that load from other processes falls on every row alike.
+for i in range(n):
+    for name, f in runs:
+        rows[name].append(f(i))
 floor = statistics.median(rows["hand: fetch + revert + push"])
 print(f"| run | median ms | p90 ms | ratio to hand |\n|---|---|---|---|")
 for name, xs in rows.items():
     xs = sorted(xs); p90 = xs[int(len(xs) * 0.9) - 1]
     print(f"| {name} | {statistics.median(xs):.1f} | {p90:.1f} | {statistics.median(xs) / floor:.2f} |")
-print(f"\nN={n} rollbacks each, alternating between two releases; local bare repositories.")
+print(f"\nN={n} rollbacks each, alternating between two releases, the three runs interleaved; local bare repositories.")
 PY
 v=$(git --git-dir=lg.git show main:apps/web/version)
 [[ "$v" == v1 || "$v" == v2 ]] || { echo "lastgood's repository ends at $v" >&2; exit 1; }
