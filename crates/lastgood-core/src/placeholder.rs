@@ -51,11 +51,6 @@ pub fn argv(argv: &[String], vars: &[(String, String)]) -> Vec<String> {
     argv.iter().map(|a| expand(a, vars)).collect()
 }
 
-/// The placeholders `text` uses, for config checks.
-pub fn used(text: &str) -> impl Iterator<Item = &'static str> + '_ {
-    NAMES.iter().map(|(n, _)| *n).filter(move |n| text.contains(n))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,10 +75,5 @@ mod tests {
     fn unknown_or_unset_placeholders_stay_as_written() {
         assert_eq!(expand("{port} {x} {{version}} {", &vars()), "{port} {x} {v1 {host} $(x)} {");
         assert_eq!(expand("{commit}", &vars()), "");
-    }
-
-    #[test]
-    fn used_names_the_placeholders_in_a_string() {
-        assert_eq!(used("a{port}b{version}").collect::<Vec<_>>(), ["{version}", "{port}"]);
     }
 }
