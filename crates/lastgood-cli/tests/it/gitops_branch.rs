@@ -138,8 +138,13 @@ fn branch_mode_deploys_commits_reverts_them_and_picks_targets_by_hash() {
 
     // A commit that does not fast-forward main is refused before anything is recorded.
     let ops = operations(&env);
-    env.run(&["deploy", "production", "app-1"]).expect(4);
+    let run = env.run(&["deploy", "production", "app-1"]);
+    run.expect(4);
+    assert!(run.stderr.contains("does not fast-forward main"), "{}", run.stderr);
     assert_eq!(operations(&env), ops);
+    // A preview never refuses: it lists the refusal.
+    let dry = env.run(&["deploy", "production", "app-1", "--dry-run", "--format", "json"]);
+    assert!(dry.expect(0).json()["refusals"][0]["reason"].as_str().unwrap().contains("fast-forward"), "{}", dry.stdout);
 
     // `git revert --no-edit <hash>; git push`, as lastgood: the target picked by a
     // 7-digit prefix; every commit after it reverted in one commit; history kept.

@@ -44,7 +44,14 @@ impl Engine {
         };
         let site = Site::local(&env);
         let rt = runtime::of(&site);
-        rt.check_version(version.as_str())?;
+        // What the runtime refuses (an image not on the engine, a commit that does not
+        // fast-forward a GitOps branch) is listed in a preview and refused by a run.
+        let mut refused = Vec::new();
+        match rt.check_version(version.as_str()) {
+            Ok(()) => {}
+            Err(Error::Refused { refusal, .. }) => refused.push(*refusal),
+            Err(other) => return Err(other),
+        }
         let mut config = BTreeMap::new();
         let mut blobs = Vec::new();
         for f in &env.config_files {
@@ -111,6 +118,7 @@ impl Engine {
             (Some(commit), true) => self.preview_ups(&env, commit)?,
             _ => (vec![], None, vec![]),
         };
+        refusals.extend(refused);
         self.guards(&env, from.as_ref(), &to.version, opts.allow_major, &mut refusals);
         let view = PlanView {
             kind: OperationKind::Deploy,
