@@ -40,6 +40,16 @@ pub struct Global {
     pub yes: bool,
 }
 
+/// `lastgood init --runtime`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RuntimeArg {
+    Releases,
+    Command,
+    Gitops,
+    Compose,
+    Swarm,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     /// `md` is the same: `report`'s text form is Markdown.
@@ -55,6 +65,9 @@ pub enum Command {
         /// Overwrite an existing lastgood.toml
         #[arg(long)]
         force: bool,
+        /// The runtime the template is written for
+        #[arg(long, value_enum, default_value_t = RuntimeArg::Releases)]
+        runtime: RuntimeArg,
     },
     /// Build and ship VERSION; roll back by itself when its checks fail
     Deploy {
@@ -75,11 +88,15 @@ pub enum Command {
         /// With the plan, print exactly the SQL its migrations would run (implies --dry-run)
         #[arg(long)]
         sql: bool,
+        /// Consent to lowering the major version (involve the developers first)
+        #[arg(long)]
+        allow_major: bool,
     },
     /// Return ENV to a known good release
     Rollback {
         env: String,
-        /// last-good, previous, a release id (3 or #3) or a version
+        /// last-good, previous, a release id (#3; 3 when no version is also 3),
+        /// version:TEXT, a version, or a commit (7+ hex digits, source or GitOps deploy commit)
         #[arg(long, default_value = "last-good", value_name = "TARGET")]
         to: String,
         /// What to restore
@@ -96,6 +113,9 @@ pub enum Command {
         /// Consent to destructive down migrations (a backup is taken first)
         #[arg(long)]
         allow_data_loss: bool,
+        /// Consent to lowering the major version (involve the developers first)
+        #[arg(long)]
+        allow_major: bool,
     },
     /// Current release, last good release, lock holder, interrupted operations
     Status { env: Option<String> },

@@ -41,6 +41,7 @@ fn details(e: &Error) -> Vec<(&'static str, String)> {
                 candidates.iter().map(|c| ("candidate", c.clone())).collect()
             }
         }
+        Error::AmbiguousTarget { matches, .. } => matches.iter().map(|m| ("matches", m.clone())).collect(),
         Error::Locked { reason, expires_at, .. } => {
             let mut d = Vec::new();
             if let Some(r) = reason {
@@ -66,8 +67,13 @@ fn hint(e: &Error, cli: &Cli) -> Option<String> {
             "versions are tags, branches or commits of the source repository; fetch or tag it first".into()
         }
         Error::UnknownTarget { .. } => {
-            format!("use last-good, previous, a release id or a version from `lastgood history {env}`")
+            format!(
+                "use last-good, previous, a release id (#N), a version or a commit (7+ hex digits) from `lastgood history {env}`"
+            )
         }
+        Error::AmbiguousTarget { target, .. } => format!(
+            "say which: `#{target}` is the release id, `version:{target}` the version, and a longer commit prefix names one commit; nothing was changed"
+        ),
         Error::Invalid(_) => "nothing was changed".into(),
         Error::Locked { operation: Some(_), .. } => format!(
             "wait for it to finish; if its holder is gone on another machine, the lock frees itself when the lease expires, or run `lastgood unlock {env} --force`"
@@ -158,7 +164,20 @@ fn refusal_hint(refusal: &Refusal, cli: &Cli, env: &str) -> String {
         },
         Refusal::Preflight { .. } => format!("fix the host(s) named above, {again}"),
         Refusal::Unusable { .. } => format!("fix what is named above, {again}"),
+        Refusal::Version { detail, .. } if detail.contains("fast-forward") => {
+            format!("see `lastgood history {env}` for the releases a rollback can return to; nothing was changed")
+        }
         Refusal::Version { .. } => format!("build or load the image first (lastgood never pulls), {again}"),
+        Refusal::Drift { consent: true, .. } => format!(
+            "find out who set it and why; to go ahead anyway, run the command again with --yes (`lastgood status {env}` shows both); nothing was changed"
+        ),
+        Refusal::Drift { .. } => {
+            format!("decide which version should run, then `lastgood deploy {env} VERSION`; nothing was changed")
+        }
+        Refusal::MajorVersion { .. } => format!(
+            "involve the developers of this release (their migrations and data upgrades may not go back), then add --allow-major; `major_guard = false` in [environments.{env}] turns the guard off; nothing was changed"
+        ),
+        Refusal::Repository { .. } => format!("use mode = \"revert\", or move that commit first, {again}"),
     }
 }
 

@@ -296,18 +296,31 @@ pub fn status_text(s: &Status) -> String {
 }
 
 pub fn history_text(h: &History) -> String {
+    // The GitOps commit that set each release, when any release has one: the hash a
+    // GitOps runbook picks from.
+    let deployed = h.releases.iter().any(|r| r.deploy_commit.is_some());
+    let gitops = |c: &str| if deployed { format!("{c:<12} ") } else { String::new() };
     let mut t = format!(
-        "{:<6} {:<16} {:<12} {:<7} {:<18} {:<20} {:<16} {}\n",
-        "ID", "VERSION", "COMMIT", "STATE", "SCHEMA", "WHEN", "WHO", "FEATURES"
+        "{:<6} {:<16} {:<12} {}{:<7} {:<18} {:<20} {:<16} {}\n",
+        "ID",
+        "VERSION",
+        "COMMIT",
+        gitops("DEPLOYED"),
+        "STATE",
+        "SCHEMA",
+        "WHEN",
+        "WHO",
+        "FEATURES"
     );
     for r in &h.releases {
         let features = if r.features.is_empty() { "-".to_owned() } else { r.features.join("; ") };
         let current = h.current == Some(r.id);
         t.push_str(&format!(
-            "{:<6} {:<16} {:<12} {:<7} {:<18} {:<20} {:<16} {}\n",
+            "{:<6} {:<16} {:<12} {}{:<7} {:<18} {:<20} {:<16} {}\n",
             format!("{}{}", r.id, if current { "*" } else { "" }),
             r.version,
             r.commit.as_ref().map(|c| c.short()).unwrap_or("-"),
+            gitops(r.deploy_commit.as_ref().map(|c| c.short()).unwrap_or("-")),
             r.state.as_str(),
             r.schema_revision.as_deref().unwrap_or("-"),
             rfc3339(r.created_at),

@@ -33,6 +33,9 @@ pub enum Error {
     #[error("no release of `{env}` matches `{target}`")]
     UnknownTarget { env: String, target: String, candidates: Vec<String> },
 
+    #[error("`{target}` names more than one release of `{env}`")]
+    AmbiguousTarget { env: String, target: String, matches: Vec<String> },
+
     #[error("{what}")]
     Usage { what: String },
 
@@ -102,6 +105,7 @@ impl Error {
             | Self::Invalid(_)
             | Self::UnknownVersion { .. }
             | Self::UnknownTarget { .. }
+            | Self::AmbiguousTarget { .. }
             | Self::ConfigFile { .. }
             | Self::Usage { .. } => 2,
             Self::Locked { .. } => 3,

@@ -1,6 +1,7 @@
 //! Running the user's programs (`build`, `restart`) on this machine.
 //!
-//! Always an argv with values passed as environment variables, never a shell string.
+//! Always an argv with values passed as environment variables and as placeholders
+//! inside single elements ([`crate::placeholder`]), never a shell string.
 //! Output goes to a log file; on failure the last lines are returned so the error
 //! says what the program said.
 
@@ -30,6 +31,7 @@ pub fn program_path(program: &str, cwd: &Path) -> PathBuf {
 }
 
 pub fn run_logged(argv: &[String], cwd: &Path, env: &[(String, String)], log: &Path) -> Result<(), ExecError> {
+    let argv = &crate::placeholder::argv(argv, env);
     let program = argv.first().cloned().unwrap_or_default();
     if let Some(dir) = log.parent() {
         let _ = std::fs::create_dir_all(dir);
@@ -71,6 +73,7 @@ pub fn output(
     timeout: std::time::Duration,
 ) -> Result<String, ExecError> {
     use std::io::Read;
+    let argv = &crate::placeholder::argv(argv, env);
     let program = argv.first().cloned().unwrap_or_default();
     let mut child = Command::new(program_path(&program, cwd))
         .args(&argv[1..])

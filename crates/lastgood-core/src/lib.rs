@@ -25,6 +25,7 @@ pub mod lock;
 pub mod model;
 pub mod notice;
 pub mod notify;
+pub mod placeholder;
 pub mod plan;
 pub mod refusal;
 pub mod report;

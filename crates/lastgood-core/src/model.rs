@@ -327,35 +327,72 @@ impl fmt::Display for Scope {
 pub enum Target {
     LastGood,
     Previous,
+    /// `#N`: a release id and nothing else.
     Id(ReleaseId),
+    /// `N` (all digits, as written): a release id, else a version, else a commit
+    /// prefix; more than one release matching is an error, never a guess.
+    Number(String),
+    /// `version:TEXT`: a version and nothing else.
+    ExactVersion(String),
+    /// Anything else: a version, else a unique commit prefix (>= 7 hex digits) of a
+    /// release's source or deploy commit.
     Version(String),
 }
 
 impl Target {
-    /// `last-good`, `previous`, `3`, `#3`, or anything else as a version.
+    /// `last-good`, `previous`, `#3`, `3`, `version:TEXT`, or anything else as a
+    /// version or commit.
     pub fn parse(s: &str) -> Result<Self, InvalidValue> {
+        Self::parse_with(s, Version::parse)
+    }
+
+    /// The same, for runtimes whose versions are opaque strings.
+    pub fn parse_opaque(s: &str) -> Result<Self, InvalidValue> {
+        Self::parse_with(s, |v| Version::parse(v).or_else(|_| Version::opaque(v)))
+    }
+
+    fn parse_with(s: &str, version: impl Fn(&str) -> Result<Version, InvalidValue>) -> Result<Self, InvalidValue> {
         match s {
             "last-good" => return Ok(Self::LastGood),
             "previous" => return Ok(Self::Previous),
             _ => {}
         }
-        let digits = s.strip_prefix('#').unwrap_or(s);
-        if !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()) {
-            return digits
+        let digits = |d: &str| !d.is_empty() && d.chars().all(|c| c.is_ascii_digit());
+        if let Some(d) = s.strip_prefix('#') {
+            if !digits(d) {
+                return Err(invalid("release id", s, "`#` is followed by the release's number, like #3"));
+            }
+            return d
                 .parse()
                 .map(|n| Self::Id(ReleaseId(n)))
                 .map_err(|_| invalid("release id", s, "the number is too large"));
         }
-        Version::parse(s).map(|v| Self::Version(v.0))
+        if let Some(v) = s.strip_prefix("version:") {
+            return version(v).map(|v| Self::ExactVersion(v.0));
+        }
+        if digits(s) {
+            return Ok(Self::Number(s.to_owned()));
+        }
+        version(s).map(|v| Self::Version(v.0))
     }
 
-    /// The same, for runtimes whose versions are opaque strings.
-    pub fn parse_opaque(s: &str) -> Result<Self, InvalidValue> {
-        match Self::parse(s) {
-            Ok(t) => Ok(t),
-            Err(_) => Version::opaque(s).map(|v| Self::Version(v.0)),
+    /// As the user wrote it, for messages.
+    pub fn text(&self) -> String {
+        match self {
+            Self::LastGood => "last-good".into(),
+            Self::Previous => "previous".into(),
+            Self::Id(id) => id.to_string(),
+            Self::Number(n) => n.clone(),
+            Self::ExactVersion(v) => format!("version:{v}"),
+            Self::Version(v) => v.clone(),
         }
     }
+}
+
+/// Whether `s` can be a commit prefix a target names: 7 to 64 hex digits.
+pub fn commit_prefix(s: &str) -> Option<String> {
+    let lower = s.to_ascii_lowercase();
+    ((7..=64).contains(&s.len()) && lower.chars().all(|c| c.is_ascii_hexdigit())).then_some(lower)
 }
 
 /// The kind of an operation, as recorded in the ledger and shown in JSON.
@@ -461,7 +498,9 @@ mod tests {
     #[test]
     fn targets_parse() {
         assert_eq!(Target::parse("#3").unwrap(), Target::Id(ReleaseId(3)));
-        assert_eq!(Target::parse("3").unwrap(), Target::Id(ReleaseId(3)));
+        assert_eq!(Target::parse("3").unwrap(), Target::Number("3".into()));
+        assert_eq!(Target::parse("version:3").unwrap(), Target::ExactVersion("3".into()));
+        assert!(Target::parse("#x").is_err());
         assert_eq!(Target::parse("last-good").unwrap(), Target::LastGood);
         assert_eq!(Target::parse("v2").unwrap(), Target::Version("v2".into()));
         assert!(Target::parse("--x").is_err());

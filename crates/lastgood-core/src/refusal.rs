@@ -36,9 +36,22 @@ pub enum Refusal {
     #[error("{what} is not usable: {detail}")]
     Unusable { what: String, detail: String },
     /// The version asked for is not something the runtime has (an image not on the
-    /// engine).
+    /// engine), or cannot be reached the way the runtime ships (a commit that does not
+    /// fast-forward a GitOps branch).
     #[error("{detail}")]
     Version { version: String, detail: String },
+    /// What the outside world says should serve is not what lastgood last set: someone
+    /// changed a pipeline's parameter or a GitOps version file by hand.
+    #[error("{} says {running}, but the ledger's current release is {recorded}: someone else changed it{}{}", what, by.as_ref().map(|b| format!(" ({b})")).unwrap_or_default(), if *consent { "; nothing was changed. Decide which version should run; --yes overwrites it" } else { "; lastgood does not overwrite it and nothing was pushed. Decide which version should run, then deploy it" })]
+    Drift { what: String, running: String, recorded: String, by: Option<String>, consent: bool },
+    /// The rollback or deploy lowers the major version.
+    #[error(
+        "{to} lowers the major version of the current release {from}: major releases change schemas and data that down migrations may not undo, so going back across one needs the developers; involve them, then pass --allow-major"
+    )]
+    MajorVersion { from: String, to: String },
+    /// A GitOps repository's history would lose someone else's work.
+    #[error("{detail}")]
+    Repository { detail: String },
 }
 
 impl Refusal {
@@ -47,6 +60,8 @@ impl Refusal {
         match self {
             Self::DataLoss(DataLoss::NoConsent { .. }) => Some("--allow-data-loss"),
             Self::Unconfirmed { .. } => Some("--yes"),
+            Self::Drift { consent: true, .. } => Some("--yes"),
+            Self::MajorVersion { .. } => Some("--allow-major"),
             _ => None,
         }
     }

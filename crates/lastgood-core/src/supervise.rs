@@ -160,6 +160,7 @@ impl Supervisor {
         release: u64,
         settle: Duration,
     ) -> Result<Running, SuperviseError> {
+        let argv = crate::placeholder::argv(argv, env);
         let (program, args) = argv.split_first().ok_or(SuperviseError::EmptyArgv)?;
         fs::create_dir_all(&self.state_dir).map_err(io_at(&self.state_dir))?;
         let (log, output_starts_at) = self.open_log(release)?;

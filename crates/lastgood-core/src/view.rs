@@ -51,6 +51,8 @@ impl From<&ledger::Release> for Release {
 pub struct HistoryEntry {
     #[serde(flatten)]
     pub release: Release,
+    /// The GitOps commit that set the release (None for other runtimes).
+    pub deploy_commit: Option<String>,
     pub created_at: String,
     pub created_by: String,
     /// Commit subjects since the release before.
@@ -69,6 +71,7 @@ impl From<&ledger::Release> for HistoryEntry {
     fn from(r: &ledger::Release) -> Self {
         Self {
             release: r.into(),
+            deploy_commit: r.deploy_commit.as_ref().map(|c| c.as_str().to_owned()),
             created_at: rfc3339(r.created_at),
             created_by: r.created_by.clone(),
             features: r.features.clone(),

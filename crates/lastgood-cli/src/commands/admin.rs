@@ -13,7 +13,7 @@ use super::usage;
 use crate::args::{Cli, Format, MarkState};
 use crate::output;
 
-pub fn init(cli: &Cli, force: bool) -> Result<i32> {
+pub fn init(cli: &Cli, force: bool, runtime: crate::args::RuntimeArg) -> Result<i32> {
     let path = Config::locate(cli.global.config.as_deref());
     if path.exists() && !force {
         return Err(usage(format!("{} already exists; pass --force to overwrite it", path.display())));
@@ -29,10 +29,17 @@ pub fn init(cli: &Cli, force: bool) -> Result<i32> {
         })
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| "app".into());
-    std::fs::write(&path, config::template(&name)).map_err(lastgood_core::Error::io("write", &path))?;
+    let runtime = match runtime {
+        crate::args::RuntimeArg::Releases => "releases",
+        crate::args::RuntimeArg::Command => "command",
+        crate::args::RuntimeArg::Gitops => "gitops",
+        crate::args::RuntimeArg::Compose => "compose",
+        crate::args::RuntimeArg::Swarm => "swarm",
+    };
+    std::fs::write(&path, config::template_for(&name, runtime)).map_err(lastgood_core::Error::io("write", &path))?;
     if !cli.global.quiet {
         eprintln!(
-            "wrote {}; edit deploy_to, build, run and checks, then `lastgood deploy production <version>`",
+            "wrote {} for runtime `{runtime}`; edit it (every key is explained there), then `lastgood deploy production <version>`",
             path.display()
         );
     }

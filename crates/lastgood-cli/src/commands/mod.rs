@@ -17,28 +17,35 @@ use crate::args::{Cli, Command};
 
 pub fn run(cli: &Cli) -> Result<i32> {
     match &cli.command {
-        Command::Init { force } => admin::init(cli, *force),
+        Command::Init { force, runtime } => admin::init(cli, *force, *runtime),
         Command::Restart { env, service, reason, dry_run } => {
             let opts = RestartOptions { service: service.clone(), reason: reason.clone() };
             operate::restart(cli, &engine(cli)?, env, opts, *dry_run)
         }
-        Command::Deploy { env, version, reason, no_verify, no_auto_rollback, dry_run, sql } => {
+        Command::Deploy { env, version, reason, no_verify, no_auto_rollback, dry_run, sql, allow_major } => {
             let opts = DeployOptions {
                 reason: reason.clone(),
                 verify: !no_verify,
                 auto_rollback: !no_auto_rollback,
                 sql: *sql,
+                allow_major: *allow_major,
+                yes: cli.global.yes,
             };
             operate::deploy(cli, &engine(cli)?, env, version, opts, *dry_run || *sql)
         }
-        Command::Rollback { env, to, scope, reason, dry_run, sql, allow_data_loss } => operate::rollback(
+        Command::Rollback { env, to, scope, reason, dry_run, sql, allow_data_loss, allow_major } => operate::rollback(
             cli,
             &engine(cli)?,
             env,
             to,
             *scope,
             reason.clone(),
-            operate::RollbackFlags { dry_run: *dry_run, sql: *sql, allow_data_loss: *allow_data_loss },
+            operate::RollbackFlags {
+                dry_run: *dry_run,
+                sql: *sql,
+                allow_data_loss: *allow_data_loss,
+                allow_major: *allow_major,
+            },
         ),
         Command::Db { command } => db::run(cli, &engine(cli)?, command),
         Command::Deliver { file } => admin::deliver(&engine(cli)?, file),

@@ -40,6 +40,7 @@ pub struct RollbackFlags {
     pub dry_run: bool,
     pub sql: bool,
     pub allow_data_loss: bool,
+    pub allow_major: bool,
 }
 
 pub fn rollback(
@@ -59,7 +60,13 @@ pub fn rollback(
         ScopeArg::Db => Scope::Db,
     };
     let target = engine.config.environment(env)?.parse_target(to)?;
-    let opts = RollbackOptions { target, scope, reason, allow_data_loss: flags.allow_data_loss };
+    let opts = RollbackOptions {
+        target,
+        scope,
+        reason,
+        allow_data_loss: flags.allow_data_loss,
+        allow_major: flags.allow_major,
+    };
     let plan = engine.plan_rollback(env, &opts)?;
     // A plan whose target is already in place would list steps that never run.
     if cli.global.format == Format::Text && (dry_run || !plan.in_place) {
@@ -76,7 +83,11 @@ pub fn rollback(
     }
     // A refusal nobody can answer here ends it before anything is asked; confirming
     // a target comes after the reason.
-    if let Some(refused) = plan.refused(|r| matches!(r, Refusal::Unconfirmed { .. })) {
+    let answerable = |r: &Refusal| {
+        matches!(r, Refusal::Unconfirmed { .. })
+            || lastgood_core::engine::guard::consented(r, cli.global.yes, flags.allow_major)
+    };
+    if let Some(refused) = plan.refused(answerable) {
         return Err(refused);
     }
     // Why a rollback happened is the first question of every incident review: it is

@@ -12,7 +12,7 @@ use lastgood_testkit::TestEnv;
 
 /// `launch.sh VERSION`: (re)starts the sample app serving VERSION on the test's port,
 /// unhealthy when the version's name contains `broken`. What a CD system ends up doing.
-fn launcher(env: &TestEnv) -> PathBuf {
+pub(crate) fn launcher(env: &TestEnv) -> PathBuf {
     let work = env.path().join("world");
     std::fs::create_dir_all(&work).unwrap();
     let app = lastgood_testkit::sample_app(&env.bin);
@@ -40,7 +40,7 @@ echo $! > "{work}/app.pid"
     write_script(&work.join("launch.sh"), &script)
 }
 
-fn write_script(path: &Path, text: &str) -> PathBuf {
+pub(crate) fn write_script(path: &Path, text: &str) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     std::fs::write(path, text).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -48,9 +48,9 @@ fn write_script(path: &Path, text: &str) -> PathBuf {
 }
 
 /// Kills what a test started outside lastgood (the controller, the app).
-struct World {
-    dir: PathBuf,
-    controller: Option<Child>,
+pub(crate) struct World {
+    pub(crate) dir: PathBuf,
+    pub(crate) controller: Option<Child>,
 }
 
 impl Drop for World {
@@ -74,7 +74,7 @@ timeout = "1s"
 retries = 40
 "#;
 
-fn checks(env: &TestEnv) -> String {
+pub(crate) fn checks(env: &TestEnv) -> String {
     CHECK.replace("PORT", &env.port.to_string())
 }
 
@@ -242,7 +242,7 @@ struct GitRemote {
     other: PathBuf,
 }
 
-fn git(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .args(args)
         .current_dir(dir)
@@ -404,13 +404,18 @@ cd "{other}" && git pull -q --ff-only origin main && echo more >> README && git 
     assert!(run.stderr.contains("the branch moved"), "{}", run.stderr);
 
     // Bob sets the version by hand: lastgood refuses to overwrite it, pushes nothing.
+    // It is a refusal found before anything is recorded (exit 4), not a failed release.
     let hand = remote.push_other("apps/web/version", "v9-hotfix\n", "Hotfix by hand");
     let run = env.run(&["deploy", "production", "v3"]);
-    run.expect(1);
-    assert!(run.stderr.contains("someone else changed the desired version"), "{}", run.stderr);
+    run.expect(4);
+    assert!(run.stderr.contains("someone else changed it"), "{}", run.stderr);
     assert!(run.stderr.contains("Hotfix by hand"), "{}", run.stderr);
     assert_eq!(remote.tip(), hand);
     assert_eq!(remote.version(), "v9-hotfix");
+    assert_eq!(env.history().as_array().unwrap().len(), 2, "a refused deploy recorded a release");
+    // A rollback meets the same refusal, and --yes does not overrule a commit.
+    env.run(&["rollback", "production", "--to", "v1", "--reason", "x", "--yes"]).expect(4);
+    assert_eq!(remote.tip(), hand);
 }
 
 #[test]
@@ -426,10 +431,17 @@ fn gitops_reset_mode_moves_the_branch_back_with_a_lease() {
     // With someone else's commit in between, reset would drop it: refused, nothing pushed.
     env.run(&["deploy", "production", "v3"]).expect(0);
     let theirs = remote.push_other("README", "changed\n", "Alice: readme");
+    let ops = || lastgood_testkit::sqlite(&env.path().join(".lastgood/ledger.db"), "SELECT count(*) FROM operations");
+    let before = ops();
+    let dry = env.run(&["rollback", "production", "--to", "v1", "--dry-run"]);
+    dry.expect(0);
+    assert!(dry.stdout.contains("with --force-with-lease"), "{}", dry.stdout);
+    assert!(dry.stdout.contains("would drop commit"), "{}", dry.stdout);
     let run = env.run(&["rollback", "production", "--to", "v1", "--reason", "test"]);
-    run.expect(1);
+    run.expect(4);
     assert!(run.stderr.contains("would drop commit"), "{}", run.stderr);
     assert_eq!(remote.tip(), theirs);
+    assert_eq!(ops(), before, "a refused rollback was recorded");
 }
 
 #[test]
@@ -482,4 +494,40 @@ fn gitops_hostile_settings_and_unreachable_repositories() {
     env.write("lastgood.toml", &base);
     env.run(&["deploy", "production", "v1"]).expect(0);
     assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn gitops_reason_in_the_revert_hash_targets_status_fetches_and_rewritten_history() {
+    let (env, remote, _world) = gitops_env("");
+    env.run(&["deploy", "production", "v1", "--reason", "first"]).expect(0);
+    env.run(&["deploy", "production", "v2", "--reason", "second"]).expect(0);
+    // The runbook picks the GitOps commit from the timeline: history shows it.
+    let h = env.history();
+    let deployed = h[1]["deploy_commit"].as_str().unwrap().to_owned();
+    assert!(remote.is_ancestor(&deployed));
+    env.run(&["rollback", "production", "--to", &deployed[..8], "--reason", "login broken"]).expect(0);
+    let body = git(&remote.bare, &["log", "-1", "--format=%B", "main"]);
+    assert!(body.contains("Reason: login broken"), "{body}");
+    assert!(!body.contains("second"), "{body}");
+    assert_eq!(remote.version(), "v1");
+
+    // History rewritten (force-pushed): the deploy commits are gone, the version still
+    // resolves, and the plan says how it will be reached.
+    env.run(&["deploy", "production", "v3"]).expect(0);
+    git(&remote.other, &["checkout", "-q", "--orphan", "rewritten"]);
+    std::fs::write(remote.other.join("apps/web/version"), "v3\n").unwrap();
+    git(&remote.other, &["add", "-A"]);
+    git(&remote.other, &["commit", "-qm", "Squashed history"]);
+    git(&remote.other, &["push", "-q", "--force", "origin", "HEAD:main"]);
+    let dry = env.run(&["rollback", "production", "--to", "v2", "--dry-run"]);
+    assert!(dry.expect(0).stdout.contains("written directly if #2's deploy commit is no longer"), "{}", dry.stdout);
+    env.run(&["rollback", "production", "--to", "v2", "--yes", "--reason", "rewritten"]).expect(0);
+    assert_eq!(remote.version(), "v2");
+    let body = git(&remote.bare, &["log", "-1", "--format=%B", "main"]);
+    assert!(body.contains("not in this branch's history"), "{body}");
+
+    // `status` fetches before it reports: a version set by hand shows at once.
+    remote.push_other("apps/web/version", "v7-by-hand\n", "By hand");
+    let status = env.status();
+    assert_eq!(status["runtime_version"], "v7-by-hand", "{status}");
 }

@@ -18,6 +18,7 @@
 mod checks;
 mod database;
 mod hosts;
+mod programs;
 mod raw;
 mod runtime;
 mod template;
@@ -38,7 +39,7 @@ use crate::error::{Error, Result};
 use crate::model::EnvName;
 use crate::secret::Secret;
 
-pub use self::template::template;
+pub use self::template::{template, template_for};
 pub use self::types::{
     Adapter, BackupPolicy, Compose, ConfigFile, Database, DbUrlSource, Environment, Gitops, GitopsMode, Notify,
     OnFailure, Rollout, Runtime, Start,
@@ -381,6 +382,7 @@ fn check_env(name: &EnvName, raw: RawEnv, dir: &Path) -> Result<Environment, Fai
         lease,
         database,
         notify,
+        major_guard: raw.major_guard.unwrap_or(true),
     })
 }
 
@@ -397,6 +399,16 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config> {
         Config::parse(text, Path::new("/x/lastgood.toml"), Path::new("/x"))
+    }
+
+    #[test]
+    fn every_runtime_template_parses() {
+        for runtime in ["releases", "command", "gitops", "compose", "swarm"] {
+            let text = template_for("app", runtime);
+            let c = parse(&text).unwrap_or_else(|e| panic!("{runtime}: {e}\n{text}"));
+            assert_eq!(c.environment("production").unwrap().runtime.name(), runtime, "{text}");
+            assert!(text.contains("[[environments.production.checks]]"), "{text}");
+        }
     }
 
     #[test]

@@ -45,6 +45,8 @@ pub(super) struct RawEnv {
     pub(super) config_files: Option<Spanned<Vec<String>>>,
     pub(super) stop_timeout: Option<Spanned<String>>,
     pub(super) lease: Option<Spanned<String>>,
+    /// Refuse a deploy or rollback that lowers the major version (default true).
+    pub(super) major_guard: Option<bool>,
     #[serde(default)]
     pub(super) checks: Vec<Spanned<RawCheck>>,
     pub(super) database: Option<Spanned<RawDatabase>>,
@@ -61,6 +63,7 @@ pub(super) struct RawEnv {
     pub(super) branch: Option<Spanned<toml::Value>>,
     pub(super) version_file: Option<Spanned<toml::Value>>,
     pub(super) mode: Option<Spanned<toml::Value>>,
+    pub(super) trigger: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Deserialize)]

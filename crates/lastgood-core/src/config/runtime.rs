@@ -22,7 +22,7 @@ pub(super) fn check_runtime(raw: &RawEnv, dir: &Path, env: &crate::model::EnvNam
     let keys: [(&str, &[&str]); 5] = [
         ("releases", &[]),
         ("command", &["switch", "current"]),
-        ("gitops", &["repo", "branch", "version_file", "mode"]),
+        ("gitops", &["repo", "branch", "version_file", "mode", "trigger"]),
         ("compose", &["compose_file", "project", "services"]),
         ("swarm", &["service"]),
     ];
@@ -54,6 +54,7 @@ pub(super) fn check_runtime(raw: &RawEnv, dir: &Path, env: &crate::model::EnvNam
         ("branch", &raw.branch),
         ("version_file", &raw.version_file),
         ("mode", &raw.mode),
+        ("trigger", &raw.trigger),
     ] {
         if let Some(v) = value {
             if !own.contains(&key) {
@@ -78,7 +79,15 @@ pub(super) fn check_runtime(raw: &RawEnv, dir: &Path, env: &crate::model::EnvNam
         let toml::Value::Array(items) = s.get_ref() else { return Err(bad()) };
         let words: Option<Vec<String>> = items.iter().map(|i| i.as_str().map(str::to_owned)).collect();
         match words {
-            Some(w) if !w.is_empty() && !w[0].is_empty() => Ok(Some(w)),
+            // A program named by a relative path is the config folder's file: these
+            // run from lastgood's own working folder, which nobody writes scripts into.
+            Some(mut w) if !w.is_empty() && !w[0].is_empty() => {
+                if w[0].contains('/') && Path::new(&w[0]).is_relative() {
+                    let relative: PathBuf = Path::new(&w[0]).components().filter(|c| c.as_os_str() != ".").collect();
+                    w[0] = resolve(dir, &relative.to_string_lossy()).to_string_lossy().into_owned();
+                }
+                Ok(Some(w))
+            }
             _ => Err(bad()),
         }
     };
@@ -105,24 +114,11 @@ pub(super) fn check_runtime(raw: &RawEnv, dir: &Path, env: &crate::model::EnvNam
             if let Err(e) = Version::parse(&branch) {
                 return Err((raw.branch.as_ref().map(Spanned::span), format!("branch: {e}")));
             }
-            let Some(version_file) = string("version_file", &raw.version_file)? else {
-                return Err((
-                    span,
-                    "version_file: missing; name the file in the repository that holds the version".into(),
-                ));
-            };
+            // Without a version file, the branch's commits are the releases.
+            let version_file = string("version_file", &raw.version_file)?;
             let vf_span = raw.version_file.as_ref().map(Spanned::span);
-            let path = Path::new(&version_file);
-            if path.is_absolute()
-                || version_file.starts_with('-')
-                || version_file.chars().any(char::is_control)
-                || path.components().any(|c| !matches!(c, std::path::Component::Normal(_)))
-            {
-                return Err((
-                    vf_span,
-                    "version_file: must be a plain relative path inside the repository (no `..`, no leading `-` or `/`)"
-                        .into(),
-                ));
+            if let Some(version_file) = &version_file {
+                check_version_file(version_file, vf_span)?;
             }
             let mode = match string("mode", &raw.mode)?.as_deref() {
                 None | Some("revert") => GitopsMode::Revert,
@@ -134,7 +130,8 @@ pub(super) fn check_runtime(raw: &RawEnv, dir: &Path, env: &crate::model::EnvNam
                     ));
                 }
             };
-            Ok(Runtime::Gitops(Gitops { repo, branch, version_file, mode }))
+            let trigger = argv("trigger", &raw.trigger)?;
+            Ok(Runtime::Gitops(Gitops { repo, branch, version_file, mode, trigger }))
         }
         "compose" => {
             let Some(file) = string("compose_file", &raw.compose_file)? else {
@@ -198,4 +195,20 @@ pub(super) fn check_runtime(raw: &RawEnv, dir: &Path, env: &crate::model::EnvNam
         }
         _ => Ok(Runtime::Releases),
     }
+}
+
+/// `version_file` must be a plain relative path inside the repository.
+fn check_version_file(version_file: &str, span: Option<std::ops::Range<usize>>) -> Result<(), Fail> {
+    let path = Path::new(version_file);
+    if path.is_absolute()
+        || version_file.starts_with('-')
+        || version_file.chars().any(char::is_control)
+        || path.components().any(|c| !matches!(c, std::path::Component::Normal(_)))
+    {
+        return Err((
+            span,
+            "version_file: must be a plain relative path inside the repository (no `..`, no leading `-` or `/`)".into(),
+        ));
+    }
+    Ok(())
 }

@@ -3,6 +3,8 @@
 //! It is documentation a user edits, not a serialisation of [`super::Config`]: every
 //! key it sets or shows commented out must parse (a test in `mod.rs` parses it), and
 //! anything optional stays a comment so the defaults remain visible.
+//! [`template_for`] writes the same file for another runtime (`lastgood init
+//! --runtime X`): the environment's own keys differ, the rest is shared.
 
 /// The commented file `lastgood init` writes.
 pub fn template(source_name: &str) -> String {
@@ -25,6 +27,7 @@ deploy_to = "/srv/{source_name}"   # <deploy_to>/releases/<id>/ and <deploy_to>/
 keep_releases = 5               # good releases whose directories are never cleaned up
 # config_files = ["app.env"]    # snapshotted with each release, restored on rollback
 # stop_timeout = "10s"          # SIGTERM, then SIGKILL after this long
+# major_guard = false           # allow lowering the major version without --allow-major
 
 # The app's database: migrations travel with releases (docs/database.md).
 # [environments.production.database]
@@ -48,3 +51,55 @@ keep_releases = 5               # good releases whose directories are never clea
 "#
     )
 }
+
+/// The commented file for `runtime` (releases, command, gitops, compose, swarm).
+pub fn template_for(source_name: &str, runtime: &str) -> String {
+    let full = template(source_name);
+    let (head, rest) = full.split_once("[environments.production]\n").unwrap_or((&full, ""));
+    // The database, notify and checks sections are the same for every runtime.
+    let tail = rest.find("\n# The app's database").map(|i| &rest[i..]).unwrap_or("");
+    let body = match runtime {
+        "command" => COMMAND.to_owned(),
+        "gitops" => GITOPS.to_owned(),
+        "compose" => COMPOSE.replace("APP", source_name),
+        "swarm" => SWARM.replace("APP", source_name),
+        _ => return full,
+    };
+    format!("{head}[environments.production]\n{body}{tail}")
+}
+
+const COMMAND: &str = r#"runtime = "command"             # your pipeline switches versions (a CI job, a parameter store)
+# The program that ships VERSION and waits for it; a relative path is relative to this file.
+# {version}, {release}, {env}, {commit} and {host} are replaced inside each element (no shell);
+# the same values are in LASTGOOD_VERSION, LASTGOOD_RELEASE, LASTGOOD_ENV, ...
+switch = ["./ci/deploy.sh", "--tag", "{version}", "--env", "{env}"]
+# Optional: prints the version that runs now. A version set by hand since lastgood set it
+# refuses deploy and rollback (exit 4) unless --yes.
+# current = ["./ci/current.sh"]
+# major_guard = false           # allow lowering the major version without --allow-major
+"#;
+
+const GITOPS: &str = r#"runtime = "gitops"              # a repository a controller (Argo CD, Flux, a pipeline) applies
+repo = "git@git.example.com:ops/deployments.git"   # URL, or a path relative to this file
+branch = "main"
+# With version_file, a deploy commits the version into that file. Without it ("branch
+# mode") the branch's commits are the releases: VERSION is a commit or tag of `repo`.
+version_file = "apps/web/version"
+mode = "revert"                 # rollback commits reverts; "reset" moves the branch (--force-with-lease)
+# Optional: the pipeline to start once the branch is where the release needs it.
+# trigger = ["./ci/trigger-deploy.sh", "{commit}"]
+# major_guard = false           # allow lowering the major version without --allow-major
+"#;
+
+const COMPOSE: &str = r#"runtime = "compose"             # a Docker Compose project; VERSION is the image tag
+compose_file = "docker-compose.yml"   # its images use ${LASTGOOD_VERSION} as their tag
+# project = "APP"               # default: the environment's name
+# services = ["web", "worker"]  # default: all of the project's services
+# hosts = ["ssh://deploy@app.example.com"]   # default: this machine
+# major_guard = false           # allow lowering the major version without --allow-major
+"#;
+
+const SWARM: &str = r#"runtime = "swarm"               # a Docker Swarm service; VERSION is the image tag
+service = "APP_web"
+# major_guard = false           # allow lowering the major version without --allow-major
+"#;

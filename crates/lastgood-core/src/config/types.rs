@@ -85,9 +85,14 @@ pub struct Gitops {
     /// A path (resolved against the config's folder) or a URL, as git takes it.
     pub repo: String,
     pub branch: String,
-    /// Relative to the repository's root; holds the version and nothing else.
-    pub version_file: String,
+    /// Relative to the repository's root; holds the version and nothing else. None:
+    /// branch mode, where the branch's commits are the releases.
+    pub version_file: Option<String>,
     pub mode: GitopsMode,
+    /// The pipeline to start once the branch is where a release needs it (argv, its
+    /// program resolved against the config's folder).
+    #[serde(default)]
+    pub trigger: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -144,6 +149,9 @@ pub struct Environment {
     pub lease: Duration,
     pub database: Option<Database>,
     pub notify: Option<Notify>,
+    /// Refuse a deploy or rollback that lowers the major version without
+    /// `--allow-major` (`major_guard = false` turns it off).
+    pub major_guard: bool,
 }
 
 impl Environment {

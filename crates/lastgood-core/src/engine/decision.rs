@@ -211,8 +211,13 @@ impl Engine {
     fn checked(&self, f: &Findings<'_>, choice: Choice) -> Decision {
         let Choice { issue, scope, target, reason, mut why, what } = choice;
         let env = f.env.name.as_str();
-        let mut opts =
-            RollbackOptions { target: target.clone(), scope, reason: Some(reason.clone()), allow_data_loss: false };
+        let mut opts = RollbackOptions {
+            target: target.clone(),
+            scope,
+            reason: Some(reason.clone()),
+            allow_data_loss: false,
+            allow_major: false,
+        };
         let mut decision = Decision {
             issue,
             scope: Some(scope),

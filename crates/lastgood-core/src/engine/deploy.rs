@@ -11,7 +11,7 @@ use super::run::Report;
 use crate::error::{Error, Result};
 use crate::journal::{self, Progress};
 use crate::ledger::{NewOperation, NewRelease, Release};
-use crate::model::{OperationKind, ReleaseState, Scope, Version};
+use crate::model::{CommitId, OperationKind, ReleaseState, Scope, Version};
 use crate::plan::{self, Phase, placement};
 use crate::runtime::{self, Site};
 
@@ -23,6 +23,10 @@ pub struct DeployOptions {
     /// Preview the migrations the deploy would apply, with their exact SQL (reads the
     /// database; a plan without it does not).
     pub sql: bool,
+    /// Consent to lowering the major version.
+    pub allow_major: bool,
+    /// `--yes`: overwrite a pipeline parameter someone changed by hand.
+    pub yes: bool,
 }
 
 impl Engine {
@@ -30,6 +34,7 @@ impl Engine {
     /// serves now. Changes nothing.
     pub fn plan_deploy(&self, env_name: &str, version: &str, opts: &DeployOptions) -> Result<(PlanView, NewRelease)> {
         let env = self.env(env_name)?;
+        env.check_programs()?;
         let (version, commit) = if env.versions_in_source {
             let version = Version::parse(version)?;
             let commit = crate::git::resolve(&env.source, &version)?;
@@ -39,7 +44,14 @@ impl Engine {
         };
         let site = Site::local(&env);
         let rt = runtime::of(&site);
-        rt.check_version(version.as_str())?;
+        // What the runtime refuses (an image not on the engine, a commit that does not
+        // fast-forward a GitOps branch) is listed in a preview and refused by a run.
+        let mut refused = Vec::new();
+        match rt.check_version(version.as_str()) {
+            Ok(()) => {}
+            Err(Error::Refused { refusal, .. }) => refused.push(*refusal),
+            Err(other) => return Err(other),
+        }
         let mut config = BTreeMap::new();
         let mut blobs = Vec::new();
         for f in &env.config_files {
@@ -54,9 +66,18 @@ impl Engine {
         }
         let id = self.ledger.next_release_id(&env.name)?;
         let before = self.ledger.release_before(&env.name, id)?;
-        let features = match &commit {
-            Some(c) => crate::git::subjects(&env.source, before.as_ref().and_then(|r| r.commit.as_ref()), c, 50)?,
-            None => Vec::new(),
+        let (commit, features) = match &commit {
+            Some(c) => (
+                commit.clone(),
+                crate::git::subjects(&env.source, before.as_ref().and_then(|r| r.commit.as_ref()), c, 50)?,
+            ),
+            // A runtime that resolves versions itself (GitOps branch mode) names the commit.
+            None => match rt
+                .resolve(version.as_str(), before.as_ref().and_then(|r| r.commit.as_ref()).map(|c| c.as_str()))?
+            {
+                Some((c, features)) => (Some(CommitId::parse(&c)?), features),
+                None => (None, Vec::new()),
+            },
         };
         let state = self.ledger.env_state(&env.name)?;
         let from = state.current.map(|c| self.must_release(&env.name, c)).transpose()?;
@@ -74,6 +95,7 @@ impl Engine {
             features: release.features.clone(),
             config: release.config.clone(),
             artifact: false,
+            deploy_commit: None,
         };
         let placed = placement::place(
             &env,
@@ -92,10 +114,12 @@ impl Engine {
         if !opts.auto_rollback {
             notes.push("--no-auto-rollback: a failed release stays current".into());
         }
-        let (migrations, sql, refusals) = match (&commit, opts.sql) {
+        let (migrations, sql, mut refusals) = match (&commit, opts.sql && env.versions_in_source) {
             (Some(commit), true) => self.preview_ups(&env, commit)?,
             _ => (vec![], None, vec![]),
         };
+        refusals.extend(refused);
+        self.guards(&env, from.as_ref(), &to.version, opts.allow_major, &mut refusals);
         let view = PlanView {
             kind: OperationKind::Deploy,
             environment: env.name.to_string(),
@@ -154,8 +178,12 @@ impl Engine {
         progress: &mut dyn Progress,
     ) -> Result<Report> {
         let env = self.env(env_name)?;
-        // Preflight before the lock: a bad version or unreadable config is a usage error.
-        self.plan_deploy(env_name, version, opts)?;
+        // Preflight before the lock: a bad version or unreadable config is a usage error,
+        // a guard's refusal changes nothing.
+        let (view, _) = self.plan_deploy(env_name, version, opts)?;
+        if let Some(refused) = view.refused(|r| super::guard::consented(r, opts.yes, opts.allow_major)) {
+            return Err(refused);
+        }
         self.preflight_database(&env)?;
         self.preflight_runtime(&env, "deploy")?;
         let held = self.take_lock(&env, opts.reason.as_deref(), progress)?;
@@ -163,6 +191,9 @@ impl Engine {
         self.refuse_interrupted(&env)?;
         // Plan again under the lock: the release id and `from` must not race.
         let (view, release) = self.plan_deploy(env_name, version, opts)?;
+        if let Some(refused) = view.refused(|r| super::guard::consented(r, opts.yes, opts.allow_major)) {
+            return Err(refused);
+        }
         let new = NewOperation {
             to: release.id,
             auto_rollback: opts.auto_rollback,

@@ -107,7 +107,7 @@ impl Engine {
         };
         let app = Supervisor::new(&site.state_dir()).running().ok().flatten();
         // What this machine sees serving; a fleet's hosts report their own.
-        let observed = if env.hosts.is_empty() { rt.observe() } else { Default::default() };
+        let observed = if env.hosts.is_empty() { rt.observe_fresh() } else { Default::default() };
         Ok(Status {
             environment: env.name.to_string(),
             current,

@@ -26,6 +26,7 @@ pub mod db;
 pub mod decision;
 pub mod deploy;
 pub mod diagnose;
+pub mod guard;
 mod in_place;
 pub mod inspect;
 pub mod preflight;
@@ -35,6 +36,7 @@ pub mod restore;
 pub mod resume;
 pub mod rollback;
 pub mod run;
+mod target;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;

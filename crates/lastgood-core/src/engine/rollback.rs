@@ -11,7 +11,7 @@ use crate::database::environment::{self, EnvDatabase};
 use crate::error::{Error, Result};
 use crate::journal::{self, Progress};
 use crate::ledger::{EnvState, Release};
-use crate::model::{EnvName, OperationKind, ReleaseId, ReleaseState, Scope, Target};
+use crate::model::{OperationKind, ReleaseId, ReleaseState, Scope, Target};
 use crate::plan::{self, Phase, Step, placement};
 use crate::refusal::Refusal;
 use crate::runtime::{self, ReleaseFacts, Site};
@@ -25,54 +25,16 @@ pub struct RollbackOptions {
     pub reason: Option<String>,
     /// Consent to destructive down migrations (a backup is taken first).
     pub allow_data_loss: bool,
+    /// Consent to lowering the major version.
+    pub allow_major: bool,
 }
 
 impl Engine {
-    /// The release a target names; an error listing the candidates when none does.
-    pub(crate) fn resolve_target(
-        &self,
-        env: &Environment,
-        target: &Target,
-        current: Option<ReleaseId>,
-    ) -> Result<Release> {
-        let found = match target {
-            Target::LastGood => self.ledger.last_good(&env.name, current)?,
-            Target::Previous => match current {
-                Some(c) => self.ledger.release_before(&env.name, c)?,
-                None => None,
-            },
-            Target::Id(id) => self.ledger.release(&env.name, *id)?,
-            Target::Version(v) => self.ledger.release_by_version(&env.name, v)?,
-        };
-        found.ok_or_else(|| {
-            let target = match target {
-                Target::LastGood => "last-good".to_owned(),
-                Target::Previous => "previous".to_owned(),
-                Target::Id(id) => id.to_string(),
-                Target::Version(v) => v.clone(),
-            };
-            match self.candidates(&env.name) {
-                Ok(candidates) => Error::UnknownTarget { env: env.name.to_string(), target, candidates },
-                Err(e) => e,
-            }
-        })
-    }
-
-    fn candidates(&self, env: &EnvName) -> Result<Vec<String>> {
-        Ok(self
-            .ledger
-            .releases(env, 10)?
-            .iter()
-            .map(|r| {
-                format!("{} {} ({}{})", r.id, r.version, r.state, if r.artifact { "" } else { ", directory removed" })
-            })
-            .collect())
-    }
-
     /// Plans a rollback; changes nothing and never refuses: what a real run would
     /// refuse is in the plan's `refusals`.
     pub fn plan_rollback(&self, env_name: &str, opts: &RollbackOptions) -> Result<PlanView> {
         let env = self.env(env_name)?;
+        env.check_programs()?;
         if opts.scope == Scope::Db && !env.database.as_ref().is_some_and(EnvDatabase::has_migrations) {
             return Err(Error::Usage {
                 what: format!("--scope db: environment `{}` has no [database] with migrations", env.name),
@@ -98,10 +60,21 @@ impl Engine {
                     Err(e) => return Err(e),
                 },
                 None => {
-                    if let Err(why) = runtime::of(&Site::local(&env)).ready(&ReleaseFacts::of(&to)) {
+                    let site = Site::local(&env);
+                    let rt = runtime::of(&site);
+                    let facts = ReleaseFacts::of(&to);
+                    if let Err(why) = rt.ready(&facts) {
                         refusals.push(Refusal::NotReady(why));
                     }
+                    if state.current != Some(to.id) {
+                        if let Err(refusal) = rt.check_back(&facts, &self.known_commits(&env.name)?) {
+                            refusals.push(refusal);
+                        }
+                    }
                 }
+            }
+            if state.current != Some(to.id) {
+                self.guards(&env, from.as_ref(), &to.version, opts.allow_major, &mut refusals);
             }
         }
         let mut confirm = Vec::new();
@@ -255,7 +228,8 @@ impl Engine {
         progress: &mut dyn Progress,
     ) -> Result<Option<Report>> {
         let env = self.env(env_name)?;
-        if let Some(refused) = view.refused(|r| confirmed && matches!(r, Refusal::Unconfirmed { .. })) {
+        let consented = |r: &Refusal| super::guard::consented(r, confirmed, opts.allow_major);
+        if let Some(refused) = view.refused(consented) {
             return Err(refused);
         }
         if opts.scope.includes_code() && !view.in_place && env.hosts.is_empty() {
@@ -264,7 +238,7 @@ impl Engine {
         let held = self.take_lock(&env, opts.reason.as_deref(), progress)?;
         self.refuse_interrupted(&env)?;
         let view = self.plan_rollback(env_name, opts)?;
-        if let Some(refused) = view.refused(|r| confirmed && matches!(r, Refusal::Unconfirmed { .. })) {
+        if let Some(refused) = view.refused(consented) {
             return Err(refused);
         }
         if view.in_place {
@@ -272,6 +246,20 @@ impl Engine {
         }
         let new = self.new_operation(&view, opts.reason.clone(), opts.allow_data_loss);
         self.execute(&env, held, new, progress).map(Some)
+    }
+}
+
+impl Engine {
+    /// The commits the environment's recent releases name (source and deploy commits).
+    fn known_commits(&self, env: &crate::model::EnvName) -> Result<Vec<String>> {
+        Ok(self
+            .ledger
+            .releases(env, 200)?
+            .iter()
+            .flat_map(|r| [r.commit.as_ref(), r.deploy_commit.as_ref()])
+            .flatten()
+            .map(|c| c.as_str().to_owned())
+            .collect())
     }
 }
 

@@ -14,6 +14,10 @@ use crate::plan::{Phase, Step};
 use crate::runtime::{Activation, ReleaseFacts};
 use crate::verify;
 
+/// How many recent releases' commits a reset may drop without asking (their commits
+/// and deploy commits): far more than `keep_releases`, and one indexed read.
+const KNOWN_RELEASES: usize = 200;
+
 impl Journal<'_> {
     /// Applies one step; returns its detail and the ledger changes that record its effect.
     pub(super) fn apply(&mut self, rec: &StepRecord) -> Result<(String, Vec<Change>)> {
@@ -31,7 +35,15 @@ impl Journal<'_> {
             }
             Step::Switch { release } => {
                 let detail = self.perform(rec, &Action::Activate(self.activation(rec, *release)?), Payload::None)?;
-                Ok((detail, self.switched(rec, *release)?))
+                let mut changes = self.switched(rec, *release)?;
+                // A GitOps switch leaves the branch at a commit: the release's deploy commit.
+                let site = crate::runtime::Site::local(env);
+                if let Some(commit) = crate::runtime::of(&site).deploy_commit(!self.ships(rec)) {
+                    if let Ok(commit) = crate::model::CommitId::parse(&commit) {
+                        changes.push(Change::SetDeployCommit { release: *release, commit });
+                    }
+                }
+                Ok((detail, changes))
             }
             Step::RestoreConfig { release } => {
                 let r = self.release(*release)?;
@@ -126,7 +138,8 @@ impl Journal<'_> {
         let r = self.release(release)?;
         // What lastgood may have left serving: the ledger's current release and, on the
         // way back, the release this operation was switching to.
-        let mut may_serve = vec![self.ledger.env_state(&self.env.name)?.current];
+        let current = self.ledger.env_state(&self.env.name)?.current;
+        let mut may_serve = vec![current];
         if !self.ships(rec) {
             may_serve.extend([Some(self.op.to), self.op.from]);
         }
@@ -147,6 +160,15 @@ impl Journal<'_> {
             reason: self.op.reason.clone(),
             vars: release_vars(&self.env.name, &r),
             protect: self.ledger.schema_ahead_release(&self.env.name)?.into_iter().collect(),
+            known: self
+                .ledger
+                .releases(&self.env.name, KNOWN_RELEASES)?
+                .iter()
+                .flat_map(|r| [r.commit.as_ref(), r.deploy_commit.as_ref()])
+                .flatten()
+                .map(|c| c.as_str().to_owned())
+                .collect(),
+            current: current == Some(release),
         })
     }
 

@@ -32,6 +32,9 @@ pub struct Release {
     pub config: BTreeMap<String, String>,
     /// Whether its release directory still exists (retention removes old ones).
     pub artifact: bool,
+    /// The GitOps commit that set it: the commit a version-file deploy pushed, or the
+    /// branch tip lastgood left for it in branch mode.
+    pub deploy_commit: Option<CommitId>,
 }
 
 /// What an environment runs now, according to the ledger.
@@ -217,6 +220,10 @@ pub enum Change {
     SetArtifact {
         release: ReleaseId,
         present: bool,
+    },
+    SetDeployCommit {
+        release: ReleaseId,
+        commit: CommitId,
     },
     /// The operation now runs under the fence's epoch (after `resume` took it over).
     AdoptOperation {

@@ -83,6 +83,7 @@ impl SqliteLedger {
             features: serde_json::from_str(&features).unwrap_or_default(),
             config: serde_json::from_str(&config).unwrap_or_default(),
             artifact: r.get("artifact")?,
+            deploy_commit: r.get::<_, Option<String>>("deploy_commit")?.and_then(|c| CommitId::parse(&c).ok()),
         })
     }
 
@@ -192,6 +193,12 @@ impl SqliteLedger {
                     tx.execute(
                         "UPDATE releases SET state = ?3 WHERE env = ?1 AND id = ?2",
                         params![env.as_str(), release.0 as i64, state.as_str()],
+                    )?;
+                }
+                Change::SetDeployCommit { release, commit } => {
+                    tx.execute(
+                        "UPDATE releases SET deploy_commit = ?3 WHERE env = ?1 AND id = ?2",
+                        params![env.as_str(), release.0 as i64, commit.as_str()],
                     )?;
                 }
                 Change::SetArtifact { release, present } => {
@@ -362,6 +369,17 @@ impl Ledger for SqliteLedger {
             env,
             "SELECT * FROM releases WHERE env = ?1 AND version = ?2 ORDER BY id DESC LIMIT 1",
             params![env.as_str(), version],
+        )
+    }
+
+    fn releases_by_commit(&self, env: &EnvName, prefix: &str) -> Result<Vec<Release>> {
+        // The prefix is lower-case hex (checked by the caller), so it holds no LIKE
+        // wildcards; the range keeps the indexes usable.
+        let (lo, hi) = (prefix.to_owned(), format!("{prefix}g"));
+        self.many_releases(
+            env,
+            "SELECT * FROM releases WHERE env = ?1 AND ((commit_id >= ?2 AND commit_id < ?3) OR (deploy_commit >= ?2 AND deploy_commit < ?3)) ORDER BY id DESC LIMIT 20",
+            params![env.as_str(), lo, hi],
         )
     }
 

@@ -119,6 +119,11 @@ CREATE INDEX audit_events_by_operation ON audit_events (operation, id);
     r#"
 ALTER TABLE environments ADD COLUMN schema_ahead INTEGER NOT NULL DEFAULT 0;
 "#,
+    r#"
+ALTER TABLE releases ADD COLUMN deploy_commit TEXT;
+CREATE INDEX releases_by_commit ON releases (env, commit_id);
+CREATE INDEX releases_by_deploy_commit ON releases (env, deploy_commit);
+"#,
 ];
 
 /// Creates or upgrades the schema under the write lock.

@@ -28,6 +28,9 @@ pub trait Ledger {
     /// The newest release with this version.
     fn release_by_version(&self, env: &EnvName, version: &str) -> Result<Option<Release>>;
     /// The newest release older than `before`.
+    /// Releases whose commit or deploy commit starts with `prefix` (lower-case hex),
+    /// newest first.
+    fn releases_by_commit(&self, env: &EnvName, prefix: &str) -> Result<Vec<Release>>;
     fn release_before(&self, env: &EnvName, before: ReleaseId) -> Result<Option<Release>>;
     /// Releases whose directories exist, newest first.
     fn releases_with_artifacts(&self, env: &EnvName) -> Result<Vec<Release>>;

@@ -146,6 +146,13 @@ pub struct Activation {
     /// whose migrations stay applied ahead of the code, until they are reverted.
     #[serde(default)]
     pub protect: Vec<ReleaseId>,
+    /// Every commit a release of this environment names (its commit, its GitOps deploy
+    /// commit): a reset may drop those, and nothing else that is not lastgood's own.
+    #[serde(default)]
+    pub known: Vec<String>,
+    /// The ledger already calls this release current (an abort before anything moved).
+    #[serde(default)]
+    pub current: bool,
 }
 
 /// Where a runtime's switch happens.
@@ -177,6 +184,53 @@ pub trait Runtime {
     /// container runtimes, the image must be on the engine).
     fn check_version(&self, _version: &str) -> Result<()> {
         Ok(())
+    }
+
+    /// The commit a version names, for a runtime that resolves versions itself (GitOps
+    /// branch mode: a commit or tag of its repository), with the subjects of the commits
+    /// since `since` (the release before), newest first: the release's features. None:
+    /// versions are not commits here.
+    fn resolve(&self, _version: &str, _since: Option<&str>) -> Result<Option<(String, Vec<String>)>> {
+        Ok(None)
+    }
+
+    /// The version the outside world says should serve, read fresh (a pipeline's
+    /// `current`, a version file after a fetch), with what said it, for the check that
+    /// nobody changed it by hand since lastgood last set it. None: this runtime cannot
+    /// tell.
+    fn desired(&self) -> std::result::Result<Option<(String, String)>, Refusal> {
+        Ok(None)
+    }
+
+    /// Who changed the desired version, for the refusal's message (a commit).
+    fn changed_by(&self) -> Option<String> {
+        None
+    }
+
+    /// Whether `--yes` may overrule a desired version changed by hand: a pipeline's
+    /// parameter may be overwritten on purpose; a commit in a GitOps repository is never
+    /// overwritten (decide, then deploy).
+    fn drift_consent(&self) -> bool {
+        false
+    }
+
+    /// Whether a rollback to `to` can run, checked before anything is recorded (GitOps
+    /// reset mode: no commit it would drop may be someone else's). `known`: the commits
+    /// the environment's releases name.
+    fn check_back(&self, _to: &ReleaseFacts, _known: &[String]) -> std::result::Result<(), Refusal> {
+        Ok(())
+    }
+
+    /// After a switch: the commit the runtime left its repository's branch at for the
+    /// release (GitOps), recorded as the release's deploy commit. None: no such commit.
+    fn deploy_commit(&self, _back: bool) -> Option<String> {
+        None
+    }
+
+    /// What serves, after refreshing what the runtime reads (GitOps: a fetch, bounded
+    /// in time); `status` uses it.
+    fn observe_fresh(&self) -> Observed {
+        self.observe()
     }
 
     /// Whether a deploy ships release directories (export, cleanup and unlink steps).

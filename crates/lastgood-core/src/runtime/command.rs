@@ -32,6 +32,11 @@ impl Command<'_> {
         self.site.deploy_to.clone()
     }
 
+    /// The variables (and placeholders) `current` has outside an operation.
+    fn site_vars(&self) -> Vec<(String, String)> {
+        vec![("LASTGOOD_ENV".into(), self.site.env.to_string()), ("LASTGOOD_HOST".into(), self.site.host.clone())]
+    }
+
     /// What `current` prints, trimmed; None when it is not configured, fails or prints nothing.
     fn running(&self, vars: &[(String, String)]) -> Option<String> {
         let argv = self.current?;
@@ -66,7 +71,9 @@ impl Runtime for Command<'_> {
 
     fn activate(&self, a: &Activation) -> Result<String> {
         let version = a.release.version.as_str();
-        let vars = &a.vars;
+        let mut vars = a.vars.clone();
+        vars.push(("LASTGOOD_HOST".into(), self.site.host.clone()));
+        let vars = &vars;
         if self.running(vars).as_deref() == Some(version) {
             return Ok(format!("`current` already prints {version}"));
         }
@@ -90,17 +97,31 @@ impl Runtime for Command<'_> {
         Ok(())
     }
 
+    /// What `current` prints now: a parameter changed by hand shows here.
+    fn desired(&self) -> std::result::Result<Option<(String, String)>, Refusal> {
+        let what = format!("`current` ({})", self.current.map(|c| c.join(" ")).unwrap_or_default());
+        Ok(self.running(&self.site_vars()).map(|v| (what, v)))
+    }
+
+    /// A parameter may be overwritten on purpose: `--yes` says so.
+    fn drift_consent(&self) -> bool {
+        true
+    }
+
     fn workdir(&self, _id: ReleaseId) -> PathBuf {
         self.dir()
     }
 
     fn observe(&self) -> Observed {
-        Observed { release: None, version: self.running(&[]) }
+        Observed { release: None, version: self.running(&self.site_vars()) }
     }
 
     fn describe(&self, step: &Step, facts: &StepFacts) -> String {
         match (step, facts.version.as_deref()) {
-            (Step::Switch { .. }, Some(v)) => format!("run {} with LASTGOOD_VERSION={v}", self.switch.join(" ")),
+            (Step::Switch { .. }, Some(v)) => format!(
+                "run {} with LASTGOOD_VERSION={v}",
+                crate::placeholder::argv(self.switch, &[("LASTGOOD_VERSION".into(), v.to_owned())]).join(" ")
+            ),
             (Step::Switch { release }, None) => format!("run {} for {release}", self.switch.join(" ")),
             (Step::Unlink, _) => "nothing to remove: the pipeline owns what serves".into(),
             (other, _) => generic(other, facts),

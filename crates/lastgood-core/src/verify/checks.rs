@@ -52,9 +52,13 @@ pub struct Vars<'a> {
 }
 
 impl Vars<'_> {
-    /// `template` with `{version}` and `{host}` replaced.
+    /// `template` with `{version}` and `{host}` replaced, and the other placeholders
+    /// (`{release}`, `{env}`, `{commit}`, `{port}`) from `env`, in one pass.
     pub fn substitute(&self, template: &str) -> String {
-        template.replace("{version}", self.version).replace("{host}", self.host)
+        let mut vars = self.env.to_vec();
+        vars.push(("LASTGOOD_VERSION".into(), self.version.to_owned()));
+        vars.push(("LASTGOOD_HOST".into(), self.host.to_owned()));
+        crate::placeholder::expand(template, &vars)
     }
 }
 
