@@ -115,8 +115,13 @@ fn operation(app: &App, id: &str) -> Response {
     let Some(id) = parse_id(id) else {
         return error(404, "an operation id is a number");
     };
-    match app.engine().and_then(|e| IncidentReport::build(e.ledger(), &app.config, id)) {
-        Ok(r) => json(200, &r),
+    let report = app.engine().and_then(|e| match e.ledger().operation(id)? {
+        Some(_) => IncidentReport::build(e.ledger(), &app.config, id).map(Some),
+        None => Ok(None),
+    });
+    match report {
+        Ok(Some(r)) => json(200, &r),
+        Ok(None) => error(404, &format!("no operation {id}")),
         Err(e) => failed(&e),
     }
 }

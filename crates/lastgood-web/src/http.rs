@@ -52,8 +52,11 @@ impl Request {
 /// after which the connection closes.
 pub enum Body {
     Full(Vec<u8>),
-    Stream(Box<dyn FnOnce(&mut dyn Write) -> io::Result<()> + Send>),
+    Stream(StreamWriter),
 }
+
+/// Writes a streamed body to the connection, once.
+pub type StreamWriter = Box<dyn FnOnce(&mut dyn Write) -> io::Result<()> + Send>;
 
 pub struct Response {
     pub status: u16,
@@ -149,6 +152,9 @@ fn read_request(stream: &TcpStream, buf: &mut Vec<u8>, peer: SocketAddr) -> Resu
     let mut chunk = [0u8; 4096];
     let head_len = loop {
         if let Some(end) = find_head_end(buf) {
+            if end > MAX_HEAD {
+                return Err(ReadError::Status(431, "request head too large"));
+            }
             break end;
         }
         if buf.len() > MAX_HEAD {

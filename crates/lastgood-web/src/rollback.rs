@@ -52,8 +52,14 @@ fn rejected(status: u16, message: impl Into<String>) -> Rejected {
 
 fn from_error(e: &Error) -> Rejected {
     let mut message = e.to_string();
-    if let Error::Locked { reason: Some(r), .. } = e {
-        message.push_str(&format!(" (reason: {r})"));
+    match e {
+        Error::Locked { reason: Some(r), .. } => message.push_str(&format!(" (reason: {r})")),
+        Error::UnknownTarget { candidates, .. } => {
+            for c in candidates {
+                message.push_str(&format!("\n  candidate: {c}"));
+            }
+        }
+        _ => {}
     }
     rejected(status_of(e), message)
 }
