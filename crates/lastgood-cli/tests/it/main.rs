@@ -21,6 +21,7 @@ macro_rules! snapshot {
 }
 
 mod alembic;
+mod browser;
 mod compose_server;
 mod connections;
 mod containers;

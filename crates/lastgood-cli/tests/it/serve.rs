@@ -50,7 +50,7 @@ fn without_a_login_or_the_token_every_route_answers_401_and_every_answer_carries
         r.expect(401).has("login URL");
         assert_eq!(r.header("content-security-policy"), Some(CSP), "{path}");
         assert_eq!(r.header("x-frame-options"), Some("DENY"));
-        assert_eq!(r.header("referrer-policy"), Some("no-referrer"));
+        assert_eq!(r.header("referrer-policy"), Some("same-origin"));
         assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
     }
     for path in ["/api/v1/environments", "/api/v1/environments/production/releases", "/api/v1/operations/1"] {
