@@ -51,7 +51,10 @@ fn screenshots() -> PathBuf {
     dir
 }
 
+/// The whole page (the window grows to its height, up to 4,000 pixels), as a PNG.
 async fn shot(c: &Client, name: &str) {
+    let height = c.execute("return document.documentElement.scrollHeight", vec![]).await.ok().and_then(|h| h.as_u64());
+    let _ = c.set_window_size(1280, height.unwrap_or(900).clamp(600, 4000) as u32 + 120).await;
     let png = c.screenshot().await.expect("screenshot");
     assert!(png.starts_with(b"\x89PNG"), "a PNG");
     std::fs::write(screenshots().join(format!("{name}.png")), png).expect("write screenshot");
