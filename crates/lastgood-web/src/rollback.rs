@@ -207,7 +207,7 @@ fn again(app: &App, who: &Caller, ask: &Ask, status: u16, message: &str) -> Resp
         div.alert.rejected { (message) }
         @if let Ok(plan) = &plan {
             @if status != 409 {
-                (rollback_form(app, who, &ask.env, plan, plan.to.id.0, &[]))
+                (rollback_form(app, who, &ask.env, plan, plan.to.id.0, &ask.reason))
                 h2 { "The plan" }
                 (plan_markup(plan))
             }

@@ -158,7 +158,8 @@ fn a_person_rolls_back_from_the_dashboard_in_chromium_and_watches_it_finish() {
         shot(&c, "04-wrong-name-refused").await;
 
         // The right name: the operation's page, which follows it live to the end.
-        c.find(Locator::Css("input[name=reason]")).await.unwrap().send_keys("v2's index slows checkout").await.unwrap();
+        let reason = c.find(Locator::Css("input[name=reason]")).await.unwrap();
+        assert_eq!(reason.prop("value").await.unwrap().as_deref(), Some("v2's index slows checkout"), "kept");
         c.find(Locator::Css("input[name=confirm_env]")).await.unwrap().send_keys("production").await.unwrap();
         c.find(Locator::Css("form.rollback button")).await.unwrap().click().await.unwrap();
         wait_for(&c, "#operation", 30).await;

@@ -73,7 +73,7 @@ fn body(app: &App, who: &Caller, env: &str, d: &Details) -> Markup {
         }
         h2 { "Rollback plan to #" (r.id.0) }
         (plan_markup(&d.plan))
-        (rollback_form(app, who, env, &d.plan, r.id.0, &[]))
+        (rollback_form(app, who, env, &d.plan, r.id.0, ""))
     }
 }
 
@@ -122,8 +122,9 @@ fn label(v: &impl serde::Serialize) -> String {
 
 /// The form of SPEC.md: `csrf`, `to`, `confirm_env`, `reason`, and a checkbox for each
 /// consent the plan needs. Shown only to a browser session of a server that takes
-/// writes; otherwise it says how to get one.
-pub fn rollback_form(app: &App, who: &Caller, env: &str, plan: &PlanView, to: u64, errors: &[String]) -> Markup {
+/// writes; otherwise it says how to get one. `reason` fills the reason in again after
+/// a refusal.
+pub fn rollback_form(app: &App, who: &Caller, env: &str, plan: &PlanView, to: u64, reason: &str) -> Markup {
     let session = match who {
         Caller::Browser(s) => Some(s),
         Caller::Bearer => None,
@@ -136,7 +137,6 @@ pub fn rollback_form(app: &App, who: &Caller, env: &str, plan: &PlanView, to: u6
         } @else if plan.in_place {
         } @else if let Some(s) = session {
             form.rollback method="post" action={ "/env/" (env) "/rollback" } {
-                @for e in errors { div.alert.error { (e) } }
                 input type="hidden" name="csrf" value=(s.csrf);
                 input type="hidden" name="to" value=(to);
                 @if consents.contains(&"--allow-data-loss") {
@@ -148,7 +148,7 @@ pub fn rollback_form(app: &App, who: &Caller, env: &str, plan: &PlanView, to: u6
                 @if consents.contains(&"--yes") {
                     label { input type="checkbox" name="yes" value="1"; " I confirm this target (" (plan.confirm.join("; ")) ")" }
                 }
-                label { "Reason (recorded in the audit log) " input type="text" name="reason" maxlength="500" required; }
+                label { "Reason (recorded in the audit log) " input type="text" name="reason" maxlength="500" value=(reason) required; }
                 label { "Type " code { (env) } " to confirm " input type="text" name="confirm_env" autocomplete="off" required; }
                 button type="submit" { "Roll back " (env) " to #" (to) }
             }

@@ -92,7 +92,7 @@ fn body(app: &App, who: &Caller, t: &Timeline) -> Markup {
         @if let (Some(plan), Some(g)) = (&t.plan, &s.last_good) {
             details {
                 summary { "Roll back to the last good release #" (g.id.0) " " (g.version) }
-                (rollback_form(app, who, env, plan, g.id.0, &[]))
+                (rollback_form(app, who, env, plan, g.id.0, ""))
                 p { a href={ "/env/" (env) "/release/" (g.id.0) } { "See the whole plan, its SQL and the diff" } }
             }
         }
