@@ -4,7 +4,9 @@
 //! place in the audit chain (so a reconnecting `EventSource` sends `Last-Event-ID` and
 //! gets only what it missed); and `steps`, the operation's outcome and every step's
 //! state, sent whenever they change. When the operation has ended the stream sends
-//! `end` and closes: a finished operation replays its events and closes at once.
+//! `end` and closes: a finished operation replays its events and closes at once. An
+//! interrupted operation (recorded as running, its lock gone) ends the stream too,
+//! with `"interrupted": true`: `lastgood resume` is what finishes it.
 //! The ledger is read four times a second; a stream lasts at most an hour.
 
 use std::io::{self, Write};
@@ -72,6 +74,11 @@ fn follow(engine: &Engine, id: u64, mut seen: i64, w: &mut dyn Write) -> io::Res
             write!(w, "event: end\ndata: {}\n\n", serde_json::json!({ "operation": id, "outcome": outcome }))?;
             return w.flush();
         }
+        if interrupted(engine, &op)? {
+            let end = serde_json::json!({ "operation": id, "outcome": "running", "interrupted": true });
+            write!(w, "event: end\ndata: {end}\n\n")?;
+            return w.flush();
+        }
         if last_write.elapsed() >= KEEPALIVE {
             // A comment line: it keeps proxies from closing the stream and tells us
             // when the client has gone.
@@ -84,4 +91,11 @@ fn follow(engine: &Engine, id: u64, mut seen: i64, w: &mut dyn Write) -> io::Res
         }
         std::thread::sleep(POLL);
     }
+}
+
+/// The operation is recorded as running but nothing runs it: `status` says its
+/// holder is gone (the lock's process died, or its lease expired).
+fn interrupted(engine: &Engine, op: &lastgood_core::ledger::Operation) -> io::Result<bool> {
+    let status = engine.status(op.env.as_str()).map_err(io::Error::other)?;
+    Ok(status.interrupted.is_some_and(|i| i.operation == op.id && !i.holder_alive))
 }

@@ -385,3 +385,20 @@ fn a_non_loopback_listener_warns_and_metrics_need_the_token_there() {
     let out = env.cmd(&["serve", "--listen", "127.0.0.1:0"]).env("LASTGOOD_SERVE_TOKEN", "short").output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn an_interrupted_operation_stands_out_and_its_events_end() {
+    let env = plain_env();
+    let out = env.run_crashing("apply:switch", &["rollback", "production", "--reason", "crash"]);
+    assert!(out.signal.is_some(), "the failpoint killed it: {out:?}");
+    let s = Server::start(&env, &[]);
+    let session = s.login("alice");
+    let home = s.get("/").cookie(&session).send();
+    home.expect(200).has("Interrupted: </strong>rollback #4").has("lastgood resume production");
+    let op = s.get("/operation/4").cookie(&session).send();
+    op.expect(200).has("data-outcome=\"running\"").has("nothing runs this operation").lacks("live.js");
+    let events = s.api("/api/v1/operations/4/events");
+    events.expect(200).has("event: end").has("\"interrupted\":true");
+    env.run(&["resume", "production"]).expect(0);
+    s.get("/operation/4").cookie(&session).send().has("Incident report");
+}

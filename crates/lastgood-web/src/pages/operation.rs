@@ -15,6 +15,8 @@ use crate::routes::Caller;
 
 struct Loaded {
     op: Operation,
+    /// Recorded as running, but its holder is gone: nothing runs it.
+    interrupted: bool,
     steps: Vec<StepRecord>,
     report: Option<String>,
 }
@@ -26,7 +28,9 @@ fn load(app: &App, engine: &Engine, id: u64) -> lastgood_core::Result<Loaded> {
         "running" => None,
         _ => Some(IncidentReport::build(engine.ledger(), &app.config, id)?.markdown()),
     };
-    Ok(Loaded { op, steps, report })
+    let interrupted = report.is_none()
+        && engine.status(op.env.as_str())?.interrupted.is_some_and(|i| i.operation == op.id && !i.holder_alive);
+    Ok(Loaded { op, interrupted, steps, report })
 }
 
 pub fn page(app: &App, who: &Caller, id: &str) -> Response {
@@ -72,6 +76,10 @@ fn body(l: &Loaded) -> Markup {
             }
             @match &l.report {
                 Some(md) => { h2 { "Incident report" } pre.report { (md) } }
+                None if l.interrupted => div.alert.interrupted {
+                    "Interrupted: nothing runs this operation any more. Run " code { "lastgood resume " (op.env.as_str()) }
+                    " to finish it, or add " code { "--abort" } " to return to where it started."
+                },
                 None => { p.muted.live { "Running: this page follows it live." } script src="/static/live.js" {} }
             }
         }
