@@ -76,10 +76,11 @@ async fn text(c: &Client) -> String {
     c.find(Locator::Css("body")).await.expect("body").text().await.expect("text")
 }
 
-/// v1 (a table) and v2 (an index on it), deployed on SQLite; every check waits 2 s,
-/// so the rollback runs long enough to be watched.
+/// v1 (a table) and v2 (an index on it), deployed on SQLite. Once the file `slow`
+/// exists, the checks take 4 s, so the rollback runs long enough to be watched.
 fn incident_env() -> TestEnv {
     let mut env = TestEnv::new(BIN);
+    let slow = env.path().join("slow");
     env.commit_version(
         "v1",
         &[("migrations/1_t/up.sql", "CREATE TABLE t (a int);\n"), ("migrations/1_t/down.sql", "DROP TABLE t;\n")],
@@ -91,13 +92,12 @@ fn incident_env() -> TestEnv {
             ("migrations/2_t_a/down.sql", "DROP INDEX t_a;\n"),
         ],
     );
-    env.configure(
-        &Config::new()
-            .database(Database::sqlite("app.db").migrations("migrations"))
-            .check(Check::command(["sleep", "2"])),
-    );
+    env.configure(&Config::new().database(Database::sqlite("app.db").migrations("migrations")).check(
+        Check::command(["sh", "-c", &format!("[ ! -e '{}' ] || sleep 4", slow.display())]).key("timeout", "30s"),
+    ));
     deploy_ok(&env, "v1");
     deploy_ok(&env, "v2");
+    env.write("slow", "");
     env
 }
 
