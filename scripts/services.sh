@@ -21,6 +21,10 @@ for tool in sqlite3 curl; do command -v "$tool" >/dev/null || missing+=("$tool")
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 for tool in ssh ssh-keygen; do command -v "$tool" >/dev/null || missing+=(openssh-client); done
 for tool in unshare nsenter setsid; do command -v "$tool" >/dev/null || missing+=(util-linux); done
+# The dashboard's browser tests (tests/it/browser.rs): Debian's Chromium and its
+# WebDriver, the same version from the same archive (nothing is downloaded at run time).
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
   mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
   log "installing ${missing[*]}"

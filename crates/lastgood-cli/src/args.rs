@@ -205,6 +205,19 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// The dashboard and JSON API: prints a login URL with its token on stderr
+    /// (LASTGOOD_SERVE_TOKEN, or one made at start); read-only unless --allow-writes
+    Serve {
+        /// Address to listen on (port 0 picks a free one)
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7878")]
+        listen: String,
+        /// The name browsers use to reach it (the Host header must match it or ADDR)
+        #[arg(long, value_name = "NAME")]
+        host: Option<String>,
+        /// Allow rollbacks from the dashboard and the API
+        #[arg(long)]
+        allow_writes: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

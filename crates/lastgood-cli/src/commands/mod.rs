@@ -5,6 +5,7 @@ mod db;
 mod inspect;
 mod operate;
 mod report;
+mod serve;
 
 use lastgood_core::config::Config;
 use lastgood_core::context::Context;
@@ -64,6 +65,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
         Command::Unlock { env, force } => admin::unlock(cli, &engine(cli)?, env, *force),
         Command::Report { operation, note } => report::report(cli, &engine(cli)?, *operation, note.as_deref()),
         Command::Audit { command: crate::args::AuditCommand::Verify } => admin::audit_verify(cli, &engine(cli)?),
+        Command::Serve { listen, host, allow_writes } => serve::serve(cli, listen, host.as_deref(), *allow_writes),
     }
 }
 

@@ -21,6 +21,7 @@ macro_rules! snapshot {
 }
 
 mod alembic;
+mod browser;
 mod compose_server;
 mod connections;
 mod containers;
@@ -40,6 +41,7 @@ mod report;
 mod restore;
 mod rollback;
 mod runtimes;
+mod serve;
 
 use lastgood_testkit::TestEnv;
 

@@ -162,6 +162,15 @@ fn canary_secrets_never_leave_the_config() {
         .any(|f| std::fs::read_to_string(f).unwrap_or_default().contains("canary-token-Kx9"));
     assert!(stored, "the snapshot store keeps the config for restores");
     let everything = without_snapshots(&everything);
+    // The dashboard was read: its pages, the API and the metrics are part of it.
+    for seen in [
+        "== GET /env/production (200 200)",
+        "== GET /api/v1/operations/3/events (200 200)",
+        "lastgood_current_release",
+        "Incident report",
+    ] {
+        assert!(everything.contains(seen), "the dashboard's answers lack {seen:?}");
+    }
     for canary in [password.as_str(), "secret-token-Yq42", "canary-token-Kx9"] {
         assert!(!everything.contains(canary), "{canary} leaked:\n{}", around(everything, canary));
     }
@@ -232,6 +241,7 @@ fn everything_written(env: &TestEnv, vars: &[(&str, &str)]) -> String {
         everything += &out.stdout;
         everything += &out.stderr;
     }
+    everything += &dashboard_pages(env, vars);
     std::thread::sleep(Duration::from_secs(2));
     everything += "\n== LEDGER\n";
     everything += &sqlite(&env.path().join(".lastgood/ledger.db"), ".dump");
@@ -254,6 +264,42 @@ fn everything_written(env: &TestEnv, vars: &[(&str, &str)]) -> String {
         }
     }
     everything
+}
+
+/// Every page, API document, event stream and metric of `lastgood serve` over the
+/// same workspace, as a person and a program would read them.
+fn dashboard_pages(env: &TestEnv, vars: &[(&str, &str)]) -> String {
+    use lastgood_testkit::serve::{Server, TOKEN};
+    let mut cmd = env.cmd(&["serve", "--listen", "127.0.0.1:0", "--allow-writes"]);
+    cmd.envs(vars.iter().copied()).env("LASTGOOD_SERVE_TOKEN", TOKEN);
+    cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+    let s = Server::spawn(cmd);
+    let session = s.login("canary");
+    let mut out = format!("\n== SERVE\n{}{}\n", s.banner, s.login_url);
+    let ops = env.run(&["history", "production", "--format", "json"]).json();
+    let mut paths = vec!["/".to_owned(), "/env/production".into(), "/audit".into(), "/metrics".into()];
+    for r in ops.as_array().into_iter().flatten() {
+        paths.push(format!("/env/production/release/{}", r["id"]));
+    }
+    for op in 1..=6 {
+        paths.push(format!("/operation/{op}"));
+        paths.push(format!("/api/v1/operations/{op}"));
+        paths.push(format!("/api/v1/operations/{op}/events"));
+    }
+    paths.extend(["/api/v1/environments".into(), "/api/v1/environments/production/releases".into()]);
+    for path in &paths {
+        let page = s.get(path).cookie(&session).send();
+        let api = s.api(path);
+        out += &format!("\n== GET {path} ({} {})\n{}\n{}\n", page.status, api.status, page.body, api.body);
+    }
+    // A refused rollback from the form shows the plan and the error.
+    let form = s.get("/env/production").cookie(&session).send();
+    if let Some(at) = form.body.find("name=\"csrf\" value=\"") {
+        let csrf = form.body[at + 19..].split('"').next().unwrap_or_default().to_owned();
+        let fields = [("csrf", csrf.as_str()), ("to", "1"), ("confirm_env", "production"), ("reason", "canary")];
+        out += &s.request("POST", "/env/production/rollback").cookie(&session).form(&fields).send().body;
+    }
+    out
 }
 
 /// What [`everything_written`] found outside the config snapshots, which keep config

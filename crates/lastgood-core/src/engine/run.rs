@@ -83,6 +83,7 @@ impl Engine {
             new.reason.as_ref().map(|r| format!(" (reason: {r})")).unwrap_or_default()
         );
         let op_id = self.ledger.begin_operation(&held.fence, new)?;
+        progress.operation_started(op_id);
         if let Some(n) = self.notifier(env) {
             if let Err(why) = n.send(env.name.as_str(), op_id, "started", summary, serde_json::json!({})) {
                 progress.note(&why.to_string());

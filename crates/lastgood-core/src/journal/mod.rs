@@ -47,6 +47,9 @@ pub use crate::runtime::api::LOCAL_HOST;
 
 /// What a caller is told as the journal runs (the CLI draws progress from it).
 pub trait Progress {
+    /// The operation is recorded (its id is known) and its journal is about to run:
+    /// the dashboard sends its user to the operation's page here.
+    fn operation_started(&mut self, _operation: u64) {}
     fn step_started(&mut self, _step: &StepRecord) {}
     fn step_finished(&mut self, _step: &StepRecord) {}
     fn note(&mut self, _text: &str) {}

@@ -28,8 +28,8 @@ pub mod store;
 pub use audit::{AuditCheck, AuditEvent, AuditRow};
 pub use backup::{BackupFile, BackupKind, BackupRecord};
 pub use records::{
-    Acquired, Change, EnvState, Fence, LockInfo, LockRequest, NewOperation, NewRelease, Operation, Release, StepRecord,
-    StepState,
+    Acquired, Change, EnvState, Fence, LockInfo, LockRequest, NewOperation, NewRelease, Operation, OperationCount,
+    Release, StepRecord, StepState,
 };
 pub use sqlite::SqliteLedger;
 pub use store::Ledger;

@@ -112,6 +112,15 @@ pub struct Operation {
     pub allow_data_loss: bool,
 }
 
+/// How many operations of one kind ended one way in an environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OperationCount {
+    pub env: String,
+    pub kind: String,
+    pub outcome: String,
+    pub count: u64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StepState {

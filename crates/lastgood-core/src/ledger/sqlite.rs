@@ -14,13 +14,16 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use super::audit::{self, AuditCheck, AuditEvent, AuditRow, ChainedEvent};
 use super::backup::{BackupFile, BackupRecord};
 use super::records::{
-    Acquired, Change, EnvState, Fence, LockInfo, LockRequest, NewOperation, Operation, Release, StepRecord, StepState,
+    Acquired, Change, EnvState, Fence, LockInfo, LockRequest, NewOperation, Operation, OperationCount, Release,
+    StepRecord, StepState,
 };
 use super::sqlite_schema;
 use super::store::Ledger;
 use crate::error::{Error, Result};
 use crate::model::{CommitId, EnvName, OperationKind, Outcome, ReleaseId, ReleaseState, Scope};
 use crate::plan::{Phase, Step};
+
+mod pages;
 
 pub struct SqliteLedger {
     path: PathBuf,
@@ -345,6 +348,22 @@ impl Ledger for SqliteLedger {
             "SELECT * FROM releases WHERE env = ?1 ORDER BY id DESC LIMIT ?2",
             params![env.as_str(), limit.min(i64::MAX as usize) as i64],
         )
+    }
+
+    fn releases_page(&self, env: &EnvName, before: Option<ReleaseId>, limit: usize) -> Result<Vec<Release>> {
+        self.releases_page_sql(env, before, limit)
+    }
+
+    fn operations(&self, env: Option<&EnvName>, before: Option<u64>, limit: usize) -> Result<Vec<Operation>> {
+        self.operations_sql(env, before, limit)
+    }
+
+    fn operation_counts(&self) -> Result<Vec<OperationCount>> {
+        self.operation_counts_sql()
+    }
+
+    fn audit_page(&self, before: Option<i64>, limit: usize) -> Result<Vec<AuditRow>> {
+        self.audit_page_sql(before, limit)
     }
 
     fn next_release_id(&self, env: &EnvName) -> Result<ReleaseId> {

@@ -7,7 +7,8 @@
 use super::audit::{AuditCheck, AuditEvent, AuditRow};
 use super::backup::BackupRecord;
 use super::records::{
-    Acquired, Change, EnvState, Fence, LockInfo, LockRequest, NewOperation, Operation, Release, StepRecord,
+    Acquired, Change, EnvState, Fence, LockInfo, LockRequest, NewOperation, Operation, OperationCount, Release,
+    StepRecord,
 };
 use crate::error::Result;
 use crate::model::{EnvName, ReleaseId};
@@ -22,6 +23,15 @@ pub trait Ledger {
     fn release(&self, env: &EnvName, id: ReleaseId) -> Result<Option<Release>>;
     /// Newest first.
     fn releases(&self, env: &EnvName, limit: usize) -> Result<Vec<Release>>;
+    /// A page of releases, newest first: those older than `before` (from the newest
+    /// when None). Paged by key, so a page deep in a long history costs the same.
+    fn releases_page(&self, env: &EnvName, before: Option<ReleaseId>, limit: usize) -> Result<Vec<Release>>;
+    /// Operations newest first, of one environment (or all), older than `before`.
+    fn operations(&self, env: Option<&EnvName>, before: Option<u64>, limit: usize) -> Result<Vec<Operation>>;
+    /// How many operations each environment has had, by kind and outcome.
+    fn operation_counts(&self) -> Result<Vec<OperationCount>>;
+    /// The audit trail newest first, events older than `before`.
+    fn audit_page(&self, before: Option<i64>, limit: usize) -> Result<Vec<AuditRow>>;
     fn next_release_id(&self, env: &EnvName) -> Result<ReleaseId>;
     /// The newest good release other than `except`.
     fn last_good(&self, env: &EnvName, except: Option<ReleaseId>) -> Result<Option<Release>>;
