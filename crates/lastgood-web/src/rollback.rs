@@ -100,6 +100,7 @@ pub fn start(app: &App, user: &str, ask: &Ask) -> Result<Started, Rejected> {
         scope: Scope::Full,
         reason: Some(reason.to_owned()),
         allow_data_loss: ask.allow_data_loss,
+        allow_major: ask.allow_major,
     };
     let plan = engine.plan_rollback(&ask.env, &opts).map_err(|e| from_error(&e))?;
     for r in &plan.refusals {
@@ -198,7 +199,8 @@ fn again(app: &App, who: &Caller, ask: &Ask, status: u16, message: &str) -> Resp
     };
     let plan = app.engine().and_then(|e| {
         let target = e.config.environment(&ask.env)?.parse_target(&ask.to)?;
-        let opts = RollbackOptions { target, scope: Scope::Full, reason: None, allow_data_loss: false };
+        let opts =
+            RollbackOptions { target, scope: Scope::Full, reason: None, allow_data_loss: false, allow_major: false };
         e.plan_rollback(&ask.env, &opts)
     });
     let body = html! {

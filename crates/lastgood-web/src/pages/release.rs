@@ -34,8 +34,13 @@ fn load(engine: &Engine, env: &str, id: u64) -> lastgood_core::Result<Details> {
         Some(c) if c != release.id => Some(engine.diff(env, &c.0.to_string(), &id.to_string())?),
         _ => None,
     };
-    let opts =
-        RollbackOptions { target: Target::Id(release.id), scope: Scope::Full, reason: None, allow_data_loss: false };
+    let opts = RollbackOptions {
+        target: Target::Id(release.id),
+        scope: Scope::Full,
+        reason: None,
+        allow_data_loss: false,
+        allow_major: false,
+    };
     let plan = engine.plan_rollback(env, &opts)?;
     Ok(Details { release, current, diff, plan })
 }

@@ -42,8 +42,13 @@ fn load(engine: &Engine, env: &str, before: Option<u64>, ops_before: Option<u64>
     operations.truncate(OPERATIONS_PER_PAGE);
     let plan = match &status.last_good {
         Some(_) => {
-            let opts =
-                RollbackOptions { target: Target::LastGood, scope: Scope::Full, reason: None, allow_data_loss: false };
+            let opts = RollbackOptions {
+                target: Target::LastGood,
+                scope: Scope::Full,
+                reason: None,
+                allow_data_loss: false,
+                allow_major: false,
+            };
             Some(engine.plan_rollback(env, &opts)?)
         }
         None => None,
