@@ -42,7 +42,12 @@ pub enum ConnectError {
 /// host name), trusting the system's authorities plus `sslrootcert`. Over Unix sockets
 /// `sslmode` is ignored, as libpq ignores it (the server offers no TLS there).
 pub fn connect(url: &PgUrl, application_name: &str) -> Result<postgres::Client, ConnectError> {
-    let mut config = url.client_config(application_name);
+    connect_with(url, url.client_config(application_name))
+}
+
+/// [`connect`] with a configuration the caller tuned (the ledger adds TCP keepalives
+/// and a user timeout, so a cut network fails its queries instead of hanging them).
+pub fn connect_with(url: &PgUrl, mut config: postgres::Config) -> Result<postgres::Client, ConnectError> {
     config.ssl_mode(match url.sslmode {
         _ if url.sockets_only() => postgres::config::SslMode::Disable,
         SslMode::Disable => postgres::config::SslMode::Disable,

@@ -25,6 +25,9 @@ use crate::plan::{Phase, Step};
 pub struct SqliteLedger {
     path: PathBuf,
     conn: Connection,
+    /// Where `lastgood ledger migrate` moved this ledger (its URL, shown without a
+    /// password, and schema): every write is refused.
+    moved: Option<(String, String)>,
 }
 
 impl SqliteLedger {
@@ -33,7 +36,7 @@ impl SqliteLedger {
             std::fs::create_dir_all(dir).map_err(Error::io("create ledger folder", dir))?;
         }
         let conn = Connection::open(path).map_err(|e| ledger_err(path, e))?;
-        let me = Self { path: path.to_path_buf(), conn };
+        let mut me = Self { path: path.to_path_buf(), conn, moved: None };
         me.conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(|e| me.err(e))?;
         // Switching a new file to WAL and creating the schema take locks that SQLite
         // does not always wait for through the busy handler when several processes open
@@ -42,7 +45,28 @@ impl SqliteLedger {
             c.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
         })?;
         me.retry_busy(sqlite_schema::upgrade)?;
+        me.moved = me
+            .conn
+            .query_row("SELECT url, schema FROM moved", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+            .map_err(|e| me.err(e))?;
         Ok(me)
+    }
+
+    /// Refuses a write to a ledger that was moved to a team ledger.
+    fn writable(&self) -> Result<()> {
+        match &self.moved {
+            Some((url, schema)) => Err(Error::LedgerMoved { url: url.clone(), schema: schema.clone() }),
+            None => Ok(()),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn connection(&self) -> &Connection {
+        &self.conn
     }
 
     fn retry_busy(&self, f: impl Fn(&Connection) -> rusqlite::Result<()>) -> Result<()> {
@@ -137,6 +161,8 @@ impl SqliteLedger {
             epoch: r.get("epoch")?,
             acquired_at: r.get("acquired_at")?,
             expires_at: r.get("expires_at")?,
+            expired: None,
+            machine: r.get("machine")?,
         })
     }
 
@@ -247,6 +273,7 @@ impl SqliteLedger {
     }
 
     fn fenced<T>(&self, fence: &Fence, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        self.writable()?;
         let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
             .map_err(|e| self.err(e))?;
         let epoch: Option<i64> = tx
@@ -452,6 +479,7 @@ impl Ledger for SqliteLedger {
     }
 
     fn acquire(&self, req: &LockRequest, is_stale: &dyn Fn(&LockInfo) -> bool) -> Result<Acquired> {
+        self.writable()?;
         let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
             .map_err(|e| self.err(e))?;
         let existing = Self::lock_in(&tx, &req.env).map_err(|e| self.err(e))?;
@@ -473,9 +501,20 @@ impl Ledger for SqliteLedger {
             tx.execute("UPDATE environments SET epoch = epoch + 1 WHERE name = ?1", [env])?;
             let epoch: i64 = tx.query_row("SELECT epoch FROM environments WHERE name = ?1", [env], |r| r.get(0))?;
             tx.execute(
-                "INSERT OR REPLACE INTO locks (env, holder, host, pid, pid_start, operation, reason, epoch, acquired_at, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, ?7, ?8, ?9)",
-                params![env, req.holder, req.host, req.pid, req.pid_start.map(|p| p as i64), req.reason, epoch, req.now, req.expires_at],
+                "INSERT OR REPLACE INTO locks (env, holder, host, pid, pid_start, operation, reason, epoch, acquired_at, expires_at, machine)
+                 VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    env,
+                    req.holder,
+                    req.host,
+                    req.pid,
+                    req.pid_start.map(|p| p as i64),
+                    req.reason,
+                    epoch,
+                    req.now,
+                    req.lease.map(|l| req.now + l.as_secs() as i64),
+                    req.machine
+                ],
             )?;
             let mut detail = serde_json::json!({ "epoch": epoch, "reason": req.reason, "pid": req.pid });
             let event = if let Some(old) = &took_over {
@@ -503,12 +542,12 @@ impl Ledger for SqliteLedger {
         Ok(Acquired { epoch, took_over })
     }
 
-    fn heartbeat(&self, fence: &Fence, expires_at: i64) -> Result<bool> {
+    fn heartbeat(&self, fence: &Fence, now: i64, lease: std::time::Duration) -> Result<bool> {
         let n = self
             .conn
             .execute(
                 "UPDATE locks SET expires_at = ?3 WHERE env = ?1 AND epoch = ?2",
-                params![fence.env.as_str(), fence.epoch, expires_at],
+                params![fence.env.as_str(), fence.epoch, now + lease.as_secs() as i64],
             )
             .map_err(|e| self.err(e))?;
         Ok(n == 1)
@@ -521,10 +560,16 @@ impl Ledger for SqliteLedger {
         Ok(())
     }
 
-    fn force_unlock(&self, env: &EnvName, audit: AuditEvent) -> Result<Option<LockInfo>> {
+    fn force_unlock(&self, env: &EnvName, epoch: Option<i64>, audit: AuditEvent) -> Result<Option<LockInfo>> {
+        self.writable()?;
         let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
             .map_err(|e| self.err(e))?;
         let old = Self::lock_in(&tx, env).map_err(|e| self.err(e))?;
+        if let Some(asked) = epoch {
+            if old.as_ref().map(|l| l.epoch) != Some(asked) {
+                return Err(Error::LockChanged { env: env.to_string(), asked, held: old.map(|l| l.epoch) });
+            }
+        }
         if let Some(old) = &old {
             let mut audit = audit;
             audit.detail["released"] = serde_json::to_value(old).unwrap_or_default();
@@ -541,6 +586,7 @@ impl Ledger for SqliteLedger {
     fn begin_operation(&self, fence: &Fence, new: NewOperation) -> Result<u64> {
         // Config contents go to the snapshot store, never into the ledger; first, so that
         // a recorded release never names a snapshot that is not there.
+        self.writable()?;
         if let Some(r) = &new.release {
             let store = crate::snapshots::Snapshots::beside(&self.path);
             for (sha, content) in &r.blobs {
@@ -659,6 +705,7 @@ impl Ledger for SqliteLedger {
                 message: "only the lock's holder may free it through apply".into(),
             });
         }
+        self.writable()?;
         let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
             .map_err(|e| self.err(e))?;
         tx.execute("INSERT OR IGNORE INTO environments (name) VALUES (?1)", [env.as_str()]).map_err(|e| self.err(e))?;

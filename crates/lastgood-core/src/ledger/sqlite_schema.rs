@@ -119,6 +119,16 @@ CREATE INDEX audit_events_by_operation ON audit_events (operation, id);
     r#"
 ALTER TABLE environments ADD COLUMN schema_ahead INTEGER NOT NULL DEFAULT 0;
 "#,
+    r#"
+ALTER TABLE locks ADD COLUMN machine TEXT;
+CREATE TABLE moved (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    url TEXT NOT NULL,
+    schema TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    head TEXT NOT NULL
+);
+"#,
 ];
 
 /// Creates or upgrades the schema under the write lock.

@@ -61,12 +61,14 @@ pub trait Ledger {
     /// Takes the lock, or takes it over when `is_stale` says its holder is dead or
     /// expired; otherwise fails with `Error::Locked`. Each grant raises the epoch.
     fn acquire(&self, req: &LockRequest, is_stale: &dyn Fn(&LockInfo) -> bool) -> Result<Acquired>;
-    /// Extends the lease; false when the lock is no longer ours.
-    fn heartbeat(&self, fence: &Fence, expires_at: i64) -> Result<bool>;
+    /// Extends the lease to `lease` from now (`now` on SQLite, the server's clock on
+    /// PostgreSQL); false when the lock is no longer ours.
+    fn heartbeat(&self, fence: &Fence, now: i64, lease: std::time::Duration) -> Result<bool>;
     /// Frees the lock if it is still ours.
     fn release_lock(&self, fence: &Fence) -> Result<()>;
-    /// Frees whatever holds the lock; returns what it was.
-    fn force_unlock(&self, env: &EnvName, audit: AuditEvent) -> Result<Option<LockInfo>>;
+    /// Frees whatever holds the lock (only if it is at `epoch`, when given: `unlock
+    /// --force --epoch N` breaks the lock it names and no newer one); returns what it was.
+    fn force_unlock(&self, env: &EnvName, epoch: Option<i64>, audit: AuditEvent) -> Result<Option<LockInfo>>;
 
     /// Creates the operation (and its release) and binds the lock to it.
     fn begin_operation(&self, fence: &Fence, new: NewOperation) -> Result<u64>;
