@@ -88,6 +88,18 @@ pub struct TestEnv {
     versions: u32,
     /// Environment variables every run gets ([`TestEnv::pin_context`]).
     vars: Vec<(String, String)>,
+    /// With `LASTGOOD_TEST_LEDGER=postgres`, the team ledger every run of this
+    /// workspace records in (its config names it through `url_env`).
+    pub ledger_db: Option<PgDb>,
+}
+
+/// The variable that holds the team ledger's URL in [`TestEnv`]s run with
+/// `LASTGOOD_TEST_LEDGER=postgres`.
+pub const LEDGER_URL_VAR: &str = "LASTGOOD_TEST_LEDGER_URL";
+
+/// Whether the suites run with a PostgreSQL ledger (`LASTGOOD_TEST_LEDGER=postgres`).
+pub fn pg_ledger() -> bool {
+    std::env::var("LASTGOOD_TEST_LEDGER").is_ok_and(|v| v == "postgres")
 }
 
 impl TestEnv {
@@ -95,10 +107,14 @@ impl TestEnv {
     /// a config deploying the sample app to `srv/` with an HTTP check.
     pub fn new(bin: &str) -> Self {
         let dir = tempfile::Builder::new().prefix("lastgood-test").tempdir().expect("temp dir");
-        let env = Self { dir, bin: PathBuf::from(bin), port: free_port(), versions: 0, vars: Vec::new() };
+        let ledger_db = pg_ledger().then(|| PgDb::new("ledger"));
+        let env = Self { dir, bin: PathBuf::from(bin), port: free_port(), versions: 0, vars: Vec::new(), ledger_db };
         env.git(&["init", "-q", "-b", "main", "repo"], env.path());
         env.write("app.env", "HEALTH=ok\n");
         env.write_config("");
+        if env.ledger_db.is_some() {
+            env.run(&["ledger", "init"]).expect(0);
+        }
         env
     }
 
@@ -183,6 +199,9 @@ impl TestEnv {
             .env_remove("LASTGOOD_CONFIG")
             .envs(self.vars.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
+        if let Some(db) = &self.ledger_db {
+            c.env(LEDGER_URL_VAR, &db.url);
+        }
         c
     }
 

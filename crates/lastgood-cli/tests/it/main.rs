@@ -38,6 +38,7 @@ mod report;
 mod restore;
 mod rollback;
 mod runtimes;
+mod team_ledger;
 
 use lastgood_testkit::TestEnv;
 

@@ -13,6 +13,7 @@
 //! - [`db`]: `lastgood db ...`, the database on its own.
 //! - [`restore`]: `lastgood db restore`, the emergency restore as one operation.
 //! - [`restart`]: `lastgood restart`, what serves restarted and checked.
+//! - [`team`]: `lastgood ledger init` and `status`, the ledger itself.
 //! - [`diagnose`]: `diff` and `diagnose`, knowing what to roll back; [`decision`] is
 //!   the runbook's decision it ends with, a command checked against a rollback plan;
 //!   `in_place` compares the config files here with a release's snapshot.
@@ -35,6 +36,7 @@ pub mod restore;
 pub mod resume;
 pub mod rollback;
 pub mod run;
+pub mod team;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
