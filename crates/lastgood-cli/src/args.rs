@@ -203,6 +203,13 @@ pub enum LedgerCommand {
     Init,
     /// Where the ledger is, its schema version, and each environment's lock and epoch
     Status,
+    /// Move this SQLite ledger into an empty PostgreSQL ledger; the SQLite ledger then
+    /// refuses writes and names the URL
+    Migrate {
+        /// The PostgreSQL database (URL or key=value, libpq conventions)
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -171,3 +171,20 @@ pub fn ledger_status(cli: &Cli, engine: &Engine) -> Result<i32> {
     }
     Ok(0)
 }
+
+pub fn ledger_migrate(cli: &Cli, config: &Config, to: &str) -> Result<i32> {
+    let ctx = lastgood_core::context::Context::from_env();
+    let m = lastgood_core::engine::team::migrate(config, to, ctx.now())?;
+    match cli.global.format {
+        Format::Json => output::json(&m),
+        Format::Text => output::out(&if m.already {
+            format!("already migrated to {}: set [ledger] url to it\n", m.to)
+        } else {
+            format!(
+                "moved {} releases, {} operations and {} audit events to {} (schema {}); the imported chain ends at {}\nset [ledger] url to it: this SQLite ledger now refuses writes\n",
+                m.releases, m.operations, m.audit_events, m.to, config.ledger_schema, m.head
+            )
+        }),
+    }
+    Ok(0)
+}

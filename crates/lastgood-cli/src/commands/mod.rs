@@ -57,6 +57,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
         Command::Unlock { env, force, epoch } => admin::unlock(cli, &engine(cli)?, env, *force, *epoch),
         Command::Ledger { command: LedgerCommand::Init } => admin::ledger_init(cli, &config(cli)?),
         Command::Ledger { command: LedgerCommand::Status } => admin::ledger_status(cli, &engine(cli)?),
+        Command::Ledger { command: LedgerCommand::Migrate { to } } => admin::ledger_migrate(cli, &config(cli)?, to),
         Command::Report { operation, note } => report::report(cli, &engine(cli)?, *operation, note.as_deref()),
         Command::Audit { command: crate::args::AuditCommand::Verify } => admin::audit_verify(cli, &engine(cli)?),
     }

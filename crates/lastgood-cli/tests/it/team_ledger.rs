@@ -276,3 +276,68 @@ fn an_old_client_reads_a_newer_ledger_and_refuses_to_write() {
     env.test().args(["lock", "production", "--reason", "x"]).status(1).stderr_has("may read but not write").run();
     assert_eq!(db.sql("SELECT count(*) FROM lastgood.locks WHERE holder IS NOT NULL"), "0");
 }
+
+/// A workspace on the SQLite ledger with some history: three deploys, a rollback.
+fn sqlite_history() -> TestEnv {
+    let env = env_with_versions(3);
+    for v in ["v1", "v2", "v3"] {
+        env.test().args(["deploy", "production", v, "--reason", "t"]).run();
+    }
+    env.test().args(["rollback", "production", "--reason", "t"]).run();
+    env
+}
+
+/// `ledger migrate` killed before and after its copy commits: the rerun finishes or
+/// says it already did; the team ledger then holds the same history, both audit
+/// chains verify, epochs are above the SQLite ones, and the SQLite ledger refuses writes.
+#[test]
+fn an_sqlite_ledger_moves_to_postgres_and_a_killed_migration_reruns() {
+    for stage in ["migrate:read", "migrate:copied"] {
+        let env = sqlite_history();
+        let db = PgDb::new("migrate");
+        let history = env.history();
+        let sqlite = env.path().join(".lastgood/ledger.db");
+        // Not while a lock is held.
+        env.test().args(["lock", "production", "--reason", "x"]).run();
+        env.test().args(["ledger", "migrate", "--to", &db.url]).status(2).stderr_has("a lock is held").run();
+        env.test().args(["unlock", "production"]).run();
+        let sqlite_epoch: i64 =
+            lastgood_testkit::sqlite(&sqlite, "SELECT epoch FROM environments WHERE name = 'production'")
+                .parse()
+                .unwrap();
+
+        let crashed = env.run_crashing(stage, &["ledger", "migrate", "--to", &db.url]);
+        assert_eq!(crashed.signal, Some(9), "{stage}: {crashed:?}");
+        let copied = if stage == "migrate:read" { "0" } else { "3" };
+        let counted = "SELECT count(*) FROM lastgood.releases";
+        assert_eq!(db.sql(counted), copied, "{stage}");
+        let rerun = env.test().args(["ledger", "migrate", "--to", &db.url]).run();
+        let said = if stage == "migrate:read" { "moved 3 releases, 4 operations" } else { "already migrated" };
+        assert!(rerun.stdout.contains(said), "{stage}: {}", rerun.stdout);
+        env.test().args(["ledger", "migrate", "--to", &db.url]).stdout_has("already migrated").run();
+        assert!(!rerun.stdout.contains(&db.password()) || db.password().is_empty());
+
+        // The SQLite ledger refuses writes and names where it went.
+        env.test()
+            .args(["deploy", "production", "v2"])
+            .status(2)
+            .stderr_has("this ledger was moved to postgres://")
+            .run();
+        env.test().args(["history", "production"]).stdout_has("v3").run();
+
+        // The same history through the team ledger.
+        env.configure(&Config::new().table(&format!("[ledger]\nurl = \"{}\"", db.url)));
+        assert_eq!(env.history(), history, "{stage}");
+        env.test().args(["audit", "verify"]).stdout_has("audit chain ok").run();
+        assert_eq!(db.sql("SELECT count(*) FROM lastgood.audit_heads"), "2");
+        assert_eq!(db.sql("SELECT count(*) FROM lastgood.audit_events WHERE event = 'ledger.migrate'"), "1", "{stage}");
+        let pg_epoch: i64 =
+            db.sql("SELECT epoch FROM lastgood.environments WHERE name = 'production'").parse().unwrap();
+        assert_eq!(pg_epoch, sqlite_epoch + 1);
+        // And it carries on from there.
+        env.test().args(["deploy", "production", "v3", "--reason", "t"]).run();
+        assert_eq!(env.serving().as_deref(), Some("v3"));
+        let ids = db.sql("SELECT string_agg(id::text, ',' ORDER BY id) FROM lastgood.operations");
+        assert_eq!(ids, "1,2,3,4,5", "operation ids continue after the imported ones");
+    }
+}

@@ -76,6 +76,9 @@ pub struct Config {
     pub path: PathBuf,
     pub dir: PathBuf,
     pub ledger: LedgerUrl,
+    /// `[ledger] schema` (default `lastgood`): the team ledger's schema, and where
+    /// `ledger migrate` puts an SQLite ledger.
+    pub ledger_schema: String,
     pub environments: BTreeMap<EnvName, Environment>,
 }
 
@@ -109,8 +112,8 @@ impl Config {
         };
         let raw: RawConfig = toml::from_str(text).map_err(|e| at(e.span(), e.message().to_owned()))?;
 
-        let ledger = match raw.ledger {
-            None => LedgerUrl::Sqlite(dir.join(".lastgood/ledger.db")),
+        let (ledger, ledger_schema) = match raw.ledger {
+            None => (LedgerUrl::Sqlite(dir.join(".lastgood/ledger.db")), "lastgood".to_owned()),
             Some(l) => check_ledger(l, dir).map_err(|(s, m)| at(s, m))?,
         };
 
@@ -123,7 +126,7 @@ impl Config {
                 .map_err(|(s, m)| at(s.or(Some(span)), format!("environments.{name}.{m}")))?;
             environments.insert(key, env);
         }
-        Ok(Self { path: path.to_path_buf(), dir: dir.to_path_buf(), ledger, environments })
+        Ok(Self { path: path.to_path_buf(), dir: dir.to_path_buf(), ledger, ledger_schema, environments })
     }
 
     pub fn environment(&self, name: &str) -> Result<&Environment> {
@@ -145,7 +148,7 @@ enum LedgerUrlError {
 
 /// `[ledger]`: `url` (sqlite://PATH or a PostgreSQL URL), or `url_env` naming the
 /// variable that holds a PostgreSQL URL, and `schema` for a team ledger.
-fn check_ledger(l: raw::RawLedger, dir: &Path) -> Result<LedgerUrl, Fail> {
+fn check_ledger(l: raw::RawLedger, dir: &Path) -> Result<(LedgerUrl, String), Fail> {
     let schema = match &l.schema {
         None => "lastgood".to_owned(),
         Some(s) => {
@@ -162,7 +165,7 @@ fn check_ledger(l: raw::RawLedger, dir: &Path) -> Result<LedgerUrl, Fail> {
         }
     };
     let team = |url: DbUrlSource| LedgerUrl::Postgres(TeamLedger { url, schema: schema.clone() });
-    match (&l.url, &l.url_env) {
+    let ledger = match (&l.url, &l.url_env) {
         (Some(u), Some(_)) => Err((Some(u.span()), "ledger.url: set either `url` or `url_env`, not both".into())),
         (None, Some(v)) => Ok(team(DbUrlSource::Env { name: v.get_ref().clone(), base: dir.to_path_buf() })),
         (None, None) => {
@@ -180,16 +183,20 @@ fn check_ledger(l: raw::RawLedger, dir: &Path) -> Result<LedgerUrl, Fail> {
                 if rest.is_empty() {
                     return Err((Some(u.span()), LedgerUrlError::SqliteWithoutPath.to_string()));
                 }
-                return Ok(LedgerUrl::Sqlite(dir.join(rest)));
+                return Ok((LedgerUrl::Sqlite(dir.join(rest)), schema));
             }
             if url.starts_with("postgres://") || url.starts_with("postgresql://") {
                 crate::database::url::DbUrl::check(url, dir)
                     .map_err(|e| (Some(u.span()), format!("ledger.url: {e}")))?;
-                return Ok(team(DbUrlSource::Url { text: Secret::new(url.clone()), base: dir.to_path_buf() }));
+                return Ok((
+                    team(DbUrlSource::Url { text: Secret::new(url.clone()), base: dir.to_path_buf() }),
+                    schema,
+                ));
             }
             Err((Some(u.span()), LedgerUrlError::UnknownScheme { url: url.clone() }.to_string()))
         }
-    }
+    }?;
+    Ok((ledger, schema))
 }
 
 fn check_env(name: &EnvName, raw: RawEnv, dir: &Path) -> Result<Environment, Fail> {

@@ -1,16 +1,19 @@
 //! `lastgood ledger ...`: the ledger itself rather than an environment. `init` creates
 //! a team ledger's schema (never done by opening one), `status` says where the ledger
 //! is, its schema version, and each environment's lock with its epoch (the number
-//! `unlock --force --epoch N` names).
+//! `unlock --force --epoch N` names). `migrate` moves an SQLite ledger into a team
+//! ledger ([`crate::ledger::migrate`]).
 
 use serde::Serialize;
 
 use super::{Engine, team_url};
 use crate::config::{Config, LedgerUrl};
 use crate::context::rfc3339;
+use crate::database::url::DbUrl;
 use crate::error::{Error, Result};
+use crate::ledger::migrate::{self, Migrated};
 use crate::ledger::postgres::Init;
-use crate::ledger::{PgLedger, postgres_schema};
+use crate::ledger::{PgLedger, SqliteLedger, postgres_schema};
 
 /// What `ledger init` did, and the grants to run for the two roles.
 #[derive(Debug, Clone, Serialize)]
@@ -108,4 +111,32 @@ impl Engine {
             environments,
         })
     }
+}
+
+/// `ledger migrate --to URL`: this config's SQLite ledger into the PostgreSQL database
+/// at `to`, in `[ledger] schema`.
+pub fn migrate(config: &Config, to: &str, now: i64) -> Result<Migrated> {
+    let LedgerUrl::Sqlite(path) = &config.ledger else {
+        return Err(Error::Usage {
+            what: "ledger migrate moves an SQLite ledger; this config's ledger is already a PostgreSQL one".into(),
+        });
+    };
+    let url = match DbUrl::parse(to, &config.dir).map_err(|e| Error::Usage { what: format!("--to: {e}") })? {
+        DbUrl::Postgres(pg) => pg,
+        DbUrl::Sqlite(_) => return Err(Error::Usage { what: "--to: expected a postgres:// URL".into() }),
+    };
+    for env in config.environments.values() {
+        if let Some(Ok(DbUrl::Postgres(app))) = env.database.as_ref().map(|d| d.url.resolve()) {
+            if app.same_database(&url) {
+                return Err(Error::Usage {
+                    what: format!(
+                        "--to: {url} is the application database of `{}`; the ledger needs a database of its own",
+                        env.name
+                    ),
+                });
+            }
+        }
+    }
+    let ledger = SqliteLedger::open(path)?;
+    migrate::migrate(&ledger, &url, &config.ledger_schema, now)
 }

@@ -21,6 +21,7 @@
 
 pub mod audit;
 pub mod backup;
+pub mod migrate;
 pub mod postgres;
 pub mod postgres_schema;
 mod postgres_write;

@@ -143,6 +143,10 @@ impl PgLedger {
         format!("there is no ledger in schema `{}` yet; create it with `lastgood ledger init`", self.schema)
     }
 
+    pub(super) fn quoted_schema(&self) -> &str {
+        &self.qs
+    }
+
     pub(super) fn sql(&self, text: &str) -> String {
         text.replace("{s}", &self.qs)
     }
@@ -592,7 +596,7 @@ impl Ledger for PgLedger {
     }
 
     fn begin_operation(&self, fence: &Fence, new: NewOperation) -> Result<u64> {
-        let op = self.write(&fence.env, Some(fence), |tx| Ok(w::begin_operation(tx, &self.qs, fence, &new)?))?;
+        let op = self.write(&fence.env, Some(fence), |tx| w::begin_operation(tx, &self.qs, fence, &new))?;
         Ok(op as u64)
     }
 

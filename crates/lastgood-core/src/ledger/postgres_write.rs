@@ -328,6 +328,11 @@ fn insert_steps(tx: &mut Transaction, qs: &str, op: i64, first: u32, steps: &[(S
 /// Appends to the main chain: locks its head, links the event to it, inserts it with
 /// the next sequence number and moves the head, all in the caller's transaction.
 pub(super) fn append_audit(tx: &mut Transaction, qs: &str, e: &AuditEvent) -> R<()> {
+    Ok(append(tx, qs, e)?)
+}
+
+/// [`append_audit`], for callers outside an operation's write.
+pub(super) fn append(tx: &mut Transaction, qs: &str, e: &AuditEvent) -> Result<(), postgres::Error> {
     let head = tx.query_typed(
         &q(qs, "SELECT seq, hash FROM {s}.audit_heads WHERE chain = $1 FOR UPDATE"),
         &[(&MAIN_CHAIN, Type::TEXT)],

@@ -55,14 +55,9 @@ impl SqliteLedger {
 
     /// Refuses a write to a ledger that was moved to a team ledger.
     fn writable(&self) -> Result<()> {
-        match &self.moved {
-            Some((url, schema)) => Err(Error::LedgerMoved { url: url.clone(), schema: schema.clone() }),
-            None => Ok(()),
-        }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
+        self.moved
+            .as_ref()
+            .map_or(Ok(()), |(url, schema)| Err(Error::LedgerMoved { url: url.clone(), schema: schema.clone() }))
     }
 
     pub(crate) fn connection(&self) -> &Connection {
@@ -496,6 +491,7 @@ impl Ledger for SqliteLedger {
             other => other,
         };
         let env = req.env.as_str();
+        let expires = req.lease.map(|l| req.now + l.as_secs() as i64);
         let epoch = (|| {
             tx.execute("INSERT OR IGNORE INTO environments (name) VALUES (?1)", [env])?;
             tx.execute("UPDATE environments SET epoch = epoch + 1 WHERE name = ?1", [env])?;
@@ -503,18 +499,7 @@ impl Ledger for SqliteLedger {
             tx.execute(
                 "INSERT OR REPLACE INTO locks (env, holder, host, pid, pid_start, operation, reason, epoch, acquired_at, expires_at, machine)
                  VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, ?7, ?8, ?9, ?10)",
-                params![
-                    env,
-                    req.holder,
-                    req.host,
-                    req.pid,
-                    req.pid_start.map(|p| p as i64),
-                    req.reason,
-                    epoch,
-                    req.now,
-                    req.lease.map(|l| req.now + l.as_secs() as i64),
-                    req.machine
-                ],
+                params![env, req.holder, req.host, req.pid, req.pid_start.map(|p| p as i64), req.reason, epoch, req.now, expires, req.machine],
             )?;
             let mut detail = serde_json::json!({ "epoch": epoch, "reason": req.reason, "pid": req.pid });
             let event = if let Some(old) = &took_over {
