@@ -254,6 +254,34 @@ impl TestEnv {
             .unwrap_or_default()
     }
 
+    /// Runs SQL on this workspace's ledger, whichever it is: `.lastgood/ledger.db`, or
+    /// the team ledger's schema `lastgood` with `LASTGOOD_TEST_LEDGER=postgres`.
+    pub fn ledger_sql(&self, sql: &str) -> String {
+        match &self.ledger_db {
+            Some(db) => db.sql(&format!("SET search_path = lastgood; {sql}")),
+            None => sqlite(&self.path().join(".lastgood/ledger.db"), sql),
+        }
+    }
+
+    /// Whether nobody holds the ledger's write lock now: SQLite's lock can be taken at
+    /// once; on PostgreSQL no ledger session sits inside a transaction.
+    pub fn ledger_writable(&self) -> bool {
+        match &self.ledger_db {
+            Some(db) => {
+                db.sql(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                     AND application_name = 'lastgood-ledger' AND state LIKE 'idle in transaction%'",
+                ) == "0"
+            }
+            None => Command::new("sqlite3")
+                .args(["-cmd", ".timeout 200"])
+                .arg(self.path().join(".lastgood/ledger.db"))
+                .arg("BEGIN IMMEDIATE; ROLLBACK;")
+                .output()
+                .is_ok_and(|o| o.status.success()),
+        }
+    }
+
     /// The pid of the app lastgood supervises (its pid file), if it runs one.
     pub fn app_pid(&self) -> Option<i32> {
         let text = std::fs::read_to_string(self.deploy_to().join(".lastgood/app.pid")).ok()?;
