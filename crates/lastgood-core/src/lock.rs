@@ -185,3 +185,54 @@ impl Drop for Heartbeat {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dead_pid() -> i32 {
+        let mut c = std::process::Command::new("true").spawn().unwrap();
+        let pid = c.id() as i32;
+        c.wait().unwrap();
+        pid
+    }
+
+    fn held_by(host: &str, machine: Option<&str>, pid: i32) -> LockInfo {
+        LockInfo {
+            holder: "ann@web".into(),
+            host: host.into(),
+            pid: Some(pid),
+            pid_start: Some(1),
+            operation: None,
+            reason: None,
+            epoch: 1,
+            acquired_at: 0,
+            expires_at: Some(i64::MAX),
+            expired: Some(false),
+            machine: machine.map(str::to_owned),
+        }
+    }
+
+    /// Containers and CI runners share host names: a dead pid means something only in
+    /// the same machine and pid namespace.
+    #[test]
+    fn a_dead_holder_is_taken_over_at_once_only_on_the_same_machine() {
+        let mut ctx = Context::from_env();
+        ctx.host = "web".into();
+        ctx.machine = Some("m1/pid:[1]".into());
+        let pid = dead_pid();
+        assert!(holder_gone(&ctx, &held_by("web", Some("m1/pid:[1]"), pid)));
+        assert!(is_stale(&ctx, &held_by("web", Some("m1/pid:[1]"), pid), 0));
+        // Same host name, another container.
+        assert!(!holder_gone(&ctx, &held_by("web", Some("m2/pid:[9]"), pid)));
+        assert!(!is_stale(&ctx, &held_by("web", Some("m2/pid:[9]"), pid), 0));
+        // Another host name.
+        assert!(!holder_gone(&ctx, &held_by("db", Some("m1/pid:[1]"), pid)));
+        // The store's judgement of the lease wins over the caller's clock.
+        let mut l = held_by("db", None, pid);
+        l.expires_at = Some(0);
+        assert!(!is_stale(&ctx, &l, 100), "expired: Some(false) from the server");
+        l.expired = None;
+        assert!(is_stale(&ctx, &l, 100));
+    }
+}
