@@ -341,3 +341,97 @@ fn an_sqlite_ledger_moves_to_postgres_and_a_killed_migration_reruns() {
         assert_eq!(ids, "1,2,3,4,5", "operation ids continue after the imported ones");
     }
 }
+
+/// A TCP proxy of the test's own on loopback in front of the test server: `cut` makes
+/// it stop forwarding in both directions (what an operator sees as a network
+/// partition: requests go out and nothing comes back); clearing it heals.
+struct Proxy {
+    port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Proxy {
+    fn start(upstream: std::net::SocketAddr) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let c = cut.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = std::net::TcpStream::connect(upstream) else { continue };
+                for (mut from, mut to) in [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)]
+                {
+                    let cut = c.clone();
+                    std::thread::spawn(move || {
+                        use std::io::{Read, Write};
+                        let mut buf = [0u8; 16384];
+                        loop {
+                            while cut.load(Ordering::SeqCst) {
+                                std::thread::sleep(Duration::from_millis(20));
+                            }
+                            match from.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => {
+                                    while cut.load(Ordering::SeqCst) {
+                                        std::thread::sleep(Duration::from_millis(20));
+                                    }
+                                    if to.write_all(&buf[..n]).is_err() {
+                                        break;
+                                    }
+                                }
+                            }
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Self { port, cut }
+    }
+
+    fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The holder's network to the ledger is cut mid-operation: its heartbeat gets no
+/// answer, another machine takes over once the lease expires on the server's clock,
+/// and when the network heals the old holder's writes are refused (exit 5).
+#[test]
+fn a_holder_cut_off_from_the_ledger_is_taken_over_after_its_lease_and_fenced_after_healing() {
+    let db = PgDb::new("cut");
+    let direct = team_env(2, &db.url, Config::new().key("lease", "3s").build(["sleep", "5"]));
+    direct.test().args(["deploy", "production", "v1", "--reason", "t"]).run();
+    let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap());
+    let through = db.url.replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port));
+    assert_ne!(through, db.url, "the test server is expected on 127.0.0.1:5432");
+    // The same workspace (releases, app, repository), its ledger reached through the proxy.
+    let cfg = std::fs::read_to_string(direct.path().join("lastgood.toml")).unwrap();
+    direct.write("through-proxy.toml", &cfg.replace(&db.url, &through));
+    let mut a = on(&direct, "machine-a", &["deploy", "production", "v2", "--reason", "t"]);
+    a.args(["--config", &direct.path().join("through-proxy.toml").display().to_string()]);
+    let a = a.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    for _ in 0..300 {
+        if direct.status()["lock"]["operation"].is_u64() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(direct.status()["lock"]["operation"].is_u64(), "machine-a never held the lock");
+    proxy.set_cut(true);
+    // Before the lease expires, nobody may take over.
+    direct.test().args(["resume", "production", "--abort"]).env("LASTGOOD_HOSTNAME", "machine-b").status(3).run();
+    std::thread::sleep(Duration::from_millis(4500));
+    direct.test().args(["resume", "production", "--abort"]).env("LASTGOOD_HOSTNAME", "machine-b").run();
+    assert_eq!(direct.serving().as_deref(), Some("v1"));
+    let events = db.sql("SELECT count(*) FROM lastgood.audit_events");
+    std::thread::sleep(Duration::from_millis(2000));
+    proxy.set_cut(false);
+    let a = a.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&a.stderr);
+    assert_eq!(a.status.code(), Some(5), "{stderr}");
+    assert_eq!(direct.serving().as_deref(), Some("v1"));
+    assert_eq!(db.sql("SELECT count(*) FROM lastgood.audit_events"), events, "the cut-off holder wrote nothing");
+    direct.test().args(["audit", "verify"]).run();
+}
