@@ -1,7 +1,7 @@
 //! The [`Ledger`] trait: what every store offers the rest of lastgood.
 //!
-//! Two stores implement it: SQLite (the embedded default, [`super::sqlite`]) and,
-//! later, PostgreSQL. The trait says nothing about tables or SQL; its one rule is in
+//! Two stores implement it: SQLite (the embedded default, [`super::sqlite`]) and
+//! PostgreSQL (the team ledger, [`super::postgres`]); the same tests run on both. The trait says nothing about tables or SQL; its one rule is in
 //! [`Ledger::apply`]: every write of an operation is fenced by its lock epoch.
 
 use super::audit::{AuditCheck, AuditEvent, AuditRow};
@@ -48,7 +48,8 @@ pub trait Ledger {
             .map(|r| r.id)
             .max())
     }
-    /// A config snapshot's content (kept outside the ledger: see [`crate::snapshots`]).
+    /// A config snapshot's content (SQLite keeps them beside the ledger file, see
+    /// [`crate::snapshots`]; PostgreSQL in the ledger, so every operator can read them).
     fn blob(&self, sha256: &str) -> Result<Option<Vec<u8>>>;
     /// Backups of the environment's database, newest first.
     fn backups(&self, env: &EnvName, limit: usize) -> Result<Vec<BackupRecord>>;
