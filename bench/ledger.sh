@@ -8,11 +8,12 @@
 #
 # Goals (issue): median <= 10 ms at 100,000 releases, and at most 1.5x the time at 1,000.
 #
-# With PG=<admin URL> (e.g. PG="$LASTGOOD_TEST_PG" after `eval "$(scripts/services.sh)"`),
+# With PG=<admin URL> (e.g. PG="$LASTGOOD_TEST_PG" after `eval "$(scripts/services.sh)"`,
+# or a template with {db}: PG='postgresql:///{db}?host=/var/run/postgresql' for the socket),
 # the same reads again with a PostgreSQL team ledger on that server: each filled SQLite
 # ledger is moved there with `lastgood ledger migrate` (timed), into a database of its
 # own that is dropped at the end. Then lock acquire + release under CONTENDERS (32)
-# processes on two machine names, CYCLES (10) each, on both ledgers.
+# processes on two machine names, CYCLES (5) each, on both ledgers.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -62,12 +63,14 @@ sync
 pg_args=()
 if [[ -n "${PG:-}" ]]; then
     dbs=()
-    trap 'for db in "${dbs[@]}"; do psql "$PG" -qAt -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null; done; [[ -n "${KEEP:-}" ]] || rm -rf "$WORK"' EXIT
+    pg_url() { if [[ $PG == *"{db}"* ]]; then echo "${PG//\{db\}/$1}"; else echo "${PG%/*}/$1"; fi; }
+    PG_ADMIN="$(pg_url postgres)"
+    trap 'for db in "${dbs[@]}"; do psql "$PG_ADMIN" -qAt -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null; done; [[ -n "${KEEP:-}" ]] || rm -rf "$WORK"' EXIT
     for size in $SIZES; do
         db="lg_bench_${size}_$$"
         dbs+=("$db")
-        psql "$PG" -qAt -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
-        url="${PG%/*}/$db"
+        psql "$PG_ADMIN" -qAt -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
+        url="$(pg_url "$db")"
         d="$WORK/pg-$size"
         cp -a "$WORK/$size" "$d"
         t0=$(date +%s.%N)
@@ -94,7 +97,7 @@ fi
 # Lock acquire + release under contention, on the smallest ledger of each kind.
 first="${SIZES%% *}"
 echo
-echo "#### lock acquire + release, ${CONTENDERS:-32} contending processes, ${CYCLES:-10} cycles each (ms)"
+echo "#### lock acquire + release, ${CONTENDERS:-32} contending processes, ${CYCLES:-5} cycles each (ms)"
 echo
 echo "| ledger | processes | grants | p50 | p99 | grants/s | lock attempts |"
 echo "|---|---:|---:|---:|---:|---:|---:|"
@@ -102,5 +105,5 @@ for kind in sqlite pg; do
     d="$WORK/$first"
     [[ $kind == pg ]] && { [[ -n "${PG:-}" ]] || continue; d="$WORK/pg-$first"; }
     printf '| %s ' "$kind"
-    python3 "$HERE/lib/lock_contention.py" "$LASTGOOD" "$d/lastgood.toml" "${CONTENDERS:-32}" "${CYCLES:-10}"
+    python3 "$HERE/lib/lock_contention.py" "$LASTGOOD" "$d/lastgood.toml" "${CONTENDERS:-32}" "${CYCLES:-5}"
 done

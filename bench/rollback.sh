@@ -41,11 +41,14 @@ SH
 
 if [[ -n "${PG:-}" ]]; then
     db="lg_bench_rollback_$$"
-    psql "$PG" -qAt -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
-    trap 'psql "$PG" -qAt -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null; [[ -n "${KEEP:-}" ]] || rm -rf "$WORK"' EXIT
-    printf '\n[ledger]\nurl = "%s"\n' "${PG%/*}/$db" >> "$WORK/lastgood.toml"
+    # PG is an admin URL, or a template with {db} (the socket: postgresql:///{db}?host=/var/run/postgresql).
+    pg_url() { if [[ $PG == *"{db}"* ]]; then echo "${PG//\{db\}/$1}"; else echo "${PG%/*}/$1"; fi; }
+    PG_ADMIN="$(pg_url postgres)"
+    psql "$PG_ADMIN" -qAt -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
+    trap 'psql "$PG_ADMIN" -qAt -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null; [[ -n "${KEEP:-}" ]] || rm -rf "$WORK"' EXIT
+    printf '\n[ledger]\nurl = "%s"\n' "$(pg_url "$db")" >> "$WORK/lastgood.toml"
     (cd "$WORK" && "$LASTGOOD" --config lastgood.toml -q ledger init >/dev/null)
-    echo "ledger: PostgreSQL, ${PG%%:*}://...@${PG##*@}" | sed "s#/[^/]*\$#/$db#" >&2
+    echo "ledger: PostgreSQL database $db" >&2
 fi
 
 cd "$WORK"

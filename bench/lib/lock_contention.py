@@ -3,8 +3,8 @@ of `production` C times with the real binary.
 
 Usage: lock_contention.py LASTGOOD CONFIG P C
 
-A cycle is `lastgood lock production --format json` retried while it exits 3 (someone
-else holds it), then `lastgood unlock production --epoch N` with the epoch it was granted
+A cycle is `lastgood lock production --format json` retried every 20 ms while it exits 3
+(someone else holds it), then `lastgood unlock production --epoch N` with the epoch it was granted
 (so a worker never frees another's grant). Each cycle is timed from its first attempt to
 the end of its unlock; throughput is grants per second of wall time. Checks that every
 grant's epoch is unique.
@@ -39,6 +39,7 @@ def worker(i):
             if r.returncode == 0:
                 break
             assert r.returncode == 3, r.stderr
+            time.sleep(0.02)
         epoch = json.loads(r.stdout)["epoch"]
         u = subprocess.run([lastgood, "--config", config, "-q", "unlock", "production", "--epoch", str(epoch)],
                            env=e, capture_output=True)

@@ -123,15 +123,11 @@ impl PgLedger {
 
     /// The schema version and who may write, from `meta` (None when there is no ledger).
     pub fn meta(&self) -> Result<Meta> {
-        let rows = self.with_client(|c| {
-            let exists = c.query_typed(
-                "SELECT to_regclass(quote_ident($1) || '.meta') IS NOT NULL",
-                &[(&self.schema, Type::TEXT)],
-            )?;
-            if !exists.first().is_some_and(|r| r.get::<_, bool>(0)) {
-                return Ok(Vec::new());
-            }
-            c.query_typed(&self.sql("SELECT key, value FROM {s}.meta"), &[])
+        // One round trip when the ledger is there; a missing table or schema is no ledger.
+        let sql = self.sql("SELECT key, value FROM {s}.meta");
+        let rows = self.with_client(|c| match c.query_typed(&sql, &[]) {
+            Err(e) if e.code().is_some_and(|c| matches!(c.code(), "42P01" | "3F000")) => Ok(Vec::new()),
+            other => other,
         })?;
         let get = |k: &str| {
             rows.iter().find(|r| r.get::<_, String>(0) == k).and_then(|r| r.get::<_, String>(1).parse::<i64>().ok())
