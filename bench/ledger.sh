@@ -65,7 +65,10 @@ if [[ -n "${PG:-}" ]]; then
     dbs=()
     pg_url() { if [[ $PG == *"{db}"* ]]; then echo "${PG//\{db\}/$1}"; else echo "${PG%/*}/$1"; fi; }
     PG_ADMIN="$(pg_url postgres)"
-    trap 'for db in "${dbs[@]}"; do psql "$PG_ADMIN" -qAt -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null; done; [[ -n "${KEEP:-}" ]] || rm -rf "$WORK"' EXIT
+    # (An autovacuum worker on a freshly filled database cannot be forced out by a
+    # non-superuser: retry for a while.)
+    drop_db() { for _ in $(seq 1 30); do psql "$PG_ADMIN" -qAt -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" >/dev/null 2>&1 && return; sleep 2; done; echo "could not drop $1" >&2; }
+    trap 'for db in "${dbs[@]}"; do drop_db "$db"; done; [[ -n "${KEEP:-}" ]] || rm -rf "$WORK"' EXIT
     for size in $SIZES; do
         db="lg_bench_${size}_$$"
         dbs+=("$db")
