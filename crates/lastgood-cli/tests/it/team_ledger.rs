@@ -149,7 +149,8 @@ fn a_paused_holder_past_its_lease_is_fenced_out() {
 #[test]
 fn the_lease_survives_the_holders_connections_being_terminated() {
     let db = PgDb::new("term");
-    let env = team_env(2, &db.url, Config::new().key("lease", "3s").build(["sleep", "3"]));
+    // The build outlasts the lease several times: only the heartbeat keeps it.
+    let env = team_env(2, &db.url, Config::new().key("lease", "3s").build(["sleep", "10"]));
     env.test().args(["deploy", "production", "v1"]).run();
     let mut a = on(&env, "machine-a", &["deploy", "production", "v2"]).stderr(Stdio::null()).spawn().unwrap();
     for _ in 0..300 {
@@ -159,6 +160,7 @@ fn the_lease_survives_the_holders_connections_being_terminated() {
         std::thread::sleep(Duration::from_millis(10));
     }
     for round in 0..3 {
+        assert!(a.try_wait().unwrap().is_none(), "the holder finished before round {round}");
         let killed = db.sql(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() \
              AND application_name = 'lastgood-ledger' AND pid <> pg_backend_pid()",
