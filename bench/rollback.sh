@@ -7,6 +7,9 @@
 #   KEEP=1 bash bench/rollback.sh     # keep the temp dir (printed) for poking at
 #
 # Prints markdown tables. Goal (issue): lastgood rollback median <= 50 ms (GOAL_MS).
+#
+#   PG="$LASTGOOD_TEST_PG" bash bench/rollback.sh   # the same on a PostgreSQL team ledger
+#                                                   # (a database of its own, dropped at exit)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -35,6 +38,18 @@ cat > "$WORK/flip.sh" <<'SH'
 cd "$1" || exit 1
 ln -sfn "releases/$2" current.tmp && mv -T current.tmp current && /bin/true
 SH
+
+if [[ -n "${PG:-}" ]]; then
+    db="lg_bench_rollback_$$"
+    # PG is an admin URL, or a template with {db} (the socket: postgresql:///{db}?host=/var/run/postgresql).
+    pg_url() { if [[ $PG == *"{db}"* ]]; then echo "${PG//\{db\}/$1}"; else echo "${PG%/*}/$1"; fi; }
+    PG_ADMIN="$(pg_url postgres)"
+    psql "$PG_ADMIN" -qAt -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
+    trap 'psql "$PG_ADMIN" -qAt -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null; [[ -n "${KEEP:-}" ]] || rm -rf "$WORK"' EXIT
+    printf '\n[ledger]\nurl = "%s"\n' "$(pg_url "$db")" >> "$WORK/lastgood.toml"
+    (cd "$WORK" && "$LASTGOOD" --config lastgood.toml -q ledger init >/dev/null)
+    echo "ledger: PostgreSQL database $db" >&2
+fi
 
 cd "$WORK"
 "$LASTGOOD" --config lastgood.toml -q deploy production v1 --reason bench >/dev/null

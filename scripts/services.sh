@@ -72,7 +72,23 @@ DO $$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'root') THEN
     CREATE ROLE root LOGIN CREATEDB;
   END IF;
+  -- The team ledger's two roles (`lastgood ledger init` prints their grants), and a
+  -- login in each for the tests that run those grants and then try what they forbid.
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'lastgood_operator') THEN
+    CREATE ROLE lastgood_operator NOLOGIN;
+  END IF;
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'lastgood_viewer') THEN
+    CREATE ROLE lastgood_viewer NOLOGIN;
+  END IF;
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'lastgood_op_test') THEN
+    CREATE ROLE lastgood_op_test LOGIN IN ROLE lastgood_operator;
+  END IF;
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'lastgood_view_test') THEN
+    CREATE ROLE lastgood_view_test LOGIN IN ROLE lastgood_viewer;
+  END IF;
 END $$;
+ALTER ROLE lastgood_op_test PASSWORD 'operator-pw';
+ALTER ROLE lastgood_view_test PASSWORD 'viewer-pw';
 -- A password unlike anything else in the output, so tests can search for leaks of it.
 ALTER ROLE lastgood_test PASSWORD 'canary-pw-Zq81x';
 SQL

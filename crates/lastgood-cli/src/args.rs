@@ -179,6 +179,15 @@ pub enum Command {
         /// Also free the lock of an operation that is still running
         #[arg(long)]
         force: bool,
+        /// Free only the lock granted at this epoch (`status` and `ledger status` show
+        /// it); a newer grant is left alone. Needed with --force on a team ledger
+        #[arg(long, value_name = "N")]
+        epoch: Option<i64>,
+    },
+    /// The ledger itself: create a team ledger, show where it is, move to one
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
     },
     /// The database on its own: migrations, lint, rehearsal, backups
     Db {
@@ -217,6 +226,22 @@ pub enum Command {
         /// Allow rollbacks from the dashboard and the API
         #[arg(long)]
         allow_writes: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Create the PostgreSQL ledger's schema ([ledger] schema) and print the grants for
+    /// the operator and viewer roles
+    Init,
+    /// Where the ledger is, its schema version, and each environment's lock and epoch
+    Status,
+    /// Move this SQLite ledger into an empty PostgreSQL ledger; the SQLite ledger then
+    /// refuses writes and names the URL
+    Migrate {
+        /// The PostgreSQL database (URL or key=value, libpq conventions)
+        #[arg(long, value_name = "URL")]
+        to: String,
     },
 }
 

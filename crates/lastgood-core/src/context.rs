@@ -12,6 +12,8 @@ pub struct Context {
     pub user: String,
     pub host: String,
     pub pid: i32,
+    /// `/etc/machine-id` and the pid namespace ([`machine`]).
+    pub machine: Option<String>,
     pinned_now: Option<i64>,
 }
 
@@ -33,7 +35,7 @@ impl Context {
         });
         // LASTGOOD_HOSTNAME lets tests play several machines on one.
         let host = std::env::var("LASTGOOD_HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(hostname);
-        Self { user, host, pid: std::process::id() as i32, pinned_now }
+        Self { user, host, pid: std::process::id() as i32, machine: machine(), pinned_now }
     }
 
     /// Unix seconds.
@@ -56,6 +58,14 @@ pub fn now_ms() -> i64 {
 pub fn rfc3339(unix_secs: i64) -> String {
     let t = UNIX_EPOCH + Duration::from_secs(unix_secs.max(0) as u64);
     humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// This machine, for same-machine liveness checks: `/etc/machine-id` and the pid
+/// namespace (`/proc/self/ns/pid`). None when neither can be read.
+pub fn machine() -> Option<String> {
+    let id = std::fs::read_to_string("/etc/machine-id").ok().map(|s| s.trim().to_owned()).unwrap_or_default();
+    let ns = std::fs::read_link("/proc/self/ns/pid").ok().map(|p| p.display().to_string()).unwrap_or_default();
+    if id.is_empty() && ns.is_empty() { None } else { Some(format!("{id}/{ns}")) }
 }
 
 fn hostname() -> String {

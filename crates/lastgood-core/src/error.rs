@@ -51,6 +51,15 @@ pub enum Error {
     #[error("operation on `{env}` lost its lock to a newer holder (epoch {epoch} is stale)")]
     Fenced { env: String, epoch: i64 },
 
+    /// `unlock --force --epoch N` named a lock that is no longer the one held.
+    #[error("the lock of `{env}` is not at epoch {asked} ({}); nothing was unlocked", held.map(|e| format!("it is at epoch {e}")).unwrap_or_else(|| "it is free".into()))]
+    LockChanged { env: String, asked: i64, held: Option<i64> },
+
+    /// The SQLite ledger was moved to a team ledger (`lastgood ledger migrate`): it
+    /// refuses writes and names where the ledger is now.
+    #[error("this ledger was moved to {url} (schema {schema}); set [ledger] url to it")]
+    LedgerMoved { url: String, schema: String },
+
     /// A safety check refused the operation; nothing was changed. The refusal's facts
     /// say which check and what consents to it.
     #[error("{what} of `{env}` was refused: {refusal}")]
@@ -107,8 +116,9 @@ impl Error {
             | Self::UnknownTarget { .. }
             | Self::AmbiguousTarget { .. }
             | Self::ConfigFile { .. }
-            | Self::Usage { .. } => 2,
-            Self::Locked { .. } => 3,
+            | Self::Usage { .. }
+            | Self::LedgerMoved { .. } => 2,
+            Self::Locked { .. } | Self::LockChanged { .. } => 3,
             Self::Refused { .. } => 4,
             Self::Interrupted { .. } | Self::Fenced { .. } | Self::Halted { .. } => 5,
             Self::Migrate(e) => e.exit_code(),

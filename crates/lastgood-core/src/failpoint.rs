@@ -14,6 +14,18 @@ static SPEC: OnceLock<Option<(String, u32)>> = OnceLock::new();
 static HITS: AtomicU32 = AtomicU32::new(0);
 
 pub fn hit(name: &str) {
+    if fires(name) {
+        // SAFETY: kill(2) on our own pid with a constant signal has no memory effects.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+    }
+}
+
+/// Whether the failpoint `name` fires here (its N-th hit), for faults other than a
+/// crash: `ledger:ack-lost` makes the PostgreSQL ledger drop its connection right
+/// after a COMMIT, as if the acknowledgement was lost on the way back.
+pub fn fires(name: &str) -> bool {
     let spec = SPEC.get_or_init(|| {
         let v = std::env::var("LASTGOOD_FAILPOINT").ok()?;
         Some(match v.rsplit_once('@') {
@@ -21,12 +33,8 @@ pub fn hit(name: &str) {
             None => (v, 1),
         })
     });
-    if let Some((want, nth)) = spec {
-        if want == name && HITS.fetch_add(1, Ordering::SeqCst) + 1 == *nth {
-            // SAFETY: kill(2) on our own pid with a constant signal has no memory effects.
-            unsafe {
-                libc::kill(libc::getpid(), libc::SIGKILL);
-            }
-        }
+    match spec {
+        Some((want, nth)) => want == name && HITS.fetch_add(1, Ordering::SeqCst) + 1 == *nth,
+        None => false,
     }
 }

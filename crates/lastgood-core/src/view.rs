@@ -372,6 +372,8 @@ pub struct Locked {
     pub holder: String,
     pub reason: Option<String>,
     pub acquired_at: String,
+    /// The grant's fencing epoch (`unlock --epoch N` names it).
+    pub epoch: i64,
 }
 
 impl Locked {
@@ -381,6 +383,7 @@ impl Locked {
             holder: l.holder.clone(),
             reason: l.reason.clone(),
             acquired_at: rfc3339(l.acquired_at),
+            epoch: l.epoch,
         }
     }
 }

@@ -391,6 +391,9 @@ impl Config {
             t.push_str(raw.trim_end());
             t.push('\n');
         }
+        if env.ledger_db.is_some() && !self.tables.iter().any(|r| r.trim_start().starts_with("[ledger]")) {
+            let _ = writeln!(t, "\n[ledger]\nurl_env = {}", quote(crate::LEDGER_URL_VAR));
+        }
         t
     }
 }

@@ -89,6 +89,18 @@ pub struct TestEnv {
     versions: u32,
     /// Environment variables every run gets ([`TestEnv::pin_context`]).
     vars: Vec<(String, String)>,
+    /// With `LASTGOOD_TEST_LEDGER=postgres`, the team ledger every run of this
+    /// workspace records in (its config names it through `url_env`).
+    pub ledger_db: Option<PgDb>,
+}
+
+/// The variable that holds the team ledger's URL in [`TestEnv`]s run with
+/// `LASTGOOD_TEST_LEDGER=postgres`.
+pub const LEDGER_URL_VAR: &str = "LASTGOOD_TEST_LEDGER_URL";
+
+/// Whether the suites run with a PostgreSQL ledger (`LASTGOOD_TEST_LEDGER=postgres`).
+pub fn pg_ledger() -> bool {
+    std::env::var("LASTGOOD_TEST_LEDGER").is_ok_and(|v| v == "postgres")
 }
 
 impl TestEnv {
@@ -96,10 +108,14 @@ impl TestEnv {
     /// a config deploying the sample app to `srv/` with an HTTP check.
     pub fn new(bin: &str) -> Self {
         let dir = tempfile::Builder::new().prefix("lastgood-test").tempdir().expect("temp dir");
-        let env = Self { dir, bin: PathBuf::from(bin), port: free_port(), versions: 0, vars: Vec::new() };
+        let ledger_db = pg_ledger().then(|| PgDb::new("ledger"));
+        let env = Self { dir, bin: PathBuf::from(bin), port: free_port(), versions: 0, vars: Vec::new(), ledger_db };
         env.git(&["init", "-q", "-b", "main", "repo"], env.path());
         env.write("app.env", "HEALTH=ok\n");
         env.write_config("");
+        if env.ledger_db.is_some() {
+            env.run(&["ledger", "init"]).expect(0);
+        }
         env
     }
 
@@ -184,6 +200,9 @@ impl TestEnv {
             .env_remove("LASTGOOD_CONFIG")
             .envs(self.vars.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
+        if let Some(db) = &self.ledger_db {
+            c.env(LEDGER_URL_VAR, &db.url);
+        }
         c
     }
 
@@ -234,6 +253,34 @@ impl TestEnv {
             .and_then(|a| a.iter().find(|r| r["id"] == id))
             .map(|r| r["state"].as_str().unwrap_or("").to_owned())
             .unwrap_or_default()
+    }
+
+    /// Runs SQL on this workspace's ledger, whichever it is: `.lastgood/ledger.db`, or
+    /// the team ledger's schema `lastgood` with `LASTGOOD_TEST_LEDGER=postgres`.
+    pub fn ledger_sql(&self, sql: &str) -> String {
+        match &self.ledger_db {
+            Some(db) => db.sql(&format!("SET search_path = lastgood; {sql}")),
+            None => sqlite(&self.path().join(".lastgood/ledger.db"), sql),
+        }
+    }
+
+    /// Whether nobody holds the ledger's write lock now: SQLite's lock can be taken at
+    /// once; on PostgreSQL no ledger session sits inside a transaction.
+    pub fn ledger_writable(&self) -> bool {
+        match &self.ledger_db {
+            Some(db) => {
+                db.sql(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                     AND application_name = 'lastgood-ledger' AND state LIKE 'idle in transaction%'",
+                ) == "0"
+            }
+            None => Command::new("sqlite3")
+                .args(["-cmd", ".timeout 200"])
+                .arg(self.path().join(".lastgood/ledger.db"))
+                .arg("BEGIN IMMEDIATE; ROLLBACK;")
+                .output()
+                .is_ok_and(|o| o.status.success()),
+        }
     }
 
     /// The pid of the app lastgood supervises (its pid file), if it runs one.

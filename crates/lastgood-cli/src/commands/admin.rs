@@ -75,8 +75,8 @@ pub fn lock(cli: &Cli, engine: &Engine, env: &str, reason: &str) -> Result<i32> 
     Ok(0)
 }
 
-pub fn unlock(cli: &Cli, engine: &Engine, env: &str, force: bool) -> Result<i32> {
-    let freed = engine.unlock(env, force)?;
+pub fn unlock(cli: &Cli, engine: &Engine, env: &str, force: bool, epoch: Option<i64>) -> Result<i32> {
+    let freed = engine.unlock(env, force, epoch)?;
     match cli.global.format {
         Format::Json => output::json(&view::Unlocked::new(env, freed.as_ref())),
         Format::Text => output::out(&match freed {
@@ -124,4 +124,74 @@ pub fn deliver(engine: &Engine, file: &Path) -> Result<i32> {
     engine.ledger().apply_unfenced(&env, changes)?;
     let _ = std::fs::remove_file(file);
     Ok(if deliveries.iter().all(|d| d.delivered) { 0 } else { 1 })
+}
+
+pub fn ledger_init(cli: &Cli, config: &Config) -> Result<i32> {
+    let done = lastgood_core::engine::team::init(config)?;
+    match cli.global.format {
+        Format::Json => output::json(&done),
+        Format::Text => {
+            if !cli.global.quiet {
+                eprintln!(
+                    "{} the ledger in schema `{}` of {} (schema version {}); run these grants as its owner:",
+                    if done.created { "created" } else { "found" },
+                    done.schema,
+                    done.ledger,
+                    done.schema_version
+                );
+            }
+            output::out(&done.grants);
+        }
+    }
+    Ok(0)
+}
+
+pub fn ledger_status(cli: &Cli, engine: &Engine) -> Result<i32> {
+    let s = engine.ledger_status()?;
+    match cli.global.format {
+        Format::Json => output::json(&s),
+        Format::Text => {
+            let mut text = format!("ledger: {} ({})\n", s.ledger, s.kind);
+            if let Some(v) = s.schema_version {
+                text.push_str(&format!(
+                    "schema version: {v}{}\n",
+                    if s.writable { "" } else { " (newer than this lastgood: read-only)" }
+                ));
+            }
+            for e in &s.environments {
+                let current = e.current.map(|c| format!("release {c}")).unwrap_or_else(|| "no release".into());
+                let lock = match &e.lock {
+                    None => "unlocked".to_owned(),
+                    Some(l) => format!(
+                        "locked by {} on {} at epoch {}{}{}",
+                        l.holder,
+                        l.host,
+                        l.epoch,
+                        l.expires_at.as_ref().map(|x| format!(", lease until {x}")).unwrap_or_default(),
+                        if l.expired == Some(true) { " (expired)" } else { "" }
+                    ),
+                };
+                text.push_str(&format!("{}: {current}, {lock}\n", e.environment));
+            }
+            output::out(&text);
+        }
+    }
+    Ok(0)
+}
+
+pub fn ledger_migrate(cli: &Cli, config: &Config, to: &str) -> Result<i32> {
+    let ctx = lastgood_core::context::Context::from_env();
+    let m = lastgood_core::engine::team::migrate(config, to, ctx.now())?;
+    match cli.global.format {
+        Format::Json => output::json(&m),
+        Format::Text => output::out(&if m.already {
+            format!("already migrated to {}: set [ledger] url to it\n", m.to)
+        } else {
+            format!(
+                "moved {} releases, {} operations and {} audit events to {} (schema {}); the imported chain ends at {}\nset [ledger] url to it: this SQLite ledger now refuses writes\n",
+                m.releases, m.operations, m.audit_events, m.to, config.ledger_schema, m.head
+            )
+        }),
+    }
+    Ok(0)
 }

@@ -14,7 +14,7 @@ use lastgood_core::engine::deploy::DeployOptions;
 use lastgood_core::engine::restart::RestartOptions;
 use lastgood_core::{Error, Result};
 
-use crate::args::{Cli, Command};
+use crate::args::{Cli, Command, LedgerCommand};
 
 pub fn run(cli: &Cli) -> Result<i32> {
     match &cli.command {
@@ -62,7 +62,10 @@ pub fn run(cli: &Cli) -> Result<i32> {
             admin::mark(cli, &engine(cli)?, env, release, *state, reason.as_deref())
         }
         Command::Lock { env, reason } => admin::lock(cli, &engine(cli)?, env, reason),
-        Command::Unlock { env, force } => admin::unlock(cli, &engine(cli)?, env, *force),
+        Command::Unlock { env, force, epoch } => admin::unlock(cli, &engine(cli)?, env, *force, *epoch),
+        Command::Ledger { command: LedgerCommand::Init } => admin::ledger_init(cli, &config(cli)?),
+        Command::Ledger { command: LedgerCommand::Status } => admin::ledger_status(cli, &engine(cli)?),
+        Command::Ledger { command: LedgerCommand::Migrate { to } } => admin::ledger_migrate(cli, &config(cli)?, to),
         Command::Report { operation, note } => report::report(cli, &engine(cli)?, *operation, note.as_deref()),
         Command::Audit { command: crate::args::AuditCommand::Verify } => admin::audit_verify(cli, &engine(cli)?),
         Command::Serve { listen, host, allow_writes } => serve::serve(cli, listen, host.as_deref(), *allow_writes),
@@ -70,9 +73,11 @@ pub fn run(cli: &Cli) -> Result<i32> {
 }
 
 fn engine(cli: &Cli) -> Result<Engine> {
-    let path = Config::locate(cli.global.config.as_deref());
-    let config = Config::load(&path)?;
-    Engine::open(config, Context::from_env())
+    Engine::open(config(cli)?, Context::from_env())
+}
+
+fn config(cli: &Cli) -> Result<Config> {
+    Config::load(&Config::locate(cli.global.config.as_deref()))
 }
 
 fn usage(what: impl Into<String>) -> Error {

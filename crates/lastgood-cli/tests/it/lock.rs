@@ -65,10 +65,7 @@ fn a_dead_holders_lock_is_taken_over_and_recorded() {
     assert_eq!(st["lock_holder_gone"], true);
     assert_eq!(st["interrupted"], json!(null));
     env.test().args(["deploy", "production", "v2"]).stderr_has("took over the lock").run();
-    let ledger = env.path().join(".lastgood/ledger.db");
-    let events =
-        std::process::Command::new("sqlite3").arg(&ledger).arg("SELECT event FROM audit_events").output().unwrap();
-    assert!(String::from_utf8_lossy(&events.stdout).contains("lock.takeover"));
+    assert!(env.ledger_sql("SELECT event FROM audit_events").contains("lock.takeover"));
     env.test().args(["audit", "verify"]).run();
 }
 
@@ -171,15 +168,7 @@ fn a_paused_holder_whose_lease_was_taken_over_is_fenced_out() {
     // Pause it outside a ledger write: a process stopped inside a SQLite write
     // transaction (its heartbeat writes every second) holds the file's write lock until
     // it runs again, and no one can write at all; fencing is about what others CAN write.
-    let ledger = env.path().join(".lastgood/ledger.db");
-    let writable = || {
-        std::process::Command::new("sqlite3")
-            .args(["-cmd", ".timeout 200"])
-            .arg(&ledger)
-            .arg("BEGIN IMMEDIATE; ROLLBACK;")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
+    let writable = || env.ledger_writable();
     let mut paused = false;
     for _ in 0..50 {
         std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap();

@@ -42,6 +42,7 @@ mod restore;
 mod rollback;
 mod runtimes;
 mod serve;
+mod team_ledger;
 
 use lastgood_testkit::TestEnv;
 

@@ -48,10 +48,28 @@ pub use self::types::{
 pub const DEFAULT_FILE: &str = "lastgood.toml";
 
 /// Where the ledger lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum LedgerUrl {
     Sqlite(PathBuf),
-    Postgres(String),
+    /// A team ledger: `[ledger] url` or `url_env` (completed as every libpq program
+    /// completes it, when it is used), and the schema that holds this project's ledger.
+    Postgres(TeamLedger),
+}
+
+#[derive(Debug, Clone)]
+pub struct TeamLedger {
+    pub url: DbUrlSource,
+    /// `[ledger] schema`, default `lastgood`: one schema per project.
+    pub schema: String,
+}
+
+impl PartialEq for LedgerUrl {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Sqlite(a), Self::Sqlite(b)) => a == b,
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -59,6 +77,9 @@ pub struct Config {
     pub path: PathBuf,
     pub dir: PathBuf,
     pub ledger: LedgerUrl,
+    /// `[ledger] schema` (default `lastgood`): the team ledger's schema, and where
+    /// `ledger migrate` puts an SQLite ledger.
+    pub ledger_schema: String,
     pub environments: BTreeMap<EnvName, Environment>,
 }
 
@@ -92,9 +113,9 @@ impl Config {
         };
         let raw: RawConfig = toml::from_str(text).map_err(|e| at(e.span(), e.message().to_owned()))?;
 
-        let ledger = match raw.ledger.and_then(|l| l.url) {
-            None => LedgerUrl::Sqlite(dir.join(".lastgood/ledger.db")),
-            Some(url) => parse_ledger_url(url.get_ref(), dir).map_err(|e| at(Some(url.span()), e.to_string()))?,
+        let (ledger, ledger_schema) = match raw.ledger {
+            None => (LedgerUrl::Sqlite(dir.join(".lastgood/ledger.db")), "lastgood".to_owned()),
+            Some(l) => check_ledger(l, dir).map_err(|(s, m)| at(s, m))?,
         };
 
         let mut environments = BTreeMap::new();
@@ -106,7 +127,7 @@ impl Config {
                 .map_err(|(s, m)| at(s.or(Some(span)), format!("environments.{name}.{m}")))?;
             environments.insert(key, env);
         }
-        Ok(Self { path: path.to_path_buf(), dir: dir.to_path_buf(), ledger, environments })
+        Ok(Self { path: path.to_path_buf(), dir: dir.to_path_buf(), ledger, ledger_schema, environments })
     }
 
     pub fn environment(&self, name: &str) -> Result<&Environment> {
@@ -126,17 +147,57 @@ enum LedgerUrlError {
     UnknownScheme { url: String },
 }
 
-fn parse_ledger_url(url: &str, dir: &Path) -> Result<LedgerUrl, LedgerUrlError> {
-    if let Some(rest) = url.strip_prefix("sqlite://") {
-        if rest.is_empty() {
-            return Err(LedgerUrlError::SqliteWithoutPath);
+/// `[ledger]`: `url` (sqlite://PATH or a PostgreSQL URL), or `url_env` naming the
+/// variable that holds a PostgreSQL URL, and `schema` for a team ledger.
+fn check_ledger(l: raw::RawLedger, dir: &Path) -> Result<(LedgerUrl, String), Fail> {
+    let schema = match &l.schema {
+        None => "lastgood".to_owned(),
+        Some(s) => {
+            let ok = s.get_ref().len() <= 63
+                && s.get_ref().starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+                && s.get_ref().chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if !ok {
+                return Err((
+                    Some(s.span()),
+                    "ledger.schema: use at most 63 lowercase letters, digits and `_`, starting with a letter".into(),
+                ));
+            }
+            s.get_ref().clone()
         }
-        return Ok(LedgerUrl::Sqlite(dir.join(rest)));
-    }
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Ok(LedgerUrl::Postgres(url.to_owned()));
-    }
-    Err(LedgerUrlError::UnknownScheme { url: url.to_owned() })
+    };
+    let team = |url: DbUrlSource| LedgerUrl::Postgres(TeamLedger { url, schema: schema.clone() });
+    let ledger = match (&l.url, &l.url_env) {
+        (Some(u), Some(_)) => Err((Some(u.span()), "ledger.url: set either `url` or `url_env`, not both".into())),
+        (None, Some(v)) => Ok(team(DbUrlSource::Env { name: v.get_ref().clone(), base: dir.to_path_buf() })),
+        (None, None) => {
+            if let Some(s) = &l.schema {
+                return Err((
+                    Some(s.span()),
+                    "ledger.schema: applies to a PostgreSQL ledger (`url` or `url_env`)".into(),
+                ));
+            }
+            Ok(LedgerUrl::Sqlite(dir.join(".lastgood/ledger.db")))
+        }
+        (Some(u), None) => {
+            let url = u.get_ref();
+            if let Some(rest) = url.strip_prefix("sqlite://") {
+                if rest.is_empty() {
+                    return Err((Some(u.span()), LedgerUrlError::SqliteWithoutPath.to_string()));
+                }
+                return Ok((LedgerUrl::Sqlite(dir.join(rest)), schema));
+            }
+            if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                crate::database::url::DbUrl::check(url, dir)
+                    .map_err(|e| (Some(u.span()), format!("ledger.url: {e}")))?;
+                return Ok((
+                    team(DbUrlSource::Url { text: Secret::new(url.clone()), base: dir.to_path_buf() }),
+                    schema,
+                ));
+            }
+            Err((Some(u.span()), LedgerUrlError::UnknownScheme { url: url.clone() }.to_string()))
+        }
+    }?;
+    Ok((ledger, schema))
 }
 
 fn check_env(name: &EnvName, raw: RawEnv, dir: &Path) -> Result<Environment, Fail> {

@@ -23,6 +23,8 @@ pub(super) struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawLedger {
     pub(super) url: Option<Spanned<String>>,
+    pub(super) url_env: Option<Spanned<String>>,
+    pub(super) schema: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -15,6 +15,9 @@ pub fn template(source_name: &str) -> String {
 [ledger]
 # Where releases, operations and the audit trail are recorded.
 url = "sqlite://.lastgood/ledger.db"
+# A team shares one ledger on PostgreSQL (docs/team-ledger.md), then `lastgood ledger init`:
+# url_env = "LASTGOOD_LEDGER_URL"   # instead of `url`
+# schema = "lastgood"
 
 [environments.production]
 runtime = "releases"            # release directories and an atomic `current` symlink

@@ -50,7 +50,7 @@ pub mod restore;
 pub mod schema;
 pub mod sql;
 #[cfg(test)]
-mod test_pg;
+pub(crate) mod test_pg;
 pub mod tool;
 pub mod url;
 pub mod verdict;

@@ -214,6 +214,35 @@ impl PgUrl {
         self.ports.get(host).or(self.ports.first()).copied().unwrap_or(5432)
     }
 
+    /// Another login's password (the user is `user`, a public field).
+    pub fn set_password(&mut self, password: &str) {
+        self.password = Some(Secret::new(password.to_owned()));
+    }
+
+    /// Whether `other` names the same database on the same server, however either is
+    /// written: the same database name, and a host and port in common, where a Unix
+    /// socket directory, `localhost` and the loopback addresses are all this machine.
+    pub fn same_database(&self, other: &PgUrl) -> bool {
+        fn servers(u: &PgUrl) -> Vec<(String, u16)> {
+            u.hosts
+                .iter()
+                .enumerate()
+                .map(|(i, h)| {
+                    let host = match h {
+                        PgHost::Socket(_) => "this machine".to_owned(),
+                        PgHost::Tcp(t) => match t.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase() {
+                            l if l == "localhost" || l == "::1" || l.starts_with("127.") => "this machine".to_owned(),
+                            other => other,
+                        },
+                    };
+                    (host, u.port_of(i))
+                })
+                .collect()
+        }
+        let mine = servers(self);
+        self.database == other.database && servers(other).iter().any(|s| mine.contains(s))
+    }
+
     /// Whether every host is a Unix socket, where `sslmode` does not apply.
     pub fn sockets_only(&self) -> bool {
         self.hosts.iter().all(|h| matches!(h, PgHost::Socket(_)))

@@ -207,7 +207,8 @@ impl Engine {
             pid_start: None,
             reason: Some(reason.to_owned()),
             now,
-            expires_at: None,
+            lease: None,
+            machine: self.ctx.machine.clone(),
         };
         let ctx = self.ctx.clone();
         self.ledger.acquire(&req, &|l| lock::is_stale(&ctx, l, now))?;
@@ -217,8 +218,9 @@ impl Engine {
         })
     }
 
-    /// Frees a lock taken by hand; a running operation's lock only with `force`.
-    pub fn unlock(&self, env_name: &str, force: bool) -> Result<Option<LockInfo>> {
+    /// Frees a lock taken by hand; a running operation's lock only with `force`. With
+    /// `epoch`, only the lock at that epoch (a newer grant is left alone).
+    pub fn unlock(&self, env_name: &str, force: bool, epoch: Option<i64>) -> Result<Option<LockInfo>> {
         let env = self.env(env_name)?;
         let Some(l) = self.ledger.lock_info(&env.name)? else {
             return Ok(None);
@@ -233,8 +235,21 @@ impl Engine {
                 expires_at: l.expires_at.map(crate::context::rfc3339),
             });
         }
-        let event =
-            AuditEvent::by(&self.ctx, env.name.as_str(), None, "lock.release", serde_json::json!({ "force": force }));
-        self.ledger.force_unlock(&env.name, event)
+        // On a team ledger another machine's operation may hold it: breaking it must
+        // name the grant seen (`status` shows its epoch), so a newer one is never broken.
+        if live_operation && epoch.is_none() && matches!(self.config.ledger, crate::config::LedgerUrl::Postgres(_)) {
+            return Err(Error::Usage {
+                what: format!(
+                    "the lock of `{}` is held by a running operation of {} (epoch {}); on a team ledger, break it with `lastgood unlock {} --force --epoch {}`",
+                    env.name, l.holder, l.epoch, env.name, l.epoch
+                ),
+            });
+        }
+        let detail = match epoch {
+            Some(e) => serde_json::json!({ "force": force, "epoch": e }),
+            None => serde_json::json!({ "force": force }),
+        };
+        let event = AuditEvent::by(&self.ctx, env.name.as_str(), None, "lock.release", detail);
+        self.ledger.force_unlock(&env.name, Some(epoch.unwrap_or(l.epoch)), event)
     }
 }

@@ -13,6 +13,7 @@
 //! - [`db`]: `lastgood db ...`, the database on its own.
 //! - [`restore`]: `lastgood db restore`, the emergency restore as one operation.
 //! - [`restart`]: `lastgood restart`, what serves restarted and checked.
+//! - [`team`]: `lastgood ledger init` and `status`, the ledger itself.
 //! - [`diagnose`]: `diff` and `diagnose`, knowing what to roll back; [`decision`] is
 //!   the runbook's decision it ends with, a command checked against a rollback plan;
 //!   `in_place` compares the config files here with a release's snapshot.
@@ -37,18 +38,22 @@ pub mod resume;
 pub mod rollback;
 pub mod run;
 mod target;
+pub mod team;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use crate::config::{Config, Environment, LedgerUrl};
+use crate::config::{Config, Environment, LedgerUrl, TeamLedger};
 use crate::context::Context;
+use crate::database::url::{DbUrl, PgUrl};
 use crate::error::{Error, Result};
 use crate::fleet::{Fleet, HostReleases};
 use crate::journal::Progress;
-use crate::ledger::{Acquired, AuditEvent, Change, Fence, Ledger, LockRequest, Release, SqliteLedger, StepState};
+use crate::ledger::{
+    Acquired, AuditEvent, Change, Fence, Ledger, LockRequest, PgLedger, Release, SqliteLedger, StepState,
+};
 use crate::lock::{self, Heartbeat, LockGuard};
 use crate::model::{EnvName, ReleaseId};
 
@@ -66,6 +71,7 @@ pub struct Engine {
 
 impl Engine {
     pub fn open(config: Config, ctx: Context) -> Result<Self> {
+        refuse_app_database(&config)?;
         let ledger = open_ledger(&config.ledger)?;
         Ok(Self { config, ctx, ledger, preflights: Default::default(), fleets: Default::default() })
     }
@@ -117,9 +123,11 @@ impl Engine {
             pid_start: lock::process_start_time(self.ctx.pid),
             reason: reason.map(str::to_owned),
             now,
-            expires_at: Some(now + env.lease.as_secs() as i64),
+            lease: Some(env.lease),
+            machine: self.ctx.machine.clone(),
         };
         let ctx = self.ctx.clone();
+        let asked = std::time::Instant::now();
         let Acquired { epoch, took_over } = self.ledger.acquire(&req, &|l| lock::is_stale(&ctx, l, now))?;
         if let Some(old) = took_over {
             progress.note(&format!(
@@ -132,7 +140,7 @@ impl Engine {
         crate::database::program::forget_state();
         let url = self.config.ledger.clone();
         let heartbeat =
-            Heartbeat::start(Box::new(move || open_ledger(&url)), fence.clone(), env.lease, self.ctx.clone());
+            Heartbeat::start(Box::new(move || open_ledger(&url)), fence.clone(), env.lease, asked, self.ctx.clone());
         Ok(LockGuard::new(self.ledger.as_ref(), fence, heartbeat))
     }
 
@@ -170,11 +178,42 @@ impl Engine {
 pub fn open_ledger(url: &LedgerUrl) -> Result<Box<dyn Ledger>> {
     match url {
         LedgerUrl::Sqlite(path) => Ok(Box::new(SqliteLedger::open(path)?)),
-        LedgerUrl::Postgres(_) => Err(Error::Usage {
-            what: "ledger.url: the PostgreSQL ledger is not available in this version of lastgood yet; use sqlite://"
-                .into(),
-        }),
+        LedgerUrl::Postgres(team) => Ok(Box::new(PgLedger::open(&team_url(team)?, &team.schema)?)),
     }
+}
+
+/// The team ledger's connection, completed from this process's environment.
+pub fn team_url(team: &TeamLedger) -> Result<PgUrl> {
+    match team.url.resolve().map_err(|e| match e {
+        Error::Usage { what } => Error::Usage { what: format!("ledger: {what}") },
+        other => other,
+    })? {
+        DbUrl::Postgres(pg) => Ok(pg),
+        DbUrl::Sqlite(_) => Err(Error::Usage { what: "ledger url_env: expected a postgres:// URL".into() }),
+    }
+}
+
+/// The ledger may not live in an environment's application database: restoring that
+/// database (or cloning it as a template) would roll the ledger's history and its
+/// fence epochs back with it (exit 2). Environments whose URL cannot be completed here
+/// (`url_env` unset on this machine) are not compared.
+fn refuse_app_database(config: &Config) -> Result<()> {
+    let LedgerUrl::Postgres(team) = &config.ledger else { return Ok(()) };
+    let ledger = team_url(team)?;
+    for env in config.environments.values() {
+        let Some(db) = &env.database else { continue };
+        if let Ok(DbUrl::Postgres(app)) = db.url.resolve() {
+            if app.same_database(&ledger) {
+                return Err(Error::Usage {
+                    what: format!(
+                        "ledger: the ledger {ledger} is the application database of `{}`; a restore of that database would roll the ledger back with it: put the ledger in a database of its own",
+                        env.name
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Where a relative ledger path ends up, for messages.

@@ -21,7 +21,7 @@ impl Engine {
                 if lock::holder_gone(&self.ctx, &l) {
                     let event =
                         AuditEvent::by(&self.ctx, env.name.as_str(), None, "lock.cleared", serde_json::json!({}));
-                    self.ledger.force_unlock(&env.name, event)?;
+                    self.ledger.force_unlock(&env.name, Some(l.epoch), event)?;
                     progress.note(&format!("cleared a lock left by {} (its process is gone)", l.holder));
                 }
             }

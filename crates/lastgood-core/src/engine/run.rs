@@ -111,6 +111,7 @@ impl Engine {
             local: Local { site: Site::local(env) },
             ledger: self.ledger.as_ref(),
             fence: held.fence.clone(),
+            lease: held.lease(),
             env,
             ctx: &self.ctx,
             op,

@@ -112,6 +112,8 @@ pub fn check_release(env: &Environment, r: &Release, host: &str, cwd: &std::path
 pub(crate) struct Journal<'a> {
     pub ledger: &'a dyn Ledger,
     pub fence: Fence,
+    /// The holder's view of its lease: no step starts after its deadline.
+    pub lease: Option<crate::lock::Lease>,
     pub env: &'a Environment,
     pub ctx: &'a Context,
     pub op: Operation,
@@ -182,6 +184,9 @@ impl Journal<'_> {
             i += 1;
             if !matches!(rec.state, StepState::Planned | StepState::Intended) {
                 continue;
+            }
+            if let Some(lease) = &self.lease {
+                lease.check(&self.fence)?;
             }
             let started = match intended_early.take() {
                 Some((seq, at)) if seq == rec.seq => at,

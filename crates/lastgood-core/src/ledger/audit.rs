@@ -8,7 +8,7 @@
 //!
 //! This module is backend-independent: the canonical form an event's hash covers, the
 //! link from one hash to the next, and the walk that checks a chain read back in order.
-//! It neither reads nor writes rows; SQLite today and PostgreSQL later each append and
+//! It neither reads nor writes rows; SQLite and PostgreSQL each append and
 //! read with their own SQL and call these functions, so both keep the same chain.
 
 use serde::Serialize;

@@ -14,12 +14,18 @@
 //!
 //! The parts: [`records`] holds the values (releases, operations, steps, locks, the
 //! writes), [`backup`] the backup records, [`audit`] the hash chain every store keeps
-//! the same way, [`store`] the trait, and [`sqlite`] (with its schema in
-//! `sqlite_schema`) the embedded store. This file only re-exports them: a store depends
+//! the same way, [`store`] the trait, [`sqlite`] (with its schema in
+//! `sqlite_schema`) the embedded store, and [`postgres`] (with [`postgres_schema`] and
+//! `postgres_write`) the team ledger. This file only re-exports them: a store depends
 //! on the leaves it uses, never on the module that gathers them.
 
 pub mod audit;
 pub mod backup;
+pub mod migrate;
+pub mod postgres;
+mod postgres_pages;
+pub mod postgres_schema;
+mod postgres_write;
 pub mod records;
 pub mod sqlite;
 mod sqlite_schema;
@@ -27,9 +33,13 @@ pub mod store;
 
 pub use audit::{AuditCheck, AuditEvent, AuditRow};
 pub use backup::{BackupFile, BackupKind, BackupRecord};
+pub use postgres::PgLedger;
 pub use records::{
     Acquired, Change, EnvState, Fence, LockInfo, LockRequest, NewOperation, NewRelease, Operation, OperationCount,
     Release, StepRecord, StepState,
 };
 pub use sqlite::SqliteLedger;
 pub use store::Ledger;
+
+#[cfg(test)]
+mod tests;

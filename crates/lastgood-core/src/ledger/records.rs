@@ -62,6 +62,15 @@ pub struct LockInfo {
     pub acquired_at: i64,
     /// None for a lock taken by hand (`lastgood lock`), which lasts until `unlock`.
     pub expires_at: Option<i64>,
+    /// Whether the lease has expired, when the store judged it on its own clock (the
+    /// PostgreSQL ledger asks its server, so that no client's clock is ever compared
+    /// with another's); None when the caller judges `expires_at` against its clock.
+    #[serde(skip)]
+    pub expired: Option<bool>,
+    /// The holder's machine (`/etc/machine-id` and pid namespace), when the store keeps
+    /// it: a dead holder is taken over at once only from the same machine.
+    #[serde(skip)]
+    pub machine: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -73,7 +82,11 @@ pub struct LockRequest {
     pub pid_start: Option<u64>,
     pub reason: Option<String>,
     pub now: i64,
-    pub expires_at: Option<i64>,
+    /// How long the lease lasts from the grant (None: until `unlock`). The store adds it
+    /// to its own clock: SQLite to `now`, PostgreSQL to the server's `clock_timestamp()`.
+    pub lease: Option<std::time::Duration>,
+    /// This machine (see [`LockInfo::machine`]).
+    pub machine: Option<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -24,6 +24,7 @@ use crate::model::{CommitId, EnvName, OperationKind, Outcome, ReleaseId, Release
 use crate::plan::{Phase, Step};
 
 mod audit_rows;
+mod changes;
 mod pages;
 
 use audit_rows::{append_audit, audit_event_row};
@@ -31,6 +32,9 @@ use audit_rows::{append_audit, audit_event_row};
 pub struct SqliteLedger {
     path: PathBuf,
     conn: Connection,
+    /// Where `lastgood ledger migrate` moved this ledger (its URL, shown without a
+    /// password, and schema): every write is refused.
+    moved: Option<(String, String)>,
 }
 
 impl SqliteLedger {
@@ -39,7 +43,7 @@ impl SqliteLedger {
             std::fs::create_dir_all(dir).map_err(Error::io("create ledger folder", dir))?;
         }
         let conn = Connection::open(path).map_err(|e| ledger_err(path, e))?;
-        let me = Self { path: path.to_path_buf(), conn };
+        let mut me = Self { path: path.to_path_buf(), conn, moved: None };
         me.conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(|e| me.err(e))?;
         // Switching a new file to WAL and creating the schema take locks that SQLite
         // does not always wait for through the busy handler when several processes open
@@ -48,7 +52,23 @@ impl SqliteLedger {
             c.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
         })?;
         me.retry_busy(sqlite_schema::upgrade)?;
+        me.moved = me
+            .conn
+            .query_row("SELECT url, schema FROM moved", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+            .map_err(|e| me.err(e))?;
         Ok(me)
+    }
+
+    /// Refuses a write to a ledger that was moved to a team ledger.
+    fn writable(&self) -> Result<()> {
+        self.moved
+            .as_ref()
+            .map_or(Ok(()), |(url, schema)| Err(Error::LedgerMoved { url: url.clone(), schema: schema.clone() }))
+    }
+
+    pub(crate) fn connection(&self) -> &Connection {
+        &self.conn
     }
 
     fn retry_busy(&self, f: impl Fn(&Connection) -> rusqlite::Result<()>) -> Result<()> {
@@ -144,6 +164,8 @@ impl SqliteLedger {
             epoch: r.get("epoch")?,
             acquired_at: r.get("acquired_at")?,
             expires_at: r.get("expires_at")?,
+            expired: None,
+            machine: r.get("machine")?,
         })
     }
 
@@ -151,115 +173,8 @@ impl SqliteLedger {
         conn.prepare_cached("SELECT * FROM locks WHERE env = ?1")?.query_row([env.as_str()], Self::lock_row).optional()
     }
 
-    fn write_changes(tx: &Connection, env: &EnvName, changes: Vec<Change>) -> rusqlite::Result<()> {
-        for c in changes {
-            match c {
-                Change::StepIntended { op, seq, at_ms } => {
-                    tx.execute(
-                        "UPDATE steps SET state = 'intended', started_at = ?3 WHERE operation = ?1 AND seq = ?2",
-                        params![op as i64, seq, at_ms],
-                    )?;
-                }
-                Change::StepFinished { op, seq, state, duration_ms, detail } => {
-                    tx.execute(
-                        "UPDATE steps SET state = ?3, duration_ms = ?4, detail = ?5 WHERE operation = ?1 AND seq = ?2",
-                        params![op as i64, seq, state.as_str(), duration_ms, detail],
-                    )?;
-                }
-                Change::SkipRemaining { op, from_seq } => {
-                    tx.execute(
-                        "UPDATE steps SET state = 'skipped' WHERE operation = ?1 AND seq >= ?2 AND state NOT IN ('done', 'failed')",
-                        params![op as i64, from_seq],
-                    )?;
-                }
-                Change::AppendSteps { op, steps } => {
-                    let next: u32 = tx.query_row(
-                        "SELECT COALESCE(MAX(seq), 0) + 1 FROM steps WHERE operation = ?1",
-                        [op as i64],
-                        |r| r.get(0),
-                    )?;
-                    insert_steps(tx, op, next, &steps)?;
-                }
-                Change::SetCurrent(r) => {
-                    tx.execute(
-                        "UPDATE environments SET current_release = ?2 WHERE name = ?1",
-                        params![env.as_str(), r.map(|r| r.0 as i64)],
-                    )?;
-                }
-                Change::SetSchemaAhead(n) => {
-                    tx.execute("UPDATE environments SET schema_ahead = ?2 WHERE name = ?1", params![env.as_str(), n])?;
-                }
-                Change::SetConfigRelease(r) => {
-                    tx.execute(
-                        "UPDATE environments SET config_release = ?2 WHERE name = ?1",
-                        params![env.as_str(), r.map(|r| r.0 as i64)],
-                    )?;
-                }
-                Change::SetReleaseState { release, state } => {
-                    tx.execute(
-                        "UPDATE releases SET state = ?3 WHERE env = ?1 AND id = ?2",
-                        params![env.as_str(), release.0 as i64, state.as_str()],
-                    )?;
-                }
-                Change::SetDeployCommit { release, commit } => {
-                    tx.execute(
-                        "UPDATE releases SET deploy_commit = ?3 WHERE env = ?1 AND id = ?2",
-                        params![env.as_str(), release.0 as i64, commit.as_str()],
-                    )?;
-                }
-                Change::SetArtifact { release, present } => {
-                    tx.execute(
-                        "UPDATE releases SET artifact = ?3 WHERE env = ?1 AND id = ?2",
-                        params![env.as_str(), release.0 as i64, present],
-                    )?;
-                }
-                Change::AdoptOperation { op, pid } => {
-                    tx.execute(
-                        "UPDATE operations SET pid = ?2, epoch = (SELECT epoch FROM locks WHERE env = operations.env) WHERE id = ?1",
-                        params![op as i64, pid],
-                    )?;
-                    tx.execute("UPDATE locks SET operation = ?2 WHERE env = ?1", params![env.as_str(), op as i64])?;
-                }
-                Change::FinishOperation { op, outcome, at, error } => {
-                    tx.execute(
-                        "UPDATE operations SET outcome = ?2, finished_at = ?3, error = ?4 WHERE id = ?1",
-                        params![op as i64, outcome.as_str(), at, error],
-                    )?;
-                }
-                Change::Audit(e) => append_audit(tx, &e)?,
-                Change::SetSchemaRevision { release, revision } => {
-                    tx.execute(
-                        "UPDATE releases SET schema_revision = ?3 WHERE env = ?1 AND id = ?2",
-                        params![env.as_str(), release.0 as i64, revision],
-                    )?;
-                }
-                Change::RecordBackup(b) => {
-                    tx.execute(
-                        "INSERT INTO backups (env, operation, release, path, kind, sha256, bytes, schema_revision, created_at, created_by)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                        params![
-                            env.as_str(),
-                            b.operation.map(|o| o as i64),
-                            b.release.map(|r| r.0 as i64),
-                            b.file.path.display().to_string(),
-                            serde_json::to_value(b.file.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
-                            b.file.sha256,
-                            b.file.bytes as i64,
-                            b.schema_revision,
-                            b.created_at,
-                            b.created_by,
-                        ],
-                    )?;
-                }
-                Change::ReleaseLock => {
-                    tx.execute("DELETE FROM locks WHERE env = ?1", [env.as_str()])?;
-                }
-            }
-        }
-        Ok(())
-    }
-
     fn fenced<T>(&self, fence: &Fence, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        self.writable()?;
         let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
             .map_err(|e| self.err(e))?;
         let epoch: Option<i64> = tx
@@ -464,6 +379,7 @@ impl Ledger for SqliteLedger {
     }
 
     fn acquire(&self, req: &LockRequest, is_stale: &dyn Fn(&LockInfo) -> bool) -> Result<Acquired> {
+        self.writable()?;
         let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
             .map_err(|e| self.err(e))?;
         let existing = Self::lock_in(&tx, &req.env).map_err(|e| self.err(e))?;
@@ -480,14 +396,15 @@ impl Ledger for SqliteLedger {
             other => other,
         };
         let env = req.env.as_str();
+        let expires = req.lease.map(|l| req.now + l.as_secs() as i64);
         let epoch = (|| {
             tx.execute("INSERT OR IGNORE INTO environments (name) VALUES (?1)", [env])?;
             tx.execute("UPDATE environments SET epoch = epoch + 1 WHERE name = ?1", [env])?;
             let epoch: i64 = tx.query_row("SELECT epoch FROM environments WHERE name = ?1", [env], |r| r.get(0))?;
             tx.execute(
-                "INSERT OR REPLACE INTO locks (env, holder, host, pid, pid_start, operation, reason, epoch, acquired_at, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, ?7, ?8, ?9)",
-                params![env, req.holder, req.host, req.pid, req.pid_start.map(|p| p as i64), req.reason, epoch, req.now, req.expires_at],
+                "INSERT OR REPLACE INTO locks (env, holder, host, pid, pid_start, operation, reason, epoch, acquired_at, expires_at, machine)
+                 VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, ?7, ?8, ?9, ?10)",
+                params![env, req.holder, req.host, req.pid, req.pid_start.map(|p| p as i64), req.reason, epoch, req.now, expires, req.machine],
             )?;
             let mut detail = serde_json::json!({ "epoch": epoch, "reason": req.reason, "pid": req.pid });
             let event = if let Some(old) = &took_over {
@@ -515,12 +432,12 @@ impl Ledger for SqliteLedger {
         Ok(Acquired { epoch, took_over })
     }
 
-    fn heartbeat(&self, fence: &Fence, expires_at: i64) -> Result<bool> {
+    fn heartbeat(&self, fence: &Fence, now: i64, lease: std::time::Duration) -> Result<bool> {
         let n = self
             .conn
             .execute(
                 "UPDATE locks SET expires_at = ?3 WHERE env = ?1 AND epoch = ?2",
-                params![fence.env.as_str(), fence.epoch, expires_at],
+                params![fence.env.as_str(), fence.epoch, now + lease.as_secs() as i64],
             )
             .map_err(|e| self.err(e))?;
         Ok(n == 1)
@@ -533,10 +450,16 @@ impl Ledger for SqliteLedger {
         Ok(())
     }
 
-    fn force_unlock(&self, env: &EnvName, audit: AuditEvent) -> Result<Option<LockInfo>> {
+    fn force_unlock(&self, env: &EnvName, epoch: Option<i64>, audit: AuditEvent) -> Result<Option<LockInfo>> {
+        self.writable()?;
         let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
             .map_err(|e| self.err(e))?;
         let old = Self::lock_in(&tx, env).map_err(|e| self.err(e))?;
+        if let Some(asked) = epoch {
+            if old.as_ref().map(|l| l.epoch) != Some(asked) {
+                return Err(Error::LockChanged { env: env.to_string(), asked, held: old.map(|l| l.epoch) });
+            }
+        }
         if let Some(old) = &old {
             let mut audit = audit;
             audit.detail["released"] = serde_json::to_value(old).unwrap_or_default();
@@ -553,6 +476,7 @@ impl Ledger for SqliteLedger {
     fn begin_operation(&self, fence: &Fence, new: NewOperation) -> Result<u64> {
         // Config contents go to the snapshot store, never into the ledger; first, so that
         // a recorded release never names a snapshot that is not there.
+        self.writable()?;
         if let Some(r) = &new.release {
             let store = crate::snapshots::Snapshots::beside(&self.path);
             for (sha, content) in &r.blobs {
@@ -671,6 +595,7 @@ impl Ledger for SqliteLedger {
                 message: "only the lock's holder may free it through apply".into(),
             });
         }
+        self.writable()?;
         let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
             .map_err(|e| self.err(e))?;
         tx.execute("INSERT OR IGNORE INTO environments (name) VALUES (?1)", [env.as_str()]).map_err(|e| self.err(e))?;

@@ -124,6 +124,16 @@ ALTER TABLE releases ADD COLUMN deploy_commit TEXT;
 CREATE INDEX releases_by_commit ON releases (env, commit_id);
 CREATE INDEX releases_by_deploy_commit ON releases (env, deploy_commit);
 "#,
+    r#"
+ALTER TABLE locks ADD COLUMN machine TEXT;
+CREATE TABLE moved (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    url TEXT NOT NULL,
+    schema TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    head TEXT NOT NULL
+);
+"#,
 ];
 
 /// Creates or upgrades the schema under the write lock.

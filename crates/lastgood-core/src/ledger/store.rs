@@ -1,7 +1,7 @@
 //! The [`Ledger`] trait: what every store offers the rest of lastgood.
 //!
-//! Two stores implement it: SQLite (the embedded default, [`super::sqlite`]) and,
-//! later, PostgreSQL. The trait says nothing about tables or SQL; its one rule is in
+//! Two stores implement it: SQLite (the embedded default, [`super::sqlite`]) and
+//! PostgreSQL (the team ledger, [`super::postgres`]); the same tests run on both. The trait says nothing about tables or SQL; its one rule is in
 //! [`Ledger::apply`]: every write of an operation is fenced by its lock epoch.
 
 use super::audit::{AuditCheck, AuditEvent, AuditRow};
@@ -61,7 +61,8 @@ pub trait Ledger {
             .map(|r| r.id)
             .max())
     }
-    /// A config snapshot's content (kept outside the ledger: see [`crate::snapshots`]).
+    /// A config snapshot's content (SQLite keeps them beside the ledger file, see
+    /// [`crate::snapshots`]; PostgreSQL in the ledger, so every operator can read them).
     fn blob(&self, sha256: &str) -> Result<Option<Vec<u8>>>;
     /// Backups of the environment's database, newest first.
     fn backups(&self, env: &EnvName, limit: usize) -> Result<Vec<BackupRecord>>;
@@ -74,12 +75,14 @@ pub trait Ledger {
     /// Takes the lock, or takes it over when `is_stale` says its holder is dead or
     /// expired; otherwise fails with `Error::Locked`. Each grant raises the epoch.
     fn acquire(&self, req: &LockRequest, is_stale: &dyn Fn(&LockInfo) -> bool) -> Result<Acquired>;
-    /// Extends the lease; false when the lock is no longer ours.
-    fn heartbeat(&self, fence: &Fence, expires_at: i64) -> Result<bool>;
+    /// Extends the lease to `lease` from now (`now` on SQLite, the server's clock on
+    /// PostgreSQL); false when the lock is no longer ours.
+    fn heartbeat(&self, fence: &Fence, now: i64, lease: std::time::Duration) -> Result<bool>;
     /// Frees the lock if it is still ours.
     fn release_lock(&self, fence: &Fence) -> Result<()>;
-    /// Frees whatever holds the lock; returns what it was.
-    fn force_unlock(&self, env: &EnvName, audit: AuditEvent) -> Result<Option<LockInfo>>;
+    /// Frees whatever holds the lock (only if it is at `epoch`, when given: `unlock
+    /// --force --epoch N` breaks the lock it names and no newer one); returns what it was.
+    fn force_unlock(&self, env: &EnvName, epoch: Option<i64>, audit: AuditEvent) -> Result<Option<LockInfo>>;
 
     /// Creates the operation (and its release) and binds the lock to it.
     fn begin_operation(&self, fence: &Fence, new: NewOperation) -> Result<u64>;
