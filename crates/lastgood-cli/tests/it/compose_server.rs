@@ -90,6 +90,20 @@ impl Server {
         assert_eq!(self.app.get("/version"), Some((200, format!("{version}\n"))), "{}", self.app.diagnose());
     }
 
+    /// `deploy production VERSION`, which must succeed. Once, and only for it, a build
+    /// that the Docker engine itself broke off ("Error processing tar file(signal:
+    /// killed)": its untar helper killed while the machine runs several builds at once)
+    /// is deployed again; lastgood recorded that release as failed, as it should.
+    fn deploy(&self, version: &str) {
+        let args = ["deploy", "production", version, "--reason", "t"];
+        let first = self.env.run(&args);
+        if first.code != Some(0) && first.stdout.contains("Error processing tar file") {
+            self.env.run(&args).expect(0);
+        } else {
+            first.expect(0);
+        }
+    }
+
     fn app_image(&self) -> String {
         self.app.app_container().expect("the app has a container").image_id
     }
@@ -302,8 +316,8 @@ fn the_database_service_keeps_running_while_the_app_stops_for_a_downgrade() {
     let env = &s.env;
     let toml = std::fs::read_to_string(env.path().join("lastgood.toml")).unwrap();
     env.write("lastgood.toml", &toml.replace("run_in = \"app\"\n", "run_in = \"app\"\nservice = \"db\"\n"));
-    env.run(&["deploy", "production", "v1", "--reason", "first"]).expect(0);
-    env.run(&["deploy", "production", "v2", "--reason", "prices"]).expect(0);
+    s.deploy("v1");
+    s.deploy("v2");
     let db_before = s.app.containers().into_iter().find(|c| c.service == "db");
     let db_before = db_before.unwrap_or_else(|| panic!("the db service runs: {:?}", s.app.containers()));
     assert_eq!(db_before.state, "running");

@@ -1,5 +1,5 @@
 //! `/env/ENV`: one environment's timeline, newest first: each release's version,
-//! commit, features, state (current and last good marked), schema, who, when and why;
+//! commit, GitOps deploy commit, features, state (current and last good marked), schema, who, when and why;
 //! then its operations. A page at a time (`?before=ID`, `?ops_before=ID`), so the
 //! page costs the same with 100,000 releases as with 10.
 
@@ -104,7 +104,7 @@ fn body(app: &App, who: &Caller, t: &Timeline) -> Markup {
         h2 { "Releases" }
         (paging(env, t.before, t.releases.last().map(|r| r.id.0).filter(|_| t.more_releases), "before"))
         table {
-            thead { tr { th { "#" } th { "Version" } th { "Commit" } th { "Features" } th { "State" } th { "Schema" } th { "Who" } th { "When" } th { "Why" } } }
+            thead { tr { th { "#" } th { "Version" } th { "Commit" } th { "Deployed" } th { "Features" } th { "State" } th { "Schema" } th { "Who" } th { "When" } th { "Why" } } }
             tbody {
                 @for r in &t.releases {
                     @let is_current = current == Some(r.id);
@@ -113,6 +113,7 @@ fn body(app: &App, who: &Caller, t: &Timeline) -> Markup {
                         td { a href={ "/env/" (env) "/release/" (r.id.0) } { "#" (r.id.0) } }
                         td { strong { (r.version) } }
                         td { @if let Some(c) = &r.commit { code { (short_commit(c.as_str())) } } }
+                        td { @if let Some(c) = &r.deploy_commit { code title="the GitOps deploy commit" { (short_commit(c.as_str())) } } }
                         td { @for f in r.features.iter().take(4) { (linked_text(f)) br; } @if r.features.len() > 4 { span.muted { "+" (r.features.len() - 4) " more" } } }
                         td {
                             (state_badge(r.state.as_str()))
