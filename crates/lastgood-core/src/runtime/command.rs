@@ -118,10 +118,11 @@ impl Runtime for Command<'_> {
 
     fn describe(&self, step: &Step, facts: &StepFacts) -> String {
         match (step, facts.version.as_deref()) {
-            (Step::Switch { .. }, Some(v)) => format!(
-                "run {} with LASTGOOD_VERSION={v}",
-                crate::placeholder::argv(self.switch, &[("LASTGOOD_VERSION".into(), v.to_owned())]).join(" ")
-            ),
+            (Step::Switch { .. }, Some(v)) => {
+                let mut vars = self.site_vars();
+                vars.push(("LASTGOOD_VERSION".into(), v.to_owned()));
+                format!("run {} with LASTGOOD_VERSION={v}", crate::placeholder::argv(self.switch, &vars).join(" "))
+            }
             (Step::Switch { release }, None) => format!("run {} for {release}", self.switch.join(" ")),
             (Step::Unlink, _) => "nothing to remove: the pipeline owns what serves".into(),
             (other, _) => generic(other, facts),
