@@ -6,14 +6,9 @@ use postgres::types::Type;
 
 use super::audit::AuditRow;
 use super::postgres::{AUDIT, OPERATION, PgLedger, audit_row, operation_row};
-use super::records::{Operation, OperationCount, Release};
+use super::records::{Operation, OperationCount, Release, page_limit};
 use crate::error::Result;
 use crate::model::{EnvName, ReleaseId};
-
-/// Bounds a page size for SQL.
-fn limit_of(limit: usize) -> i64 {
-    limit.min(i64::MAX as usize) as i64
-}
 
 impl PgLedger {
     pub(super) fn releases_page_pg(
@@ -25,7 +20,7 @@ impl PgLedger {
         let before = before.map(|b| b.0.min(i64::MAX as u64) as i64).unwrap_or(i64::MAX);
         self.many_releases(
             "env = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
-            &[(&env.as_str(), Type::TEXT), (&before, Type::INT8), (&limit_of(limit), Type::INT8)],
+            &[(&env.as_str(), Type::TEXT), (&before, Type::INT8), (&page_limit(limit), Type::INT8)],
         )
     }
 
@@ -42,7 +37,7 @@ impl PgLedger {
                 "SELECT {OPERATION} FROM {{s}}.operations WHERE ($1::text IS NULL OR env = $1) AND id < $2
                  ORDER BY id DESC LIMIT $3"
             ),
-            &[(&env, Type::TEXT), (&before, Type::INT8), (&limit_of(limit), Type::INT8)],
+            &[(&env, Type::TEXT), (&before, Type::INT8), (&page_limit(limit), Type::INT8)],
         )?;
         rows.iter().map(|r| operation_row(r).map_err(|e| self.fail(e))).collect()
     }
@@ -66,7 +61,7 @@ impl PgLedger {
     pub(super) fn audit_page_pg(&self, before: Option<i64>, limit: usize) -> Result<Vec<AuditRow>> {
         let rows = self.query(
             &format!("SELECT {AUDIT} FROM {{s}}.audit_events WHERE id < $1 ORDER BY id DESC LIMIT $2"),
-            &[(&before.unwrap_or(i64::MAX), Type::INT8), (&limit_of(limit), Type::INT8)],
+            &[(&before.unwrap_or(i64::MAX), Type::INT8), (&page_limit(limit), Type::INT8)],
         )?;
         rows.iter()
             .map(|r| {

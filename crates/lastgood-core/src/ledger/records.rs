@@ -269,3 +269,8 @@ pub enum Change {
     RecordBackup(BackupRecord),
     Audit(AuditEvent),
 }
+
+/// A page size as SQL wants it (`LIMIT`), for the paged reads of both stores.
+pub(crate) fn page_limit(limit: usize) -> i64 {
+    limit.min(i64::MAX as usize) as i64
+}

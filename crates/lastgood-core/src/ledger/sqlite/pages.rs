@@ -10,13 +10,8 @@ use rusqlite::params;
 use super::{SqliteLedger, audit_event_row};
 use crate::error::Result;
 use crate::ledger::audit::AuditRow;
-use crate::ledger::records::{Operation, OperationCount, Release};
+use crate::ledger::records::{Operation, OperationCount, Release, page_limit};
 use crate::model::{EnvName, ReleaseId};
-
-/// Bounds a page size for SQL.
-fn limit_of(limit: usize) -> i64 {
-    limit.min(i64::MAX as usize) as i64
-}
 
 impl SqliteLedger {
     pub(super) fn releases_page_sql(
@@ -28,7 +23,11 @@ impl SqliteLedger {
         self.many_releases(
             env,
             "SELECT * FROM releases WHERE env = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
-            params![env.as_str(), before.map(|b| b.0.min(i64::MAX as u64) as i64).unwrap_or(i64::MAX), limit_of(limit)],
+            params![
+                env.as_str(),
+                before.map(|b| b.0.min(i64::MAX as u64) as i64).unwrap_or(i64::MAX),
+                page_limit(limit)
+            ],
         )
     }
 
@@ -46,7 +45,8 @@ impl SqliteLedger {
             None => ("SELECT * FROM operations WHERE ?1 = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3", ""),
         };
         let mut s = self.conn.prepare_cached(sql).map_err(|e| self.err(e))?;
-        let rows = s.query_map(params![env, before, limit_of(limit)], Self::operation_row).map_err(|e| self.err(e))?;
+        let rows =
+            s.query_map(params![env, before, page_limit(limit)], Self::operation_row).map_err(|e| self.err(e))?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| self.err(e))
     }
 
@@ -79,7 +79,7 @@ impl SqliteLedger {
             )
             .map_err(|e| self.err(e))?;
         let rows = s
-            .query_map(params![before.unwrap_or(i64::MAX), limit_of(limit)], |r| {
+            .query_map(params![before.unwrap_or(i64::MAX), page_limit(limit)], |r| {
                 Ok(AuditRow { id: r.get(0)?, event: audit_event_row(r)?, hash: r.get(8)? })
             })
             .map_err(|e| self.err(e))?;
