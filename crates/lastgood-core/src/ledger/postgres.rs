@@ -165,6 +165,14 @@ impl PgLedger {
             .map_err(|e| self.fail(format!("cannot reach the ledger's server: {e}")))
     }
 
+    /// The connection in `slot`, opened first when there is none (or it was lost).
+    fn connected<'a>(&self, slot: &'a mut Option<Client>) -> Result<&'a mut Client> {
+        if slot.is_none() {
+            *slot = Some(self.connect()?);
+        }
+        slot.as_mut().ok_or_else(|| self.fail("no connection".into()))
+    }
+
     /// Runs `f` on the connection, reopening it and trying again (a bounded number of
     /// times) when the connection is lost. For reads and idempotent writes.
     pub(super) fn with_client<T>(&self, mut f: impl FnMut(&mut Client) -> Result<T, postgres::Error>) -> Result<T> {
@@ -172,16 +180,13 @@ impl PgLedger {
         for attempt in 0..ATTEMPTS {
             backoff(attempt);
             let mut slot = self.client.borrow_mut();
-            if slot.is_none() {
-                match self.connect() {
-                    Ok(c) => *slot = Some(c),
-                    Err(e) => {
-                        last = Some(e);
-                        continue;
-                    }
+            let client = match self.connected(&mut slot) {
+                Ok(c) => c,
+                Err(e) => {
+                    last = Some(e);
+                    continue;
                 }
-            }
-            let Some(client) = slot.as_mut() else { continue };
+            };
             match f(client) {
                 Ok(v) => return Ok(v),
                 Err(e) if retryable(&e) => {
@@ -222,16 +227,13 @@ impl PgLedger {
         for attempt in 0..ATTEMPTS {
             backoff(attempt);
             let mut slot = self.client.borrow_mut();
-            if slot.is_none() {
-                match self.connect() {
-                    Ok(c) => *slot = Some(c),
-                    Err(e) => {
-                        last = Some(e);
-                        continue;
-                    }
+            let client = match self.connected(&mut slot) {
+                Ok(c) => c,
+                Err(e) => {
+                    last = Some(e);
+                    continue;
                 }
-            }
-            let Some(client) = slot.as_mut() else { continue };
+            };
             if attempt > 0 {
                 match client.query_typed(
                     &self.sql("SELECT result FROM {s}.applied_txns WHERE txn_id = $1"),
