@@ -169,26 +169,7 @@ pub(super) fn acquire(
             (&lease, Type::FLOAT8),
         ],
     )?;
-    let mut detail = serde_json::json!({ "epoch": epoch, "reason": req.reason, "pid": req.pid });
-    let event = if let Some(old) = &took_over {
-        detail["taken_over_from"] = serde_json::to_value(old).unwrap_or_default();
-        "lock.takeover"
-    } else {
-        "lock.acquire"
-    };
-    append_audit(
-        tx,
-        qs,
-        &AuditEvent {
-            at: req.now,
-            actor: req.holder.clone(),
-            host: req.host.clone(),
-            env: Some(env.to_owned()),
-            operation: None,
-            event: event.to_owned(),
-            detail,
-        },
-    )?;
+    append_audit(tx, qs, &req.granted(epoch, took_over.as_ref()))?;
     Ok((epoch, took_over))
 }
 

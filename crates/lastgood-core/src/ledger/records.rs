@@ -89,6 +89,30 @@ pub struct LockRequest {
     pub machine: Option<String>,
 }
 
+impl LockRequest {
+    /// The audit event of granting this request at `epoch` (`lock.takeover` when it
+    /// took the lock over from `took_over`), the same in every store.
+    pub fn granted(&self, epoch: i64, took_over: Option<&LockInfo>) -> AuditEvent {
+        let mut detail = serde_json::json!({ "epoch": epoch, "reason": self.reason, "pid": self.pid });
+        let event = match took_over {
+            Some(old) => {
+                detail["taken_over_from"] = serde_json::to_value(old).unwrap_or_default();
+                "lock.takeover"
+            }
+            None => "lock.acquire",
+        };
+        AuditEvent {
+            at: self.now,
+            actor: self.holder.clone(),
+            host: self.host.clone(),
+            env: Some(self.env.as_str().to_owned()),
+            operation: None,
+            event: event.to_owned(),
+            detail,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Acquired {
     pub epoch: i64,

@@ -406,25 +406,7 @@ impl Ledger for SqliteLedger {
                  VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, ?7, ?8, ?9, ?10)",
                 params![env, req.holder, req.host, req.pid, req.pid_start.map(|p| p as i64), req.reason, epoch, req.now, expires, req.machine],
             )?;
-            let mut detail = serde_json::json!({ "epoch": epoch, "reason": req.reason, "pid": req.pid });
-            let event = if let Some(old) = &took_over {
-                detail["taken_over_from"] = serde_json::to_value(old).unwrap_or_default();
-                "lock.takeover"
-            } else {
-                "lock.acquire"
-            };
-            append_audit(
-                &tx,
-                &AuditEvent {
-                    at: req.now,
-                    actor: req.holder.clone(),
-                    host: req.host.clone(),
-                    env: Some(env.to_owned()),
-                    operation: None,
-                    event: event.to_owned(),
-                    detail,
-                },
-            )?;
+            append_audit(&tx, &req.granted(epoch, took_over.as_ref()))?;
             Ok(epoch)
         })()
         .map_err(|e| self.err(e))?;
