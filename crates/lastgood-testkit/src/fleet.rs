@@ -174,10 +174,16 @@ fn sigkill(pid: u32) {
     }
 }
 
-/// SIGKILLs every process in `ns` until none is left (they may fork meanwhile).
-fn kill_namespace(ns: &str) {
+/// SIGKILLs every process in `ns` but `holder` until none is left (they may fork
+/// meanwhile). The holder keeps the namespace alive while this scans: once the last
+/// process of a namespace is gone the kernel may give its inode number to a new
+/// namespace (another test's host), and a scan by that number would kill it.
+fn kill_namespace_but(ns: &str, holder: u32) {
     for _ in 0..50 {
-        let pids = pids_in_namespace(ns);
+        if is_zombie(holder) || ns_of(holder).as_deref() != Some(ns) {
+            return;
+        }
+        let pids: Vec<u32> = pids_in_namespace(ns).into_iter().filter(|&p| p != holder).collect();
         if pids.is_empty() {
             return;
         }
@@ -280,7 +286,8 @@ impl Fleet {
         if line.trim() != "ready" {
             let out = holder.wait_with_output().expect("wait for unshare");
             panic!(
-                "cannot make host {i}'s mount namespace (unshare -m + mount tmpfs on {d}; needs root/CAP_SYS_ADMIN): {}",
+                "cannot make host {i}'s mount namespace (unshare -m + mount tmpfs on {d}; needs root/CAP_SYS_ADMIN): {}: {}",
+                out.status,
                 String::from_utf8_lossy(&out.stderr)
             );
         }
@@ -526,7 +533,7 @@ impl Fleet {
 impl Drop for Fleet {
     fn drop(&mut self) {
         for h in &self.hosts {
-            kill_namespace(&h.ns);
+            kill_namespace_but(&h.ns, h.holder_pid);
             for slot in [&h.sshd, &h.holder] {
                 if let Some(mut child) = slot.lock().unwrap_or_else(|e| e.into_inner()).take() {
                     let _ = child.kill();
