@@ -200,6 +200,9 @@ pub enum Command {
     /// Serves a fleet controller's requests on stdin (run over ssh by lastgood itself)
     #[command(name = "__agent", hide = true)]
     Agent,
+    /// Runs an environment's zero-downtime proxy (started detached by lastgood itself)
+    #[command(name = "__proxy", hide = true)]
+    Proxy { state: PathBuf },
     /// The incident record of one operation (--format text gives Markdown, json a document)
     Report {
         /// The operation's id, as deploy and rollback print it

@@ -249,6 +249,9 @@ pub fn status_text(s: &Status) -> String {
         None if s.supervised && !fleet => t.push_str("  app:       not running under lastgood\n"),
         None => {}
     }
+    if let Some(p) = &s.proxy {
+        t.push_str(&proxy_line(&lastgood_core::view::ProxyView::from(p), &s.environment));
+    }
     let expected = s.current.as_ref().map(|c| c.id.0);
     for h in &s.hosts {
         let show = |r: Option<u64>| r.map(|r| format!("#{r}")).unwrap_or_else(|| "nothing".into());
@@ -262,6 +265,9 @@ pub fn status_text(s: &Status) -> String {
             ),
         };
         t.push_str(&format!("  host:      {:<22} {line}\n", h.host));
+        if let Some(p) = &h.proxy {
+            t.push_str(&proxy_line(&lastgood_core::view::ProxyView::from(p), &s.environment));
+        }
     }
     if s.release_dirs && !fleet && s.current_link != s.current.as_ref().map(|c| c.id) {
         t.push_str(&format!(
@@ -291,6 +297,27 @@ pub fn status_text(s: &Status) -> String {
         if !i.holder_alive {
             t.push_str(&format!("             run `lastgood resume {}` (or `--abort`)\n", s.environment));
         }
+    }
+    t
+}
+
+/// The proxy's lines of `status`: where it listens, where new connections go, and
+/// whether traffic is or was down.
+fn proxy_line(p: &lastgood_core::view::ProxyView, env: &str) -> String {
+    let target = match (p.release, p.port) {
+        (Some(r), Some(port)) => format!("#{r} (port {port})"),
+        _ => "nothing".into(),
+    };
+    let mut t = match p.pid {
+        Some(pid) if p.running => format!("  proxy:     {} -> {target}, pid {pid}\n", p.listen),
+        _ => format!(
+            "  proxy:     NOT RUNNING: traffic to {} is down; `lastgood restart {env}` starts it again\n",
+            p.listen
+        ),
+    };
+    if let Some(o) = &p.last_outage {
+        let at = rfc3339((o.found_at_ms / 1000) as i64);
+        t.push_str(&format!("             found not running at {at} and started again: traffic was down until then\n"));
     }
     t
 }

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::model::ReleaseId;
+use crate::proxy::{Proxy, ProxyError, Reuse};
 use crate::refusal::Refusal;
 use crate::runtime::{self, Activation, ReleaseFacts, Site, releases, tree};
 use crate::supervise::{SuperviseError, Supervisor};
@@ -41,6 +42,14 @@ pub enum Action {
     /// Start the supervised app on the release, stopping whatever runs first: always
     /// a real restart, since a config-only change needs the app to read its files again.
     Start { release: ReleaseId, argv: Vec<String>, vars: Vec<(String, String)> },
+    /// Behind the proxy: start the release's process beside whatever serves, on a
+    /// port of its own (`{port}`), or keep the one running unless `fresh`.
+    StartBeside { release: ReleaseId, argv: Vec<String>, vars: Vec<(String, String)>, fresh: bool },
+    /// Send the proxy's new connections to the release's process.
+    Route { release: ReleaseId },
+    /// Drain, then stop, every release process the proxy does not route to
+    /// (`release` is the one that serves).
+    Retire { release: ReleaseId },
     /// Restart what the runtime itself runs for the release (compose services), one
     /// service when named; bring it back first if it is gone.
     Restart { activation: Activation, service: Option<String> },
@@ -124,6 +133,27 @@ pub fn perform(site: &Site, action: &Action, payload: &mut dyn Read) -> Result<S
                 None => format!("started pid {}", started.pid),
             })
         }
+        Action::StartBeside { release, argv, vars, fresh } => {
+            let proxy = proxy_of(site)?;
+            let reuse = if *fresh { Reuse::Staged } else { Reuse::Any };
+            proxy.start(release.0, argv, &rt.workdir(*release), &with_host(vars), reuse).map_err(step)
+        }
+        Action::Route { release } => proxy_of(site)?.route(release.0).map_err(step),
+        Action::Retire { release } => {
+            let proxy = proxy_of(site)?;
+            // Never retire the release that should serve: if it is not what the proxy
+            // routes to, the route step did not run here.
+            let routed = proxy.observe().release;
+            if routed != Some(release.0) {
+                return Err(Error::Step {
+                    message: format!(
+                        "the proxy here routes to {} rather than {release}: nothing was stopped; `lastgood resume` routes it first",
+                        routed.map(|r| ReleaseId(r).to_string()).unwrap_or_else(|| "nothing".into())
+                    ),
+                });
+            }
+            proxy.retire().map_err(step)
+        }
         Action::Restart { activation, service } => {
             let mut a = activation.clone();
             a.vars = with_host(&a.vars);
@@ -134,10 +164,13 @@ pub fn perform(site: &Site, action: &Action, payload: &mut dyn Read) -> Result<S
             a.vars = with_host(&a.vars);
             Ok(rt.stop(&a, keep.as_deref())?.unwrap_or_else(|| "nothing to stop".into()))
         }
-        Action::Stop => Ok(match Supervisor::new(&site.state_dir()).stop(stop_timeout(site))? {
-            Some(old) => format!("stopped pid {}", old.pid),
-            None => "nothing was running".into(),
-        }),
+        Action::Stop => match site.proxy() {
+            Some(proxy) => proxy.stop_all().map_err(step),
+            None => Ok(match Supervisor::new(&site.state_dir()).stop(stop_timeout(site))? {
+                Some(old) => format!("stopped pid {}", old.pid),
+                None => "nothing was running".into(),
+            }),
+        },
         Action::Remove { releases } => {
             for id in releases {
                 rt.remove(*id)?;
@@ -176,6 +209,18 @@ pub fn perform(site: &Site, action: &Action, payload: &mut dyn Read) -> Result<S
             })
         }
     }
+}
+
+fn proxy_of(site: &Site) -> Result<Proxy> {
+    site.proxy().ok_or_else(|| Error::Step {
+        message: "this step switches traffic through a proxy, and the environment has no [proxy] now; put it back to \
+                  finish, or run `lastgood resume --abort`"
+            .into(),
+    })
+}
+
+fn step(e: ProxyError) -> Error {
+    Error::Step { message: e.to_string() }
 }
 
 fn stop_timeout(site: &Site) -> Duration {
@@ -228,7 +273,14 @@ pub fn preflight(site: &Site, release: Option<&ReleaseFacts>, min_free_mb: u64) 
 /// app runs.
 pub fn observe(site: &Site) -> (Option<ReleaseId>, Option<u64>) {
     let current = runtime::of(site).observe().release;
-    let app = Supervisor::new(&site.state_dir()).running().ok().flatten().map(|r| r.release);
+    let app = match site.proxy() {
+        // Behind a proxy, the app that serves is the process it routes to.
+        Some(proxy) => {
+            let seen = proxy.observe();
+            seen.release.filter(|r| seen.instances.iter().any(|(i, p)| i == r && Some(*p) == seen.port))
+        }
+        None => Supervisor::new(&site.state_dir()).running().ok().flatten().map(|r| r.release),
+    };
     (current, app)
 }
 

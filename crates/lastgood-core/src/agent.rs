@@ -42,6 +42,9 @@ pub enum Request {
     Perform { site: Site, action: Action, epoch: i64 },
     /// What the host runs.
     Current { site: Site },
+    /// The port of the release's process behind the host's proxy (`value`: the port,
+    /// or null when it does not run there).
+    Port { site: Site, release: ReleaseId },
     /// Runs a schema tool's program for the first of `candidates` that can here (its
     /// tree, or a service's container of its images); `env` holds `DATABASE_URL`.
     /// Fenced when it runs for an operation (`epoch`).
@@ -148,8 +151,14 @@ fn handle(req: Request, input: &mut dyn Read) -> Answer {
             let mut a = done("");
             a.current = current.map(|r: ReleaseId| r.0);
             a.app = app;
+            a.value = site.proxy().and_then(|p| serde_json::to_value(p.observe()).ok());
             a
         }
+        Request::Port { site, release } => Answer {
+            ok: true,
+            value: Some(site.proxy().and_then(|p| p.port_of(release.0)).map_or(serde_json::Value::Null, Into::into)),
+            ..Answer::default()
+        },
         Request::Exec { site, candidates, service, argv, env, epoch } => {
             let _guard = match epoch.map(|e| fence(&site.deploy_to, e)).transpose() {
                 Ok(g) => g,

@@ -24,9 +24,10 @@ pub enum Payload<'a> {
     },
 }
 
-/// Runs health checks against one place: its address (for `{host}`) and the folder
-/// command checks run in; returns their outcomes.
-pub type CheckRun<'a> = dyn Fn(&str, &Path) -> Vec<CheckOutcome> + Sync + 'a;
+/// Runs health checks against one place: its address (for `{host}`), the folder
+/// command checks run in, and with a proxy the port of the release's process there
+/// (`{port}`); returns their outcomes.
+pub type CheckRun<'a> = dyn Fn(&str, &Path, Option<u16>) -> Vec<CheckOutcome> + Sync + 'a;
 
 pub trait Executor {
     /// Performs the action at every place `column` names (at most `parallel` at once
@@ -56,7 +57,8 @@ impl Executor for Local {
 
     fn check(&self, column: &str, release: ReleaseId, run: &CheckRun<'_>) -> Result<Vec<(String, Vec<CheckOutcome>)>> {
         let cwd: PathBuf = runtime::of(&self.site).workdir(release);
-        Ok(vec![(column.to_owned(), run(&self.site.host, &cwd))])
+        let port = self.site.proxy().and_then(|p| p.port_of(release.0));
+        Ok(vec![(column.to_owned(), run(&self.site.host, &cwd, port))])
     }
 }
 

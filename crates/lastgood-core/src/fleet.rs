@@ -296,13 +296,21 @@ impl Fleet {
         self.each(&self.env.hosts, |h| self.call(h, &Request::Current { site: self.site(h) }, &[]))
             .into_iter()
             .map(|(h, r)| match r {
-                Ok(a) => HostState { host: h.label(), reachable: true, current: a.current, app: a.app, error: None },
+                Ok(a) => HostState {
+                    host: h.label(),
+                    reachable: true,
+                    current: a.current,
+                    app: a.app,
+                    error: None,
+                    proxy: a.value.and_then(|v| serde_json::from_value(v).ok()),
+                },
                 Err(e) => HostState {
                     host: h.label(),
                     reachable: false,
                     current: None,
                     app: None,
                     error: Some(e.to_string()),
+                    proxy: None,
                 },
             })
             .collect()
@@ -323,6 +331,9 @@ pub struct HostState {
     pub current: Option<u64>,
     pub app: Option<u64>,
     pub error: Option<String>,
+    /// The host's proxy, with `[proxy]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<crate::proxy::Observed>,
 }
 
 impl Executor for Fleet {
@@ -345,13 +356,25 @@ impl Executor for Fleet {
     fn check(
         &self,
         column: &str,
-        _release: ReleaseId,
+        release: ReleaseId,
         run: &CheckRun<'_>,
     ) -> LgResult<Vec<(String, Vec<CheckOutcome>)>> {
         let hosts = self.hosts_of(column).map_err(|message| crate::error::Error::Step { message })?;
         // Checks run from the controller, against each host's address; command checks
-        // in the source tree (the release directory is on the host).
-        let results = self.each(&hosts, |h| run(&h.host, &self.env.source));
+        // in the source tree (the release directory is on the host). With a proxy, the
+        // host says which port the release's process has there.
+        let results = self.each(&hosts, |h| {
+            let port = match self.env.proxy {
+                None => None,
+                Some(_) => self
+                    .call(h, &Request::Port { site: self.site(h), release }, &[])
+                    .ok()
+                    .and_then(|a| a.value)
+                    .and_then(|v| v.as_u64())
+                    .and_then(|p| u16::try_from(p).ok()),
+            };
+            run(&h.host, &self.env.source, port)
+        });
         Ok(results.into_iter().map(|(h, o)| (h.label(), o)).collect())
     }
 }

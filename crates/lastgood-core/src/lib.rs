@@ -27,6 +27,7 @@ pub mod notice;
 pub mod notify;
 pub mod placeholder;
 pub mod plan;
+pub mod proxy;
 pub mod refusal;
 pub mod report;
 pub mod runtime;

@@ -104,6 +104,14 @@ impl Supervisor {
         }
     }
 
+    /// A process with a pid file and a log of its own (a release run beside another
+    /// behind the proxy, the proxy itself); the pid file's folder is its state
+    /// directory.
+    pub fn at(pid_file: PathBuf, log_file: PathBuf) -> Self {
+        let state_dir = pid_file.parent().map(Path::to_path_buf).unwrap_or_default();
+        Supervisor { state_dir, pid_file, log_file }
+    }
+
     pub fn pid_file(&self) -> &Path {
         &self.pid_file
     }
@@ -256,7 +264,8 @@ impl Supervisor {
     /// Replaces the pid file so that a reader sees the old contents or the new,
     /// never a torn write, even across a power cut.
     fn write_pid_file(&self, running: &Running) -> Result<(), SuperviseError> {
-        let tmp = self.state_dir.join("app.pid.tmp");
+        let name = self.pid_file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = self.state_dir.join(format!("{name}.tmp"));
         // Invariant: `Running` is plain integers, which always serialize.
         let json = serde_json::to_vec(running).expect("Running serializes");
         let mut file = File::create(&tmp).map_err(io_at(&tmp))?;

@@ -145,6 +145,36 @@ pub struct Status {
     pub rollback_not_ready: Option<String>,
     /// Migrations the database is ahead of the current release's code (0 when none).
     pub schema_ahead: u32,
+    /// With `[proxy]`: where it listens, the release it sends new connections to, its
+    /// pid (null when it is not running).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ProxyView>,
+}
+
+/// The proxy as `status` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProxyView {
+    pub listen: String,
+    pub release: Option<u64>,
+    pub pid: Option<i32>,
+    pub running: bool,
+    /// The port of the process it routes to.
+    pub port: Option<u16>,
+    /// The last time lastgood found it not running (traffic was down) and started it again.
+    pub last_outage: Option<crate::proxy::state::Outage>,
+}
+
+impl From<&crate::proxy::Observed> for ProxyView {
+    fn from(o: &crate::proxy::Observed) -> Self {
+        Self {
+            listen: o.listen.clone(),
+            release: o.release,
+            pid: o.pid,
+            running: o.running,
+            port: o.port,
+            last_outage: o.last_outage.clone(),
+        }
+    }
 }
 
 /// An operation that did not finish.
@@ -186,6 +216,7 @@ impl From<&crate::engine::inspect::Status> for Status {
             hosts: s.hosts.clone(),
             rollback_not_ready: s.rollback_not_ready.clone(),
             schema_ahead: s.schema_ahead,
+            proxy: s.proxy.as_ref().map(ProxyView::from),
         }
     }
 }

@@ -12,17 +12,32 @@
 //! (200 `<version>`); anything else is 404. One request per connection, one thread
 //! per connection: this serves health checks and curl, not traffic.
 //!
-//! It is std-only on purpose: it is built for every test run and must never be
-//! the reason a deploy test fails. On SIGTERM it simply dies.
+//! `GET /slow?ms=N` answers after N milliseconds (an in-flight request for drain
+//! tests). `--warmup MS` waits that long before it listens, as an app that loads
+//! its data first. On SIGTERM it stops accepting, finishes the requests in flight
+//! (for at most 10 s), and exits 0: what a well-behaved app does.
+//!
+//! It is std-only (and libc for the signal) on purpose: it is built for every test
+//! run and must never be the reason a deploy test fails.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 use std::{env, fs, thread};
 
-const USAGE: &str = "usage: lastgood-sample-app [--listen 127.0.0.1:8080 | --listen :8080] [--config PATH]";
+const USAGE: &str =
+    "usage: lastgood-sample-app [--listen 127.0.0.1:8080 | --listen :8080] [--config PATH] [--warmup MS]";
+
+/// Requests being answered now.
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+/// SIGTERM arrived: accept no more.
+static STOPPING: AtomicBool = AtomicBool::new(false);
+/// How long the requests in flight get after SIGTERM.
+const FINISH: Duration = Duration::from_secs(10);
 
 /// What the app serves, fixed at startup.
 struct App {
@@ -32,7 +47,17 @@ struct App {
 }
 
 fn main() -> ExitCode {
-    let listen = match listen_addr(env::args().skip(1)) {
+    // SIGTERM is taken by a thread of its own (sigwait), so it is blocked here, before
+    // any thread exists, and every thread inherits the mask.
+    // SAFETY: sigset_t is plain data that sigemptyset initialises; pthread_sigmask only
+    // reads it.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    unsafe {
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+    let (listen, warmup) = match listen_addr(env::args().skip(1)) {
         Ok(addr) => addr,
         Err(msg) => {
             eprintln!("sample-app: {msg}\n{USAGE}");
@@ -46,6 +71,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    thread::sleep(warmup);
     let listener = match TcpListener::bind(&listen) {
         Ok(listener) => listener,
         Err(e) => {
@@ -66,22 +92,50 @@ fn main() -> ExitCode {
     // Leaked on purpose: the app lives until it is killed, and every connection
     // thread borrows it.
     let app: &'static App = Box::leak(Box::new(app));
+    let fd = listener.as_raw_fd();
+    thread::spawn(move || {
+        let mut sig = 0;
+        // SAFETY: `set` is initialised above; sigwait writes the signal number to `sig`.
+        unsafe { libc::sigwait(&set, &mut sig) };
+        STOPPING.store(true, Ordering::SeqCst);
+        // Wakes the accept below (Linux answers it with EINVAL from now on).
+        // SAFETY: shutdown(2) on the listener's descriptor, which main keeps open.
+        unsafe { libc::shutdown(fd, libc::SHUT_RD) };
+    });
     for stream in listener.incoming() {
+        if STOPPING.load(Ordering::SeqCst) {
+            break;
+        }
         match stream {
             Ok(stream) => {
-                thread::spawn(move || handle(app, stream));
+                IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
+                thread::spawn(move || {
+                    handle(app, stream);
+                    IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+                });
             }
             Err(e) => eprintln!("sample-app: accept: {e}"),
         }
     }
+    let deadline = Instant::now() + FINISH;
+    while IN_FLIGHT.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(5));
+    }
+    println!("sample-app {}: stopped on SIGTERM", app.version);
     ExitCode::SUCCESS
 }
 
-/// `--listen ADDR` or `--listen=ADDR`, else `SAMPLE_APP_LISTEN`, else the default.
-/// `--config PATH` sets `SAMPLE_APP_CONFIG` for [`load`].
-fn listen_addr(mut args: impl Iterator<Item = String>) -> Result<String, String> {
+/// `--listen ADDR` or `--listen=ADDR`, else `SAMPLE_APP_LISTEN`, else the default;
+/// and the warm-up. `--config PATH` sets `SAMPLE_APP_CONFIG` for [`load`].
+fn listen_addr(mut args: impl Iterator<Item = String>) -> Result<(String, Duration), String> {
     let mut listen = None;
+    let mut warmup = Duration::ZERO;
     while let Some(arg) = args.next() {
+        if arg == "--warmup" {
+            let ms = args.next().ok_or("--warmup needs milliseconds")?;
+            warmup = Duration::from_millis(ms.parse().map_err(|_| format!("--warmup: {ms:?} is not milliseconds"))?);
+            continue;
+        }
         if arg == "--config" {
             let path = args.next().ok_or("--config needs a path")?;
             // SAFETY (of the call's contract): still single-threaded at this point.
@@ -99,10 +153,11 @@ fn listen_addr(mut args: impl Iterator<Item = String>) -> Result<String, String>
     let listen = listen.or_else(|| env::var("SAMPLE_APP_LISTEN").ok()).unwrap_or_else(|| "127.0.0.1:8080".to_owned());
     // `:PORT` binds the address of the host lastgood deployed to (`LASTGOOD_HOST`), so
     // one `run` line serves a whole fleet.
-    Ok(match listen.strip_prefix(':') {
+    let listen = match listen.strip_prefix(':') {
         Some(port) => format!("{}:{port}", env::var("LASTGOOD_HOST").unwrap_or_else(|_| "127.0.0.1".into())),
         None => listen,
-    })
+    };
+    Ok((listen, warmup))
 }
 
 /// Reads `VERSION` and the env file from the working directory (the release).
@@ -167,12 +222,16 @@ fn handle(app: &App, mut stream: TcpStream) {
     }
     let mut parts = request.split_whitespace();
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = target.split('?').next().unwrap_or("");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    if path == "/slow" {
+        let ms = query.strip_prefix("ms=").and_then(|m| m.parse().ok()).unwrap_or(100);
+        thread::sleep(Duration::from_millis(ms));
+    }
     let (status, body) = match (method, path) {
         ("GET", "/health") if app.healthy => (200, format!("ok {}", app.version)),
         ("GET", "/health") => (500, format!("unhealthy {}", app.version)),
         ("GET", "/") => (200, format!("{} from {}", app.greeting, app.version)),
-        ("GET", "/version") => (200, app.version.clone()),
+        ("GET", "/version" | "/slow") => (200, app.version.clone()),
         _ => (404, "not found".to_owned()),
     };
     let reason = match status {

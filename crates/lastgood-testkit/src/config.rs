@@ -220,6 +220,10 @@ pub struct Config {
     database: Option<Database>,
     checks: Vec<Check>,
     tables: Vec<String>,
+    /// `[ENV.proxy]`: `listen` is the workspace's port; the app and the checks use `{port}`.
+    proxy: Option<Keys>,
+    /// The sample app's `--warmup` in milliseconds.
+    warmup_ms: Option<u64>,
 }
 
 impl Default for Config {
@@ -245,7 +249,26 @@ impl Config {
             database: None,
             checks: vec![Check::health()],
             tables: Vec::new(),
+            proxy: None,
+            warmup_ms: None,
         }
+    }
+
+    /// `[ENV.proxy]` with `listen` on the workspace's port (what [`TestEnv::get`]
+    /// reaches) and `drain = "5s"`: the sample app and the port checks move to `{port}`.
+    pub fn proxy(mut self) -> Self {
+        self.proxy = Some(Keys(vec![("drain".into(), "5s".into())]));
+        self
+    }
+    /// Any key of `[ENV.proxy]` (`drain`, `ports`); turns the proxy on.
+    pub fn proxy_key(mut self, name: &str, value: impl Into<Value>) -> Self {
+        self.proxy.get_or_insert_with(Keys::default).set(name, value.into());
+        self
+    }
+    /// The sample app waits this long before it listens (`--warmup`).
+    pub fn warmup_ms(mut self, ms: u64) -> Self {
+        self.warmup_ms = Some(ms);
+        self
     }
 
     /// The environment's name (default `production`).
@@ -330,6 +353,12 @@ impl Config {
         self
     }
 
+    /// The port the sample app listens on and its checks reach: the workspace's, or
+    /// with a proxy the one lastgood gives each release.
+    fn app_port(&self, env: &TestEnv) -> String {
+        if self.proxy.is_some() { "{port}".into() } else { env.port.to_string() }
+    }
+
     /// The TOML for `env`'s workspace (its sample app, port and `app.env`).
     pub fn render(&self, env: &TestEnv) -> String {
         let table = format!("environments.{}", self.env);
@@ -355,9 +384,14 @@ impl Config {
         match &self.process {
             Process::SampleApp => {
                 let app = sample_app(&env.bin).display().to_string();
-                let listen = format!("127.0.0.1:{}", env.port);
+                let listen = format!("127.0.0.1:{}", self.app_port(env));
                 let config = env.path().join("app.env").display().to_string();
-                line("run", [app.as_str(), "--listen", listen.as_str(), "--config", config.as_str()].into());
+                let mut argv: Vec<String> =
+                    [app.as_str(), "--listen", listen.as_str(), "--config", config.as_str()].map(str::to_owned).into();
+                if let Some(ms) = self.warmup_ms {
+                    argv.extend(["--warmup".to_owned(), ms.to_string()]);
+                }
+                line("run", argv.into());
             }
             Process::Run(argv) => line("run", argv.clone().into()),
             Process::Restart(argv) => line("restart", argv.clone().into()),
@@ -375,13 +409,17 @@ impl Config {
             let _ = writeln!(t, "\n[{table}.database]");
             db.keys.render(&mut t);
         }
+        if let Some(proxy) = &self.proxy {
+            let _ = writeln!(t, "\n[{table}.proxy]\nlisten = {}", quote(&format!("127.0.0.1:{}", env.port)));
+            proxy.render(&mut t);
+        }
         for c in &self.checks {
             let _ = writeln!(t, "\n[[{table}.checks]]");
             let _ = match &c.kind {
                 CheckKind::Http(path) => {
-                    writeln!(t, "http = {}", quote(&format!("http://127.0.0.1:{}{path}", env.port)))
+                    writeln!(t, "http = {}", quote(&format!("http://127.0.0.1:{}{path}", self.app_port(env))))
                 }
-                CheckKind::Tcp => writeln!(t, "tcp = {}", quote(&format!("127.0.0.1:{}", env.port))),
+                CheckKind::Tcp => writeln!(t, "tcp = {}", quote(&format!("127.0.0.1:{}", self.app_port(env)))),
                 CheckKind::Command(argv) => writeln!(t, "command = {}", Value::List(argv.clone()).render()),
             };
             c.keys.render(&mut t);

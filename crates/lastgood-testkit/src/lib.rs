@@ -27,6 +27,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 pub use config::{Check, Config, Database};
+/// The load generator the zero-downtime tests run against the proxy.
+pub use lastgood_sample_app::load;
 pub use pgbouncer::PgBouncer;
 pub use snapshot::{PINNED_HOST, PINNED_NOW};
 pub use tempfile::TempDir;
@@ -291,9 +293,30 @@ impl TestEnv {
     }
 }
 
+/// The pid a supervisor's pid file names.
+fn pid_in(file: &Path) -> Option<i32> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v["pid"].as_i64().map(|p| p as i32)
+}
+
+impl TestEnv {
+    /// Every process lastgood started here and still names in a pid file: the app
+    /// (`app.pid`), the releases' processes behind a proxy (`instances/*.pid`), and
+    /// the proxy itself (`proxy/proxy.pid`).
+    pub fn supervised_pids(&self) -> Vec<i32> {
+        let state = self.deploy_to().join(".lastgood");
+        let mut files = vec![state.join("app.pid"), state.join("proxy/proxy.pid")];
+        if let Ok(entries) = std::fs::read_dir(state.join("instances")) {
+            files.extend(entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "pid")));
+        }
+        files.iter().filter_map(|f| pid_in(f)).collect()
+    }
+}
+
 impl Drop for TestEnv {
     fn drop(&mut self) {
-        if let Some(pid) = self.app_pid() {
+        for pid in self.supervised_pids() {
             if pid > 1 {
                 let _ = Command::new("kill").args(["-9", "--", &format!("-{pid}")]).status();
             }

@@ -43,6 +43,7 @@ mod rollback;
 mod runtimes;
 mod serve;
 mod team_ledger;
+mod zero_downtime;
 
 use lastgood_testkit::TestEnv;
 

@@ -19,6 +19,7 @@ mod checks;
 mod database;
 mod hosts;
 mod programs;
+mod proxy;
 mod raw;
 mod runtime;
 mod template;
@@ -313,6 +314,8 @@ fn check_env(name: &EnvName, raw: RawEnv, dir: &Path) -> Result<Environment, Fai
             config_files.push(ConfigFile { name: f.clone(), path: resolve(dir, f) });
         }
     }
+    let proxy = proxy::check_proxy(&raw, &runtime, &start)?;
+    proxy::check_port_placeholder(&raw, proxy.is_some())?;
     let mut checks = Vec::new();
     for c in raw.checks {
         checks.push(checks::check_check(c)?);
@@ -444,6 +447,7 @@ fn check_env(name: &EnvName, raw: RawEnv, dir: &Path) -> Result<Environment, Fai
         database,
         notify,
         major_guard: raw.major_guard.unwrap_or(true),
+        proxy,
     })
 }
 

@@ -53,6 +53,7 @@ pub(super) struct RawEnv {
     pub(super) checks: Vec<Spanned<RawCheck>>,
     pub(super) database: Option<Spanned<RawDatabase>>,
     pub(super) notify: Option<Spanned<RawNotify>>,
+    pub(super) proxy: Option<Spanned<RawProxy>>,
     // Keys of the other runtimes (SPEC.md), accepted by name so that the error says
     // which runtime they belong to instead of "unknown field".
     pub(super) compose_file: Option<Spanned<toml::Value>>,
@@ -75,6 +76,14 @@ pub(super) struct RawNotify {
     pub(super) webhooks: Vec<String>,
     pub(super) timeout: Option<String>,
     pub(super) attempts: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawProxy {
+    pub(super) listen: Option<Spanned<String>>,
+    pub(super) drain: Option<Spanned<String>>,
+    pub(super) ports: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -152,6 +152,8 @@ pub struct Environment {
     /// Refuse a deploy or rollback that lowers the major version without
     /// `--allow-major` (`major_guard = false` turns it off).
     pub major_guard: bool,
+    /// `[proxy]`: the zero-downtime switch (releases runtime with `run`).
+    pub proxy: Option<crate::proxy::settings::ProxySettings>,
 }
 
 impl Environment {

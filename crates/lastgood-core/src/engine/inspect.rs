@@ -49,6 +49,9 @@ pub struct Status {
     pub runtime_version: Option<String>,
     /// Each ssh host: reachable, the release its `current` names, the release its app runs.
     pub hosts: Vec<HostState>,
+    /// This machine's proxy, with `[proxy]` and no ssh hosts (a fleet's hosts report
+    /// their own).
+    pub proxy: Option<crate::proxy::Observed>,
 }
 
 /// `lastgood history`: the releases, newest first, and which one serves.
@@ -105,7 +108,15 @@ impl Engine {
             }),
             None => None,
         };
-        let app = Supervisor::new(&site.state_dir()).running().ok().flatten();
+        let proxy = if env.hosts.is_empty() { site.proxy().map(|p| p.observe()) } else { None };
+        let app = match site.proxy() {
+            // Behind the proxy, the app is the process it routes to.
+            Some(p) => proxy.as_ref().and_then(|o| {
+                let port = o.port?;
+                crate::proxy::instances::alive(&p.state).into_iter().find(|i| i.port == port).map(|i| i.running)
+            }),
+            None => Supervisor::new(&site.state_dir()).running().ok().flatten(),
+        };
         // What this machine sees serving; a fleet's hosts report their own.
         let observed = if env.hosts.is_empty() { rt.observe_fresh() } else { Default::default() };
         Ok(Status {
@@ -126,6 +137,7 @@ impl Engine {
             release_dirs: rt.artifacts(),
             supervised: matches!(env.start, crate::config::Start::Run(_)),
             schema_ahead: state.schema_ahead,
+            proxy,
         })
     }
 
@@ -149,7 +161,19 @@ impl Engine {
             return Err(Error::Usage { what: format!("nothing is deployed to `{}` yet", env.name) });
         };
         let r = self.must_release(&env.name, current)?;
-        let run = |host: &str, cwd: &std::path::Path| crate::journal::check_release(&env, &r, host, cwd);
+        // With a proxy: the release on its own port, then the same checks through the
+        // proxy's address (what users reach).
+        let run = |host: &str, cwd: &std::path::Path, port: Option<u16>| {
+            let mut outcomes = crate::journal::check_release(&env, &r, host, cwd, port);
+            if let Some(p) = &env.proxy {
+                let through = crate::journal::check_release(&env, &r, host, cwd, p.listen_port());
+                outcomes.extend(through.into_iter().map(|mut o| {
+                    o.check = format!("{} (through the proxy on {})", o.check, p.listen);
+                    o
+                }));
+            }
+            outcomes
+        };
         let column = placement::everywhere(&env);
         let results = match self.fleet(&env) {
             Some(fleet) => fleet.check(&column, current, &run)?,

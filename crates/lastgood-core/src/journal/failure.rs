@@ -55,7 +55,10 @@ impl Journal<'_> {
                 && matches!(s.step, Step::MigrateUp { .. })
                 && matches!(s.state, StepState::Done | StepState::Failed)
         });
-        if !deploy || failed.phase != Phase::Forward || !(switched || migrated) {
+        // Stopping the old release's process failed after the new one took the traffic:
+        // the new release serves and passed its checks; going back would not help.
+        let retiring = matches!(failed.step, Step::Retire { .. });
+        if !deploy || failed.phase != Phase::Forward || !(switched || migrated) || retiring {
             return Ok(None);
         }
         if !self.op.auto_rollback {

@@ -82,6 +82,7 @@ pub fn shape(env: &Environment, verify: bool) -> Shape {
         migrations,
         stoppable: matches!(env.start, Start::Run(_)) || env.stop.is_some() || rt.stops(),
         backup_always: db.is_some_and(|d| d.backup == crate::config::BackupPolicy::Always),
+        proxy: env.proxy.is_some() && matches!(env.start, Start::Run(_)),
     }
 }
 
@@ -103,9 +104,33 @@ pub fn program_env(env: &EnvName, r: &Release, host: &str) -> Vec<(String, Strin
     vars
 }
 
-/// Runs the environment's health checks against a release on one host.
-pub fn check_release(env: &Environment, r: &Release, host: &str, cwd: &std::path::Path) -> Vec<CheckOutcome> {
-    let vars = program_env(&env.name, r, host);
+/// Runs the environment's health checks against a release on one host; `port` is the
+/// port of its process there (`{port}`), with a proxy. A release with a proxy whose
+/// process runs nowhere fails every check that would need its port.
+pub fn check_release(
+    env: &Environment,
+    r: &Release,
+    host: &str,
+    cwd: &std::path::Path,
+    port: Option<u16>,
+) -> Vec<CheckOutcome> {
+    let mut vars = program_env(&env.name, r, host);
+    match port {
+        Some(port) => vars.push(("LASTGOOD_PORT".into(), port.to_string())),
+        None if env.proxy.is_some() => {
+            return vec![CheckOutcome {
+                check: format!("the process of {} on {host}", r.id),
+                passed: false,
+                attempts: 0,
+                detail: format!(
+                    "{} has no process running on {host}, so its checks have no {{port}} to reach; `lastgood restart {}` starts it",
+                    r.id, env.name
+                ),
+                duration_ms: 0,
+            }];
+        }
+        None => {}
+    }
     verify::run_checks(&env.checks, &verify::Vars { version: &r.version, host, env: &vars, cwd })
 }
 

@@ -67,6 +67,12 @@ impl Journal<'_> {
             }
             Step::Restart { release, service } => {
                 let detail = match &env.start {
+                    Start::Run(argv) if env.proxy.is_some() => {
+                        let vars = release_vars(&env.name, &self.release(*release)?);
+                        let fresh = self.restarts_in_place();
+                        let action = Action::StartBeside { release: *release, argv: argv.clone(), vars, fresh };
+                        self.perform(rec, &action, Payload::None)?
+                    }
                     Start::Run(argv) => {
                         let vars = release_vars(&env.name, &self.release(*release)?);
                         let action = Action::Start { release: *release, argv: argv.clone(), vars };
@@ -86,6 +92,12 @@ impl Journal<'_> {
                 Ok((detail, vec![Change::SetCurrent(None), Change::SetConfigRelease(None)]))
             }
             Step::Verify { release } => Ok((self.check(rec, *release)?, vec![])),
+            Step::Route { release } => {
+                Ok((self.perform(rec, &Action::Route { release: *release }, Payload::None)?, vec![]))
+            }
+            Step::Retire { release } => {
+                Ok((self.perform(rec, &Action::Retire { release: *release }, Payload::None)?, vec![]))
+            }
             Step::Cleanup => {
                 let (remove, changes) = self.retention()?;
                 if remove.is_empty() {
@@ -172,6 +184,15 @@ impl Journal<'_> {
         })
     }
 
+    /// Whether a restart must start the release's process anew even when it runs
+    /// (behind a proxy, a process already running is otherwise kept): `lastgood
+    /// restart`, and a rollback that stays on the same release (its config files or its
+    /// schema changed under it, and the app reads them when it starts).
+    fn restarts_in_place(&self) -> bool {
+        self.op.kind == OperationKind::Restart
+            || (self.op.kind == OperationKind::Rollback && self.op.from == Some(self.op.to))
+    }
+
     /// This step ships a new release (a deploy's own path), rather than returning to one.
     fn ships(&self, rec: &StepRecord) -> bool {
         self.op.kind == OperationKind::Deploy && rec.phase == Phase::Forward
@@ -203,7 +224,7 @@ impl Journal<'_> {
     fn check(&mut self, rec: &StepRecord, release: ReleaseId) -> Result<String> {
         let r = self.release(release)?;
         let env = self.env;
-        let run = |host: &str, cwd: &std::path::Path| super::check_release(env, &r, host, cwd);
+        let run = |host: &str, cwd: &std::path::Path, port: Option<u16>| super::check_release(env, &r, host, cwd, port);
         let results = self.executor(&rec.host)?.check(&rec.host, release, &run)?;
         let mut verdicts = Vec::new();
         for (place, outcomes) in results {

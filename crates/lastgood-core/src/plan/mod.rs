@@ -41,6 +41,12 @@ pub enum Step {
     },
     /// Run the health checks against the release.
     Verify { release: ReleaseId },
+    /// Send the proxy's new connections to the release's process (zero-downtime switch).
+    Route { release: ReleaseId },
+    /// Let open connections to every other release's process finish (up to `drain`),
+    /// then stop those processes; `release` keeps serving. A step of its own so that a
+    /// bake window can keep the old release running until it ends.
+    Retire { release: ReleaseId },
     /// Stop the supervised app (undoing a first deploy).
     Stop,
     /// Remove `current` (undoing a first deploy).
@@ -72,6 +78,8 @@ impl Step {
             Self::RestoreConfig { .. } => "config",
             Self::Restart { .. } => "restart",
             Self::Verify { .. } => "verify",
+            Self::Route { .. } => "route",
+            Self::Retire { .. } => "retire",
             Self::Stop => "stop",
             Self::Unlink => "unlink",
             Self::Cleanup => "cleanup",
@@ -95,6 +103,8 @@ impl Step {
             | Self::RestoreConfig { release }
             | Self::Restart { release, .. }
             | Self::Verify { release }
+            | Self::Route { release }
+            | Self::Retire { release }
             | Self::Backup { release }
             | Self::MigrateUp { release }
             | Self::MigrateDown { release } => Some(*release),
@@ -125,6 +135,10 @@ impl Step {
             Self::Restart { release, service: None } => format!("restart the app on {}", of(release)),
             Self::Restart { release, service: Some(s) } => format!("restart service {s} of {}", of(release)),
             Self::Verify { release } => format!("run the health checks against {}", of(release)),
+            Self::Route { release } => format!("send the proxy's new connections to {}", of(release)),
+            Self::Retire { release } => {
+                format!("drain and stop the processes of releases other than {}", of(release))
+            }
             Self::Stop => "stop the app".into(),
             Self::Unlink => "remove what serves".into(),
             Self::Cleanup => "remove artifacts retention no longer keeps".into(),
@@ -202,6 +216,18 @@ pub struct Shape {
     pub stoppable: bool,
     /// `backup = "always"`.
     pub backup_always: bool,
+    /// `[proxy]`: the target starts beside what serves, then the proxy switches to it
+    /// and the old process is drained and stopped (route, retire).
+    pub proxy: bool,
+}
+
+/// With a proxy, what follows a release's start and checks: the switch of traffic,
+/// then the end of every other release's process.
+fn route(shape: Shape, steps: &mut Vec<Step>, release: ReleaseId) {
+    if shape.proxy {
+        steps.push(Step::Route { release });
+        steps.push(Step::Retire { release });
+    }
 }
 
 /// What a rollback does to the database, decided from the ledger and the linter.
@@ -240,6 +266,9 @@ pub fn deploy(shape: Shape, release: ReleaseId, commit: Option<CommitId>) -> Vec
     }
     if shape.verify {
         steps.push(Step::Verify { release });
+    }
+    if shape.start {
+        route(shape, &mut steps, release);
     }
     if shape.export {
         steps.push(Step::Cleanup);
@@ -296,11 +325,15 @@ pub fn rollback(
         // A runtime whose switch starts the app restarts it itself only when no switch
         // did: after a stop, or to read restored config files.
         let own = shape.switch_starts && !code_moves && (stopped || config);
-        if (shape.start && !steps.is_empty()) || own {
+        let restarts = (shape.start && !steps.is_empty()) || own;
+        if restarts {
             steps.push(Step::Restart { release: serving, service: None });
         }
         if shape.verify {
             steps.push(Step::Verify { release: serving });
+        }
+        if restarts && shape.start {
+            route(shape, &mut steps, serving);
         }
     }
     steps
@@ -321,6 +354,11 @@ pub fn restore(shape: Shape, current: Option<ReleaseId>, source: Source) -> Vec<
         }
         if shape.verify {
             steps.push(Step::Verify { release: current });
+        }
+        if shape.start {
+            route(shape, &mut steps, current);
+        }
+        if shape.verify {
             steps.push(Step::FinishRestore);
         }
     }
@@ -333,6 +371,9 @@ pub fn restart(shape: Shape, current: ReleaseId, service: Option<String>) -> Vec
     let mut steps = vec![Step::Restart { release: current, service }];
     if shape.verify {
         steps.push(Step::Verify { release: current });
+    }
+    if shape.start {
+        route(shape, &mut steps, current);
     }
     steps
 }
@@ -351,6 +392,9 @@ pub fn undo_restore(shape: Shape, current: Option<ReleaseId>) -> Vec<Step> {
         }
         if shape.verify {
             steps.push(Step::Verify { release: current });
+        }
+        if shape.start {
+            route(shape, &mut steps, current);
         }
     }
     steps
@@ -382,6 +426,9 @@ pub fn undo(shape: Shape, from: Option<ReleaseId>) -> Vec<Step> {
             }
             if shape.verify {
                 steps.push(Step::Verify { release: from });
+            }
+            if shape.start {
+                route(shape, &mut steps, from);
             }
             steps
         }
@@ -444,6 +491,7 @@ mod tests {
                     migrations: migrations && releases,
                     stoppable,
                     backup_always,
+                    proxy: false,
                 },
             )
     }
@@ -582,6 +630,7 @@ mod tests {
             migrations: false,
             stoppable: true,
             backup_always: false,
+            proxy: false,
         };
         let steps = rollback(shape, Some(ReleaseId(3)), ReleaseId(3), Scope::Code, SchemaChange::default());
         assert_eq!(steps, vec![Step::Verify { release: ReleaseId(3) }]);

@@ -2,7 +2,7 @@
 //! fleet, recorded in the step's `host` column.
 //!
 //! For a fleet, the steps that change hosts (export, config, build, switch, restart,
-//! verify, stop, unlink, cleanup) act on every host; database steps run once, from the
+//! verify, route, retire, stop, unlink, cleanup) act on every host; database steps run once, from the
 //! controller (their schema tool and backups then run on the first host). A fleet deploy with `canary` or `batch` repeats switch, restart and
 //! verify once per wave, canary hosts first; every later wave starts only after the
 //! one before passed its checks. Runtimes that switch from the controller (a pipeline,
@@ -30,6 +30,8 @@ pub fn place(env: &Environment, steps: Vec<Step>, phase: Phase, kind: OperationK
                 | Step::Switch { .. }
                 | Step::Restart { .. }
                 | Step::Verify { .. }
+                | Step::Route { .. }
+                | Step::Retire { .. }
                 | Step::Stop
                 | Step::Unlink
                 | Step::Cleanup
@@ -47,7 +49,12 @@ pub fn place(env: &Environment, steps: Vec<Step>, phase: Phase, kind: OperationK
             .collect();
     }
     // Switch, restart and verify once per wave; everything else once for all.
-    let in_wave = |s: &Step| matches!(s, Step::Switch { .. } | Step::Restart { .. } | Step::Verify { .. });
+    let in_wave = |s: &Step| {
+        matches!(
+            s,
+            Step::Switch { .. } | Step::Restart { .. } | Step::Verify { .. } | Step::Route { .. } | Step::Retire { .. }
+        )
+    };
     let first = steps.iter().position(in_wave).unwrap_or(steps.len());
     let last = steps.iter().rposition(in_wave).map(|i| i + 1).unwrap_or(first);
     let mut out = Vec::new();

@@ -28,6 +28,8 @@ pub use crate::database::program::Ran;
 use crate::error::{Error, Result};
 use crate::model::{EnvName, OperationKind, ReleaseId};
 use crate::plan::Step;
+use crate::proxy::Proxy;
+use crate::proxy::settings::ProxySettings;
 pub use crate::refusal::{NotReady, Refusal};
 
 /// Where a runtime acts, as data that can travel to a host's agent.
@@ -44,6 +46,9 @@ pub struct Site {
     /// (their paths as written; empty when they stay where lastgood.toml names them).
     #[serde(default)]
     pub shared_files: Vec<String>,
+    /// `[proxy]`: releases run beside each other behind lastgood's proxy.
+    #[serde(default)]
+    pub proxy: Option<ProxySettings>,
 }
 
 /// The address `{host}` and `LASTGOOD_HOST` name on this machine.
@@ -69,12 +74,23 @@ impl Site {
             } else {
                 Vec::new()
             },
+            proxy: env.proxy.clone(),
         }
     }
 
     /// Where a shared config file lives here.
     pub fn shared(&self, name: &str) -> PathBuf {
         self.deploy_to.join("shared").join(name)
+    }
+
+    /// The proxy of this site, when the environment has one.
+    pub fn proxy(&self) -> Option<Proxy> {
+        self.proxy.as_ref().map(|settings| Proxy {
+            state: self.state_dir(),
+            host: self.host.clone(),
+            settings: settings.clone(),
+            stop_grace: std::time::Duration::from_millis(self.stop_timeout_ms),
+        })
     }
 
     /// Where lastgood keeps logs, pid files, records and working copies here.

@@ -1,0 +1,263 @@
+//! The proxy process: `lastgood __proxy DIR`, started detached by the first operation
+//! that needs it and left running between lastgood's commands.
+//!
+//! It is a TCP proxy, not an HTTP one: each accepted connection is joined to one new
+//! connection to the routed release, and bytes are copied both ways as they come
+//! (through a 16 KiB buffer per direction, never a whole request), so HTTP, WebSocket
+//! and anything else over TCP pass through alike. One thread per direction of a
+//! connection keeps it simple and its latency low; a connection costs two threads and
+//! two small buffers. Half-closes are passed on (a client that shuts its sending side
+//! down still reads the reply).
+//!
+//! The route is read from `route.json` when the proxy starts and when lastgood says so
+//! over the control socket (`control.sock`, a Unix socket in a folder only its owner
+//! can open). A new route applies to connections accepted after it; connections
+//! already open stay with the release they were joined to until they end, which is
+//! what lets lastgood drain the old release: it asks how many connections each
+//! backend still has. The control protocol is one line each way: `route` (read the
+//! route file again) or `status`, answered by one line of JSON ([`Status`]).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::state;
+
+/// Bound on connecting to a release; a release that accepts no connection in this
+/// long is not serving anyway.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const BUFFER: usize = 16 * 1024;
+
+/// What the control socket answers.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Status {
+    pub pid: u32,
+    pub listen: String,
+    pub release: Option<u64>,
+    pub backend: Option<String>,
+    /// Open connections per backend (`host:port`), including ones no longer routed.
+    pub connections: BTreeMap<String, usize>,
+    /// Set when a `route` command could not be applied.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// The release new connections go to.
+#[derive(Clone)]
+struct Backend {
+    release: u64,
+    name: String,
+    addr: SocketAddr,
+}
+
+struct Shared {
+    /// The folder `state` (the proxy folder's parent) the route file lives in.
+    state: PathBuf,
+    listen: String,
+    route: RwLock<Option<Backend>>,
+    open: Mutex<BTreeMap<String, Arc<AtomicUsize>>>,
+}
+
+impl Shared {
+    fn load(&self) -> Result<(), String> {
+        let route = state::read_route(&self.state).map_err(|e| e.to_string())?.unwrap_or_default();
+        let backend = match (route.release, route.backend) {
+            (Some(release), Some(name)) => {
+                let addr = name
+                    .to_socket_addrs()
+                    .map_err(|e| format!("backend {name}: {e}"))?
+                    .next()
+                    .ok_or_else(|| format!("backend {name}: no address"))?;
+                Some(Backend { release, name, addr })
+            }
+            _ => None,
+        };
+        let line = match &backend {
+            Some(b) => format!("routing new connections to release #{} at {}", b.release, b.name),
+            None => "no release is routed: connections are closed".to_owned(),
+        };
+        *self.route.write().unwrap_or_else(|e| e.into_inner()) = backend;
+        println!("proxy: {line}");
+        let _ = std::io::stdout().flush();
+        Ok(())
+    }
+
+    fn status(&self, error: Option<String>) -> Status {
+        let route = self.route.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let connections = self
+            .open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.load(Ordering::SeqCst)))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        Status {
+            pid: std::process::id(),
+            listen: self.listen.clone(),
+            release: route.as_ref().map(|b| b.release),
+            backend: route.map(|b| b.name),
+            connections,
+            error,
+        }
+    }
+
+    fn counter(&self, backend: &str) -> Arc<AtomicUsize> {
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).entry(backend.to_owned()).or_default().clone()
+    }
+}
+
+/// Counts a connection as open for as long as it lives.
+struct Open(Arc<AtomicUsize>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Runs the proxy whose state lives in `state` (`<deploy_to>/.lastgood`); returns the
+/// exit code when it cannot start. It does not return otherwise.
+pub fn serve(state: &Path) -> i32 {
+    let route = match state::read_route(state) {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            eprintln!(
+                "proxy: {} is missing: lastgood writes it before it starts the proxy",
+                state::route_file(state).display()
+            );
+            return 2;
+        }
+        Err(e) => {
+            eprintln!("proxy: {e}");
+            return 2;
+        }
+    };
+    let listener = match TcpListener::bind(&route.listen) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("proxy: cannot listen on {}: {e}", route.listen);
+            return 1;
+        }
+    };
+    let shared = Arc::new(Shared {
+        state: state.to_owned(),
+        listen: route.listen.clone(),
+        route: RwLock::new(None),
+        open: Mutex::new(BTreeMap::new()),
+    });
+    if let Err(e) = shared.load() {
+        eprintln!("proxy: {e}");
+        return 2;
+    }
+    let socket = state::control_socket(state);
+    let _ = std::fs::remove_file(&socket);
+    let control = match UnixListener::bind(&socket) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("proxy: cannot open its control socket {}: {e}", socket.display());
+            return 1;
+        }
+    };
+    println!("proxy: pid {} listening on {}", std::process::id(), route.listen);
+    let _ = std::io::stdout().flush();
+    {
+        let shared = shared.clone();
+        thread::spawn(move || {
+            for conn in control.incoming().flatten() {
+                control_one(&shared, conn);
+            }
+        });
+    }
+    for conn in listener.incoming() {
+        match conn {
+            Ok(client) => {
+                let backend = shared.route.read().unwrap_or_else(|e| e.into_inner()).clone();
+                let Some(backend) = backend else {
+                    drop(client);
+                    continue;
+                };
+                let counter = shared.counter(&backend.name);
+                counter.fetch_add(1, Ordering::SeqCst);
+                let open = Open(counter);
+                thread::spawn(move || join(client, &backend, open));
+            }
+            // Out of file descriptors and the like: wait a little rather than spin.
+            Err(e) => {
+                eprintln!("proxy: accept: {e}");
+                thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+    0
+}
+
+fn control_one(shared: &Shared, conn: UnixStream) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+    let Ok(writer) = conn.try_clone() else { return };
+    let mut line = String::new();
+    if BufReader::new(conn).take(1024).read_line(&mut line).is_err() {
+        return;
+    }
+    let status = match line.trim() {
+        "route" => {
+            let error = shared.load().err();
+            shared.status(error)
+        }
+        "status" => shared.status(None),
+        other => shared.status(Some(format!("unknown command {other:?}"))),
+    };
+    let mut writer = writer;
+    if let Ok(mut text) = serde_json::to_string(&status) {
+        text.push('\n');
+        let _ = writer.write_all(text.as_bytes());
+    }
+}
+
+/// Joins a client to the backend and copies both ways until both sides are done.
+fn join(client: TcpStream, backend: &Backend, _open: Open) {
+    let server = match TcpStream::connect_timeout(&backend.addr, CONNECT_TIMEOUT) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("proxy: cannot connect to release #{} at {}: {e}", backend.release, backend.name);
+            return;
+        }
+    };
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    let (Ok(client2), Ok(server2)) = (client.try_clone(), server.try_clone()) else { return };
+    let upstream = thread::spawn(move || pipe(client2, server2));
+    pipe(server, client);
+    let _ = upstream.join();
+}
+
+/// Copies `from` to `to` until `from` ends, then passes the end on (a half-close); on
+/// an error both are shut down, which also ends the copy the other way.
+fn pipe(mut from: TcpStream, mut to: TcpStream) {
+    let mut buf = vec![0u8; BUFFER];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) => {
+                let _ = to.shutdown(Shutdown::Write);
+                return;
+            }
+            Ok(n) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    let _ = from.shutdown(Shutdown::Both);
+    let _ = to.shutdown(Shutdown::Both);
+}
