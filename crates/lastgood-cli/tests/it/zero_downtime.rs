@@ -81,3 +81,103 @@ fn a_deploy_behind_the_proxy_fails_no_request() {
     assert!(t.bodies.contains_key("v1") && t.bodies.contains_key("v2"), "{:?}", t.bodies);
     assert_one_serving(&env, 2);
 }
+
+#[test]
+fn a_failed_deploy_is_never_seen_by_users_and_costs_them_nothing() {
+    let env = proxied(2, 500);
+    deploy_ok(&env, "v1");
+    // v1 read its config when it started; v2 starts unhealthy.
+    env.write("app.env", "HEALTH=fail\n");
+    let t = under_load(&env, || {
+        env.test().args(["deploy", "production", "v2", "--reason", "t"]).status(1).run();
+    });
+    assert_no_failure(&t, "failed deploy");
+    assert_eq!(t.bodies.keys().collect::<Vec<_>>(), ["v1"], "the failed release got traffic: {:?}", t.bodies);
+    assert_eq!(env.state_of(2), "failed");
+    assert_one_serving(&env, 1);
+}
+
+#[test]
+fn a_release_in_a_crash_loop_never_gets_traffic() {
+    let env = proxied(2, 0);
+    deploy_ok(&env, "v1");
+    // The sample app refuses to start with a bad config value: it exits at once.
+    env.write("app.env", "HEALTH=maybe\n");
+    let t = under_load(&env, || {
+        let out = env.test().args(["deploy", "production", "v2", "--reason", "t"]).status(1).run();
+        assert!(out.stderr.contains("exited right after it was started"), "{}", out.stderr);
+    });
+    assert_no_failure(&t, "crash loop");
+    assert_eq!(t.bodies.keys().collect::<Vec<_>>(), ["v1"], "{:?}", t.bodies);
+    assert_one_serving(&env, 1);
+}
+
+#[test]
+fn a_rollback_and_a_restart_fail_no_request() {
+    let env = proxied(2, 500);
+    deploy_ok(&env, "v1");
+    deploy_ok(&env, "v2");
+    let t = under_load(&env, || {
+        env.test().args(["rollback", "production", "--reason", "t"]).run();
+    });
+    assert_no_failure(&t, "rollback");
+    assert!(t.bodies.contains_key("v1") && t.bodies.contains_key("v2"), "{:?}", t.bodies);
+    assert_one_serving(&env, 1);
+
+    let before = env.status()["app"]["pid"].clone();
+    let t = under_load(&env, || {
+        env.test().args(["restart", "production", "--reason", "t"]).run();
+    });
+    assert_no_failure(&t, "restart");
+    assert_eq!(t.bodies.keys().collect::<Vec<_>>(), ["v1"], "{:?}", t.bodies);
+    assert_one_serving(&env, 1);
+    assert_ne!(env.status()["app"]["pid"], before, "restart started a new process");
+}
+
+#[test]
+fn open_connections_to_the_old_release_finish_before_it_stops() {
+    let env = proxied(2, 0);
+    deploy_ok(&env, "v1");
+    // A request in flight on v1 when the switch happens.
+    let slow = std::thread::spawn({
+        let addr = addr(&env);
+        move || lastgood_testkit::load::request(addr, "/slow?ms=1500")
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    deploy_ok(&env, "v2");
+    assert_eq!(slow.join().unwrap().as_deref(), Ok("v1"), "the request in flight was cut");
+    // The deploy waited for it (drain), not the full drain time.
+    assert!(started.elapsed() >= Duration::from_millis(900), "{:?}", started.elapsed());
+    assert_one_serving(&env, 2);
+}
+
+#[test]
+fn a_killed_proxy_is_started_again_and_status_says_traffic_was_down() {
+    let env = proxied(1, 0);
+    deploy_ok(&env, "v1");
+    let pid = env.status()["proxy"]["pid"].as_i64().unwrap();
+    std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(env.serving(), None, "nothing answers without the proxy");
+    let st = env.status();
+    assert_eq!(st["proxy"]["running"], json!(false), "{st}");
+    assert_eq!(st["proxy"]["pid"], json!(null), "{st}");
+    let out = env.test().args(["status", "production"]).run();
+    assert!(out.stdout.contains("proxy:     NOT RUNNING: traffic to 127.0.0.1:"), "{}", out.stdout);
+    // verify checks the release on its port (passes) and through the proxy (fails).
+    let out = env.test().args(["verify", "production"]).status(1).run();
+    assert!(out.stdout.contains("through the proxy on 127.0.0.1:"), "{}", out.stdout);
+
+    let out = env.test().args(["restart", "production", "--reason", "proxy died"]).run();
+    assert!(out.stderr.contains("the proxy was not running (traffic to 127.0.0.1:"), "{}", out.stderr);
+    let st = env.status();
+    assert_eq!(st["proxy"]["running"], json!(true), "{st}");
+    assert_ne!(st["proxy"]["pid"], json!(pid), "{st}");
+    assert!(st["proxy"]["last_outage"]["found_at_ms"].as_u64().is_some(), "{st}");
+    assert_eq!(st["proxy"]["last_outage"]["pid"], json!(pid), "{st}");
+    let out = env.test().args(["status", "production"]).run();
+    assert!(out.stdout.contains("found not running at"), "{}", out.stdout);
+    env.test().args(["verify", "production"]).run();
+    assert_one_serving(&env, 1);
+}
