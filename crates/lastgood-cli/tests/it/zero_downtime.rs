@@ -181,3 +181,50 @@ fn a_killed_proxy_is_started_again_and_status_says_traffic_was_down() {
     env.test().args(["verify", "production"]).run();
     assert_one_serving(&env, 1);
 }
+
+/// Every journal boundary of a switch behind the proxy, and inside the route step
+/// (the route file written, the proxy not told yet).
+fn switch_boundaries() -> Vec<String> {
+    let mut fps = vec!["mid:route".to_owned()];
+    for step in ["restart", "verify", "route", "retire"] {
+        for at in ["intent", "apply", "done"] {
+            fps.push(format!("{at}:{step}"));
+        }
+    }
+    fps
+}
+
+#[track_caller]
+fn crash_deploy(env: &TestEnv, fp: &str) {
+    let out = env.run_crashing(fp, &["deploy", "production", "v2", "--reason", "t"]);
+    assert_eq!(out.signal, Some(9), "failpoint {fp} did not fire: {out:?}");
+}
+
+#[test]
+fn lastgood_killed_mid_switch_is_finished_by_resume_with_one_release_serving() {
+    for fp in switch_boundaries() {
+        let env = proxied(2, 0);
+        deploy_ok(&env, "v1");
+        crash_deploy(&env, &fp);
+        // Whatever the crash left, users are served by one release or the other.
+        assert!(matches!(env.serving().as_deref(), Some("v1" | "v2")), "{fp}: {:?}", env.serving());
+        env.run(&["resume", "production"]).expect(0);
+        assert_eq!(env.state_of(2), "good", "{fp}");
+        assert_eq!(env.serving().as_deref(), Some("v2"), "{fp}");
+        assert_one_serving(&env, 2);
+        env.run(&["resume", "production"]).expect(0);
+    }
+}
+
+#[test]
+fn lastgood_killed_mid_switch_and_aborted_goes_back_with_one_release_serving() {
+    for fp in switch_boundaries() {
+        let env = proxied(2, 0);
+        deploy_ok(&env, "v1");
+        crash_deploy(&env, &fp);
+        env.run(&["resume", "production", "--abort"]).expect(0);
+        assert_eq!(env.state_of(2), "failed", "{fp}");
+        assert_eq!(env.serving().as_deref(), Some("v1"), "{fp}");
+        assert_one_serving(&env, 1);
+    }
+}

@@ -272,7 +272,10 @@ impl Proxy {
         let backend = format!("{}:{}", self.host, inst.port);
         self.wait_listening(release, &inst, &backend)?;
         let old = self.route_now()?;
-        let mut detail = if old.release == Some(release) && old.port == Some(inst.port) {
+        // What the proxy does, not what the file says: lastgood may have been killed
+        // between writing the file and telling the proxy.
+        let live = self.ask("status")?;
+        let mut detail = if live.backend.as_deref() == Some(backend.as_str()) && old.port == Some(inst.port) {
             format!("new connections to {} already went to #{release} (port {})", self.settings.listen, inst.port)
         } else {
             let route = Route {
@@ -335,6 +338,19 @@ impl Proxy {
     /// connections are done or `drain` is over.
     pub fn retire(&self) -> Result<String, ProxyError> {
         let route = self.route_now()?;
+        // The proxy must route as the file says before anything it might still send
+        // connections to is stopped.
+        if let Ok(live) = self.ask("status") {
+            if live.backend != route.backend {
+                let applied = self.ask("route")?;
+                if applied.backend != route.backend {
+                    return Err(ProxyError::NotApplied {
+                        release: route.release.unwrap_or(0),
+                        why: applied.error.unwrap_or_else(|| "it routes elsewhere".into()),
+                    });
+                }
+            }
+        }
         let old: Vec<Instance> =
             instances::alive(&self.state).into_iter().filter(|i| Some(i.port) != route.port).collect();
         let legacy = Supervisor::new(&self.state);
