@@ -228,3 +228,71 @@ fn lastgood_killed_mid_switch_and_aborted_goes_back_with_one_release_serving() {
         assert_one_serving(&env, 1);
     }
 }
+
+#[test]
+fn port_placeholders_without_a_proxy_and_a_proxy_without_run_are_config_errors() {
+    let env = proxied(1, 0);
+    // `{port}` in the checks, no proxy.
+    env.configure(&Config::new().run(["./app", "--port", "{port}"]));
+    let out = env.test().args(["status", "production"]).status(2).run();
+    assert!(
+        out.stderr.contains("`{port}` is the port lastgood gives each release's process behind its proxy"),
+        "{}",
+        out.stderr
+    );
+    env.configure(&Config::new().restart(["true"]).proxy());
+    let out = env.test().args(["status", "production"]).status(2).run();
+    assert!(
+        out.stderr.contains("proxy: the zero-downtime switch fronts a process lastgood runs itself"),
+        "{}",
+        out.stderr
+    );
+    env.configure(&Config::new().proxy().proxy_key("ports", "9-3"));
+    let out = env.test().args(["status", "production"]).status(2).run();
+    assert!(out.stderr.contains("proxy.ports: `9-3` is not a range of ports"), "{}", out.stderr);
+}
+
+#[test]
+fn a_listen_address_taken_by_someone_else_fails_the_deploy_before_anything_starts() {
+    let env = proxied(1, 0);
+    let _squatter = std::net::TcpListener::bind(addr(&env)).unwrap();
+    let out = env.test().args(["deploy", "production", "v1", "--reason", "t"]).status(1).run();
+    assert!(out.stdout.contains("the proxy cannot start on 127.0.0.1:"), "{}", out.stdout);
+    assert!(out.stdout.contains("Address already in use"), "{}", out.stdout);
+    assert!(out.stdout.contains("stop it or change [proxy] listen"), "{}", out.stdout);
+    assert!(env.supervised_pids().is_empty(), "{:?}", env.supervised_pids());
+}
+
+#[test]
+fn no_free_port_and_a_release_that_never_listens_leave_the_old_release_serving() {
+    let mut env = proxied(1, 0);
+    // Only one port for releases, and someone else holds it.
+    let squatter = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = squatter.local_addr().unwrap().port();
+    env.configure(&config(0).proxy_key("ports", format!("{port}-{port}")));
+    drop(squatter);
+    deploy_ok(&env, "v1");
+    env.commit_version("v2", &[]);
+    let squatter = std::net::TcpListener::bind(("0.0.0.0", port + 1)).unwrap();
+    env.configure(&config(0).proxy_key("ports", format!("{}-{}", port + 1, port + 1)));
+    let t = under_load(&env, || {
+        let out = env.test().args(["deploy", "production", "v2", "--reason", "t"]).status(1).run();
+        assert!(out.stdout.contains(&format!("no free port for release #2 in {0}-{0}", port + 1)), "{}", out.stdout);
+        assert!(out.stdout.contains("widen [proxy] ports"), "{}", out.stdout);
+    });
+    drop(squatter);
+    assert_no_failure(&t, "no free port");
+    assert_one_serving(&env, 1);
+
+    // A release whose `run` never listens on its port: its checks fail, it is never
+    // routed, and the old release keeps serving.
+    env.commit_version("v3", &[]);
+    env.configure(&Config::new().proxy().run(["sleep", "60"]).checks(vec![Check::health().key("retries", 5)]));
+    let t = under_load(&env, || {
+        let out = env.test().args(["deploy", "production", "v3", "--reason", "t"]).status(1).run();
+        assert!(out.stdout.contains("connection refused"), "{}", out.stdout);
+    });
+    assert_no_failure(&t, "never listens");
+    assert_eq!(t.bodies.keys().collect::<Vec<_>>(), ["v1"], "{:?}", t.bodies);
+    assert_one_serving(&env, 1);
+}

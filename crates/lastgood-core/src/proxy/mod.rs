@@ -45,7 +45,7 @@ use crate::supervise::{SuperviseError, Supervisor};
 const PROXY_START: Duration = Duration::from_secs(5);
 /// How long a release's process may take to accept connections on its port before
 /// the proxy is switched to it (its checks usually waited already).
-const LISTEN_WAIT: Duration = Duration::from_secs(20);
+const LISTEN_WAIT: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(20);
 /// How long a process given a port is watched for dying at once.
 const SETTLE: Duration = Duration::from_millis(50);
