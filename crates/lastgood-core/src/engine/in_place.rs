@@ -55,7 +55,7 @@ enum Live {
     /// Where lastgood.toml names them.
     Named,
     /// In `<deploy_to>/shared/` here.
-    Shared(Site),
+    Shared(Box<Site>),
     /// In `<deploy_to>/shared/` on each host, as the hosts that answered hold them.
     Hosts(Vec<BTreeMap<String, Option<Vec<u8>>>>),
 }
@@ -65,7 +65,7 @@ impl Live {
         if !env.config_files_shared() {
             return Self::Named;
         }
-        let Some(fleet) = fleet else { return Self::Shared(Site::local(env)) };
+        let Some(fleet) = fleet else { return Self::Shared(Box::new(Site::local(env))) };
         Self::Hosts(
             env.hosts
                 .iter()
