@@ -296,3 +296,58 @@ fn no_free_port_and_a_release_that_never_listens_leave_the_old_release_serving()
     assert_eq!(t.bodies.keys().collect::<Vec<_>>(), ["v1"], "{:?}", t.bodies);
     assert_one_serving(&env, 1);
 }
+
+#[test]
+fn each_host_of_a_fleet_has_its_own_proxy_and_switches_without_failing_a_request() {
+    let fleet = lastgood_testkit::fleet::Fleet::start(2);
+    let mut env = TestEnv::new(BIN);
+    env.commit_version("v1", &[]);
+    env.commit_version("v2", &[]);
+    let hosts: Vec<String> = fleet.urls().iter().map(|u| format!("\"{u}\"")).collect();
+    let app = lastgood_testkit::sample_app(&env.bin);
+    env.write(
+        "lastgood.toml",
+        &format!(
+            r#"[environments.production]
+hosts = [{hosts}]
+ssh_config = "{cfg}"
+source = "repo"
+deploy_to = "{deploy_to}"
+run = ["{app}", "--listen", ":{{port}}", "--warmup", "300"]
+stop_timeout = "2s"
+
+[environments.production.proxy]
+listen = "{{host}}:{port}"
+drain = "5s"
+
+[[environments.production.checks]]
+http = "http://{{host}}:{{port}}/health"
+expect_body = "{{version}}"
+interval = "50ms"
+retries = 100
+"#,
+            hosts = hosts.join(", "),
+            cfg = fleet.ssh_config().display(),
+            deploy_to = fleet.deploy_to().display(),
+            app = app.display(),
+            port = env.port,
+        ),
+    );
+    deploy_ok(&env, "v1");
+    let front: SocketAddr = format!("{}:{}", fleet.hosts()[1].addr, env.port).parse().unwrap();
+    let load = Load::start(front, "/version", THREADS, LIMIT);
+    assert!(load.wait_for(AROUND, Duration::from_secs(30)));
+    deploy_ok(&env, "v2");
+    assert!(load.wait_for(AROUND, Duration::from_secs(30)));
+    let t = load.stop();
+    assert_no_failure(&t, "fleet deploy");
+    assert!(t.bodies.contains_key("v1") && t.bodies.contains_key("v2"), "{:?}", t.bodies);
+    let st = env.status();
+    for h in st["hosts"].as_array().unwrap() {
+        assert_eq!(h["proxy"]["release"], json!(2), "{st}");
+        assert_eq!(h["proxy"]["running"], json!(true), "{st}");
+        assert_eq!(h["proxy"]["instances"].as_array().map(Vec::len), Some(1), "{st}");
+        assert_eq!(h["app"], json!(2), "{st}");
+    }
+    env.test().args(["verify", "production"]).run();
+}

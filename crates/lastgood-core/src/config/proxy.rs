@@ -40,12 +40,13 @@ pub(super) fn check_proxy(raw: &RawEnv, runtime: &Runtime, start: &Start) -> Res
             "proxy.listen: missing; the address the proxy listens on, like \"127.0.0.1:8080\"".into(),
         ));
     };
-    if listen.get_ref().parse::<SocketAddr>().is_err() {
+    // `{host}`: each host's own address (a fleet's hosts each have their proxy).
+    if listen.get_ref().replace("{host}", "127.0.0.1").parse::<SocketAddr>().is_err() {
         return Err((
             Some(listen.span()),
             format!(
-                "proxy.listen: `{}` is not an address; write an IP address and a port, like \"127.0.0.1:8080\" or \
-                 \"0.0.0.0:80\"",
+                "proxy.listen: `{}` is not an address; write an IP address and a port, like \"127.0.0.1:8080\", \
+                 \"0.0.0.0:80\" or \"{{host}}:8080\" (each host's own address)",
                 listen.get_ref().escape_debug()
             ),
         ));

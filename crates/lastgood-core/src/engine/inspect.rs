@@ -168,7 +168,7 @@ impl Engine {
             if let Some(p) = &env.proxy {
                 let through = crate::journal::check_release(&env, &r, host, cwd, p.listen_port());
                 outcomes.extend(through.into_iter().map(|mut o| {
-                    o.check = format!("{} (through the proxy on {})", o.check, p.listen);
+                    o.check = format!("{} (through the proxy on {})", o.check, p.at(host).listen);
                     o
                 }));
             }

@@ -11,7 +11,8 @@ pub const DEFAULT_DRAIN_MS: u64 = 30_000;
 /// The zero-downtime switch of one environment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProxySettings {
-    /// The public address the proxy listens on (`host:port`, as written).
+    /// The public address the proxy listens on (`host:port`, as written; `{host}`
+    /// stands for the address of the host it runs on).
     pub listen: String,
     /// Milliseconds open connections to the old release get before it is stopped.
     pub drain_ms: u64,
@@ -22,6 +23,11 @@ pub struct ProxySettings {
 }
 
 impl ProxySettings {
+    /// The settings as they apply on a host reached at `host`.
+    pub fn at(&self, host: &str) -> Self {
+        Self { listen: self.listen.replace("{host}", host), ..self.clone() }
+    }
+
     /// The port part of `listen`, for the checks `verify` runs through the proxy.
     pub fn listen_port(&self) -> Option<u16> {
         self.listen.rsplit_once(':').and_then(|(_, p)| p.parse().ok())

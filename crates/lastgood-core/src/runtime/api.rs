@@ -88,7 +88,7 @@ impl Site {
         self.proxy.as_ref().map(|settings| Proxy {
             state: self.state_dir(),
             host: self.host.clone(),
-            settings: settings.clone(),
+            settings: settings.at(&self.host),
             stop_grace: std::time::Duration::from_millis(self.stop_timeout_ms),
         })
     }
