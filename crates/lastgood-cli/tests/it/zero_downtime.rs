@@ -351,3 +351,22 @@ retries = 100
     }
     env.test().args(["verify", "production"]).run();
 }
+
+#[test]
+fn when_drain_ends_the_old_release_gets_sigterm_and_finishes_its_requests() {
+    let env = proxied(2, 0);
+    env.configure(&config(0).proxy_key("drain", "100ms"));
+    deploy_ok(&env, "v1");
+    let slow = std::thread::spawn({
+        let addr = addr(&env);
+        move || lastgood_testkit::load::request(addr, "/slow?ms=1500")
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let out = env.test().args(["deploy", "production", "v2", "--reason", "t"]).run();
+    assert!(out.stderr.contains("1 connection(s) still open when drain ended"), "{}", out.stderr);
+    // Stopped with SIGTERM, the app finished the request before it exited.
+    assert_eq!(slow.join().unwrap().as_deref(), Ok("v1"));
+    let log = std::fs::read_to_string(env.deploy_to().join(".lastgood/app.log")).unwrap();
+    assert!(log.contains("sample-app v1: stopped on SIGTERM"), "{log}");
+    assert_one_serving(&env, 2);
+}

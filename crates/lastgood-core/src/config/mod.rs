@@ -524,6 +524,30 @@ mod tests {
     }
 
     #[test]
+    fn the_proxy_section_and_port_placeholders() {
+        let env = |extra: &str| {
+            parse(&format!("[environments.prod]\ndeploy_to = \"d\"\nrun = [\"./app\", \"{{port}}\"]\n{extra}"))
+        };
+        let c = env("[environments.prod.proxy]\nlisten = \"{host}:8080\"\nports = \"20000-20009\"\n").unwrap();
+        let p = c.environment("prod").unwrap().proxy.clone().unwrap();
+        assert_eq!((p.drain_ms, p.ports), (30_000, Some((20000, 20009))));
+        assert_eq!(p.at("10.0.0.5").listen, "10.0.0.5:8080");
+        let err = env("").unwrap_err().to_string();
+        assert!(err.contains(":3:7: environments.prod.run: `{port}` is the port lastgood gives"), "{err}");
+        assert_eq!(env("").unwrap_err().exit_code(), 2);
+        let err = env("[environments.prod.proxy]\nlisten = \"localhost\"\n").unwrap_err().to_string();
+        assert!(err.contains("proxy.listen: `localhost` is not an address"), "{err}");
+        let err =
+            env("[environments.prod.proxy]\nlisten = \"127.0.0.1:1\"\ndrain = \"soon\"\n").unwrap_err().to_string();
+        assert!(err.contains("proxy.drain: `soon` is not a duration"), "{err}");
+        let err =
+            env("[environments.prod.proxy]\nlisten = \"127.0.0.1:1\"\nports = \"0-5\"\n").unwrap_err().to_string();
+        assert!(err.contains("proxy.ports: `0-5` is not a range of ports"), "{err}");
+        let err = env("[environments.prod.proxy]\ndrain = \"1s\"\n").unwrap_err().to_string();
+        assert!(err.contains("proxy.listen: missing"), "{err}");
+    }
+
+    #[test]
     fn ledger_urls_and_durations_keep_their_messages() {
         let err = parse("[ledger]\nurl = \"sqlite://\"\n").unwrap_err().to_string();
         assert!(err.ends_with("ledger.url: `sqlite://` needs a path, like sqlite://.lastgood/ledger.db"), "{err}");

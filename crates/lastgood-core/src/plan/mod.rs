@@ -615,6 +615,28 @@ mod tests {
         }
     }
 
+    proptest! {
+        /// Behind a proxy, traffic moves only to a release that was started and
+        /// checked, and the old release's process stops only after the route moved.
+        #[test]
+        fn behind_a_proxy_route_follows_the_checks_and_retire_follows_the_route(shape in shapes(), cur in proptest::option::of(1u64..50), t in 1u64..50, scope in scopes(), db in schemas()) {
+            let shape = Shape { proxy: shape.start && shape.artifacts, ..shape };
+            for steps in [rollback(shape, cur.map(ReleaseId), ReleaseId(t), scope, db), deploy(shape, ReleaseId(t), Some(commit())), undo(shape, cur.map(ReleaseId))] {
+                let (route, retire) = (pos(&steps, "route"), pos(&steps, "retire"));
+                prop_assert_eq!(route.is_some(), retire.is_some(), "{:?}", steps);
+                if let Some(r) = route {
+                    prop_assert!(shape.proxy);
+                    prop_assert_eq!(retire, Some(r + 1));
+                    let restart = pos(&steps, "restart").unwrap();
+                    prop_assert!(restart < r, "{:?}", steps);
+                    if let Some(v) = steps.iter().rposition(|s| s.name() == "verify") { prop_assert!(v < r, "{:?}", steps); }
+                    prop_assert_eq!(steps[r].release(), steps[restart].release());
+                }
+                if shape.proxy && pos(&steps, "restart").is_some() { prop_assert!(route.is_some(), "{:?}", steps); }
+            }
+        }
+    }
+
     #[test]
     fn rolling_back_to_current_with_code_scope_does_nothing_to_code() {
         let shape = Shape {

@@ -235,6 +235,9 @@ impl Runtime for Releases<'_> {
             Step::Export { release, commit } => format!("export {} into releases/{}", commit.short(), release.0),
             Step::Build { release } => format!("build in releases/{}", release.0),
             Step::Switch { release } => format!("point current at releases/{}", release.0),
+            Step::Restart { release, .. } if self.site.proxy.is_some() => {
+                format!("start releases/{} beside the one serving, on a port of its own ({{port}})", release.0)
+            }
             Step::Unlink => "remove current".into(),
             Step::Cleanup => "remove release directories retention no longer keeps".into(),
             other => generic(other, facts),
