@@ -370,3 +370,19 @@ fn when_drain_ends_the_old_release_gets_sigterm_and_finishes_its_requests() {
     assert!(log.contains("sample-app v1: stopped on SIGTERM"), "{log}");
     assert_one_serving(&env, 2);
 }
+
+#[test]
+fn an_environment_moved_behind_the_proxy_hands_its_address_over_at_the_switch() {
+    let mut env = TestEnv::new(BIN);
+    env.commit_version("v1", &[]);
+    env.commit_version("v2", &[]);
+    // v1 runs without a proxy, on the address the proxy will take.
+    env.configure(&Config::new());
+    deploy_ok(&env, "v1");
+    assert_eq!(env.serving().as_deref(), Some("v1"));
+    env.configure(&config(300));
+    let out = env.test().args(["deploy", "production", "v2", "--reason", "t"]).run();
+    assert!(out.stderr.contains("started before the environment had a proxy"), "{}", out.stderr);
+    assert_one_serving(&env, 2);
+    assert!(!env.deploy_to().join(".lastgood/app.pid").exists());
+}

@@ -148,6 +148,31 @@ impl Proxy {
 
     /// Starts the proxy unless it runs (on the configured address); says what it did.
     pub fn ensure(&self) -> Result<String, ProxyError> {
+        match self.ensure_once() {
+            // The app lastgood started before the environment had a proxy may hold the
+            // address (it served there): once a release runs beside it, it goes, and
+            // the proxy takes its place (the one moment without a listener).
+            Err(ProxyError::CannotListen { listen, why }) => {
+                let legacy = Supervisor::new(&self.state);
+                let Some(old) = legacy.stop(self.stop_grace)? else {
+                    return Err(ProxyError::CannotListen { listen, why });
+                };
+                let started = self.ensure_once()?;
+                Ok(format!(
+                    "stopped pid {} (#{}, started before the environment had a proxy), which held {listen}; {started}",
+                    old.pid, old.release
+                ))
+            }
+            other => other,
+        }
+    }
+
+    /// Whether the app lastgood started without a proxy still runs here.
+    fn legacy_runs(&self) -> bool {
+        Supervisor::new(&self.state).running().ok().flatten().is_some()
+    }
+
+    fn ensure_once(&self) -> Result<String, ProxyError> {
         let sup = self.supervisor();
         let recorded = std::fs::read(sup.pid_file()).ok();
         let mut found_down = false;
@@ -222,7 +247,9 @@ impl Proxy {
         vars: &[(String, String)],
         reuse: Reuse,
     ) -> Result<String, ProxyError> {
-        let started_proxy = self.ensure()?;
+        // Beside an app started before the proxy existed, the proxy starts when traffic
+        // moves (it may need that app's address), not before the release is checked.
+        let started_proxy = if self.legacy_runs() { String::new() } else { self.ensure()? };
         let route = self.route_now()?;
         let staged = state::read_staged(&self.state);
         let reusable = instances::of_release(&self.state, release).filter(|i| match reuse {
