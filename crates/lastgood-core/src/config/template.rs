@@ -32,6 +32,13 @@ keep_releases = 5               # good releases whose directories are never clea
 # stop_timeout = "10s"          # SIGTERM, then SIGKILL after this long
 # major_guard = false           # allow lowering the major version without --allow-major
 
+# Zero-downtime switch for `run` (docs/zero-downtime.md): lastgood's proxy listens here,
+# each release runs beside the last on its own port ({{port}} in `run` and in checks),
+# is checked there, then gets the new connections; the old one drains, then stops.
+# [environments.production.proxy]
+# listen = "0.0.0.0:8080"
+# drain = "30s"
+
 # The app's database: migrations travel with releases (docs/database.md).
 # [environments.production.database]
 # url_env = "DATABASE_URL"        # or url = "postgres://app@127.0.0.1/app" / "sqlite://app.db"
