@@ -108,7 +108,9 @@ impl Engine {
             }),
             None => None,
         };
-        let proxy = if env.hosts.is_empty() { site.proxy().map(|p| p.observe()) } else { None };
+        // A proxy never started (nothing deployed yet) is not shown as down.
+        let started = |p: &crate::proxy::Proxy| crate::proxy::state::route_file(&p.state).exists();
+        let proxy = if env.hosts.is_empty() { site.proxy().filter(started).map(|p| p.observe()) } else { None };
         let app = match site.proxy() {
             // Behind the proxy, the app is the process it routes to.
             Some(p) => proxy.as_ref().and_then(|o| {

@@ -261,3 +261,88 @@ fn pipe(mut from: TcpStream, mut to: TcpStream) {
     let _ = from.shutdown(Shutdown::Both);
     let _ = to.shutdown(Shutdown::Both);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A backend that prefixes every byte stream it echoes with its name, and closes
+    /// its side when the client closes its own: any protocol over TCP.
+    fn echo(name: &'static str) -> u16 {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        thread::spawn(move || {
+            for c in l.incoming().flatten() {
+                thread::spawn(move || {
+                    let mut c = c;
+                    let _ = c.write_all(name.as_bytes());
+                    let mut r = c.try_clone().unwrap();
+                    let _ = std::io::copy(&mut r, &mut c);
+                    let _ = c.shutdown(Shutdown::Write);
+                });
+            }
+        });
+        port
+    }
+
+    fn ask(state: &Path, command: &str) -> Status {
+        let mut c = UnixStream::connect(state::control_socket(state)).unwrap();
+        writeln!(c, "{command}").unwrap();
+        let mut line = String::new();
+        BufReader::new(c).read_line(&mut line).unwrap();
+        serde_json::from_str(&line).unwrap()
+    }
+
+    #[test]
+    fn bytes_go_both_ways_half_closes_pass_and_a_new_route_takes_only_new_connections() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().to_owned();
+        let (a, b) = (echo("A:"), echo("B:"));
+        let listen = {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().to_string()
+        };
+        let route = |release: u64, port: u16| state::Route {
+            listen: listen.clone(),
+            release: Some(release),
+            backend: Some(format!("127.0.0.1:{port}")),
+            port: Some(port),
+        };
+        state::write_route(&state, &route(1, a)).unwrap();
+        let s = state.clone();
+        thread::spawn(move || serve(&s));
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while UnixStream::connect(state::control_socket(&state)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "the proxy did not start");
+            thread::sleep(Duration::from_millis(10));
+        }
+
+        // A long-lived connection on A, still open across the switch.
+        let mut old = TcpStream::connect(&listen).unwrap();
+        old.write_all(b"one ").unwrap();
+        state::write_route(&state, &route(2, b)).unwrap();
+        let applied = ask(&state, "route");
+        assert_eq!((applied.release, applied.error.as_deref()), (Some(2), None));
+        assert_eq!(applied.connections.get(&format!("127.0.0.1:{a}")), Some(&1), "{applied:?}");
+
+        let mut new = TcpStream::connect(&listen).unwrap();
+        new.write_all(b"x").unwrap();
+        new.shutdown(Shutdown::Write).unwrap();
+        let mut got = String::new();
+        new.read_to_string(&mut got).unwrap();
+        assert_eq!(got, "B:x", "a new connection goes to the new route, and its half-close passes");
+
+        old.write_all(b"two").unwrap();
+        old.shutdown(Shutdown::Write).unwrap();
+        let mut got = String::new();
+        old.read_to_string(&mut got).unwrap();
+        assert_eq!(got, "A:one two", "an open connection stays with its release");
+        // Both connections ended: none is counted any more.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !ask(&state, "status").connections.is_empty() {
+            assert!(std::time::Instant::now() < deadline, "{:?}", ask(&state, "status"));
+            thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(ask(&state, "nonsense").error.as_deref(), Some("unknown command \"nonsense\""));
+    }
+}
