@@ -214,6 +214,8 @@ impl Proxy {
                 Ok(_) => break,
                 Err(e) => {
                     if sup.running()?.is_none() {
+                        // It never served: no pid file names it, and no outage is recorded.
+                        sup.stop(self.stop_grace)?;
                         let log = std::fs::read_to_string(sup.log_file()).unwrap_or_default();
                         return Err(ProxyError::CannotListen { listen: route.listen, why: last_line(&log) });
                     }
