@@ -56,7 +56,6 @@ stop_timeout = "5s"
 
 [[environments.production.checks]]
 http = "http://127.0.0.1:$check_port/health"
-expect_body = "{version}"
 interval = "50ms"
 timeout = "1s"
 retries = 60
@@ -64,7 +63,7 @@ TOML
     if [[ $proxy == 1 ]]; then
         printf '\n[environments.production.proxy]\nlisten = "127.0.0.1:%s"\ndrain = "5s"\n' "$port" >> "$dir/lastgood.toml"
     fi
-    (cd "$dir" && "$LASTGOOD" --config lastgood.toml -q deploy production v1 --reason bench >/dev/null)
+    (cd "$dir" && "$LASTGOOD" --config lastgood.toml -q deploy production v1 --reason bench >/dev/null) || { echo "setup of $1 failed" >&2; exit 1; }
 }
 DIRECT_PORT="$(free_port)"
 PROXY_PORT="$(free_port)"

@@ -5,8 +5,8 @@
 //! connection to the routed release, and bytes are copied both ways as they come
 //! (through a 16 KiB buffer per direction, never a whole request), so HTTP, WebSocket
 //! and anything else over TCP pass through alike. One thread per direction of a
-//! connection keeps it simple and its latency low; a connection costs two threads and
-//! two small buffers. Half-closes are passed on (a client that shuts its sending side
+//! connection keeps it simple and its latency low (threads are reused, see
+//! [`Workers`]); an open connection costs two threads and two small buffers. Half-closes are passed on (a client that shuts its sending side
 //! down still reads the reply).
 //!
 //! The route is read from `route.json` when the proxy starts and when lastgood says so
@@ -177,6 +177,7 @@ pub fn serve(state: &Path) -> i32 {
             }
         });
     }
+    let workers = Workers::new();
     for conn in listener.incoming() {
         match conn {
             Ok(client) => {
@@ -188,7 +189,7 @@ pub fn serve(state: &Path) -> i32 {
                 let counter = shared.counter(&backend.name);
                 counter.fetch_add(1, Ordering::SeqCst);
                 let open = Open(counter);
-                thread::spawn(move || join(client, &backend, open));
+                workers.run(Box::new(move |workers: &Workers| join(client, &backend, open, workers)));
             }
             // Out of file descriptors and the like: wait a little rather than spin.
             Err(e) => {
@@ -222,8 +223,72 @@ fn control_one(shared: &Shared, conn: UnixStream) {
     }
 }
 
+/// A job of the proxy's threads: one direction of one connection, or joining one.
+type Job = Box<dyn FnOnce(&Workers) + Send>;
+
+/// The threads that copy bytes, kept for reuse: a connection needs two blocking copies
+/// at once, and starting two threads for each short connection costs more than the
+/// copying. A job waits for no one: with no idle thread, a new one starts. A thread
+/// idle for a minute ends.
+#[derive(Clone)]
+struct Workers {
+    shared: Arc<(Mutex<WorkQueue>, std::sync::Condvar)>,
+}
+
+#[derive(Default)]
+struct WorkQueue {
+    jobs: std::collections::VecDeque<Job>,
+    idle: usize,
+}
+
+const IDLE_EXIT: Duration = Duration::from_secs(60);
+const STACK: usize = 256 * 1024;
+
+impl Workers {
+    fn new() -> Self {
+        Self { shared: Arc::new((Mutex::new(WorkQueue::default()), std::sync::Condvar::new())) }
+    }
+
+    fn run(&self, job: Job) {
+        let (lock, wake) = &*self.shared;
+        let mut q = lock.lock().unwrap_or_else(|e| e.into_inner());
+        q.jobs.push_back(job);
+        if q.idle >= q.jobs.len() {
+            wake.notify_one();
+            return;
+        }
+        drop(q);
+        let me = self.clone();
+        let spawned = thread::Builder::new().stack_size(STACK).spawn(move || me.work());
+        if let Err(e) = spawned {
+            // Out of threads: the job waits in the queue for one to be free.
+            eprintln!("proxy: cannot start a thread: {e}");
+        }
+    }
+
+    fn work(&self) {
+        let (lock, wake) = &*self.shared;
+        let mut q = lock.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(job) = q.jobs.pop_front() {
+                drop(q);
+                job(self);
+                q = lock.lock().unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            q.idle += 1;
+            let (next, timeout) = wake.wait_timeout(q, IDLE_EXIT).unwrap_or_else(|e| e.into_inner());
+            q = next;
+            q.idle -= 1;
+            if timeout.timed_out() && q.jobs.is_empty() {
+                return;
+            }
+        }
+    }
+}
+
 /// Joins a client to the backend and copies both ways until both sides are done.
-fn join(client: TcpStream, backend: &Backend, _open: Open) {
+fn join(client: TcpStream, backend: &Backend, _open: Open, workers: &Workers) {
     let server = match TcpStream::connect_timeout(&backend.addr, CONNECT_TIMEOUT) {
         Ok(s) => s,
         Err(e) => {
@@ -234,9 +299,14 @@ fn join(client: TcpStream, backend: &Backend, _open: Open) {
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
     let (Ok(client2), Ok(server2)) = (client.try_clone(), server.try_clone()) else { return };
-    let upstream = thread::spawn(move || pipe(client2, server2));
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    workers.run(Box::new(move |_: &Workers| {
+        pipe(client2, server2);
+        let _ = done_tx.send(());
+    }));
     pipe(server, client);
-    let _ = upstream.join();
+    // The connection counts as open until both directions are done.
+    let _ = done_rx.recv();
 }
 
 /// Copies `from` to `to` until `from` ends, then passes the end on (a half-close); on
