@@ -5,7 +5,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
 if [[ -z "${LASTGOOD:-}" ]]; then
-    (cd "$ROOT" && cargo build --release -q -p lastgood-cli) >&2
+    (cd "$ROOT" && cargo build --release -q -p lastgood-cli -p lastgood-sample-app) >&2
     export LASTGOOD="$ROOT/target/release/lastgood"
 fi
 echo "## lastgood benchmarks — $(date -u +%Y-%m-%dT%H:%MZ), nproc=$(nproc), kernel $(uname -r), $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
@@ -16,6 +16,8 @@ echo
 bash "$HERE/ledger.sh" || status=$?
 echo
 bash "$HERE/gitops.sh" || status=$?
+echo
+bash "$HERE/zero-downtime.sh" || status=$?   # needs lastgood-sample-app and lastgood-load beside $LASTGOOD
 if command -v strace >/dev/null && [[ -z "${NO_FSYNC:-}" ]]; then
     echo
     bash "$HERE/fsync-sensitivity.sh" || status=$?
