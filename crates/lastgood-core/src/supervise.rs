@@ -47,6 +47,9 @@ pub struct Supervisor {
     state_dir: PathBuf,
     pid_file: PathBuf,
     log_file: PathBuf,
+    /// Start the process with only the variables given, not lastgood's own
+    /// environment (the proxy needs none, and secrets in it must not linger there).
+    clean_env: bool,
 }
 
 /// The process a pid file names: the contents of `app.pid`.
@@ -101,6 +104,7 @@ impl Supervisor {
             state_dir: state_dir.to_owned(),
             pid_file: state_dir.join("app.pid"),
             log_file: state_dir.join("app.log"),
+            clean_env: false,
         }
     }
 
@@ -109,7 +113,13 @@ impl Supervisor {
     /// directory.
     pub fn at(pid_file: PathBuf, log_file: PathBuf) -> Self {
         let state_dir = pid_file.parent().map(Path::to_path_buf).unwrap_or_default();
-        Supervisor { state_dir, pid_file, log_file }
+        Supervisor { state_dir, pid_file, log_file, clean_env: false }
+    }
+
+    /// The process gets only the variables `start` is given.
+    pub fn clean_env(mut self) -> Self {
+        self.clean_env = true;
+        self
     }
 
     pub fn pid_file(&self) -> &Path {
@@ -175,6 +185,9 @@ impl Supervisor {
         let log_for_stderr = log.try_clone().map_err(io_at(&self.log_file))?;
 
         let mut command = Command::new(resolve_program(program, cwd));
+        if self.clean_env {
+            command.env_clear();
+        }
         command
             .args(args)
             .current_dir(cwd)

@@ -386,3 +386,27 @@ fn an_environment_moved_behind_the_proxy_hands_its_address_over_at_the_switch() 
     assert_one_serving(&env, 2);
     assert!(!env.deploy_to().join(".lastgood/app.pid").exists());
 }
+
+#[test]
+fn a_restart_killed_after_its_new_process_started_ends_with_one_process_either_way() {
+    for abort in [false, true] {
+        let env = proxied(1, 0);
+        deploy_ok(&env, "v1");
+        let before = env.status()["app"]["pid"].clone();
+        let out = env.run_crashing("done:restart", &["restart", "production", "--reason", "t"]);
+        assert_eq!(out.signal, Some(9), "{out:?}");
+        assert_eq!(env.serving().as_deref(), Some("v1"), "the old process still serves");
+        let state = env.deploy_to().join(".lastgood");
+        let staged: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(state.join("proxy/staged.json")).unwrap()).unwrap();
+        let pid_file = state.join(format!("instances/{}.pid", staged["port"]));
+        let started: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(pid_file).unwrap()).unwrap();
+        let args: &[&str] = if abort { &["resume", "production", "--abort"] } else { &["resume", "production"] };
+        env.run(args).expect(0);
+        assert_one_serving(&env, 1);
+        // The process the interrupted restart started was taken, not a third one.
+        let now = env.status()["app"]["pid"].clone();
+        assert_eq!(now, started["pid"], "abort={abort}");
+        assert_ne!(now, before, "abort={abort}");
+    }
+}

@@ -123,7 +123,7 @@ pub struct Observed {
 impl Proxy {
     fn supervisor(&self) -> Supervisor {
         let dir = state::dir(&self.state);
-        Supervisor::at(dir.join("proxy.pid"), dir.join("proxy.log"))
+        Supervisor::at(dir.join("proxy.pid"), dir.join("proxy.log")).clean_env()
     }
 
     fn route_now(&self) -> Result<Route, ProxyError> {
