@@ -65,11 +65,6 @@ TOML
     fi
     (cd "$dir" && "$LASTGOOD" --config lastgood.toml -q deploy production v1 --reason bench >/dev/null) || { echo "setup of $1 failed" >&2; exit 1; }
 }
-DIRECT_PORT="$(free_port)"
-PROXY_PORT="$(free_port)"
-setup direct "$DIRECT_PORT" 0
-setup proxied "$PROXY_PORT" 1
-
 stop_all() {
     for d in "$WORK/direct" "$WORK/proxied"; do
         for f in "$d"/srv/.lastgood/app.pid "$d"/srv/.lastgood/instances/*.pid "$d"/srv/.lastgood/proxy/proxy.pid; do
@@ -80,6 +75,10 @@ stop_all() {
     done
 }
 trap 'stop_all; [[ -n "${KEEP:-}" ]] || rm -rf "$WORK"' EXIT
+DIRECT_PORT="$(free_port)"
+PROXY_PORT="$(free_port)"
+setup direct "$DIRECT_PORT" 0
+setup proxied "$PROXY_PORT" 1
 
 echo "lastgood: $LASTGOOD ($("$LASTGOOD" --version))" >&2
 echo "machine: nproc=$(nproc) kernel=$(uname -r) load=$(cut -d' ' -f1-3 /proc/loadavg) date=$(date -u +%Y-%m-%dT%H:%MZ)" >&2
