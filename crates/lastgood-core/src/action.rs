@@ -113,6 +113,8 @@ pub fn perform(site: &Site, action: &Action, payload: &mut dyn Read) -> Result<S
         }
         Action::Deactivate => Ok(rt.deactivate()?.unwrap_or_else(|| "nothing to remove here".into())),
         Action::Start { release, argv, vars } => {
+            // An environment whose [proxy] was removed: what it fronted goes first.
+            let torn = crate::proxy::teardown(&site.state_dir(), stop_timeout(site)).map_err(step)?;
             let sup = Supervisor::new(&site.state_dir());
             let stopped = sup.stop(stop_timeout(site))?;
             let started = sup
@@ -126,12 +128,13 @@ pub fn perform(site: &Site, action: &Action, payload: &mut dyn Read) -> Result<S
                     }
                     _ => Error::Supervise(e),
                 })?;
-            Ok(match stopped {
+            let detail = match stopped {
                 Some(old) => {
                     format!("stopped pid {} ({}), started pid {}", old.pid, ReleaseId(old.release), started.pid)
                 }
                 None => format!("started pid {}", started.pid),
-            })
+            };
+            Ok(if torn.is_empty() { detail } else { format!("{}; {detail}", torn.join("; ")) })
         }
         Action::StartBeside { release, argv, vars, fresh } => {
             let proxy = proxy_of(site)?;
@@ -166,10 +169,13 @@ pub fn perform(site: &Site, action: &Action, payload: &mut dyn Read) -> Result<S
         }
         Action::Stop => match site.proxy() {
             Some(proxy) => proxy.stop_all().map_err(step),
-            None => Ok(match Supervisor::new(&site.state_dir()).stop(stop_timeout(site))? {
-                Some(old) => format!("stopped pid {}", old.pid),
-                None => "nothing was running".into(),
-            }),
+            None => {
+                let mut lines = crate::proxy::teardown(&site.state_dir(), stop_timeout(site)).map_err(step)?;
+                if let Some(old) = Supervisor::new(&site.state_dir()).stop(stop_timeout(site))? {
+                    lines.push(format!("stopped pid {}", old.pid));
+                }
+                Ok(if lines.is_empty() { "nothing was running".into() } else { lines.join("; ") })
+            }
         },
         Action::Remove { releases } => {
             for id in releases {

@@ -410,3 +410,18 @@ fn a_restart_killed_after_its_new_process_started_ends_with_one_process_either_w
         assert_ne!(now, before, "abort={abort}");
     }
 }
+
+#[test]
+fn removing_the_proxy_from_the_config_stops_it_and_what_it_fronted() {
+    let env = proxied(2, 0);
+    deploy_ok(&env, "v1");
+    assert_eq!(env.supervised_pids().len(), 2);
+    // The app takes the public address itself again.
+    env.configure(&Config::new());
+    let out = env.test().args(["deploy", "production", "v2", "--reason", "t"]).run();
+    assert!(out.stderr.contains("the environment has no [proxy] any more"), "{}", out.stderr);
+    assert_eq!(env.serving().as_deref(), Some("v2"));
+    assert_eq!(env.supervised_pids().len(), 1, "only the app: {:?}", env.supervised_pids());
+    assert!(env.deploy_to().join(".lastgood/app.pid").exists());
+    assert_eq!(env.status()["proxy"], json!(null));
+}

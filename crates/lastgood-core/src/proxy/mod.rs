@@ -459,6 +459,26 @@ impl Proxy {
     }
 }
 
+/// Undoes the proxy of an environment whose `[proxy]` was removed: every release
+/// process it fronted and the proxy itself are stopped (the app without a proxy wants
+/// the address back), and the route forgotten. Says what it stopped; nothing when the
+/// environment never had a proxy here.
+pub fn teardown(state: &Path, grace: Duration) -> Result<Vec<String>, ProxyError> {
+    let mut stopped = Vec::new();
+    for inst in instances::alive(state) {
+        instances::supervisor(state, inst.port).stop(grace)?;
+        stopped.push(format!("stopped pid {} (#{}, port {})", inst.running.pid, inst.running.release, inst.port));
+    }
+    let dir = state::dir(state);
+    if let Some(p) = Supervisor::at(dir.join("proxy.pid"), dir.join("proxy.log")).stop(grace)? {
+        stopped.push(format!("stopped the proxy (pid {}): the environment has no [proxy] any more", p.pid));
+    }
+    for file in [state::route_file(state), state::staged_file(state)] {
+        let _ = std::fs::remove_file(file);
+    }
+    Ok(stopped)
+}
+
 /// Which running process of a release a start may take instead of starting one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reuse {
