@@ -425,3 +425,15 @@ fn removing_the_proxy_from_the_config_stops_it_and_what_it_fronted() {
     assert!(env.deploy_to().join(".lastgood/app.pid").exists());
     assert_eq!(env.status()["proxy"], json!(null));
 }
+
+#[test]
+fn the_plan_and_the_config_error_read_as_documented() {
+    let mut env = proxied(2, 0);
+    env.pin_context();
+    deploy_ok(&env, "v1");
+    let out = env.test().args(["deploy", "production", "v2", "--dry-run"]).run();
+    snapshot!("proxy_deploy_plan", env, out);
+    env.configure(&Config::new().check(Check::http("/health").key("expect_body", "{port}")));
+    let out = env.test().args(["deploy", "production", "v2"]).status(2).run();
+    snapshot!("port_without_proxy", env, out);
+}

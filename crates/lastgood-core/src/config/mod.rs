@@ -315,7 +315,7 @@ fn check_env(name: &EnvName, raw: RawEnv, dir: &Path) -> Result<Environment, Fai
         }
     }
     let proxy = proxy::check_proxy(&raw, &runtime, &start)?;
-    proxy::check_port_placeholder(&raw, proxy.is_some())?;
+    proxy::check_port_placeholder(&raw, proxy.is_some(), name)?;
     let mut checks = Vec::new();
     for c in raw.checks {
         checks.push(checks::check_check(c)?);

@@ -86,7 +86,7 @@ fn parse_ports(r: &Spanned<String>) -> Result<(u16, u16), Fail> {
 /// `{port}` outside an environment with a proxy names nothing: an error that says so,
 /// wherever it is written (`build`, `run`, `restart`, `stop`, the runtime's programs,
 /// checks).
-pub(super) fn check_port_placeholder(raw: &RawEnv, proxy: bool) -> Result<(), Fail> {
+pub(super) fn check_port_placeholder(raw: &RawEnv, proxy: bool, env: &crate::model::EnvName) -> Result<(), Fail> {
     if proxy {
         return Ok(());
     }
@@ -94,8 +94,8 @@ pub(super) fn check_port_placeholder(raw: &RawEnv, proxy: bool) -> Result<(), Fa
     let message = |key: &str| {
         format!(
             "{key}: `{{port}}` is the port lastgood gives each release's process behind its proxy, and this \
-             environment has no [proxy]; add `[environments.<env>.proxy] listen = \"127.0.0.1:8080\"`, or write the \
-             port itself"
+             environment has no [proxy]; add `[environments.{env}.proxy] listen = \"127.0.0.1:8080\"`, or write \
+             the port itself"
         )
     };
     for (key, v) in [("build", &raw.build), ("run", &raw.run), ("restart", &raw.restart), ("stop", &raw.stop)] {
