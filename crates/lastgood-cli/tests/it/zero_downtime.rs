@@ -357,9 +357,10 @@ fn when_drain_ends_the_old_release_gets_sigterm_and_finishes_its_requests() {
     let env = proxied(2, 0);
     env.configure(&config(0).proxy_key("drain", "100ms"));
     deploy_ok(&env, "v1");
+    // Long enough to outlast the deploy up to its retire step on a loaded machine.
     let slow = std::thread::spawn({
         let addr = addr(&env);
-        move || lastgood_testkit::load::request(addr, "/slow?ms=1500")
+        move || lastgood_testkit::load::request(addr, "/slow?ms=4000")
     });
     std::thread::sleep(Duration::from_millis(300));
     let out = env.test().args(["deploy", "production", "v2", "--reason", "t"]).run();
