@@ -355,7 +355,8 @@ retries = 100
 #[test]
 fn when_drain_ends_the_old_release_gets_sigterm_and_finishes_its_requests() {
     let env = proxied(2, 0);
-    env.configure(&config(0).proxy_key("drain", "100ms"));
+    // SIGTERM comes when drain ends; the app then has stop_timeout to finish.
+    env.configure(&config(0).proxy_key("drain", "100ms").key("stop_timeout", "10s"));
     deploy_ok(&env, "v1");
     // Long enough to outlast the deploy up to its retire step on a loaded machine.
     let slow = std::thread::spawn({
