@@ -35,6 +35,7 @@ pub mod secret;
 pub mod snapshots;
 pub mod ssh;
 pub mod supervise;
+pub mod toolcache;
 pub mod toolsite;
 pub mod verify;
 pub mod view;

@@ -41,6 +41,7 @@ impl Engine {
             });
         }
         let state = self.ledger.env_state(&env.name)?;
+        self.mark_state(&env, &state);
         let from = state.current.map(|c| self.must_release(&env.name, c)).transpose()?;
         // A schema left ahead of the code (by an automatic rollback that would have had
         // to destroy data) is what `--scope db` reverts by default: back to the current

@@ -418,7 +418,7 @@ impl Ledger for PgLedger {
 
     fn env_state(&self, env: &EnvName) -> Result<EnvState> {
         let rows = self.query(
-            "SELECT current_release, config_release, schema_ahead FROM {s}.environments WHERE name = $1",
+            "SELECT current_release, config_release, schema_ahead, epoch FROM {s}.environments WHERE name = $1",
             &[(&env.as_str(), Type::TEXT)],
         )?;
         Ok(rows
@@ -427,6 +427,7 @@ impl Ledger for PgLedger {
                 current: r.get::<_, Option<i64>>(0).map(|i| ReleaseId(i as u64)),
                 config_release: r.get::<_, Option<i64>>(1).map(|i| ReleaseId(i as u64)),
                 schema_ahead: r.get::<_, i32>(2) as u32,
+                epoch: r.get(3),
             })
             .unwrap_or_default())
     }
