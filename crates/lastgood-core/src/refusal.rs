@@ -108,4 +108,8 @@ pub enum NotReady {
     ImageMissing { release: ReleaseId, service: String, image: String, id: String },
     #[error("{what} cannot be reached: {detail}")]
     Unreachable { what: String, detail: String },
+    #[error(
+        "{what} lives on the machine `{machine}`, and this is `{here}`: an environment without `hosts` keeps its release directories and backups on the machine that wrote them, and the team ledger only knows they exist. Run this command on `{machine}`, or copy the files to the same path here, or give the environment `hosts = [\"ssh://...\"]` so every operator reaches the same files"
+    )]
+    Elsewhere { what: String, machine: String, here: String },
 }

@@ -501,6 +501,11 @@ pub struct Backup {
     pub schema_revision: Option<String>,
     /// Its data is gone (removed by hand or by `backup_keep`, a copy dropped).
     pub missing: bool,
+    /// Where its data lives: `machine:path` (the host of an environment with hosts, else
+    /// the machine that took it), or the database server for a template copy. Listed by
+    /// `db backups`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub place: Option<String>,
 }
 
 impl Backup {
@@ -520,13 +525,14 @@ impl Backup {
             operation: b.operation,
             schema_revision: b.schema_revision.clone(),
             missing,
+            place: None,
         }
     }
 }
 
 impl From<&crate::engine::db::ListedBackup> for Backup {
     fn from(b: &crate::engine::db::ListedBackup) -> Self {
-        Self::new(&b.record, b.missing)
+        Self { place: Some(b.place.clone()), ..Self::new(&b.record, b.missing) }
     }
 }
 

@@ -49,6 +49,8 @@ pub struct DbRun {
 pub struct ListedBackup {
     pub record: BackupRecord,
     pub missing: bool,
+    /// Where its data lives: `machine:path`, or the database server.
+    pub place: String,
 }
 
 impl Engine {
@@ -249,7 +251,11 @@ impl Engine {
             .ledger()
             .backups(&env.name, 100)?
             .into_iter()
-            .map(|record| ListedBackup { missing: !db.backup_exists(&record), record })
+            .map(|record| ListedBackup {
+                missing: !db.backup_exists(&record),
+                place: self.backup_place(env, &record),
+                record,
+            })
             .collect())
     }
 }

@@ -114,6 +114,10 @@ impl Engine {
         if !opts.auto_rollback {
             notes.push("--no-auto-rollback: a failed release stays current".into());
         }
+        let backs_up = env.database.as_ref().is_some_and(|d| d.backup != crate::config::BackupPolicy::Never);
+        if let Some(dest) = self.backup_destination(&env).filter(|_| backs_up) {
+            notes.push(format!("a backup taken before migrations that need one is written to {dest}"));
+        }
         let (migrations, sql, mut refusals) = match (&commit, opts.sql && env.versions_in_source) {
             (Some(commit), true) => self.preview_ups(&env, commit)?,
             _ => (vec![], None, vec![]),
