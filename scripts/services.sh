@@ -86,7 +86,12 @@ DO $$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'lastgood_view_test') THEN
     CREATE ROLE lastgood_view_test LOGIN IN ROLE lastgood_viewer;
   END IF;
+  -- A superuser login, for the test that lastgood refuses to write a team ledger as one.
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'lastgood_super_test') THEN
+    CREATE ROLE lastgood_super_test LOGIN SUPERUSER;
+  END IF;
 END $$;
+ALTER ROLE lastgood_super_test PASSWORD 'super-pw';
 ALTER ROLE lastgood_op_test PASSWORD 'operator-pw';
 ALTER ROLE lastgood_view_test PASSWORD 'viewer-pw';
 -- A password unlike anything else in the output, so tests can search for leaks of it.

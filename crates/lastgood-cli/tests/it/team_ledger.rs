@@ -353,6 +353,35 @@ fn an_old_client_reads_a_newer_ledger_and_refuses_to_write() {
     assert_eq!(db.sql("SELECT count(*) FROM lastgood.locks WHERE holder IS NOT NULL"), "0");
 }
 
+/// A superuser bypasses the grants that keep the audit chain append-only: lastgood
+/// reads a team ledger as one but refuses to write it, unless the config allows it.
+#[test]
+fn a_superuser_connection_reads_but_does_not_write_unless_allowed() {
+    let db = PgDb::new("superuser");
+    let url = db.url_as("lastgood_super_test", "super-pw");
+    let env = team_env(1, &url, Config::new());
+    // The schema is the superuser's (it ran `ledger init`): read it as that role.
+    let releases = || {
+        let out = std::process::Command::new("psql")
+            .args([&url, "-qAt", "-c", "SELECT count(*) FROM lastgood.releases"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    env.test().args(["ledger", "status"]).stdout_has("a superuser; see [ledger] allow_superuser: read-only").run();
+    env.test().args(["history", "production"]).run();
+    env.test()
+        .args(["deploy", "production", "v1", "--reason", "t"])
+        .status(1)
+        .stderr_has("is connected as `lastgood_super_test`, a superuser")
+        .stderr_has("allow_superuser = true")
+        .run();
+    assert_eq!(releases(), "0");
+    env.configure(&Config::new().table(&format!("[ledger]\nurl = \"{url}\"\nallow_superuser = true")));
+    env.test().args(["deploy", "production", "v1", "--reason", "t"]).run();
+    assert_eq!(releases(), "1");
+}
+
 /// A workspace on the SQLite ledger with some history: three deploys, a rollback.
 fn sqlite_history() -> TestEnv {
     let env = env_with_versions(3);

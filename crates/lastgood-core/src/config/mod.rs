@@ -61,6 +61,9 @@ pub struct TeamLedger {
     pub url: DbUrlSource,
     /// `[ledger] schema`, default `lastgood`: one schema per project.
     pub schema: String,
+    /// `[ledger] allow_superuser` (default false): write the ledger even when connected
+    /// as a superuser, who bypasses the grants that keep the audit table append-only.
+    pub allow_superuser: bool,
 }
 
 impl PartialEq for LedgerUrl {
@@ -165,7 +168,8 @@ fn check_ledger(l: raw::RawLedger, dir: &Path) -> Result<(LedgerUrl, String), Fa
             s.get_ref().clone()
         }
     };
-    let team = |url: DbUrlSource| LedgerUrl::Postgres(TeamLedger { url, schema: schema.clone() });
+    let allow_superuser = l.allow_superuser.unwrap_or(false);
+    let team = |url: DbUrlSource| LedgerUrl::Postgres(TeamLedger { url, schema: schema.clone(), allow_superuser });
     let ledger = match (&l.url, &l.url_env) {
         (Some(u), Some(_)) => Err((Some(u.span()), "ledger.url: set either `url` or `url_env`, not both".into())),
         (None, Some(v)) => Ok(team(DbUrlSource::Env { name: v.get_ref().clone(), base: dir.to_path_buf() })),

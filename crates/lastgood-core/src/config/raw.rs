@@ -25,6 +25,7 @@ pub(super) struct RawLedger {
     pub(super) url: Option<Spanned<String>>,
     pub(super) url_env: Option<Spanned<String>>,
     pub(super) schema: Option<Spanned<String>>,
+    pub(super) allow_superuser: Option<bool>,
 }
 
 #[derive(Deserialize)]

@@ -204,7 +204,13 @@ impl Engine {
 pub fn open_ledger(url: &LedgerUrl) -> Result<Box<dyn Ledger>> {
     match url {
         LedgerUrl::Sqlite(path) => Ok(Box::new(SqliteLedger::open(path)?)),
-        LedgerUrl::Postgres(team) => Ok(Box::new(PgLedger::open(&team_url(team)?, &team.schema)?)),
+        LedgerUrl::Postgres(team) => {
+            let mut ledger = PgLedger::open(&team_url(team)?, &team.schema)?;
+            if !team.allow_superuser {
+                ledger.refuse_superuser_writes();
+            }
+            Ok(Box::new(ledger))
+        }
     }
 }
 
