@@ -21,6 +21,7 @@ macro_rules! snapshot {
 }
 
 mod alembic;
+mod bake;
 mod browser;
 mod compose_server;
 mod connections;

@@ -18,6 +18,7 @@
 mod checks;
 mod database;
 mod hosts;
+pub mod monitor;
 mod programs;
 mod raw;
 mod runtime;
@@ -325,6 +326,7 @@ fn check_env(name: &EnvName, raw: RawEnv, dir: &Path) -> Result<Environment, Fai
     };
     let stop_timeout = dur(&raw.stop_timeout, "stop_timeout", Duration::from_secs(10))?;
     let lease = dur(&raw.lease, "lease", Duration::from_secs(60))?;
+    let monitor = monitor::check_monitor(raw.monitor.as_ref(), dir)?;
     let database = match raw.database {
         None => None,
         Some(db) => Some(database::check_database(name, db, dir)?),
@@ -443,6 +445,7 @@ fn check_env(name: &EnvName, raw: RawEnv, dir: &Path) -> Result<Environment, Fai
         lease,
         database,
         notify,
+        monitor,
         major_guard: raw.major_guard.unwrap_or(true),
     })
 }

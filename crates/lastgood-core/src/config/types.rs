@@ -149,6 +149,8 @@ pub struct Environment {
     pub lease: Duration,
     pub database: Option<Database>,
     pub notify: Option<Notify>,
+    /// The bake window after a switch and the watch after a rollback.
+    pub monitor: super::monitor::Monitor,
     /// Refuse a deploy or rollback that lowers the major version without
     /// `--allow-major` (`major_guard = false` turns it off).
     pub major_guard: bool,

@@ -27,6 +27,11 @@ pub struct DeployOptions {
     pub allow_major: bool,
     /// `--yes`: overwrite a pipeline parameter someone changed by hand.
     pub yes: bool,
+    /// `--monitor DURATION` / `--no-monitor` (zero): the bake window's length instead of
+    /// `[monitor] duration`.
+    pub monitor: Option<std::time::Duration>,
+    /// `--require-ready`: refuse when the release a failure would return to is not ready.
+    pub require_ready: bool,
 }
 
 impl Engine {
@@ -99,7 +104,11 @@ impl Engine {
         };
         let placed = placement::place(
             &env,
-            plan::deploy(journal::shape(&env, opts.verify), id, commit.clone()),
+            plan::with_bake(
+                plan::deploy(journal::shape(&env, opts.verify), id, commit.clone()),
+                id,
+                opts.monitor.unwrap_or(env.monitor.duration),
+            ),
             Phase::Forward,
             OperationKind::Deploy,
         );

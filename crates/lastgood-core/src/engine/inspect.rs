@@ -43,6 +43,8 @@ pub struct Status {
     /// rollback that would have destroyed data left them applied), as of lastgood's
     /// last schema change.
     pub schema_ahead: u32,
+    /// The bake window of the running operation (or of the last one, ended).
+    pub bake: Option<crate::journal::bake::BakeProgress>,
     pub runtime: &'static str,
     /// For runtimes without release directories: the version the world says runs (the
     /// `current` command's answer, the gitops branch's version file at the last fetch).
@@ -105,6 +107,10 @@ impl Engine {
             }),
             None => None,
         };
+        let bake = match &interrupted {
+            Some(i) => crate::journal::bake::progress_of(self.ledger.as_ref(), i.operation)?,
+            None => None,
+        };
         let app = Supervisor::new(&site.state_dir()).running().ok().flatten();
         // What this machine sees serving; a fleet's hosts report their own.
         let observed = if env.hosts.is_empty() { rt.observe_fresh() } else { Default::default() };
@@ -126,6 +132,7 @@ impl Engine {
             release_dirs: rt.artifacts(),
             supervised: matches!(env.start, crate::config::Start::Run(_)),
             schema_ahead: state.schema_ahead,
+            bake,
         })
     }
 

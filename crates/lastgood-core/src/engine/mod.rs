@@ -2,6 +2,7 @@
 //! and only render what they return. One file per kind of operation:
 //!
 //! - [`deploy`]: planning and running a deploy.
+//! - [`bake`]: ending a running deploy from another process: promote, preempt.
 //! - [`rollback`]: naming a target, planning and running a rollback.
 //! - [`resume`]: finishing or undoing an interrupted operation.
 //! - [`run`]: what deploy, rollback and resume share: recording the operation, running
@@ -23,6 +24,7 @@
 //! on every way out), refuse to run over an interrupted operation, record the
 //! operation and its plan, run the journal.
 
+pub mod bake;
 pub mod db;
 pub mod decision;
 pub mod deploy;
