@@ -22,6 +22,7 @@ macro_rules! snapshot {
 
 mod alembic;
 mod bake;
+mod bake_prometheus;
 mod browser;
 mod compose_server;
 mod connections;
