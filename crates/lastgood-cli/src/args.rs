@@ -102,6 +102,13 @@ pub enum Command {
         #[arg(long)]
         require_ready: bool,
     },
+    /// The alert-only watch after a rollback (started by lastgood itself, detached)
+    #[command(hide = true)]
+    Watch {
+        env: String,
+        #[arg(long)]
+        operation: u64,
+    },
     /// End the running bake window of ENV early, as passed
     Promote {
         env: String,

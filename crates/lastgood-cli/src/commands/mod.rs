@@ -48,6 +48,11 @@ pub fn run(cli: &Cli) -> Result<i32> {
             };
             operate::deploy(cli, &engine(cli)?, env, version, opts, *dry_run || *sql)
         }
+        Command::Watch { env, operation } => {
+            let alerts = engine(cli)?.watch_after_rollback(env, *operation)?;
+            eprintln!("watch: ended with {alerts} regression(s) alerted");
+            Ok(0)
+        }
         Command::Promote { env, reason } => operate::promote(cli, &engine(cli)?, env, reason.clone()),
         Command::Rollback { env, to, scope, reason, dry_run, sql, allow_data_loss, allow_major, no_preempt } => {
             operate::rollback(

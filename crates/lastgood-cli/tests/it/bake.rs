@@ -243,3 +243,47 @@ fn monitor_config_errors_name_the_key_and_exit_2() {
     }
     let _ = deploy_ok;
 }
+
+#[test]
+fn the_watch_after_a_rollback_alerts_once_and_never_acts() {
+    let (hook, received) = crate::record::receiver();
+    let mut env = env_with_versions(1);
+    let flag = env.path().join("still-bad");
+    env.configure(&Config::new().table(&format!(
+        "[environments.production.monitor]\nafter_rollback = \"6s\"\ninterval = \"1s\"\nfailures = 2\nchecks = false\n\n[[environments.production.monitor.signals]]\nname = \"queue\"\ncommand = [\"sh\", \"-c\", \"test ! -e {}\"]\n\n[environments.production.notify]\nwebhooks = [\"{hook}\"]\n",
+        flag.display()
+    )));
+    deploy_ok(&env, "v1");
+    env.commit_version("v2", &[]);
+    deploy_ok(&env, "v2");
+    // What broke is not the release: it stays broken after the rollback.
+    std::fs::write(&flag, "").unwrap();
+    env.test().args(["rollback", "production", "--reason", "queue broken"]).stderr_has("watching #1").run();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let alert = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let n = received.recv_timeout(left).expect("no notification from the watch after the rollback");
+        if n["event"] == "regression_after_rollback" {
+            break n;
+        }
+    };
+    assert!(alert["text"].as_str().unwrap().contains("regression of signal `queue`"), "{alert}");
+    assert_eq!(alert["operation"], 3);
+    // The watch ends by itself, never acts, and its record ticks "monitored".
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while env.ledger_sql("SELECT count(*) FROM audit_events WHERE event = 'watch.ended'") != "1" {
+        assert!(Instant::now() < deadline, "the watch did not end");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(env.status()["current"]["id"], 1);
+    assert_eq!(env.ledger_sql("SELECT count(*) FROM operations"), "3", "the watch acted");
+    assert_eq!(
+        env.ledger_sql("SELECT count(*) FROM audit_events WHERE event = 'watch.regression'"),
+        "1",
+        "one alert per signal"
+    );
+    let report = env.run(&["report", "3", "--format", "json"]);
+    let report = report.json();
+    let monitored = report["checklist"].as_array().unwrap().iter().find(|c| c["item"] == "monitored").unwrap().clone();
+    assert_eq!(monitored["done"], true, "{monitored}");
+}

@@ -14,6 +14,7 @@
 //! - [`db`]: `lastgood db ...`, the database on its own.
 //! - [`restore`]: `lastgood db restore`, the emergency restore as one operation.
 //! - [`restart`]: `lastgood restart`, what serves restarted and checked.
+//! - [`watch`]: the alert-only watch after a rollback.
 //! - [`team`]: `lastgood ledger init` and `status`, the ledger itself.
 //! - [`diagnose`]: `diff` and `diagnose`, knowing what to roll back; [`decision`] is
 //!   the runbook's decision it ends with, a command checked against a rollback plan;
@@ -41,6 +42,7 @@ pub mod rollback;
 pub mod run;
 mod target;
 pub mod team;
+pub mod watch;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;

@@ -124,7 +124,11 @@ impl Engine {
         let checks = std::mem::take(&mut j.checks);
         drop(held);
         result?;
-        self.report(op_id, checks)
+        let report = self.report(op_id, checks)?;
+        if let Some(note) = self.spawn_watch(env, &report) {
+            progress.note(&note);
+        }
+        Ok(report)
     }
 
     pub(crate) fn operation(&self, id: u64) -> Result<Operation> {

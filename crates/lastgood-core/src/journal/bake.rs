@@ -18,7 +18,7 @@ use crate::config::Start;
 use crate::config::monitor::{LogFile, OnRegression, Source};
 use crate::error::{Error, Result};
 use crate::executor::Executor;
-use crate::ledger::{AuditEvent, Change, StepRecord};
+use crate::ledger::{AuditEvent, Change, Release, StepRecord};
 use crate::model::ReleaseId;
 use crate::monitor::logs::LogWatch;
 use crate::monitor::{End, Measurement, Probe, Regression, Request, Verdict, Watcher, Window, probe};
@@ -59,71 +59,16 @@ impl Journal<'_> {
             .filter_map(|s| Some(s.started_at_ms? + s.duration_ms.unwrap_or(0)))
             .max()
             .unwrap_or_else(crate::context::now_ms);
-        let site = Site::local(env);
-        let mut probes: Vec<Box<dyn Probe + '_>> = Vec::new();
-        let vars = super::program_env(&env.name, &r, crate::runtime::api::LOCAL_HOST);
-        if m.checks && !env.checks.is_empty() {
-            let column = everywhere(env);
-            let executor: &dyn Executor = if column == LOCAL {
-                &self.local
-            } else {
-                match &self.fleet {
-                    Some(f) => f.as_ref(),
-                    None => &self.local,
-                }
-            };
-            let mut once = env.clone();
-            for c in &mut once.checks {
-                c.retries = 1;
+        let column = everywhere(env);
+        let executor: &dyn Executor = if column == LOCAL {
+            &self.local
+        } else {
+            match &self.fleet {
+                Some(f) => f.as_ref(),
+                None => &self.local,
             }
-            let r2 = r.clone();
-            probes.push(Box::new(probe::Checks {
-                run: Box::new(move || {
-                    let run = |host: &str, cwd: &std::path::Path| super::check_release(&once, &r2, host, cwd);
-                    executor
-                        .check(&column, release, &run)
-                        .map(|per_host| per_host.into_iter().flat_map(|(_, o)| o).collect())
-                        .map_err(|e| e.to_string())
-                }),
-            }));
-        }
-        let supervised = matches!(env.start, Start::Run(_)) && env.hosts.is_empty();
-        if m.process && supervised {
-            probes
-                .push(Box::new(probe::Process { supervisor: Supervisor::new(&site.state_dir()), release: release.0 }));
-        }
-        let cwd = runtime::of(&site).tree(release).filter(|d| d.is_dir()).unwrap_or_else(|| env.source.clone());
-        for s in &m.signals {
-            match &s.source {
-                Source::Prometheus { url, query, max, min } => probes.push(Box::new(probe::Prometheus {
-                    name: s.name.clone(),
-                    url: url.clone(),
-                    query: query.clone(),
-                    min: *min,
-                    max: *max,
-                    timeout: s.timeout,
-                    switched_at: switched_ms as f64 / 1000.0,
-                    interval: m.interval,
-                })),
-                Source::Log { log, patterns, max_per_minute } => {
-                    let (path, marker) = match log {
-                        LogFile::App => (Supervisor::new(&site.state_dir()).log_file().to_path_buf(), Some(release.0)),
-                        LogFile::File(p) => (p.clone(), None),
-                    };
-                    probes.push(Box::new(probe::Log {
-                        name: s.name.clone(),
-                        watch: LogWatch::new(path, patterns.clone(), *max_per_minute, marker),
-                    }));
-                }
-                Source::Command { argv } => probes.push(Box::new(probe::Program {
-                    name: s.name.clone(),
-                    argv: argv.clone(),
-                    cwd: cwd.clone(),
-                    vars: vars.clone(),
-                    timeout: s.timeout,
-                })),
-            }
-        }
+        };
+        let probes = probes(env, &r, executor, switched_ms);
         let window = Duration::from_millis(window_ms);
         let names: Vec<String> = probes.iter().map(|p| p.name().to_owned()).collect();
         let acts = m.on_regression == OnRegression::Rollback;
@@ -202,6 +147,75 @@ impl Journal<'_> {
             }
         }
     }
+}
+
+/// The probes of a window watching release `r` (switched to at `switched_ms`), with the
+/// environment's checks run through `executor`.
+pub(crate) fn probes<'e>(
+    env: &'e crate::config::Environment,
+    r: &Release,
+    executor: &'e dyn Executor,
+    switched_ms: i64,
+) -> Vec<Box<dyn Probe + 'e>> {
+    let m = &env.monitor;
+    let site = Site::local(env);
+    let mut probes: Vec<Box<dyn Probe + 'e>> = Vec::new();
+    let vars = super::program_env(&env.name, r, crate::runtime::api::LOCAL_HOST);
+    if m.checks && !env.checks.is_empty() {
+        let column = everywhere(env);
+        let mut once = env.clone();
+        for c in &mut once.checks {
+            c.retries = 1;
+        }
+        let r2 = r.clone();
+        let release = r.id;
+        probes.push(Box::new(probe::Checks {
+            run: Box::new(move || {
+                let run = |host: &str, cwd: &std::path::Path| super::check_release(&once, &r2, host, cwd);
+                executor
+                    .check(&column, release, &run)
+                    .map(|per_host| per_host.into_iter().flat_map(|(_, o)| o).collect())
+                    .map_err(|e| e.to_string())
+            }),
+        }));
+    }
+    let supervised = matches!(env.start, Start::Run(_)) && env.hosts.is_empty();
+    if m.process && supervised {
+        probes.push(Box::new(probe::Process { supervisor: Supervisor::new(&site.state_dir()), release: r.id.0 }));
+    }
+    let cwd = runtime::of(&site).tree(r.id).filter(|d| d.is_dir()).unwrap_or_else(|| env.source.clone());
+    for s in &m.signals {
+        match &s.source {
+            Source::Prometheus { url, query, max, min } => probes.push(Box::new(probe::Prometheus {
+                name: s.name.clone(),
+                url: url.clone(),
+                query: query.clone(),
+                min: *min,
+                max: *max,
+                timeout: s.timeout,
+                switched_at: switched_ms as f64 / 1000.0,
+                interval: m.interval,
+            })),
+            Source::Log { log, patterns, max_per_minute } => {
+                let (path, marker) = match log {
+                    LogFile::App => (Supervisor::new(&site.state_dir()).log_file().to_path_buf(), Some(r.id.0)),
+                    LogFile::File(p) => (p.clone(), None),
+                };
+                probes.push(Box::new(probe::Log {
+                    name: s.name.clone(),
+                    watch: LogWatch::new(path, patterns.clone(), *max_per_minute, marker),
+                }));
+            }
+            Source::Command { argv } => probes.push(Box::new(probe::Program {
+                name: s.name.clone(),
+                argv: argv.clone(),
+                cwd: cwd.clone(),
+                vars: vars.clone(),
+                timeout: s.timeout,
+            })),
+        }
+    }
+    probes
 }
 
 /// What a running window reports to, and asks of, the ledger.
