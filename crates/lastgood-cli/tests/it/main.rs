@@ -38,6 +38,7 @@ mod input;
 mod lock;
 mod outputs;
 mod pipelines;
+mod readiness;
 mod record;
 mod report;
 mod restore;

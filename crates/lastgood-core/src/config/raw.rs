@@ -98,6 +98,8 @@ pub(super) struct RawDatabase {
     pub(super) lock_timeout: Option<Spanned<String>>,
     pub(super) statement_timeout: Option<Spanned<String>>,
     pub(super) lock_wait: Option<Spanned<String>>,
+    /// `"deploy"`: rehearse each release's way back on a scratch database at deploy time.
+    pub(super) rehearse: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -151,7 +151,7 @@ impl Engine {
     /// the commit's tree exported to a temporary folder (nothing is deployed). A
     /// database that cannot be reached is a refusal in the preview, not an error.
     #[allow(clippy::type_complexity)]
-    fn preview_ups(
+    pub(crate) fn preview_ups(
         &self,
         env: &crate::config::Environment,
         commit: &crate::model::CommitId,
@@ -195,6 +195,10 @@ impl Engine {
         }
         self.preflight_database(&env)?;
         self.preflight_runtime(&env, "deploy")?;
+        let rehearsal = self.rehearse_at_deploy(&env, &view, progress)?;
+        if opts.require_ready {
+            self.require_ready(&env, &view, rehearsal.as_ref())?;
+        }
         let held = self.take_lock(&env, opts.reason.as_deref(), progress)?;
         crate::failpoint::hit("locked");
         self.refuse_interrupted(&env)?;
@@ -209,6 +213,6 @@ impl Engine {
             release: Some(release),
             ..self.new_operation(&view, opts.reason.clone(), false)
         };
-        self.execute(&env, held, new, progress)
+        self.execute_with(&env, held, new, rehearsal.into_iter().collect(), progress)
     }
 }

@@ -8,6 +8,8 @@
 //! - [`run`]: what deploy, rollback and resume share: recording the operation, running
 //!   its journal, the report.
 //! - [`preflight`]: the checks that refuse an operation before anything changes.
+//! - [`readiness`]: whether the way back to a release is proven (artifact, rehearsal,
+//!   backup).
 //! - [`preview`]: a plan as shown before anything runs, with what would be refused.
 //! - [`inspect`]: status, history, verify, mark, lock and unlock, and notes on an
 //!   operation's record.
@@ -35,6 +37,8 @@ mod in_place;
 pub mod inspect;
 pub mod preflight;
 pub mod preview;
+pub mod readiness;
+mod ready_deploy;
 pub mod restart;
 pub mod restore;
 pub mod resume;
