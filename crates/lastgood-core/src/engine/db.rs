@@ -290,7 +290,7 @@ impl Engine {
         // What the down path would destroy, for readiness (a backup is then needed too).
         let destructive = self
             .db_tool(&db, dir)
-            .and_then(|mut t| Ok(t.plan_to(target.as_deref())?))
+            .and_then(|mut t| t.plan_to(target.as_deref()))
             .map(|p| environment::destructive(&p.verdicts))
             .unwrap_or_default();
         let rehearsal = match self.db_tool(&db, dir)? {

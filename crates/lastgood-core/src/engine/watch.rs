@@ -27,11 +27,10 @@ impl Engine {
     /// the environment asks for one. A watch that cannot start is a note, never a
     /// failure of the rollback that already happened.
     pub(crate) fn spawn_watch(&self, env: &Environment, report: &Report) -> Option<String> {
-        let returned = match (report.kind, report.outcome) {
-            (OperationKind::Rollback, Outcome::Succeeded) => true,
-            (OperationKind::Deploy, Outcome::RolledBack) => true,
-            _ => false,
-        };
+        let returned = matches!(
+            (report.kind, report.outcome),
+            (OperationKind::Rollback, Outcome::Succeeded) | (OperationKind::Deploy, Outcome::RolledBack)
+        );
         if !returned || env.monitor.after_rollback.is_zero() {
             return None;
         }

@@ -172,25 +172,6 @@ impl Journal<'_> {
         }
     }
 
-    /// Whether someone asked this deploy to stop (a preempting `lastgood rollback`):
-    /// checked at each step boundary of its own path; the step is then failed unrun, and
-    /// the failure policy returns to the last good release if anything moved.
-    fn preempted(&self, rec: &StepRecord) -> Result<Option<String>> {
-        if self.op.kind != crate::model::OperationKind::Deploy || rec.phase != crate::plan::Phase::Forward {
-            return Ok(None);
-        }
-        // The bake step looks for the request itself, between measurements.
-        if matches!(rec.step, crate::plan::Step::Bake { .. }) {
-            return Ok(None);
-        }
-        Ok(match bake::request_of(self.ledger, self.op.id)? {
-            Some((crate::monitor::Request::Rollback { by, reason }, _)) => {
-                Some(format!("not run: {by} asked for a rollback (reason: {reason})"))
-            }
-            _ => None,
-        })
-    }
-
     /// Runs every step not yet done, handling failures, then settles the operation.
     pub fn run(&mut self) -> Result<Finished> {
         let mut steps = self.ledger.steps(self.op.id)?;
