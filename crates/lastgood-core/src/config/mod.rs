@@ -327,6 +327,13 @@ fn check_env(name: &EnvName, raw: RawEnv, dir: &Path) -> Result<Environment, Fai
     let stop_timeout = dur(&raw.stop_timeout, "stop_timeout", Duration::from_secs(10))?;
     let lease = dur(&raw.lease, "lease", Duration::from_secs(60))?;
     let monitor = monitor::check_monitor(raw.monitor.as_ref(), dir)?;
+    let app_log = |s: &monitor::Signal| matches!(&s.source, monitor::Source::Log { log: monitor::LogFile::App, .. });
+    if monitor.signals.iter().any(app_log) && (!matches!(start, Start::Run(_)) || !hosts.is_empty()) {
+        return Err((
+            raw.monitor.as_ref().map(Spanned::span),
+            "monitor.signals: log = \"app\" reads the log of the process lastgood supervises (`run`), on this machine; use file = PATH for another log".into(),
+        ));
+    }
     let database = match raw.database {
         None => None,
         Some(db) => Some(database::check_database(name, db, dir)?),
