@@ -88,12 +88,15 @@ fn errors_in_the_release_log_are_a_regression_that_returns_to_the_last_good_rele
     assert_eq!(env.state_of(2), "failed");
     assert_eq!(env.serving().as_deref(), Some("v1"));
     assert_eq!(env.status()["current"]["id"], 1);
-    // The evidence is in the report.
-    let op = env.history()[0]["id"].as_u64().unwrap();
-    let _ = op;
-    let ops = env.run(&["report", "2", "--format", "md"]);
-    ops.expect(0);
-    assert!(ops.stdout.contains("regression of signal `log`"), "{}", ops.stdout);
+    // The evidence is in the record: the measurements, the regression, "monitored".
+    let md = env.run(&["report", "2", "--format", "md"]);
+    md.expect(0);
+    let md = md.stdout;
+    assert!(md.contains("## Monitoring"), "{md}");
+    assert!(md.contains("Bake window of 20s: regressed"), "{md}");
+    assert!(md.contains("- regression of signal `log`"), "{md}");
+    assert!(md.contains("| log | fail | "), "{md}");
+    assert!(md.contains("- [x] Monitored: bake window of 20s regressed"), "{md}");
 }
 
 #[test]
@@ -241,7 +244,6 @@ fn monitor_config_errors_name_the_key_and_exit_2() {
         env.configure(&Config::new().table(&format!("[environments.production.monitor]\nduration = \"1m\"\n{toml}")));
         env.test().args(["status", "production"]).status(2).stderr_has(says).stderr_has("lastgood.toml:").run();
     }
-    let _ = deploy_ok;
 }
 
 #[test]

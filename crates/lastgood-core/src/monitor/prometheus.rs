@@ -220,6 +220,18 @@ mod tests {
     }
 
     #[test]
+    fn a_slow_server_is_a_source_error_within_the_timeout() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let held = std::thread::spawn(move || listener.accept().map(|(s, _)| s));
+        let t = Instant::now();
+        let a = query(&url, "up", None, Duration::from_millis(300));
+        assert!(matches!(&a, Answer::Error(e) if e.contains("timed out") || e.contains("reading")), "{a:?}");
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        drop(held);
+    }
+
+    #[test]
     fn a_server_that_is_down_is_a_source_error() {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let a = query(&format!("http://127.0.0.1:{port}"), "up", None, Duration::from_millis(500));
