@@ -99,3 +99,34 @@ fn a_schema_change_never_rehearsed_is_not_ready_until_db_rehearse_proves_it() {
     assert_eq!(env.status()["readiness"]["ready"], true);
     env.test().args(["status", "production"]).stdout_has("rollback:  ready").run();
 }
+
+#[test]
+fn a_destructive_way_back_is_ready_only_with_a_backup_of_the_schema_it_undoes() {
+    let mut env = TestEnv::new(BIN);
+    env.commit_version(
+        "v1",
+        &[
+            ("migrations/2024-01-01-000000_users/up.sql", "CREATE TABLE users (id integer PRIMARY KEY);\n"),
+            ("migrations/2024-01-01-000000_users/down.sql", "DROP TABLE users;\n"),
+        ],
+    );
+    env.commit_version(
+        "v2",
+        &[
+            ("migrations/2024-02-01-000000_audit/up.sql", "CREATE TABLE audit (id integer PRIMARY KEY, what text);\n"),
+            ("migrations/2024-02-01-000000_audit/down.sql", "DROP TABLE audit;\n"),
+        ],
+    );
+    env.configure(
+        &Config::new().database(Database::sqlite("app.db").migrations("migrations").key("rehearse", "deploy")),
+    );
+    deploy_ok(&env, "v1");
+    deploy_ok(&env, "v2");
+    let s = env.status();
+    assert_eq!(s["readiness"]["ready"], false, "{s}");
+    let reason = s["readiness"]["reasons"][0].as_str().unwrap();
+    assert!(reason.contains("is destructive (2024-02-01-000000_audit)"), "{reason}");
+    assert!(reason.contains("lastgood db backup production"), "{reason}");
+    env.run(&["db", "backup", "production"]).expect(0);
+    assert_eq!(env.status()["readiness"], json!({ "target": 1, "ready": true, "reasons": [] }));
+}

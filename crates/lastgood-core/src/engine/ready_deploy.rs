@@ -19,6 +19,25 @@ use crate::refusal::Refusal;
 /// A rehearsal and the destructive migrations on its path.
 pub type Evidence = (Rehearsal, Vec<String>);
 
+/// The migrations on a rehearsed down path whose down script the linter classifies as
+/// destructive (readiness then asks for a backup of the schema they undo).
+fn destructive_downs(url: &crate::database::url::DbUrl, dir: &std::path::Path, r: &Rehearsal) -> Vec<String> {
+    use crate::database::dialect::Dialect;
+    use crate::database::lint::{self, Class};
+    let dialect = match url {
+        crate::database::url::DbUrl::Postgres(_) => Dialect::Postgres,
+        crate::database::url::DbUrl::Sqlite(_) => Dialect::Sqlite,
+    };
+    let on_path = |name: &str| r.reverted.iter().any(|n| n == name) || r.failures.iter().any(|f| f.migration == name);
+    crate::database::migration_files::discover(dir)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| on_path(&m.name))
+        .filter(|m| m.down.as_deref().is_some_and(|d| lint::classify(d, dialect).class == Class::Destructive))
+        .map(|m| m.name)
+        .collect()
+}
+
 impl Engine {
     /// The release a failed deploy returns to: the current one if good, else the last
     /// good one.
@@ -72,7 +91,8 @@ impl Engine {
                 )
             }
         ));
-        Ok(Some((r, Vec::new())))
+        let destructive = destructive_downs(&db.url, &dir, &r);
+        Ok(Some((r, destructive)))
     }
 
     /// `deploy --require-ready`: refuses when the way back is not ready.
