@@ -67,10 +67,11 @@ pub fn rollback(
         let mut progress = StderrProgress::new(&cli.global);
         if let Some(stopped) = engine.preempt(env, Some(reason.clone()), &mut progress)? {
             let code = preempted(cli, engine, &stopped)?;
-            // The deploy returned to the last good release itself; another target is
-            // a rollback of its own, now that the lock is free.
-            if to == "last-good" || code != 0 {
-                return Ok(code);
+            // The deploy returned to the last good release itself. Another target, or a
+            // deploy that could not return (`--no-auto-rollback`), is a rollback of its
+            // own, now that the lock is free.
+            if to == "last-good" && code == 0 {
+                return Ok(0);
             }
             return rollback(cli, engine, env, to, scope, Some(reason), RollbackFlags { preempt: false, ..flags });
         }

@@ -289,3 +289,36 @@ fn the_watch_after_a_rollback_alerts_once_and_never_acts() {
     let monitored = report["checklist"].as_array().unwrap().iter().find(|c| c["item"] == "monitored").unwrap().clone();
     assert_eq!(monitored["done"], true, "{monitored}");
 }
+
+#[test]
+fn rollback_during_a_build_stops_the_deploy_at_its_next_step_boundary() {
+    let env = v1_good_then(Config::new().build(["sleep", "3"]));
+    let child = spawn(&env, &["deploy", "production", "v2", "--reason", "slow build"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while env.status()["interrupted"]["step"] != "build" {
+        assert!(Instant::now() < deadline, "the deploy never reached its build");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    env.test()
+        .args(["rollback", "production", "--reason", "stop all deployments"])
+        .stdout_has("stopped deploy 2")
+        .stdout_has("#1 v1")
+        .run();
+    let r = finish(child);
+    r.expect(1);
+    assert!(r.stderr.contains("not run: tester@"), "{}", r.stderr);
+    assert_eq!(env.state_of(2), "failed");
+    assert_eq!(env.current_link(), Some(1), "the switch never ran");
+    assert_eq!(env.serving().as_deref(), Some("v1"));
+}
+
+#[test]
+fn a_deploy_without_automatic_rollback_is_stopped_and_then_rolled_back_by_the_rollback_itself() {
+    let env = v1_good_then(baking("5m", LOG_ERRORS));
+    let child = spawn(&env, &["deploy", "production", "v2", "--reason", "manual", "--no-auto-rollback"]);
+    wait_for_window(&env);
+    env.test().args(["rollback", "production", "--reason", "users complain"]).stdout_has("stopped deploy 2").run();
+    finish(child).expect(1);
+    assert_eq!(env.serving().as_deref(), Some("v1"));
+    assert_eq!(env.status()["current"]["id"], 1);
+}
