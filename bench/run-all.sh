@@ -16,6 +16,8 @@ echo
 bash "$HERE/ledger.sh" || status=$?
 echo
 bash "$HERE/gitops.sh" || status=$?
+echo
+bash "$HERE/bake.sh" || status=$?
 if command -v strace >/dev/null && [[ -z "${NO_FSYNC:-}" ]]; then
     echo
     bash "$HERE/fsync-sensitivity.sh" || status=$?

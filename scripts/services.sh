@@ -25,6 +25,10 @@ for tool in unshare nsenter setsid; do command -v "$tool" >/dev/null || missing+
 # WebDriver, the same version from the same archive (nothing is downloaded at run time).
 command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
+# The bake window's metric signal (tests/it/bake_prometheus.rs, bench/bake.sh): Debian's
+# Prometheus server; each test runs a private instance on a loopback port (the system
+# service is never started).
+[ -x /usr/bin/prometheus ] || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
   mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
   log "installing ${missing[*]}"

@@ -23,6 +23,7 @@ pub mod journal;
 pub mod ledger;
 pub mod lock;
 pub mod model;
+pub mod monitor;
 pub mod notice;
 pub mod notify;
 pub mod placeholder;

@@ -49,6 +49,9 @@ pub enum Refusal {
         "{to} lowers the major version of the current release {from}: major releases change schemas and data that down migrations may not undo, so going back across one needs the developers; involve them, then pass --allow-major"
     )]
     MajorVersion { from: String, to: String },
+    /// `deploy --require-ready`: the release a failure would return to is not ready.
+    #[error("the way back is not ready{}: {}", target.map(|t| format!(" (to #{t})")).unwrap_or_default(), reasons.join("; "))]
+    WayBack { target: Option<u64>, reasons: Vec<String> },
     /// A GitOps repository's history would lose someone else's work.
     #[error("{detail}")]
     Repository { detail: String },

@@ -145,6 +145,10 @@ pub struct Status {
     pub rollback_not_ready: Option<String>,
     /// Migrations the database is ahead of the current release's code (0 when none).
     pub schema_ahead: u32,
+    /// `{"target", "ready", "reasons"}`: the way back to the last good release.
+    pub readiness: crate::engine::readiness::Readiness,
+    /// The running bake window: its start, length, latest measurement of each signal.
+    pub bake: Option<crate::journal::bake::BakeProgress>,
 }
 
 /// An operation that did not finish.
@@ -186,6 +190,8 @@ impl From<&crate::engine::inspect::Status> for Status {
             hosts: s.hosts.clone(),
             rollback_not_ready: s.rollback_not_ready.clone(),
             schema_ahead: s.schema_ahead,
+            bake: s.bake.clone(),
+            readiness: s.readiness.clone(),
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod compose_app;
 pub mod config;
 pub mod fleet;
 pub mod pgbouncer;
+pub mod prometheus;
 pub mod serve;
 pub mod snapshot;
 pub mod test;

@@ -242,7 +242,7 @@ fn the_lease_survives_the_holders_connections_being_terminated() {
         // The first time it holds connections; later it reconnects when it next writes.
         assert!(round > 0 || killed != "0", "no connection of the holder's to terminate");
         env.test()
-            .args(["rollback", "production", "--to", "1", "--reason", "t"])
+            .args(["rollback", "production", "--to", "1", "--reason", "t", "--no-preempt"])
             .env("LASTGOOD_HOSTNAME", "machine-b")
             .status(3)
             .run();

@@ -18,6 +18,7 @@
 mod checks;
 mod database;
 mod hosts;
+pub mod monitor;
 mod programs;
 mod raw;
 mod runtime;
@@ -329,6 +330,14 @@ fn check_env(name: &EnvName, raw: RawEnv, dir: &Path) -> Result<Environment, Fai
     };
     let stop_timeout = dur(&raw.stop_timeout, "stop_timeout", Duration::from_secs(10))?;
     let lease = dur(&raw.lease, "lease", Duration::from_secs(60))?;
+    let monitor = monitor::check_monitor(raw.monitor.as_ref(), dir)?;
+    let app_log = |s: &monitor::Signal| matches!(&s.source, monitor::Source::Log { log: monitor::LogFile::App, .. });
+    if monitor.signals.iter().any(app_log) && (!matches!(start, Start::Run(_)) || !hosts.is_empty()) {
+        return Err((
+            raw.monitor.as_ref().map(Spanned::span),
+            "monitor.signals: log = \"app\" reads the log of the process lastgood supervises (`run`), on this machine; use file = PATH for another log".into(),
+        ));
+    }
     let database = match raw.database {
         None => None,
         Some(db) => Some(database::check_database(name, db, dir)?),
@@ -447,6 +456,7 @@ fn check_env(name: &EnvName, raw: RawEnv, dir: &Path) -> Result<Environment, Fai
         lease,
         database,
         notify,
+        monitor,
         major_guard: raw.major_guard.unwrap_or(true),
     })
 }

@@ -2,17 +2,21 @@
 //! and only render what they return. One file per kind of operation:
 //!
 //! - [`deploy`]: planning and running a deploy.
+//! - [`bake`]: ending a running deploy from another process: promote, preempt.
 //! - [`rollback`]: naming a target, planning and running a rollback.
 //! - [`resume`]: finishing or undoing an interrupted operation.
 //! - [`run`]: what deploy, rollback and resume share: recording the operation, running
 //!   its journal, the report.
 //! - [`preflight`]: the checks that refuse an operation before anything changes.
+//! - [`readiness`]: whether the way back to a release is proven (artifact, rehearsal,
+//!   backup).
 //! - [`preview`]: a plan as shown before anything runs, with what would be refused.
 //! - [`inspect`]: status, history, verify, mark, lock and unlock, and notes on an
 //!   operation's record.
 //! - [`db`]: `lastgood db ...`, the database on its own.
 //! - [`restore`]: `lastgood db restore`, the emergency restore as one operation.
 //! - [`restart`]: `lastgood restart`, what serves restarted and checked.
+//! - [`watch`]: the alert-only watch after a rollback.
 //! - [`team`]: `lastgood ledger init` and `status`, the ledger itself.
 //! - [`diagnose`]: `diff` and `diagnose`, knowing what to roll back; [`decision`] is
 //!   the runbook's decision it ends with, a command checked against a rollback plan;
@@ -23,6 +27,7 @@
 //! on every way out), refuse to run over an interrupted operation, record the
 //! operation and its plan, run the journal.
 
+pub mod bake;
 pub mod db;
 pub mod decision;
 pub mod deploy;
@@ -32,6 +37,8 @@ mod in_place;
 pub mod inspect;
 pub mod preflight;
 pub mod preview;
+pub mod readiness;
+mod ready_deploy;
 pub mod restart;
 pub mod restore;
 pub mod resume;
@@ -39,6 +46,7 @@ pub mod rollback;
 pub mod run;
 mod target;
 pub mod team;
+pub mod watch;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;

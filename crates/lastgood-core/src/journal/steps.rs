@@ -86,6 +86,7 @@ impl Journal<'_> {
                 Ok((detail, vec![Change::SetCurrent(None), Change::SetConfigRelease(None)]))
             }
             Step::Verify { release } => Ok((self.check(rec, *release)?, vec![])),
+            Step::Bake { release, window_ms } => self.bake(rec, *release, *window_ms),
             Step::Cleanup => {
                 let (remove, changes) = self.retention()?;
                 if remove.is_empty() {

@@ -41,6 +41,10 @@ pub enum Step {
     },
     /// Run the health checks against the release.
     Verify { release: ReleaseId },
+    /// Watch the release for a while after its switch (the bake window): a regression
+    /// fails this step, which returns to the last good release. Old releases a
+    /// zero-downtime switch keeps running are stopped only after it.
+    Bake { release: ReleaseId, window_ms: u64 },
     /// Stop the supervised app (undoing a first deploy).
     Stop,
     /// Remove `current` (undoing a first deploy).
@@ -72,6 +76,7 @@ impl Step {
             Self::RestoreConfig { .. } => "config",
             Self::Restart { .. } => "restart",
             Self::Verify { .. } => "verify",
+            Self::Bake { .. } => "bake",
             Self::Stop => "stop",
             Self::Unlink => "unlink",
             Self::Cleanup => "cleanup",
@@ -95,6 +100,7 @@ impl Step {
             | Self::RestoreConfig { release }
             | Self::Restart { release, .. }
             | Self::Verify { release }
+            | Self::Bake { release, .. }
             | Self::Backup { release }
             | Self::MigrateUp { release }
             | Self::MigrateDown { release } => Some(*release),
@@ -125,6 +131,11 @@ impl Step {
             Self::Restart { release, service: None } => format!("restart the app on {}", of(release)),
             Self::Restart { release, service: Some(s) } => format!("restart service {s} of {}", of(release)),
             Self::Verify { release } => format!("run the health checks against {}", of(release)),
+            Self::Bake { release, window_ms } => format!(
+                "watch {} for {} (bake window; a regression returns to the last good release)",
+                of(release),
+                humantime::format_duration(std::time::Duration::from_millis(*window_ms))
+            ),
             Self::Stop => "stop the app".into(),
             Self::Unlink => "remove what serves".into(),
             Self::Cleanup => "remove artifacts retention no longer keeps".into(),
@@ -244,6 +255,22 @@ pub fn deploy(shape: Shape, release: ReleaseId, commit: Option<CommitId>) -> Vec
     if shape.export {
         steps.push(Step::Cleanup);
     }
+    steps
+}
+
+/// A deploy's steps with a bake window of `window` after its checks (none when zero):
+/// after the switch, restart and verify, before cleanup (and before anything that stops
+/// an old release still running beside the new one).
+pub fn with_bake(mut steps: Vec<Step>, release: ReleaseId, window: std::time::Duration) -> Vec<Step> {
+    if window.is_zero() {
+        return steps;
+    }
+    let after = steps
+        .iter()
+        .rposition(|s| matches!(s, Step::Switch { .. } | Step::Restart { .. } | Step::Verify { .. }))
+        .map_or(steps.len(), |i| i + 1);
+    let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+    steps.insert(after, Step::Bake { release, window_ms });
     steps
 }
 
