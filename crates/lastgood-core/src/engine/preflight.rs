@@ -82,7 +82,9 @@ impl Engine {
             Some(host) => format!("{}:{}", host.label(), env.deploy_to.join("backups").display()),
             None => format!("{}:{}", self.ctx.host, db.backup_dir.display()),
         };
+        let sqlite = matches!(db.url.resolve(), Ok(crate::database::url::DbUrl::Sqlite(_)));
         Some(match db.backup_method {
+            _ if sqlite => dir,
             PgMethod::Template => "a copy on the database server (backup_method = template)".to_owned(),
             PgMethod::PgDump => dir,
             PgMethod::Auto => format!("a copy on the database server when no other session is connected, else {dir}"),
