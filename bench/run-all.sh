@@ -17,6 +17,8 @@ bash "$HERE/ledger.sh" || status=$?
 echo
 bash "$HERE/gitops.sh" || status=$?
 echo
+bash "$HERE/bake.sh" || status=$?
+echo
 bash "$HERE/zero-downtime.sh" || status=$?   # needs lastgood-sample-app and lastgood-load beside $LASTGOOD
 if command -v strace >/dev/null && [[ -z "${NO_FSYNC:-}" ]]; then
     echo

@@ -25,6 +25,10 @@ for tool in unshare nsenter setsid; do command -v "$tool" >/dev/null || missing+
 # WebDriver, the same version from the same archive (nothing is downloaded at run time).
 command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
+# The bake window's metric signal (tests/it/bake_prometheus.rs, bench/bake.sh): Debian's
+# Prometheus server; each test runs a private instance on a loopback port (the system
+# service is never started).
+[ -x /usr/bin/prometheus ] || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
   mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
   log "installing ${missing[*]}"
@@ -86,7 +90,12 @@ DO $$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'lastgood_view_test') THEN
     CREATE ROLE lastgood_view_test LOGIN IN ROLE lastgood_viewer;
   END IF;
+  -- A superuser login, for the test that lastgood refuses to write a team ledger as one.
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'lastgood_super_test') THEN
+    CREATE ROLE lastgood_super_test LOGIN SUPERUSER;
+  END IF;
 END $$;
+ALTER ROLE lastgood_super_test PASSWORD 'super-pw';
 ALTER ROLE lastgood_op_test PASSWORD 'operator-pw';
 ALTER ROLE lastgood_view_test PASSWORD 'viewer-pw';
 -- A password unlike anything else in the output, so tests can search for leaks of it.

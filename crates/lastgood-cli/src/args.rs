@@ -91,6 +91,29 @@ pub enum Command {
         /// Consent to lowering the major version (involve the developers first)
         #[arg(long)]
         allow_major: bool,
+        /// Watch the release this long after its checks pass (the bake window), instead
+        /// of `[monitor] duration`
+        #[arg(long, value_name = "DURATION", value_parser = lastgood_core::config::monitor::parse_window, conflicts_with = "no_monitor")]
+        monitor: Option<std::time::Duration>,
+        /// No bake window for this deploy
+        #[arg(long)]
+        no_monitor: bool,
+        /// Refuse (exit 4) when the release a failure would return to is not ready
+        #[arg(long)]
+        require_ready: bool,
+    },
+    /// The alert-only watch after a rollback (started by lastgood itself, detached)
+    #[command(hide = true)]
+    Watch {
+        env: String,
+        #[arg(long)]
+        operation: u64,
+    },
+    /// End the running bake window of ENV early, as passed
+    Promote {
+        env: String,
+        #[arg(long)]
+        reason: Option<String>,
     },
     /// Return ENV to a known good release
     Rollback {
@@ -116,6 +139,9 @@ pub enum Command {
         /// Consent to lowering the major version (involve the developers first)
         #[arg(long)]
         allow_major: bool,
+        /// While a deploy of ENV runs, exit 3 instead of asking it to stop and return
+        #[arg(long)]
+        no_preempt: bool,
     },
     /// Current release, last good release, lock holder, interrupted operations
     Status { env: Option<String> },

@@ -178,6 +178,9 @@ fn refusal_hint(refusal: &Refusal, cli: &Cli, env: &str) -> String {
             "involve the developers of this release (their migrations and data upgrades may not go back), then add --allow-major; `major_guard = false` in [environments.{env}] turns the guard off; nothing was changed"
         ),
         Refusal::Repository { .. } => format!("use mode = \"revert\", or move that commit first, {again}"),
+        Refusal::WayBack { .. } => format!(
+            "do what each reason says (`lastgood status {env}` lists them), then deploy again; or deploy without --require-ready; nothing was changed"
+        ),
     }
 }
 

@@ -220,6 +220,18 @@ pub fn status_text(s: &Status) -> String {
         )),
         None => {}
     }
+    if let Some(b) = &s.bake {
+        let elapsed = (now_secs() - b.started_at).max(0) as u64;
+        t.push_str(&format!(
+            "  baking:    {}s of {}s{}\n",
+            elapsed.min(b.window_ms / 1000),
+            b.window_ms / 1000,
+            b.ended.as_deref().map(|e| format!(" ({e})")).unwrap_or_default()
+        ));
+        for m in b.signals.values() {
+            t.push_str(&format!("    {}\n", m.line()));
+        }
+    }
     if s.schema_ahead > 0 {
         t.push_str(&format!(
             "  schema:    ahead of code by {} migration(s); `lastgood rollback {} --scope db --allow-data-loss` reverts them\n",
@@ -374,4 +386,9 @@ pub fn lint_class(c: lastgood_core::database::lint::Class) -> &'static str {
         Class::Blocking => "blocking",
         Class::Destructive => "destructive",
     }
+}
+
+/// Unix seconds now (for how far a window has come).
+fn now_secs() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }

@@ -24,6 +24,7 @@ use crate::proxy::{Proxy, ProxyError, Reuse};
 use crate::refusal::Refusal;
 use crate::runtime::{self, Activation, ReleaseFacts, Site, releases, tree};
 use crate::supervise::{SuperviseError, Supervisor};
+use crate::toolcache;
 
 /// One effect at one site.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -180,6 +181,7 @@ pub fn perform(site: &Site, action: &Action, payload: &mut dyn Read) -> Result<S
         Action::Remove { releases } => {
             for id in releases {
                 rt.remove(*id)?;
+                toolcache::remove(&site.state_dir(), *id);
             }
             Ok(if releases.is_empty() {
                 "nothing to remove".into()
@@ -234,17 +236,28 @@ fn stop_timeout(site: &Site) -> Duration {
 }
 
 /// Runs a schema tool's program here for the first of `candidates` that can (see
-/// [`crate::runtime::Runtime::exec`]).
+/// [`crate::runtime::Runtime::exec`]). `keep`: the command reads only the release's
+/// files, so what the preferred release printed for it before answers, and what it
+/// prints now is kept ([`crate::toolcache`]).
 pub fn exec(
     site: &Site,
     candidates: &[ReleaseFacts],
     service: Option<&str>,
     argv: &[String],
     env: &[(String, String)],
+    keep: bool,
 ) -> Result<(ReleaseId, runtime::api::Ran)> {
-    let mut env = env.to_vec();
-    env.push(("LASTGOOD_HOST".into(), site.host.clone()));
-    runtime::of(site).exec(candidates, service, argv, &env)
+    let state = site.state_dir();
+    if let Some(hit) = keep.then(|| toolcache::get(&state, candidates, service, argv, env)).flatten() {
+        return Ok(hit);
+    }
+    let mut with_host = env.to_vec();
+    with_host.push(("LASTGOOD_HOST".into(), site.host.clone()));
+    let (by, ran) = runtime::of(site).exec(candidates, service, argv, &with_host)?;
+    if keep {
+        toolcache::put(&state, candidates, service, argv, env, by, &ran);
+    }
+    Ok((by, ran))
 }
 
 /// What a host answers a preflight with.

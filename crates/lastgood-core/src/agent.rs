@@ -55,6 +55,10 @@ pub enum Request {
         argv: Vec<String>,
         env: Vec<(String, String)>,
         epoch: Option<i64>,
+        /// The command reads only the release's files: answer with what the preferred
+        /// release printed before, keep what it prints now (`crate::toolcache`).
+        #[serde(default)]
+        keep: bool,
     },
     /// Database work where the database can be reached (see
     /// [`crate::database::work`]): `url` as configured, completed from this host's
@@ -159,12 +163,12 @@ fn handle(req: Request, input: &mut dyn Read) -> Answer {
             value: Some(site.proxy().and_then(|p| p.port_of(release.0)).map_or(serde_json::Value::Null, Into::into)),
             ..Answer::default()
         },
-        Request::Exec { site, candidates, service, argv, env, epoch } => {
+        Request::Exec { site, candidates, service, argv, env, epoch, keep } => {
             let _guard = match epoch.map(|e| fence(&site.deploy_to, e)).transpose() {
                 Ok(g) => g,
                 Err(a) => return a,
             };
-            match action::exec(&site, &candidates, service.as_deref(), &argv, &env) {
+            match action::exec(&site, &candidates, service.as_deref(), &argv, &env, keep) {
                 Ok((release, ran)) => {
                     Answer { ok: true, current: Some(release.0), ran: Some(Box::new(ran)), ..Answer::default() }
                 }

@@ -49,6 +49,9 @@ pub enum Refusal {
         "{to} lowers the major version of the current release {from}: major releases change schemas and data that down migrations may not undo, so going back across one needs the developers; involve them, then pass --allow-major"
     )]
     MajorVersion { from: String, to: String },
+    /// `deploy --require-ready`: the release a failure would return to is not ready.
+    #[error("the way back is not ready{}: {}", target.map(|t| format!(" (to #{t})")).unwrap_or_default(), reasons.join("; "))]
+    WayBack { target: Option<u64>, reasons: Vec<String> },
     /// A GitOps repository's history would lose someone else's work.
     #[error("{detail}")]
     Repository { detail: String },
@@ -108,4 +111,8 @@ pub enum NotReady {
     ImageMissing { release: ReleaseId, service: String, image: String, id: String },
     #[error("{what} cannot be reached: {detail}")]
     Unreachable { what: String, detail: String },
+    #[error(
+        "{what} lives on the machine `{machine}`, and this is `{here}`: an environment without `hosts` keeps its release directories and backups on the machine that wrote them, and the team ledger only knows they exist. Run this command on `{machine}`, or copy the files to the same path here, or give the environment `hosts = [\"ssh://...\"]` so every operator reaches the same files"
+    )]
+    Elsewhere { what: String, machine: String, here: String },
 }

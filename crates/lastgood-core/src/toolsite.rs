@@ -72,31 +72,11 @@ impl std::fmt::Debug for Placed {
 
 impl Runner for Placed {
     fn run(&self, argv: &[String], env: &[(String, String)]) -> std::io::Result<(u64, Ran)> {
-        match &self.at {
-            At::Here(site) => action::exec(site, &self.candidates, self.service.as_deref(), argv, env)
-                .map(|(release, ran)| (release.0, ran))
-                .map_err(std::io::Error::other),
-            At::Host(fleet, host) => {
-                let req = Request::Exec {
-                    site: fleet.site(host),
-                    candidates: self.candidates.clone(),
-                    service: self.service.clone(),
-                    argv: argv.to_vec(),
-                    env: env.to_vec(),
-                    epoch: self.epoch,
-                };
-                let answer = fleet
-                    .call(host, &req, &[])
-                    .map_err(|e| std::io::Error::other(format!("on {}: {e}", host.label())))?;
-                match (answer.current, answer.ran) {
-                    (Some(release), Some(ran)) => Ok((release, *ran)),
-                    _ => Err(std::io::Error::other(format!(
-                        "lastgood's agent on {} ran nothing (an older agent?)",
-                        host.label()
-                    ))),
-                }
-            }
-        }
+        self.exec(argv, env, false)
+    }
+
+    fn run_kept(&self, argv: &[String], env: &[(String, String)]) -> std::io::Result<(u64, Ran)> {
+        self.exec(argv, env, true)
     }
 
     fn preferred(&self) -> Option<u64> {
@@ -117,6 +97,38 @@ impl Runner for Placed {
         match &self.at {
             At::Here(_) => what,
             At::Host(_, host) => format!("{what} on {}", host.label()),
+        }
+    }
+}
+
+impl Placed {
+    /// `keep`: see [`Runner::run_kept`].
+    fn exec(&self, argv: &[String], env: &[(String, String)], keep: bool) -> std::io::Result<(u64, Ran)> {
+        match &self.at {
+            At::Here(site) => action::exec(site, &self.candidates, self.service.as_deref(), argv, env, keep)
+                .map(|(release, ran)| (release.0, ran))
+                .map_err(std::io::Error::other),
+            At::Host(fleet, host) => {
+                let req = Request::Exec {
+                    site: fleet.site(host),
+                    candidates: self.candidates.clone(),
+                    service: self.service.clone(),
+                    argv: argv.to_vec(),
+                    env: env.to_vec(),
+                    epoch: self.epoch,
+                    keep,
+                };
+                let answer = fleet
+                    .call(host, &req, &[])
+                    .map_err(|e| std::io::Error::other(format!("on {}: {e}", host.label())))?;
+                match (answer.current, answer.ran) {
+                    (Some(release), Some(ran)) => Ok((release, *ran)),
+                    _ => Err(std::io::Error::other(format!(
+                        "lastgood's agent on {} ran nothing (an older agent?)",
+                        host.label()
+                    ))),
+                }
+            }
         }
     }
 }

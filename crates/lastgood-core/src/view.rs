@@ -145,6 +145,10 @@ pub struct Status {
     pub rollback_not_ready: Option<String>,
     /// Migrations the database is ahead of the current release's code (0 when none).
     pub schema_ahead: u32,
+    /// `{"target", "ready", "reasons"}`: the way back to the last good release.
+    pub readiness: crate::engine::readiness::Readiness,
+    /// The running bake window: its start, length, latest measurement of each signal.
+    pub bake: Option<crate::journal::bake::BakeProgress>,
     /// With `[proxy]`: where it listens, the release it sends new connections to, its
     /// pid (null when it is not running).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -216,6 +220,8 @@ impl From<&crate::engine::inspect::Status> for Status {
             hosts: s.hosts.clone(),
             rollback_not_ready: s.rollback_not_ready.clone(),
             schema_ahead: s.schema_ahead,
+            bake: s.bake.clone(),
+            readiness: s.readiness.clone(),
             proxy: s.proxy.as_ref().map(ProxyView::from),
         }
     }
@@ -532,6 +538,11 @@ pub struct Backup {
     pub schema_revision: Option<String>,
     /// Its data is gone (removed by hand or by `backup_keep`, a copy dropped).
     pub missing: bool,
+    /// Where its data lives: `machine:path` (the host of an environment with hosts, else
+    /// the machine that took it), or the database server for a template copy. Listed by
+    /// `db backups`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub place: Option<String>,
 }
 
 impl Backup {
@@ -551,13 +562,14 @@ impl Backup {
             operation: b.operation,
             schema_revision: b.schema_revision.clone(),
             missing,
+            place: None,
         }
     }
 }
 
 impl From<&crate::engine::db::ListedBackup> for Backup {
     fn from(b: &crate::engine::db::ListedBackup) -> Self {
-        Self::new(&b.record, b.missing)
+        Self { place: Some(b.place.clone()), ..Self::new(&b.record, b.missing) }
     }
 }
 

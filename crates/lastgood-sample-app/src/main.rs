@@ -7,6 +7,12 @@
 //! otherwise identical release unhealthy. Everything is read once, at startup,
 //! like a real app reads its config; changing it means deploying again.
 //!
+//! Two keys make a release that passes its checks and then goes bad, for the bake
+//! window's tests: `FAIL_AFTER=SECS` (from then on, `GET /work` answers 500 and the app
+//! logs an `ERROR` line every 200 ms) and `EXIT_AFTER=SECS` (the process exits 3).
+//! `GET /metrics` serves `sample_app_errors_total` (500s answered, plus the errors
+//! logged) in Prometheus' text format.
+//!
 //! Routes: `GET /health` (200 `ok <version>`, or 500 `unhealthy <version>` when
 //! `HEALTH=fail`), `GET /` (200 `<greeting> from <version>`), `GET /version`
 //! (200 `<version>`); anything else is 404. One request per connection, one thread
@@ -44,6 +50,15 @@ struct App {
     version: String,
     healthy: bool,
     greeting: String,
+    fail_after: Option<Duration>,
+    started: std::time::Instant,
+    errors: std::sync::atomic::AtomicU64,
+}
+
+impl App {
+    fn failing(&self) -> bool {
+        self.fail_after.is_some_and(|d| self.started.elapsed() >= d)
+    }
 }
 
 fn main() -> ExitCode {
@@ -92,6 +107,17 @@ fn main() -> ExitCode {
     // Leaked on purpose: the app lives until it is killed, and every connection
     // thread borrows it.
     let app: &'static App = Box::leak(Box::new(app));
+    if app.fail_after.is_some() {
+        thread::spawn(move || {
+            loop {
+                thread::sleep(Duration::from_millis(200));
+                if app.failing() {
+                    app.errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    eprintln!("sample-app {}: ERROR the work queue is failing", app.version);
+                }
+            }
+        });
+    }
     let fd = listener.as_raw_fd();
     thread::spawn(move || {
         let mut sig = 0;
@@ -186,7 +212,29 @@ fn load() -> Result<App, String> {
         Some(other) => return Err(format!("{path}: HEALTH must be ok or fail, not {other:?}")),
     };
     let greeting = vars.get("GREETING").cloned().unwrap_or_else(|| "hello".to_owned());
-    Ok(App { version, healthy, greeting })
+    let secs = |key: &str| -> Result<Option<Duration>, String> {
+        vars.get(key)
+            .map(|v| {
+                v.parse::<f64>().map(Duration::from_secs_f64).map_err(|_| format!("{path}: {key} must be seconds"))
+            })
+            .transpose()
+    };
+    let fail_after = secs("FAIL_AFTER")?;
+    if let Some(d) = secs("EXIT_AFTER")? {
+        thread::spawn(move || {
+            thread::sleep(d);
+            eprintln!("sample-app: EXIT_AFTER reached, exiting");
+            std::process::exit(3);
+        });
+    }
+    Ok(App {
+        version,
+        healthy,
+        greeting,
+        fail_after,
+        started: std::time::Instant::now(),
+        errors: std::sync::atomic::AtomicU64::new(0),
+    })
 }
 
 /// `KEY=VALUE` lines; blank lines and `#` comments are skipped.
@@ -232,6 +280,18 @@ fn handle(app: &App, mut stream: TcpStream) {
         ("GET", "/health") => (500, format!("unhealthy {}", app.version)),
         ("GET", "/") => (200, format!("{} from {}", app.greeting, app.version)),
         ("GET", "/version" | "/slow") => (200, app.version.clone()),
+        ("GET", "/work") if app.failing() => {
+            app.errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            (500, "work failed".to_owned())
+        }
+        ("GET", "/work") => (200, "work done".to_owned()),
+        ("GET", "/metrics") => (
+            200,
+            format!(
+                "# TYPE sample_app_errors_total counter\nsample_app_errors_total {}\n",
+                app.errors.load(std::sync::atomic::Ordering::Relaxed)
+            ),
+        ),
         _ => (404, "not found".to_owned()),
     };
     let reason = match status {

@@ -17,6 +17,7 @@ pub mod compose_app;
 pub mod config;
 pub mod fleet;
 pub mod pgbouncer;
+pub mod prometheus;
 pub mod serve;
 pub mod snapshot;
 pub mod test;
@@ -383,6 +384,13 @@ impl PgDb {
     }
 
     /// Runs SQL in this database; returns psql's unaligned output.
+    /// [`PgDb::url`] with another login (`user:password@`).
+    pub fn url_as(&self, user: &str, password: &str) -> String {
+        let (scheme, rest) = self.url.split_once("://").expect("a URL");
+        let host = rest.rsplit_once('@').map(|(_, h)| h).unwrap_or(rest);
+        format!("{scheme}://{user}:{password}@{host}")
+    }
+
     pub fn sql(&self, sql: &str) -> String {
         let out =
             Command::new("psql").args([&self.url, "-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql]).output().expect("psql");

@@ -155,7 +155,7 @@ pub fn ledger_status(cli: &Cli, engine: &Engine) -> Result<i32> {
             if let Some(v) = s.schema_version {
                 text.push_str(&format!(
                     "schema version: {v}{}\n",
-                    if s.writable { "" } else { " (newer than this lastgood: read-only)" }
+                    s.read_only.as_ref().map(|why| format!(" ({why}: read-only)")).unwrap_or_default()
                 ));
             }
             for e in &s.environments {

@@ -206,7 +206,7 @@ pub fn run(cli: &Cli, engine: &Engine, command: &DbCommand) -> Result<i32> {
                         b.id,
                         lastgood_core::context::rfc3339(b.created_at),
                         b.file.bytes,
-                        b.file.path.display(),
+                        l.place,
                         b.operation.map(|o| format!("  (operation {o})")).unwrap_or_default(),
                         if l.missing { "  MISSING: its data is gone" } else { "" }
                     ));

@@ -23,8 +23,22 @@ pub fn run(cli: &Cli) -> Result<i32> {
             let opts = RestartOptions { service: service.clone(), reason: reason.clone() };
             operate::restart(cli, &engine(cli)?, env, opts, *dry_run)
         }
-        Command::Deploy { env, version, reason, no_verify, no_auto_rollback, dry_run, sql, allow_major } => {
+        Command::Deploy {
+            env,
+            version,
+            reason,
+            no_verify,
+            no_auto_rollback,
+            dry_run,
+            sql,
+            allow_major,
+            monitor,
+            no_monitor,
+            require_ready,
+        } => {
             let opts = DeployOptions {
+                monitor: if *no_monitor { Some(std::time::Duration::ZERO) } else { *monitor },
+                require_ready: *require_ready,
                 reason: reason.clone(),
                 verify: !no_verify,
                 auto_rollback: !no_auto_rollback,
@@ -34,20 +48,29 @@ pub fn run(cli: &Cli) -> Result<i32> {
             };
             operate::deploy(cli, &engine(cli)?, env, version, opts, *dry_run || *sql)
         }
-        Command::Rollback { env, to, scope, reason, dry_run, sql, allow_data_loss, allow_major } => operate::rollback(
-            cli,
-            &engine(cli)?,
-            env,
-            to,
-            *scope,
-            reason.clone(),
-            operate::RollbackFlags {
-                dry_run: *dry_run,
-                sql: *sql,
-                allow_data_loss: *allow_data_loss,
-                allow_major: *allow_major,
-            },
-        ),
+        Command::Watch { env, operation } => {
+            let alerts = engine(cli)?.watch_after_rollback(env, *operation)?;
+            eprintln!("watch: ended with {alerts} regression(s) alerted");
+            Ok(0)
+        }
+        Command::Promote { env, reason } => operate::promote(cli, &engine(cli)?, env, reason.clone()),
+        Command::Rollback { env, to, scope, reason, dry_run, sql, allow_data_loss, allow_major, no_preempt } => {
+            operate::rollback(
+                cli,
+                &engine(cli)?,
+                env,
+                to,
+                *scope,
+                reason.clone(),
+                operate::RollbackFlags {
+                    dry_run: *dry_run,
+                    sql: *sql,
+                    allow_data_loss: *allow_data_loss,
+                    allow_major: *allow_major,
+                    preempt: !no_preempt,
+                },
+            )
+        }
         Command::Db { command } => db::run(cli, &engine(cli)?, command),
         Command::Deliver { file } => admin::deliver(&engine(cli)?, file),
         // No config on a host: the request says everything.

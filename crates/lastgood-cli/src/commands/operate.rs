@@ -41,6 +41,8 @@ pub struct RollbackFlags {
     pub sql: bool,
     pub allow_data_loss: bool,
     pub allow_major: bool,
+    /// A deploy running in ENV is asked to stop and return (else: exit 3).
+    pub preempt: bool,
 }
 
 pub fn rollback(
@@ -53,6 +55,27 @@ pub fn rollback(
     flags: RollbackFlags,
 ) -> Result<i32> {
     let dry_run = flags.dry_run || flags.sql;
+    engine.config.environment(env)?.parse_target(to)?;
+    if !dry_run && flags.preempt && engine.running_deploy(env)?.is_some() {
+        let reason = match reason.clone().filter(|r| !r.trim().is_empty()) {
+            Some(r) => r,
+            None => ask_reason("Reason for this rollback: ").ok_or_else(|| lastgood_core::Error::Usage {
+                what: "a rollback needs --reason TEXT: why it happens goes into the audit log and the incident record"
+                    .into(),
+            })?,
+        };
+        let mut progress = StderrProgress::new(&cli.global);
+        if let Some(stopped) = engine.preempt(env, Some(reason.clone()), &mut progress)? {
+            let code = preempted(cli, engine, &stopped)?;
+            // The deploy returned to the last good release itself. Another target, or a
+            // deploy that could not return (`--no-auto-rollback`), is a rollback of its
+            // own, now that the lock is free.
+            if to == "last-good" && code == 0 {
+                return Ok(0);
+            }
+            return rollback(cli, engine, env, to, scope, Some(reason), RollbackFlags { preempt: false, ..flags });
+        }
+    }
     let scope = match scope {
         ScopeArg::Full => Scope::Full,
         ScopeArg::Code => Scope::Code,
@@ -116,6 +139,55 @@ pub fn rollback(
             Ok(0)
         }
     }
+}
+
+/// What a preempted deploy did: exit 0 when the environment serves a good release.
+fn preempted(cli: &Cli, engine: &Engine, stopped: &Report) -> Result<i32> {
+    let serving = match stopped.current {
+        Some(id) => engine.ledger().release(&lastgood_core::model::EnvName::parse(&stopped.environment)?, id)?,
+        None => None,
+    };
+    let good = serving.as_ref().is_some_and(|r| r.state == lastgood_core::model::ReleaseState::Good);
+    match cli.global.format {
+        Format::Json => output::json(&serde_json::json!({
+            "preempted": view::Operation::new(stopped, None),
+            "current": serving.as_ref().map(|r| r.id),
+            "outcome": if good { "succeeded" } else { "failed" },
+        })),
+        Format::Text => output::out(&format!(
+            "stopped deploy {} of {}: it ended {}{}; {}\n",
+            stopped.operation,
+            output::release_line(&stopped.to),
+            stopped.outcome.as_str(),
+            stopped.error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default(),
+            match &serving {
+                Some(r) => format!("{} serves", output::release_line(r)),
+                None => "nothing serves".into(),
+            }
+        )),
+    }
+    Ok(if good { 0 } else { 1 })
+}
+
+/// `lastgood promote`: ends the running bake window as passed.
+pub fn promote(cli: &Cli, engine: &Engine, env: &str, reason: Option<String>) -> Result<i32> {
+    use lastgood_core::engine::bake::Promoted;
+    let done = engine.promote(env, reason)?;
+    match cli.global.format {
+        Format::Json => output::json(&done),
+        Format::Text => output::out(&match &done {
+            Promoted::Promoted { operation, release } => format!(
+                "promoted #{release}: the bake window of operation {operation} ends as passed within a second\n"
+            ),
+            Promoted::NoWindow { running: None } => {
+                format!("no bake window is running on `{env}`: nothing to promote\n")
+            }
+            Promoted::NoWindow { running: Some(at) } => {
+                format!("no bake window is running on `{env}` ({at}): nothing to promote\n")
+            }
+        }),
+    }
+    Ok(0)
 }
 
 /// `lastgood restart`: the plan, a reason, then the operation.

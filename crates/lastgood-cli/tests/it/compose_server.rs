@@ -126,8 +126,15 @@ fn the_compose_runbook_over_ssh_deploys_rolls_back_automatically_and_by_hand_wit
     let v1_image = s.app_image();
     let dotenv = std::fs::read_to_string(s.fleet.file(0, "shared/.env")).unwrap();
     assert!(dotenv.contains("DATABASE_URL="), "the .env is written on the host: {dotenv}");
-    env.run(&["deploy", "production", "v2", "--reason", "prices"]).expect(0);
+    let v2 = env.run(&["deploy", "production", "v2", "--reason", "prices"]);
+    v2.expect(0);
     s.serves("v2");
+    // While v2's image was at hand, the deploy asked it for the way back (its history
+    // and the downgrade's offline SQL, judged) and the host kept both beside release 2:
+    // a rollback plans from them without starting a container.
+    assert!(v2.stderr.contains("the way back previewed: 1 revision(s) down, destructive"), "{}", v2.stderr);
+    let kept = std::fs::read_dir(s.fleet.file(0, ".lastgood/tool-cache/2")).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(kept, 3, "history, the upgrade's and the downgrade's SQL are kept on the host");
     assert_eq!(columns(&s.db, "items"), Release::V2.columns());
     let v2_image = s.app_image();
     assert_ne!(v1_image, v2_image);

@@ -323,6 +323,8 @@ fn missing_images_are_refused(stack: &Stack) {
     docker(&["rmi", &format!("{}:v4", stack.repo()), &keep(2)]);
     let status = stack.status();
     assert_eq!(status["rollback_ready"], false, "{status}");
+    assert_eq!(status["readiness"]["target"], 2, "{status}");
+    assert!(status["readiness"]["reasons"][0].as_str().unwrap().contains("no longer on the Docker engine"), "{status}");
     let run = stack.run(&["rollback", "production", "--reason", "to a gone image"]);
     run.expect(4);
     assert!(run.stderr.contains("no longer on the Docker engine"), "{}", run.stderr);

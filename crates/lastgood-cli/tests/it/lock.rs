@@ -45,7 +45,7 @@ fn a_running_operation_holds_the_lock_and_names_itself() {
     }
     assert!(held, "the slow deploy never took the lock");
     env.test()
-        .args(["rollback", "production", "--to", "1", "--reason", "t"])
+        .args(["rollback", "production", "--to", "1", "--reason", "t", "--no-preempt"])
         .status(3)
         .stderr_has("(operation ")
         .stderr_has("expires at")
@@ -121,7 +121,7 @@ fn a_holder_on_another_machine_keeps_its_lease_by_heartbeat_and_loses_it_when_de
     let mut a = env.cmd(&["deploy", "production", "v2"]).env("LASTGOOD_HOSTNAME", "machine-a").spawn().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(4500));
     env.test()
-        .args(["rollback", "production", "--to", "1", "--reason", "t"])
+        .args(["rollback", "production", "--to", "1", "--reason", "t", "--no-preempt"])
         .env("LASTGOOD_HOSTNAME", "machine-b")
         .status(3)
         .run();

@@ -21,6 +21,8 @@ macro_rules! snapshot {
 }
 
 mod alembic;
+mod bake;
+mod bake_prometheus;
 mod browser;
 mod compose_server;
 mod connections;
@@ -36,6 +38,7 @@ mod input;
 mod lock;
 mod outputs;
 mod pipelines;
+mod readiness;
 mod record;
 mod report;
 mod restore;

@@ -10,7 +10,7 @@ use crate::{BIN, deploy_ok, env_with_versions};
 use lastgood_testkit::{PgDb, Run, TestEnv, sqlite};
 
 /// A webhook receiver on loopback: answers 200 and hands each JSON body over.
-fn receiver() -> (String, mpsc::Receiver<serde_json::Value>) {
+pub(crate) fn receiver() -> (String, mpsc::Receiver<serde_json::Value>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook/secret-token-Yq42", listener.local_addr().unwrap());
     let (tx, rx) = mpsc::channel();

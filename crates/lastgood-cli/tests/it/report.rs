@@ -146,6 +146,7 @@ fn report_of_an_explicit_rollback_has_every_section_and_ticks_the_checklist_from
             "x Reverted",
             "x Restarted",
             "x Verified",
+            "  Monitored",
             "  Team informed",
             "  Incident documented",
         ],
@@ -242,6 +243,7 @@ fn report_of_a_plain_deploy_has_nothing_to_revert() {
             "  Reverted",
             "x Restarted",
             "x Verified",
+            "  Monitored",
             "  Team informed",
             "  Incident documented",
         ],
@@ -315,6 +317,7 @@ fn report_json_has_stable_keys_and_the_same_content() {
             ("reverted", true),
             ("restarted", true),
             ("verified", true),
+            ("monitored", false),
             ("team_informed", false),
             ("incident_documented", false),
         ]

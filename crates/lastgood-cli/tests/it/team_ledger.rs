@@ -5,7 +5,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use lastgood_testkit::{Config, PgBouncer, PgDb, TestEnv, free_port};
+use lastgood_testkit::{Config, Database, PgBouncer, PgDb, TestEnv, free_port};
 
 use crate::env_with_versions;
 
@@ -96,6 +96,80 @@ fn two_workspaces_share_history_the_lock_and_the_chain() {
     b.test().args(["audit", "verify"]).stdout_has("audit chain ok").run();
 }
 
+/// Files that live on one machine (an environment without hosts keeps its release
+/// directories and backups where they were written) are named with that machine and
+/// path; another operator's plan refuses to use them (exit 4) and says where they are.
+#[test]
+fn files_of_one_machine_are_named_with_it_and_refused_elsewhere() {
+    let ledger = PgDb::new("machines");
+    let app = PgDb::new("machines_app");
+    let migration = |name: &str, table: &str| {
+        [
+            (format!("migrations/{name}/up.sql"), format!("CREATE TABLE {table} (id integer);\n")),
+            (format!("migrations/{name}/down.sql"), format!("DROP TABLE {table};\n")),
+        ]
+    };
+    let make = || {
+        let mut env = TestEnv::new(crate::BIN);
+        for (tag, files) in [
+            ("v1", migration("2024-01-01-000000_orders", "orders")),
+            ("v2", migration("2024-01-02-000000_items", "items")),
+        ] {
+            let files: Vec<(&str, &str)> = files.iter().map(|(p, c)| (p.as_str(), c.as_str())).collect();
+            env.commit_version(tag, &files);
+        }
+        env.configure(
+            &Config::new()
+                .database(Database::url(&app.url).migrations("migrations").key("backup_method", "pg_dump"))
+                .table(&format!("[ledger]\nurl = \"{}\"", ledger.url)),
+        );
+        env.test().args(["ledger", "init"]).run();
+        env
+    };
+    let (a, b) = (make(), make());
+    a.test().args(["deploy", "production", "v1", "--reason", "t"]).env("LASTGOOD_HOSTNAME", "laptop-a").run();
+    let taken =
+        a.test().args(["db", "backup", "production", "--format", "json"]).env("LASTGOOD_HOSTNAME", "laptop-a").run();
+    let backup: serde_json::Value = serde_json::from_str(&taken.stdout).unwrap();
+    let (id, path) = (backup["id"].as_u64().unwrap().to_string(), backup["location"].as_str().unwrap().to_owned());
+
+    // Listed by any operator with its machine and path.
+    let listed =
+        b.test().args(["db", "backups", "production", "--format", "json"]).env("LASTGOOD_HOSTNAME", "laptop-b").run();
+    let listed: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
+    assert_eq!(listed[0]["place"], format!("laptop-a:{path}"), "{listed}");
+    // A restore's plan names where its backup is kept.
+    let preview = ["db", "restore", "production", "--id", &id, "--dry-run"];
+    a.test().args(preview).env("LASTGOOD_HOSTNAME", "laptop-a").stdout_has(&format!("kept at laptop-a:{path}")).run();
+
+    // The file gone from where this machine looks: on laptop-b it is "on laptop-a"; on
+    // laptop-a itself it is missing.
+    std::fs::rename(&path, format!("{path}.away")).unwrap();
+    let restore = ["db", "restore", "production", "--id", &id, "--reason", "t", "--yes"];
+    b.test()
+        .args(restore)
+        .env("LASTGOOD_HOSTNAME", "laptop-b")
+        .status(4)
+        .stderr_has(&format!("backup {id} (laptop-a:{path}) lives on the machine `laptop-a`, and this is `laptop-b`"))
+        .run();
+    a.test().args(restore).env("LASTGOOD_HOSTNAME", "laptop-a").status(4).stderr_has(" is gone").run();
+
+    // Release directories too: laptop-b has none of laptop-a's.
+    a.test().args(["deploy", "production", "v2", "--reason", "t"]).env("LASTGOOD_HOSTNAME", "laptop-a").run();
+    b.test()
+        .args(["rollback", "production", "--to", "1", "--reason", "t"])
+        .env("LASTGOOD_HOSTNAME", "laptop-b")
+        .status(4)
+        .stderr_has("release #1 (v1) lives on the machine `laptop-a`, and this is `laptop-b`")
+        .run();
+    // Its plan also says where a backup it takes would go.
+    a.test()
+        .args(["rollback", "production", "--to", "1", "--dry-run", "--allow-data-loss"])
+        .env("LASTGOOD_HOSTNAME", "laptop-a")
+        .stdout_has("the backup before the migration is written to laptop-a:")
+        .run();
+}
+
 /// A holder stopped past its lease is taken over from another machine; when it runs
 /// again, its writes are fenced (exit 5) and change nothing.
 #[test]
@@ -168,7 +242,7 @@ fn the_lease_survives_the_holders_connections_being_terminated() {
         // The first time it holds connections; later it reconnects when it next writes.
         assert!(round > 0 || killed != "0", "no connection of the holder's to terminate");
         env.test()
-            .args(["rollback", "production", "--to", "1", "--reason", "t"])
+            .args(["rollback", "production", "--to", "1", "--reason", "t", "--no-preempt"])
             .env("LASTGOOD_HOSTNAME", "machine-b")
             .status(3)
             .run();
@@ -277,6 +351,35 @@ fn an_old_client_reads_a_newer_ledger_and_refuses_to_write() {
     env.test().args(["ledger", "status"]).stdout_has("read-only").run();
     env.test().args(["lock", "production", "--reason", "x"]).status(1).stderr_has("may read but not write").run();
     assert_eq!(db.sql("SELECT count(*) FROM lastgood.locks WHERE holder IS NOT NULL"), "0");
+}
+
+/// A superuser bypasses the grants that keep the audit chain append-only: lastgood
+/// reads a team ledger as one but refuses to write it, unless the config allows it.
+#[test]
+fn a_superuser_connection_reads_but_does_not_write_unless_allowed() {
+    let db = PgDb::new("superuser");
+    let url = db.url_as("lastgood_super_test", "super-pw");
+    let env = team_env(1, &url, Config::new());
+    // The schema is the superuser's (it ran `ledger init`): read it as that role.
+    let releases = || {
+        let out = std::process::Command::new("psql")
+            .args([&url, "-qAt", "-c", "SELECT count(*) FROM lastgood.releases"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    env.test().args(["ledger", "status"]).stdout_has("a superuser; see [ledger] allow_superuser: read-only").run();
+    env.test().args(["history", "production"]).run();
+    env.test()
+        .args(["deploy", "production", "v1", "--reason", "t"])
+        .status(1)
+        .stderr_has("is connected as `lastgood_super_test`, a superuser")
+        .stderr_has("allow_superuser = true")
+        .run();
+    assert_eq!(releases(), "0");
+    env.configure(&Config::new().table(&format!("[ledger]\nurl = \"{url}\"\nallow_superuser = true")));
+    env.test().args(["deploy", "production", "v1", "--reason", "t"]).run();
+    assert_eq!(releases(), "1");
 }
 
 /// A workspace on the SQLite ledger with some history: three deploys, a rollback.

@@ -119,5 +119,37 @@ pub(super) fn check_database(env: &EnvName, raw: Spanned<RawDatabase>, dir: &Pat
     };
     let run_in = name("run_in", &raw.run_in)?;
     let service = name("service", &raw.service)?;
-    Ok(Database { url, migrations, adapter, backup, backup_dir, backup_method, backup_keep, run_in, service, settings })
+    let rehearse_at_deploy = match &raw.rehearse {
+        None => false,
+        Some(r) if r.get_ref() == "deploy" => true,
+        Some(r) if r.get_ref() == "manual" => false,
+        Some(r) => {
+            return Err((
+                Some(r.span()),
+                format!(
+                    "rehearse: expected \"deploy\" (rehearse the way back at each deploy) or \"manual\", not {:?}",
+                    r.get_ref()
+                ),
+            ));
+        }
+    };
+    if rehearse_at_deploy && (migrations.is_none() || adapter != Adapter::Builtin) {
+        return Err((
+            raw.rehearse.as_ref().map(Spanned::span),
+            "rehearse: \"deploy\" rehearses lastgood's own migrations (a `migrations` folder with the builtin adapter); rehearse other tools with `lastgood db rehearse`".into(),
+        ));
+    }
+    Ok(Database {
+        url,
+        migrations,
+        adapter,
+        backup,
+        backup_dir,
+        backup_method,
+        backup_keep,
+        run_in,
+        service,
+        settings,
+        rehearse_at_deploy,
+    })
 }

@@ -18,6 +18,7 @@
 mod checks;
 mod database;
 mod hosts;
+pub mod monitor;
 mod programs;
 mod proxy;
 mod raw;
@@ -62,6 +63,9 @@ pub struct TeamLedger {
     pub url: DbUrlSource,
     /// `[ledger] schema`, default `lastgood`: one schema per project.
     pub schema: String,
+    /// `[ledger] allow_superuser` (default false): write the ledger even when connected
+    /// as a superuser, who bypasses the grants that keep the audit table append-only.
+    pub allow_superuser: bool,
 }
 
 impl PartialEq for LedgerUrl {
@@ -166,7 +170,8 @@ fn check_ledger(l: raw::RawLedger, dir: &Path) -> Result<(LedgerUrl, String), Fa
             s.get_ref().clone()
         }
     };
-    let team = |url: DbUrlSource| LedgerUrl::Postgres(TeamLedger { url, schema: schema.clone() });
+    let allow_superuser = l.allow_superuser.unwrap_or(false);
+    let team = |url: DbUrlSource| LedgerUrl::Postgres(TeamLedger { url, schema: schema.clone(), allow_superuser });
     let ledger = match (&l.url, &l.url_env) {
         (Some(u), Some(_)) => Err((Some(u.span()), "ledger.url: set either `url` or `url_env`, not both".into())),
         (None, Some(v)) => Ok(team(DbUrlSource::Env { name: v.get_ref().clone(), base: dir.to_path_buf() })),
@@ -328,6 +333,14 @@ fn check_env(name: &EnvName, raw: RawEnv, dir: &Path) -> Result<Environment, Fai
     };
     let stop_timeout = dur(&raw.stop_timeout, "stop_timeout", Duration::from_secs(10))?;
     let lease = dur(&raw.lease, "lease", Duration::from_secs(60))?;
+    let monitor = monitor::check_monitor(raw.monitor.as_ref(), dir)?;
+    let app_log = |s: &monitor::Signal| matches!(&s.source, monitor::Source::Log { log: monitor::LogFile::App, .. });
+    if monitor.signals.iter().any(app_log) && (!matches!(start, Start::Run(_)) || !hosts.is_empty()) {
+        return Err((
+            raw.monitor.as_ref().map(Spanned::span),
+            "monitor.signals: log = \"app\" reads the log of the process lastgood supervises (`run`), on this machine; use file = PATH for another log".into(),
+        ));
+    }
     let database = match raw.database {
         None => None,
         Some(db) => Some(database::check_database(name, db, dir)?),
@@ -446,6 +459,7 @@ fn check_env(name: &EnvName, raw: RawEnv, dir: &Path) -> Result<Environment, Fai
         lease,
         database,
         notify,
+        monitor,
         major_guard: raw.major_guard.unwrap_or(true),
         proxy,
     })

@@ -25,6 +25,7 @@ pub(super) struct RawLedger {
     pub(super) url: Option<Spanned<String>>,
     pub(super) url_env: Option<Spanned<String>>,
     pub(super) schema: Option<Spanned<String>>,
+    pub(super) allow_superuser: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -53,6 +54,7 @@ pub(super) struct RawEnv {
     pub(super) checks: Vec<Spanned<RawCheck>>,
     pub(super) database: Option<Spanned<RawDatabase>>,
     pub(super) notify: Option<Spanned<RawNotify>>,
+    pub(super) monitor: Option<Spanned<RawMonitor>>,
     pub(super) proxy: Option<Spanned<RawProxy>>,
     // Keys of the other runtimes (SPEC.md), accepted by name so that the error says
     // which runtime they belong to instead of "unknown field".
@@ -106,6 +108,8 @@ pub(super) struct RawDatabase {
     pub(super) lock_timeout: Option<Spanned<String>>,
     pub(super) statement_timeout: Option<Spanned<String>>,
     pub(super) lock_wait: Option<Spanned<String>>,
+    /// `"deploy"`: rehearse each release's way back on a scratch database at deploy time.
+    pub(super) rehearse: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -119,4 +123,38 @@ pub(super) struct RawCheck {
     pub(super) interval: Option<String>,
     pub(super) timeout: Option<String>,
     pub(super) retries: Option<u32>,
+}
+
+/// `[environments.X.monitor]`: the bake window after a switch (checked in `monitor.rs`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMonitor {
+    pub(super) duration: Option<Spanned<String>>,
+    pub(super) interval: Option<Spanned<String>>,
+    pub(super) failures: Option<Spanned<i64>>,
+    pub(super) on_regression: Option<Spanned<String>>,
+    /// `true` (as long as the window) or a duration.
+    pub(super) after_rollback: Option<Spanned<toml::Value>>,
+    pub(super) checks: Option<bool>,
+    pub(super) process: Option<bool>,
+    #[serde(default)]
+    pub(super) signals: Vec<Spanned<RawSignal>>,
+}
+
+/// `[[environments.X.monitor.signals]]`: one of `prometheus`, `log`, `file` or `command`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSignal {
+    pub(super) name: Option<String>,
+    pub(super) prometheus: Option<String>,
+    pub(super) query: Option<String>,
+    pub(super) max: Option<f64>,
+    pub(super) min: Option<f64>,
+    pub(super) log: Option<String>,
+    pub(super) file: Option<String>,
+    #[serde(rename = "match")]
+    pub(super) patterns: Option<Vec<String>>,
+    pub(super) max_per_minute: Option<i64>,
+    pub(super) command: Option<Vec<String>>,
+    pub(super) timeout: Option<String>,
 }

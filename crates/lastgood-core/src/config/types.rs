@@ -149,6 +149,8 @@ pub struct Environment {
     pub lease: Duration,
     pub database: Option<Database>,
     pub notify: Option<Notify>,
+    /// The bake window after a switch and the watch after a rollback.
+    pub monitor: super::monitor::Monitor,
     /// Refuse a deploy or rollback that lowers the major version without
     /// `--allow-major` (`major_guard = false` turns it off).
     pub major_guard: bool,
@@ -210,6 +212,9 @@ pub struct Database {
     /// Compose: the database's own service, which a stop before a downgrade leaves up.
     pub service: Option<String>,
     pub settings: Settings,
+    /// `rehearse = "deploy"`: a deploy rehearses its release's way back (the new head
+    /// down to the revision a failure returns to) on a scratch database first.
+    pub rehearse_at_deploy: bool,
 }
 
 /// Where the database URL comes from. It is completed from the environment (`PG*`,

@@ -848,6 +848,29 @@ mod tests {
         assert_eq!(encrypted("disable"), Ok(false));
         let refused = encrypted("verify-full").unwrap_err();
         assert!(refused.to_lowercase().contains("certificate"), "{refused}");
+        // With sslrootcert, only that authority is trusted (as libpq does): Debian's
+        // self-signed certificate for `localhost` verifies against itself.
+        let snakeoil = "/etc/ssl/certs/ssl-cert-snakeoil.pem";
+        assert!(
+            Path::new(snakeoil).exists(),
+            "{snakeoil} is missing: the test server's certificate (Debian's ssl-cert)"
+        );
+        let local = pg.expose().replace("@127.0.0.1:", "@localhost:");
+        assert_ne!(local, pg.expose(), "the test URL names 127.0.0.1");
+        let verified = |mode: &str, root: &str| -> Result<bool, String> {
+            let url = format!("{local}?sslmode={mode}&sslrootcert={root}");
+            let DbUrl::Postgres(p) = DbUrl::parse(&url, Path::new("/")).unwrap() else { unreachable!() };
+            let mut c = crate::database::pg_client::connect(&p, "lastgood-test").map_err(|e| e.to_string())?;
+            Ok(c.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).unwrap().get(0))
+        };
+        assert_eq!(verified("verify-full", snakeoil), Ok(true));
+        assert_eq!(verified("verify-ca", snakeoil), Ok(true));
+        // Another authority than the server's: refused, however often it is asked.
+        let other = "/etc/ssl/certs/ISRG_Root_X1.pem";
+        if Path::new(other).exists() {
+            assert!(verified("verify-full", other).is_err());
+            assert!(verified("verify-full", other).is_err());
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! needs a connection, and with connecting kept in `url.rs` the two imported each other.
 
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 use super::url::{PgUrl, SslMode};
 
@@ -59,16 +60,43 @@ pub fn connect_with(url: &PgUrl, mut config: postgres::Config) -> Result<postgre
     if url.sockets_only() || url.sslmode == SslMode::Disable {
         return config.connect(postgres::NoTls).map_err(ConnectError::Postgres);
     }
+    let tls = tls_connector(url)?;
+    config.connect(postgres_native_tls::MakeTlsConnector::new(tls)).map_err(ConnectError::Postgres)
+}
+
+/// The TLS connector for a URL's `sslmode` and `sslrootcert`, built once per process.
+///
+/// Building one is the expensive part of a TLS connection: `native-tls` builds OpenSSL's
+/// `SslConnector`, which loads OpenSSL's default authorities (the system bundle, about
+/// 140 certificates: 30-70 ms on a small machine) even when nothing will be checked, and
+/// every `lastgood` command that opens a team ledger over TCP paid it, often twice. So
+/// OpenSSL is pointed (through `SSL_CERT_FILE`, only while the connector is built) at what
+/// the mode trusts: nothing for `prefer`/`require`, which check no certificate; only
+/// `sslrootcert` when one is named, as libpq trusts only it; the system's authorities
+/// otherwise. A `SSL_CERT_FILE` the user set is left alone.
+fn tls_connector(url: &PgUrl) -> Result<native_tls::TlsConnector, ConnectError> {
+    type Built = Vec<((SslMode, Option<PathBuf>), native_tls::TlsConnector)>;
+    static BUILT: Mutex<Built> = Mutex::new(Vec::new());
+    let key = (url.sslmode, url.sslrootcert.clone());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, tls)) = built.iter().find(|(k, _)| *k == key) {
+        return Ok(tls.clone());
+    }
     let mut tls = native_tls::TlsConnector::builder();
     match url.sslmode {
         SslMode::Disable | SslMode::Prefer | SslMode::Require => {
-            // The certificate is not checked, so the system's authorities are not needed.
-            tls.danger_accept_invalid_certs(true).danger_accept_invalid_hostnames(true).disable_built_in_roots(true);
+            // The certificate is not checked, so no authority is needed.
+            tls.danger_accept_invalid_certs(true).danger_accept_invalid_hostnames(true);
         }
         SslMode::VerifyCa => {
             tls.danger_accept_invalid_hostnames(true);
         }
         SslMode::VerifyFull => {}
+    }
+    // What is trusted is known exactly unless a mode that checks names no sslrootcert.
+    let exact = !matches!(url.sslmode, SslMode::VerifyCa | SslMode::VerifyFull) || url.sslrootcert.is_some();
+    if exact {
+        tls.disable_built_in_roots(true);
     }
     if let Some(path) = &url.sslrootcert {
         let pem = std::fs::read(path).map_err(|source| ConnectError::ReadRootCert { path: path.clone(), source })?;
@@ -76,8 +104,26 @@ pub fn connect_with(url: &PgUrl, mut config: postgres::Config) -> Result<postgre
             .map_err(|source| ConnectError::ParseRootCert { path: path.clone(), source })?;
         tls.add_root_certificate(cert);
     }
-    let tls = tls.build().map_err(ConnectError::Tls)?;
-    config.connect(postgres_native_tls::MakeTlsConnector::new(tls)).map_err(ConnectError::Postgres)
+    let tls = if exact {
+        // SAFETY: the variable is set and put back while BUILT is locked, and every
+        // connector of this process is built here under that lock, so no other OpenSSL
+        // default-path load reads it meanwhile. No other thread of lastgood reads
+        // SSL_CERT_FILE; a child spawned on another thread in this window would inherit
+        // it, and lastgood spawns none while it opens a database connection.
+        let theirs = std::env::var_os("SSL_CERT_FILE");
+        unsafe { std::env::set_var("SSL_CERT_FILE", "/dev/null") };
+        let tls = tls.build();
+        match theirs {
+            Some(v) => unsafe { std::env::set_var("SSL_CERT_FILE", v) },
+            None => unsafe { std::env::remove_var("SSL_CERT_FILE") },
+        }
+        tls
+    } else {
+        tls.build()
+    }
+    .map_err(ConnectError::Tls)?;
+    built.push((key, tls.clone()));
+    Ok(tls)
 }
 
 /// A PostgreSQL error on one line: the server's severity, message and SQLSTATE with its

@@ -99,6 +99,12 @@ impl Ran {
 pub trait Runner: std::fmt::Debug {
     /// Runs `argv`: the release whose tree or image ran it, and what it did.
     fn run(&self, argv: &[String], env: &[(String, String)]) -> std::io::Result<(u64, Ran)>;
+    /// [`Runner::run`] for a command whose output depends only on the release's files:
+    /// the place may answer with what the preferred release printed before, and keeps
+    /// what it prints now (see `crate::toolcache`).
+    fn run_kept(&self, argv: &[String], env: &[(String, String)]) -> std::io::Result<(u64, Ran)> {
+        self.run(argv, env)
+    }
     /// Where, in words, for messages (`the app container of release 3 on deploy@web1`).
     fn place(&self) -> String;
     /// The release that runs a program whenever it can (the newest candidate).
@@ -110,6 +116,11 @@ thread_local! {
     static PURE: std::cell::RefCell<std::collections::HashMap<String, String>> = Default::default();
     /// What commands that read the database's position printed ([`Program::run_state`]).
     static STATE: std::cell::RefCell<std::collections::HashMap<String, String>> = Default::default();
+}
+
+/// Whether this process has read nothing of where the database is (or forgot it).
+pub fn state_unread() -> bool {
+    STATE.with(|c| c.borrow().is_empty())
 }
 
 /// Forgets where the database was read to be: an operation that took its lock reads
@@ -171,12 +182,13 @@ impl Program {
     pub fn run(&self, argv: &[String], extra: &[(String, String)]) -> Result<String, ToolError> {
         // Whatever it is, it may move the database.
         forget_state();
-        self.run_by(argv, extra).map(|(_, out)| out)
+        self.run_by(argv, extra, false).map(|(_, out)| out)
     }
 
     /// [`Program::run`], and whether the place that ran it is the one it always runs
     /// in (here, or the runner's preferred release).
-    fn run_by(&self, argv: &[String], extra: &[(String, String)]) -> Result<(bool, String), ToolError> {
+    /// `kept`: the command reads only the release's files ([`Runner::run_kept`]).
+    fn run_by(&self, argv: &[String], extra: &[(String, String)], kept: bool) -> Result<(bool, String), ToolError> {
         let first = argv.first().cloned().unwrap_or_default();
         let spawn = |source| ToolError::Spawn { program: first.clone(), cwd: self.cwd.clone(), source };
         let ran = match &self.runner {
@@ -184,7 +196,8 @@ impl Program {
                 let mut env = vec![("DATABASE_URL".to_owned(), self.database_url.clone())];
                 env.extend(self.vars.iter().cloned());
                 env.extend(extra.iter().cloned());
-                let (by, ran) = runner.run(argv, &env).map_err(spawn)?;
+                let (by, ran) =
+                    if kept { runner.run_kept(argv, &env) } else { runner.run(argv, &env) }.map_err(spawn)?;
                 (runner.preferred() == Some(by), ran)
             }
             None => (
@@ -228,13 +241,15 @@ impl Program {
     /// step, and both need the same history and SQL. Failures are not kept, nor what
     /// an older release ran because the preferred one could not (yet: a deploy plans
     /// before its release is built). The release's variables (`LASTGOOD_*`) are not part
-    /// of the key: they say what lastgood is moving to, not what the files hold.
+    /// of the key: they say what lastgood is moving to, not what the files hold. Where a
+    /// runner runs it (a host, a container), the place keeps it too, beside the release,
+    /// for the next process ([`Runner::run_kept`]).
     pub fn run_pure(&self, argv: &[String]) -> Result<String, ToolError> {
         let key = self.key(argv);
         if let Some(out) = PURE.with(|c| c.borrow().get(&key).cloned()) {
             return Ok(out);
         }
-        let (settled, out) = self.run_by(argv, &[])?;
+        let (settled, out) = self.run_by(argv, &[], true)?;
         if settled {
             PURE.with(|c| c.borrow_mut().insert(key, out.clone()));
         }
@@ -249,7 +264,7 @@ impl Program {
         if let Some(out) = STATE.with(|c| c.borrow().get(&key).cloned()) {
             return Ok(out);
         }
-        let (_, out) = self.run_by(argv, &[])?;
+        let (_, out) = self.run_by(argv, &[], false)?;
         STATE.with(|c| c.borrow_mut().insert(key, out.clone()));
         Ok(out)
     }

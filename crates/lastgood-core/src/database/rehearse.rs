@@ -167,6 +167,28 @@ pub fn rehearse(
     settings: &Settings,
     target: Option<&str>,
 ) -> Result<Rehearsal, RehearseError> {
+    rehearse_from(real, dir, settings, target, false)
+}
+
+/// Rehearses the way back of a release about to be deployed: from the newest migration
+/// in `dir` (its head, applied on a scratch copy) down to `target`, a revision of the
+/// real database's history (`[database] rehearse = "deploy"`).
+pub fn rehearse_release(
+    real: &DbUrl,
+    dir: &Path,
+    settings: &Settings,
+    target: Option<&str>,
+) -> Result<Rehearsal, RehearseError> {
+    rehearse_from(real, dir, settings, target, true)
+}
+
+fn rehearse_from(
+    real: &DbUrl,
+    dir: &Path,
+    settings: &Settings,
+    target: Option<&str>,
+    from_head: bool,
+) -> Result<Rehearsal, RehearseError> {
     let mut live = Migrator::open(real, Some(dir), settings, "lastgood rehearse")?;
     let applied = live.applied()?;
     drop(live);
@@ -174,7 +196,8 @@ pub fn rehearse(
     if let Some(a) = applied.iter().find(|a| !files.iter().any(|m| m.version == a.version)) {
         return Err(RehearseError::MissingUp { name: a.name.clone() });
     }
-    let from = applied.last().map(|a| a.version.clone());
+    let from =
+        if from_head { files.last().map(|m| m.version.clone()) } else { applied.last().map(|a| a.version.clone()) };
     let target_version = match target {
         None => None,
         Some(t) => Some(applied.iter().find(|a| a.version == t || a.name == t).map(|a| a.version.clone()).ok_or_else(

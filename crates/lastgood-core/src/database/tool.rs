@@ -415,6 +415,21 @@ impl Tool {
         }
     }
 
+    /// The plan of the way back from `from` (where a move just left the schema) to
+    /// `to` (where it was), asked of the release that made the move while it is at
+    /// hand: Alembic's offline SQL of the downgrade, judged. The place that ran it keeps
+    /// it (`crate::toolcache`), so the rollback that needs it later plans without
+    /// starting the tool. None for the tools that cannot preview a move.
+    pub fn way_back(&mut self, from: Option<&str>, to: Option<&str>) -> Result<Option<ToolPlan>> {
+        match self {
+            Self::Alembic(a) if from != to => {
+                let history = a.history()?;
+                Ok(Some(alembic_plan(a, &history, from, to.map(str::to_owned))?))
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// Exactly what `plan` runs, as text (`--sql`).
     pub fn preview(&self, plan: &ToolPlan) -> String {
         match (self, &plan.sql) {

@@ -49,6 +49,8 @@ pub struct DbRun {
 pub struct ListedBackup {
     pub record: BackupRecord,
     pub missing: bool,
+    /// Where its data lives: `machine:path`, or the database server.
+    pub place: String,
 }
 
 impl Engine {
@@ -249,7 +251,11 @@ impl Engine {
             .ledger()
             .backups(&env.name, 100)?
             .into_iter()
-            .map(|record| ListedBackup { missing: !db.backup_exists(&record), record })
+            .map(|record| ListedBackup {
+                missing: !db.backup_exists(&record),
+                place: self.backup_place(env, &record),
+                record,
+            })
             .collect())
     }
 }
@@ -287,6 +293,12 @@ impl Engine {
             }
         };
         use crate::database::rehearse::{self, RehearseError};
+        // What the down path would destroy, for readiness (a backup is then needed too).
+        let destructive = self
+            .db_tool(&db, dir)
+            .and_then(|mut t| t.plan_to(target.as_deref()))
+            .map(|p| environment::destructive(&p.verdicts))
+            .unwrap_or_default();
         let rehearsal = match self.db_tool(&db, dir)? {
             Tool::Builtin(m) => {
                 let dir = m.migrations_dir().map(Path::to_path_buf).ok_or_else(|| Error::Usage {
@@ -305,11 +317,18 @@ impl Engine {
                 .into());
             }
         };
-        rehearsal.map_err(|e| match e {
+        let rehearsal = rehearsal.map_err(|e| match e {
             RehearseError::Migrate(m) => m.into(),
             RehearseError::Tool(t) => t.into(),
             other => Error::Step { message: other.to_string() },
-        })
+        })?;
+        // The evidence of the serving release's way back (its readiness reads it).
+        let serving = match self.ledger().env_state(&env.name)?.current {
+            Some(c) => self.must_release(&env.name, c)?.operation,
+            None => None,
+        };
+        self.record_rehearsal(&env, serving, &rehearsal, &destructive)?;
+        Ok(rehearsal)
     }
 }
 

@@ -27,6 +27,11 @@ pub struct DeployOptions {
     pub allow_major: bool,
     /// `--yes`: overwrite a pipeline parameter someone changed by hand.
     pub yes: bool,
+    /// `--monitor DURATION` / `--no-monitor` (zero): the bake window's length instead of
+    /// `[monitor] duration`.
+    pub monitor: Option<std::time::Duration>,
+    /// `--require-ready`: refuse when the release a failure would return to is not ready.
+    pub require_ready: bool,
 }
 
 impl Engine {
@@ -99,7 +104,11 @@ impl Engine {
         };
         let placed = placement::place(
             &env,
-            plan::deploy(journal::shape(&env, opts.verify), id, commit.clone()),
+            plan::with_bake(
+                plan::deploy(journal::shape(&env, opts.verify), id, commit.clone()),
+                id,
+                opts.monitor.unwrap_or(env.monitor.duration),
+            ),
             Phase::Forward,
             OperationKind::Deploy,
         );
@@ -113,6 +122,10 @@ impl Engine {
         }
         if !opts.auto_rollback {
             notes.push("--no-auto-rollback: a failed release stays current".into());
+        }
+        let backs_up = env.database.as_ref().is_some_and(|d| d.backup != crate::config::BackupPolicy::Never);
+        if let Some(dest) = self.backup_destination(&env).filter(|_| backs_up) {
+            notes.push(format!("a backup taken before migrations that need one is written to {dest}"));
         }
         let (migrations, sql, mut refusals) = match (&commit, opts.sql && env.versions_in_source) {
             (Some(commit), true) => self.preview_ups(&env, commit)?,
@@ -142,7 +155,7 @@ impl Engine {
     /// the commit's tree exported to a temporary folder (nothing is deployed). A
     /// database that cannot be reached is a refusal in the preview, not an error.
     #[allow(clippy::type_complexity)]
-    fn preview_ups(
+    pub(crate) fn preview_ups(
         &self,
         env: &crate::config::Environment,
         commit: &crate::model::CommitId,
@@ -186,6 +199,10 @@ impl Engine {
         }
         self.preflight_database(&env)?;
         self.preflight_runtime(&env, "deploy")?;
+        let rehearsal = self.rehearse_at_deploy(&env, &view, progress)?;
+        if opts.require_ready {
+            self.require_ready(&env, &view, rehearsal.as_ref())?;
+        }
         let held = self.take_lock(&env, opts.reason.as_deref(), progress)?;
         crate::failpoint::hit("locked");
         self.refuse_interrupted(&env)?;
@@ -200,6 +217,6 @@ impl Engine {
             release: Some(release),
             ..self.new_operation(&view, opts.reason.clone(), false)
         };
-        self.execute(&env, held, new, progress)
+        self.execute_with(&env, held, new, rehearsal.into_iter().collect(), progress)
     }
 }

@@ -11,7 +11,7 @@ use crate::ledger::{AuditEvent, Change, LockInfo, LockRequest, Release};
 use crate::lock;
 use crate::model::{OperationKind, ReleaseEvent, ReleaseId, ReleaseState, next_state};
 use crate::plan::placement;
-use crate::runtime::{self, ReleaseFacts, Site};
+use crate::runtime::{self, Site};
 use crate::supervise::{Running, Supervisor};
 use crate::verify::CheckOutcome;
 
@@ -43,6 +43,10 @@ pub struct Status {
     /// rollback that would have destroyed data left them applied), as of lastgood's
     /// last schema change.
     pub schema_ahead: u32,
+    /// Whether the way back to the last good release is proven, and what is missing.
+    pub readiness: super::readiness::Readiness,
+    /// The bake window of the running operation.
+    pub bake: Option<crate::journal::bake::BakeProgress>,
     pub runtime: &'static str,
     /// For runtimes without release directories: the version the world says runs (the
     /// `current` command's answer, the gitops branch's version file at the last fetch).
@@ -81,19 +85,8 @@ impl Engine {
         let site = Site::local(&env);
         let rt = runtime::of(&site);
         let hosts = self.fleet(&env).map(|f| f.observe()).unwrap_or_default();
-        let not_ready = match &last_good {
-            None => None,
-            // On a fleet: known on every host (the directory is checked when the
-            // rollback's preflight runs).
-            Some(g) if !env.hosts.is_empty() => Some(if !g.artifact {
-                Some(format!("the release directories of {} were removed by retention", g.id))
-            } else if hosts.iter().any(|h| !h.reachable) {
-                Some("a host cannot be reached (below)".to_owned())
-            } else {
-                None
-            }),
-            Some(g) => Some(rt.ready(&ReleaseFacts::of(g)).err().map(|e| e.to_string())),
-        };
+        let readiness = self.readiness(&env, current.as_ref(), last_good.as_ref(), &hosts)?;
+        let not_ready = last_good.as_ref().map(|_| (!readiness.ready).then(|| readiness.reasons.join("; ")));
         let rollback_ready = not_ready.as_ref().map(Option::is_none);
         let lock = self.ledger.lock_info(&env.name)?;
         let lock_holder_gone = lock.as_ref().is_some_and(|l| lock::holder_gone(&self.ctx, l));
@@ -106,6 +99,10 @@ impl Engine {
                     .as_ref()
                     .is_some_and(|l| l.operation == Some(op.id) && !lock::is_stale(&self.ctx, l, self.ctx.now())),
             }),
+            None => None,
+        };
+        let bake = match &interrupted {
+            Some(i) => crate::journal::bake::progress_of(self.ledger.as_ref(), i.operation)?,
             None => None,
         };
         // A proxy never started (nothing deployed yet) is not shown as down.
@@ -139,6 +136,8 @@ impl Engine {
             release_dirs: rt.artifacts(),
             supervised: matches!(env.start, crate::config::Start::Run(_)),
             schema_ahead: state.schema_ahead,
+            bake,
+            readiness,
             proxy,
         })
     }

@@ -2,17 +2,21 @@
 //! and only render what they return. One file per kind of operation:
 //!
 //! - [`deploy`]: planning and running a deploy.
+//! - [`bake`]: ending a running deploy from another process: promote, preempt.
 //! - [`rollback`]: naming a target, planning and running a rollback.
 //! - [`resume`]: finishing or undoing an interrupted operation.
 //! - [`run`]: what deploy, rollback and resume share: recording the operation, running
 //!   its journal, the report.
 //! - [`preflight`]: the checks that refuse an operation before anything changes.
+//! - [`readiness`]: whether the way back to a release is proven (artifact, rehearsal,
+//!   backup).
 //! - [`preview`]: a plan as shown before anything runs, with what would be refused.
 //! - [`inspect`]: status, history, verify, mark, lock and unlock, and notes on an
 //!   operation's record.
 //! - [`db`]: `lastgood db ...`, the database on its own.
 //! - [`restore`]: `lastgood db restore`, the emergency restore as one operation.
 //! - [`restart`]: `lastgood restart`, what serves restarted and checked.
+//! - [`watch`]: the alert-only watch after a rollback.
 //! - [`team`]: `lastgood ledger init` and `status`, the ledger itself.
 //! - [`diagnose`]: `diff` and `diagnose`, knowing what to roll back; [`decision`] is
 //!   the runbook's decision it ends with, a command checked against a rollback plan;
@@ -23,6 +27,7 @@
 //! on every way out), refuse to run over an interrupted operation, record the
 //! operation and its plan, run the journal.
 
+pub mod bake;
 pub mod db;
 pub mod decision;
 pub mod deploy;
@@ -32,6 +37,8 @@ mod in_place;
 pub mod inspect;
 pub mod preflight;
 pub mod preview;
+pub mod readiness;
+mod ready_deploy;
 pub mod restart;
 pub mod restore;
 pub mod resume;
@@ -39,6 +46,7 @@ pub mod rollback;
 pub mod run;
 mod target;
 pub mod team;
+pub mod watch;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -52,7 +60,7 @@ use crate::error::{Error, Result};
 use crate::fleet::{Fleet, HostReleases};
 use crate::journal::Progress;
 use crate::ledger::{
-    Acquired, AuditEvent, Change, Fence, Ledger, LockRequest, PgLedger, Release, SqliteLedger, StepState,
+    Acquired, AuditEvent, Change, EnvState, Fence, Ledger, LockRequest, PgLedger, Release, SqliteLedger, StepState,
 };
 use crate::lock::{self, Heartbeat, LockGuard};
 use crate::model::{EnvName, ReleaseId};
@@ -67,13 +75,23 @@ pub struct Engine {
     preflights: RefCell<BTreeMap<(String, Option<u64>), HostReleases>>,
     /// Each fleet's hosts and their agent sessions, kept for the whole command.
     fleets: RefCell<BTreeMap<String, Rc<Fleet>>>,
+    /// The environment and its lock epoch when a plan began reading the database with
+    /// nothing read before it ([`Engine::mark_state`]).
+    state_mark: RefCell<Option<(String, i64)>>,
 }
 
 impl Engine {
     pub fn open(config: Config, ctx: Context) -> Result<Self> {
         refuse_app_database(&config)?;
         let ledger = open_ledger(&config.ledger)?;
-        Ok(Self { config, ctx, ledger, preflights: Default::default(), fleets: Default::default() })
+        Ok(Self {
+            config,
+            ctx,
+            ledger,
+            preflights: Default::default(),
+            fleets: Default::default(),
+            state_mark: Default::default(),
+        })
     }
 
     pub fn ledger(&self) -> &dyn Ledger {
@@ -129,19 +147,35 @@ impl Engine {
         let ctx = self.ctx.clone();
         let asked = std::time::Instant::now();
         let Acquired { epoch, took_over } = self.ledger.acquire(&req, &|l| lock::is_stale(&ctx, l, now))?;
-        if let Some(old) = took_over {
+        if let Some(old) = &took_over {
             progress.note(&format!(
                 "took over the lock of `{}` from {} (its process is gone or its lease expired)",
                 env.name, old.holder
             ));
         }
         let fence = Fence { env: env.name.clone(), epoch };
-        // What was read of the database before the lock may have moved since.
-        crate::database::program::forget_state();
+        // What was read of the database before the lock may have moved since, unless
+        // nobody held the lock in between: every move lastgood makes (an operation, a
+        // `lastgood db` command) holds it, and a tool that reads where the database is
+        // costs a container start where it runs in one.
+        let unmoved =
+            took_over.is_none() && self.state_mark.borrow_mut().take() == Some((env.name.to_string(), epoch - 1));
+        if !unmoved {
+            crate::database::program::forget_state();
+        }
         let url = self.config.ledger.clone();
         let heartbeat =
             Heartbeat::start(Box::new(move || open_ledger(&url)), fence.clone(), env.lease, asked, self.ctx.clone());
         Ok(LockGuard::new(self.ledger.as_ref(), fence, heartbeat))
+    }
+
+    /// Notes the environment's lock epoch before a plan reads the database, when this
+    /// process has read nothing of it yet: taking the lock at the next epoch then keeps
+    /// what the plan read ([`Engine::take_lock`]).
+    fn mark_state(&self, env: &Environment, state: &EnvState) {
+        if crate::database::program::state_unread() {
+            *self.state_mark.borrow_mut() = Some((env.name.to_string(), state.epoch));
+        }
     }
 
     /// The lock for a command that is not a recorded operation (`lastgood db ...`),
@@ -178,7 +212,13 @@ impl Engine {
 pub fn open_ledger(url: &LedgerUrl) -> Result<Box<dyn Ledger>> {
     match url {
         LedgerUrl::Sqlite(path) => Ok(Box::new(SqliteLedger::open(path)?)),
-        LedgerUrl::Postgres(team) => Ok(Box::new(PgLedger::open(&team_url(team)?, &team.schema)?)),
+        LedgerUrl::Postgres(team) => {
+            let mut ledger = PgLedger::open(&team_url(team)?, &team.schema)?;
+            if !team.allow_superuser {
+                ledger.refuse_superuser_writes();
+            }
+            Ok(Box::new(ledger))
+        }
     }
 }
 

@@ -4,11 +4,12 @@
 
 use super::Engine;
 use crate::config::Environment;
+use crate::config::tuning::PgMethod;
 use crate::database::environment::EnvDatabase;
 use crate::error::{Error, Result};
 use crate::fleet::{Fleet, HostReleases};
-use crate::ledger::Release;
-use crate::refusal::Refusal;
+use crate::ledger::{BackupKind, BackupRecord, Release};
+use crate::refusal::{NotReady, Refusal};
 use crate::runtime::{self, ReleaseFacts, Site};
 
 impl Engine {
@@ -51,6 +52,45 @@ impl Engine {
         db.migrator(None, &self.ctx.actor()).map(drop).map_err(|e| self.unreachable(env, e))
     }
 
+    /// A file of an environment without hosts that `actor` (`user@machine`) wrote on
+    /// another machine than this one: why it is not here, as a refusal. None when the
+    /// environment has hosts (its files are on them) or the machine is this one.
+    pub(crate) fn elsewhere(&self, env: &Environment, what: String, actor: &str) -> Option<NotReady> {
+        let machine = machine_of(actor);
+        (env.hosts.is_empty() && machine != self.ctx.host).then(|| NotReady::Elsewhere {
+            what,
+            machine: machine.to_owned(),
+            here: self.ctx.host.clone(),
+        })
+    }
+
+    /// Where a backup's data lives, machine and path: the host whose agent wrote it,
+    /// the machine that took it (an environment without hosts), or the database server
+    /// (a template copy).
+    pub fn backup_place(&self, env: &Environment, b: &BackupRecord) -> String {
+        match (b.file.kind, env.hosts.first()) {
+            (BackupKind::PgTemplate, _) => format!("the database server (database {})", b.file.path.display()),
+            (_, Some(host)) => format!("{}:{}", host.label(), b.file.path.display()),
+            (_, None) => format!("{}:{}", machine_of(&b.created_by), b.file.path.display()),
+        }
+    }
+
+    /// Where a backup the plan takes will be written, in words for the plan's notes.
+    pub(crate) fn backup_destination(&self, env: &Environment) -> Option<String> {
+        let db = env.database.as_ref()?;
+        let dir = match env.hosts.first() {
+            Some(host) => format!("{}:{}", host.label(), env.deploy_to.join("backups").display()),
+            None => format!("{}:{}", self.ctx.host, db.backup_dir.display()),
+        };
+        let sqlite = matches!(db.url.resolve(), Ok(crate::database::url::DbUrl::Sqlite(_)));
+        Some(match db.backup_method {
+            _ if sqlite => dir,
+            PgMethod::Template => "a copy on the database server (backup_method = template)".to_owned(),
+            PgMethod::PgDump => dir,
+            PgMethod::Auto => format!("a copy on the database server when no other session is connected, else {dir}"),
+        })
+    }
+
     /// A database connection failure, as the refusal it is.
     pub(crate) fn unreachable(&self, env: &Environment, e: Error) -> Error {
         match e {
@@ -66,4 +106,9 @@ impl Engine {
             other => other,
         }
     }
+}
+
+/// The machine of an actor written `user@machine` (the whole text when it has no `@`).
+pub(crate) fn machine_of(actor: &str) -> &str {
+    actor.rsplit_once('@').map(|(_, m)| m).unwrap_or(actor)
 }

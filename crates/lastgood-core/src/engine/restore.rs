@@ -113,23 +113,31 @@ impl Engine {
         match checked {
             Err(RestoreError::State { what, detail }) => refusals.push(Refusal::Unusable { what, detail }),
             Ok(()) => {}
-            Err(e @ (RestoreError::Missing { .. } | RestoreError::Backup(_))) => refusals.push(Refusal::Unusable {
-                what: format!("the restore's source {}", source.location()),
-                detail: e.to_string(),
-            }),
+            Err(e @ (RestoreError::Missing { .. } | RestoreError::Backup(_))) => {
+                let what = |b: &BackupRecord| format!("backup {} ({})", b.id, self.backup_place(&env, b));
+                let elsewhere = record.as_ref().and_then(|b| self.elsewhere(&env, what(b), &b.created_by));
+                refusals.push(match elsewhere {
+                    Some(there) => Refusal::NotReady(there),
+                    None => Refusal::Unusable {
+                        what: format!("the restore's source {}", source.location()),
+                        detail: e.to_string(),
+                    },
+                })
+            }
             Err(e) => return Err(Error::Usage { what: e.to_string() }),
         }
         let mut notes = Vec::new();
         let lost = match &record {
             Some(b) => {
                 notes.push(format!(
-                    "restores backup {} taken {} by {} ({:?}, {} bytes, schema {})",
+                    "restores backup {} taken {} by {} ({:?}, {} bytes, schema {}), kept at {}",
                     b.id,
                     rfc3339(b.created_at),
                     b.created_by,
                     b.file.kind,
                     b.file.bytes,
-                    b.schema_revision.as_deref().unwrap_or("unknown")
+                    b.schema_revision.as_deref().unwrap_or("unknown"),
+                    self.backup_place(&env, b)
                 ));
                 if b.schema_revision != current.schema_revision {
                     notes.push(format!(

@@ -41,6 +41,7 @@ impl Engine {
             });
         }
         let state = self.ledger.env_state(&env.name)?;
+        self.mark_state(&env, &state);
         let from = state.current.map(|c| self.must_release(&env.name, c)).transpose()?;
         // A schema left ahead of the code (by an automatic rollback that would have had
         // to destroy data) is what `--scope db` reverts by default: back to the current
@@ -64,7 +65,8 @@ impl Engine {
                     let rt = runtime::of(&site);
                     let facts = ReleaseFacts::of(&to);
                     if let Err(why) = rt.ready(&facts) {
-                        refusals.push(Refusal::NotReady(why));
+                        let what = format!("release {} ({})", to.id, to.version);
+                        refusals.push(Refusal::NotReady(self.elsewhere(&env, what, &to.created_by).unwrap_or(why)));
                     }
                     if state.current != Some(to.id) {
                         if let Err(refusal) = rt.check_back(&facts, &self.known_commits(&env.name)?) {
@@ -96,6 +98,9 @@ impl Engine {
             notes.push("no health checks are configured: the rollback is not verified".into());
         }
         let schema = self.plan_schema(&env, &state, from.as_ref(), &to, opts, &mut notes, &mut refusals)?;
+        if let Some(dest) = self.backup_destination(&env).filter(|_| schema.change.backup) {
+            notes.push(format!("the backup before the migration is written to {dest}"));
+        }
         // A host that runs something else than the ledger says is switched too.
         let current = if drift { None } else { state.current };
         let shape = journal::shape(&env, true);

@@ -74,6 +74,19 @@ impl Engine {
         new: NewOperation,
         progress: &mut dyn Progress,
     ) -> Result<Report> {
+        self.execute_with(env, held, new, vec![], progress)
+    }
+
+    /// [`Engine::execute`], recording the rehearsals done before the lock with the new
+    /// operation (the evidence its release's readiness reads).
+    pub(crate) fn execute_with(
+        &self,
+        env: &Environment,
+        held: LockGuard<'_>,
+        new: NewOperation,
+        rehearsals: Vec<super::ready_deploy::Evidence>,
+        progress: &mut dyn Progress,
+    ) -> Result<Report> {
         let summary = format!(
             "lastgood: {} of {} to {} started by {}{}",
             new.kind.as_str(),
@@ -83,6 +96,9 @@ impl Engine {
             new.reason.as_ref().map(|r| format!(" (reason: {r})")).unwrap_or_default()
         );
         let op_id = self.ledger.begin_operation(&held.fence, new)?;
+        for (r, destructive) in &rehearsals {
+            self.record_rehearsal(env, Some(op_id), r, destructive)?;
+        }
         progress.operation_started(op_id);
         if let Some(n) = self.notifier(env) {
             if let Err(why) = n.send(env.name.as_str(), op_id, "started", summary, serde_json::json!({})) {
@@ -124,7 +140,11 @@ impl Engine {
         let checks = std::mem::take(&mut j.checks);
         drop(held);
         result?;
-        self.report(op_id, checks)
+        let report = self.report(op_id, checks)?;
+        if let Some(note) = self.spawn_watch(env, &report) {
+            progress.note(&note);
+        }
+        Ok(report)
     }
 
     pub(crate) fn operation(&self, id: u64) -> Result<Operation> {

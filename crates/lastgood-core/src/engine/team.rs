@@ -54,8 +54,12 @@ pub struct LedgerStatus {
     pub kind: &'static str,
     pub schema: Option<String>,
     pub schema_version: Option<i64>,
-    /// Whether this lastgood may write to it (a newer schema is read-only to it).
+    /// Whether this lastgood may write to it (a newer schema is read-only to it, and so
+    /// is a team ledger reached as a superuser unless `[ledger] allow_superuser`).
     pub writable: bool,
+    /// Why not, when it may not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<String>,
     pub environments: Vec<EnvLock>,
 }
 
@@ -80,12 +84,18 @@ pub struct LockView {
 
 impl Engine {
     pub fn ledger_status(&self) -> Result<LedgerStatus> {
-        let (kind, schema, version, writable) = match &self.config.ledger {
-            LedgerUrl::Sqlite(_) => ("sqlite", None, None, true),
+        let (kind, schema, version, read_only) = match &self.config.ledger {
+            LedgerUrl::Sqlite(_) => ("sqlite", None, None, None),
             LedgerUrl::Postgres(team) => {
                 let meta = PgLedger::open(&team_url(team)?, &team.schema)?.meta()?;
-                let writable = meta.min_writer <= postgres_schema::SCHEMA_VERSION;
-                ("postgresql", Some(team.schema.clone()), meta.version, writable)
+                let read_only = if meta.min_writer > postgres_schema::SCHEMA_VERSION {
+                    Some("newer than this lastgood".to_owned())
+                } else {
+                    meta.superuser
+                        .filter(|_| !team.allow_superuser)
+                        .map(|role| format!("connected as `{role}`, a superuser; see [ledger] allow_superuser"))
+                };
+                ("postgresql", Some(team.schema.clone()), meta.version, read_only)
             }
         };
         let mut environments = Vec::new();
@@ -107,7 +117,8 @@ impl Engine {
             kind,
             schema,
             schema_version: version,
-            writable,
+            writable: read_only.is_none(),
+            read_only,
             environments,
         })
     }

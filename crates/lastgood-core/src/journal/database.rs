@@ -51,7 +51,15 @@ impl Journal<'_> {
             None => tool.plan_up(None)?,
             Some(rev) => tool.plan_to(Some(rev))?,
         };
-        let (notes, revision) = self.move_schema(&db, &mut tool, &plan, release)?;
+        // Where the way back returns (Alembic's answer is the one its plan just read).
+        let before = match tool {
+            Tool::Alembic(_) if !plan.is_empty() => tool.current()?,
+            _ => None,
+        };
+        let (mut notes, revision) = self.move_schema(&db, &mut tool, &plan, release)?;
+        if !plan.is_empty() && plan.direction == Direction::Up {
+            notes.push_str(&way_back_note(tool.way_back(revision.as_deref(), before.as_deref())));
+        }
         // The schema is the release's now, and its code serves or is about to.
         Ok((notes, vec![Change::SetSchemaRevision { release, revision }, Change::SetSchemaAhead(0)]))
     }
@@ -240,4 +248,26 @@ impl Journal<'_> {
 
 fn restore_failed(e: restore::RestoreError) -> Error {
     Error::Step { message: e.to_string() }
+}
+
+/// What the deploy learnt of the way back it just prepared (see [`Tool::way_back`]): a
+/// way back that cannot be previewed now is a finding for the operator, not a failure
+/// of the move that ran.
+fn way_back_note(back: Result<Option<ToolPlan>>) -> String {
+    match back {
+        Ok(Some(plan)) if !plan.is_empty() => {
+            let destructive = environment::destructive(&plan.verdicts);
+            format!(
+                "; the way back previewed: {} revision(s) down{}",
+                plan.count.unwrap_or(0),
+                if destructive.is_empty() {
+                    String::new()
+                } else {
+                    format!(", destructive: {}", destructive.join(", "))
+                }
+            )
+        }
+        Ok(_) => String::new(),
+        Err(e) => format!("; the way back could not be previewed: {e}"),
+    }
 }

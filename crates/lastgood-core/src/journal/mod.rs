@@ -21,6 +21,7 @@
 //! - [`settle`]: the outcome and the release states.
 //! - [`retention`]: which artifacts cleanup removes.
 
+pub mod bake;
 mod database;
 mod failure;
 mod retention;
@@ -227,7 +228,10 @@ impl Journal<'_> {
             self.progress.step_started(&rec);
             failpoint::hit(&format!("intent:{}", rec.step.name()));
             let t = Instant::now();
-            let result = self.apply(&rec);
+            let result = match self.preempted(&rec)? {
+                Some(why) => Err(Error::Step { message: why }),
+                None => self.apply(&rec),
+            };
             failpoint::hit(&format!("apply:{}", rec.step.name()));
             let duration_ms = t.elapsed().as_millis() as i64;
             rec.duration_ms = Some(duration_ms);

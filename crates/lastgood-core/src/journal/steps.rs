@@ -92,6 +92,7 @@ impl Journal<'_> {
                 Ok((detail, vec![Change::SetCurrent(None), Change::SetConfigRelease(None)]))
             }
             Step::Verify { release } => Ok((self.check(rec, *release)?, vec![])),
+            Step::Bake { release, window_ms } => self.bake(rec, *release, *window_ms),
             Step::Route { release } => {
                 Ok((self.perform(rec, &Action::Route { release: *release }, Payload::None)?, vec![]))
             }

@@ -23,6 +23,7 @@ pub mod audit;
 pub mod backup;
 pub mod migrate;
 pub mod postgres;
+mod postgres_meta;
 mod postgres_pages;
 pub mod postgres_schema;
 mod postgres_write;
@@ -34,6 +35,7 @@ pub mod store;
 pub use audit::{AuditCheck, AuditEvent, AuditRow};
 pub use backup::{BackupFile, BackupKind, BackupRecord};
 pub use postgres::PgLedger;
+pub use postgres_meta::Meta;
 pub use records::{
     Acquired, Change, EnvState, Fence, LockInfo, LockRequest, NewOperation, NewRelease, Operation, OperationCount,
     Release, StepRecord, StepState,

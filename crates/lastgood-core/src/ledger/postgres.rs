@@ -62,7 +62,9 @@ pub struct PgLedger {
     qs: String,
     client: RefCell<Option<Client>>,
     /// Why writes are refused (a schema newer than this lastgood may write to).
-    read_only: Option<String>,
+    pub(super) read_only: Option<String>,
+    /// The session's role when it is a superuser (read with `meta` at open).
+    pub(super) superuser: Option<String>,
 }
 
 /// What `ledger init` did.
@@ -90,6 +92,7 @@ impl PgLedger {
                 meta.min_writer
             ));
         }
+        me.superuser = meta.superuser;
         Ok(me)
     }
 
@@ -100,6 +103,7 @@ impl PgLedger {
             qs: postgres_schema::quoted(schema),
             client: RefCell::new(None),
             read_only: None,
+            superuser: None,
         }
     }
 
@@ -120,20 +124,6 @@ impl PgLedger {
 
     pub fn schema(&self) -> &str {
         &self.schema
-    }
-
-    /// The schema version and who may write, from `meta` (None when there is no ledger).
-    pub fn meta(&self) -> Result<Meta> {
-        // One round trip when the ledger is there; a missing table or schema is no ledger.
-        let sql = self.sql("SELECT key, value FROM {s}.meta");
-        let rows = self.with_client(|c| match c.query_typed(&sql, &[]) {
-            Err(e) if e.code().is_some_and(|c| matches!(c.code(), "42P01" | "3F000")) => Ok(Vec::new()),
-            other => other,
-        })?;
-        let get = |k: &str| {
-            rows.iter().find(|r| r.get::<_, String>(0) == k).and_then(|r| r.get::<_, String>(1).parse::<i64>().ok())
-        };
-        Ok(Meta { version: get("schema_version"), min_writer: get("min_writer").unwrap_or(0) })
     }
 
     fn missing(&self) -> String {
@@ -308,13 +298,6 @@ impl PgLedger {
     }
 }
 
-/// `meta`: the schema version (None: no ledger) and the oldest version that may write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Meta {
-    pub version: Option<i64>,
-    pub min_writer: i64,
-}
-
 fn backoff(attempt: u32) {
     if attempt > 0 {
         std::thread::sleep(Duration::from_millis([0, 100, 400, 1000, 2000][attempt.min(4) as usize]));
@@ -418,7 +401,7 @@ impl Ledger for PgLedger {
 
     fn env_state(&self, env: &EnvName) -> Result<EnvState> {
         let rows = self.query(
-            "SELECT current_release, config_release, schema_ahead FROM {s}.environments WHERE name = $1",
+            "SELECT current_release, config_release, schema_ahead, epoch FROM {s}.environments WHERE name = $1",
             &[(&env.as_str(), Type::TEXT)],
         )?;
         Ok(rows
@@ -427,6 +410,7 @@ impl Ledger for PgLedger {
                 current: r.get::<_, Option<i64>>(0).map(|i| ReleaseId(i as u64)),
                 config_release: r.get::<_, Option<i64>>(1).map(|i| ReleaseId(i as u64)),
                 schema_ahead: r.get::<_, i32>(2) as u32,
+                epoch: r.get(3),
             })
             .unwrap_or_default())
     }

@@ -48,6 +48,9 @@ pub struct EnvState {
     /// lastgood's last schema change: an automatic rollback that would have had to
     /// destroy data leaves them applied (`lastgood db status` reads the database now).
     pub schema_ahead: u32,
+    /// The epoch of the last lock granted on the environment (0: never locked). A
+    /// grant at `epoch + 1` means nobody held the lock in between.
+    pub epoch: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

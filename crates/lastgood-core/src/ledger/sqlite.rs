@@ -213,13 +213,16 @@ impl Ledger for SqliteLedger {
 
     fn env_state(&self, env: &EnvName) -> Result<EnvState> {
         self.conn
-            .prepare_cached("SELECT current_release, config_release, schema_ahead FROM environments WHERE name = ?1")
+            .prepare_cached(
+                "SELECT current_release, config_release, schema_ahead, epoch FROM environments WHERE name = ?1",
+            )
             .and_then(|mut s| {
                 s.query_row([env.as_str()], |r| {
                     Ok(EnvState {
                         current: r.get::<_, Option<i64>>(0)?.map(|i| ReleaseId(i as u64)),
                         config_release: r.get::<_, Option<i64>>(1)?.map(|i| ReleaseId(i as u64)),
                         schema_ahead: r.get(2)?,
+                        epoch: r.get(3)?,
                     })
                 })
                 .optional()

@@ -149,8 +149,11 @@ fn each_grant_raises_the_epoch_and_a_held_lock_refuses(s: &Store) {
     assert_eq!((info.holder.as_str(), info.epoch, info.expires_at), ("ann@h1", 1, None));
     l.release_lock(&fence(1)).unwrap();
     assert!(l.lock_info(&env()).unwrap().is_none());
+    // The environment remembers the last grant (a plan reads it before the lock).
+    assert_eq!(l.env_state(&env()).unwrap().epoch, 1);
     // Freed, and the epoch never goes back.
     assert_eq!(l.acquire(&request("bob@h2", None), &never).unwrap().epoch, 2);
+    assert_eq!(l.env_state(&env()).unwrap().epoch, 2);
     let took = l.acquire(&request("cy@h3", None), &always).unwrap();
     assert_eq!((took.epoch, took.took_over.map(|t| t.holder)), (3, Some("bob@h2".into())));
     assert!(matches!(l.verify_audit().unwrap(), AuditCheck::Intact { events: 3 }));

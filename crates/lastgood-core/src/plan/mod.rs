@@ -41,6 +41,10 @@ pub enum Step {
     },
     /// Run the health checks against the release.
     Verify { release: ReleaseId },
+    /// Watch the release for a while after its switch (the bake window): a regression
+    /// fails this step, which returns to the last good release. Old releases a
+    /// zero-downtime switch keeps running are stopped only after it.
+    Bake { release: ReleaseId, window_ms: u64 },
     /// Send the proxy's new connections to the release's process (zero-downtime switch).
     Route { release: ReleaseId },
     /// Let open connections to every other release's process finish (up to `drain`),
@@ -78,6 +82,7 @@ impl Step {
             Self::RestoreConfig { .. } => "config",
             Self::Restart { .. } => "restart",
             Self::Verify { .. } => "verify",
+            Self::Bake { .. } => "bake",
             Self::Route { .. } => "route",
             Self::Retire { .. } => "retire",
             Self::Stop => "stop",
@@ -103,6 +108,7 @@ impl Step {
             | Self::RestoreConfig { release }
             | Self::Restart { release, .. }
             | Self::Verify { release }
+            | Self::Bake { release, .. }
             | Self::Route { release }
             | Self::Retire { release }
             | Self::Backup { release }
@@ -135,6 +141,11 @@ impl Step {
             Self::Restart { release, service: None } => format!("restart the app on {}", of(release)),
             Self::Restart { release, service: Some(s) } => format!("restart service {s} of {}", of(release)),
             Self::Verify { release } => format!("run the health checks against {}", of(release)),
+            Self::Bake { release, window_ms } => format!(
+                "watch {} for {} (bake window; a regression returns to the last good release)",
+                of(release),
+                humantime::format_duration(std::time::Duration::from_millis(*window_ms))
+            ),
             Self::Route { release } => format!("send the proxy's new connections to {}", of(release)),
             Self::Retire { release } => {
                 format!("drain and stop the processes of releases other than {}", of(release))
@@ -273,6 +284,23 @@ pub fn deploy(shape: Shape, release: ReleaseId, commit: Option<CommitId>) -> Vec
     if shape.export {
         steps.push(Step::Cleanup);
     }
+    steps
+}
+
+/// A deploy's steps with a bake window of `window` after its checks (none when zero):
+/// after the switch, restart, verify and (with a proxy) the route of traffic to it,
+/// before cleanup and before the retire step that stops the old release still running
+/// beside it: a regression during the window returns to a process that still runs.
+pub fn with_bake(mut steps: Vec<Step>, release: ReleaseId, window: std::time::Duration) -> Vec<Step> {
+    if window.is_zero() {
+        return steps;
+    }
+    let after = steps
+        .iter()
+        .rposition(|s| matches!(s, Step::Switch { .. } | Step::Restart { .. } | Step::Verify { .. } | Step::Route { .. }))
+        .map_or(steps.len(), |i| i + 1);
+    let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+    steps.insert(after, Step::Bake { release, window_ms });
     steps
 }
 

@@ -49,6 +49,9 @@ pub struct IncidentReport {
     pub hosts: Vec<HostResult>,
     pub verification: Verification,
     pub checklist: Vec<ChecklistItem>,
+    /// The bake window and the watch after a rollback, when there was one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub monitoring: Option<super::bake::Watching>,
     pub follow_up: FollowUp,
 }
 
@@ -189,7 +192,18 @@ impl IncidentReport {
                 text: a.event.detail.get("text").and_then(|t| t.as_str()).unwrap_or("").to_owned(),
             })
             .collect();
-        let checklist = checklist(&op, &steps, from.as_ref(), &to, returned_to.as_ref(), &notified, &notes);
+        let monitoring = super::bake::Watching::of(&audit);
+        let mut checklist = checklist(&op, &steps, from.as_ref(), &to, returned_to.as_ref(), &notified, &notes);
+        let monitored = super::bake::Watching::evidence(monitoring.as_ref());
+        checklist.insert(
+            checklist.len().saturating_sub(2),
+            ChecklistItem {
+                item: "monitored",
+                label: "Monitored",
+                done: monitored.is_ok(),
+                evidence: monitored.unwrap_or_else(|e| e),
+            },
+        );
         if op.kind == OperationKind::Rollback {
             diff.narrow(op.scope, from.as_ref(), &to, &restored_files(&steps, &to));
         }
@@ -240,6 +254,7 @@ impl IncidentReport {
             hosts: hosts(&steps),
             verification,
             checklist,
+            monitoring,
             follow_up: FollowUp { root_cause: None, prevention: None, notes },
         })
     }

@@ -30,6 +30,10 @@ impl IncidentReport {
         s.push_str(&self.timeline_md());
         s.push_str("\n## Verification\n\n");
         s.push_str(&self.verification_md());
+        if let Some(w) = &self.monitoring {
+            s.push_str("\n## Monitoring\n\n");
+            s.push_str(&w.markdown());
+        }
         s.push_str("\n## Checklist\n\n");
         for c in &self.checklist {
             let _ = writeln!(s, "- [{}] {}: {}", if c.done { "x" } else { " " }, c.label, c.evidence);

@@ -20,9 +20,11 @@
 //!
 //! The parts: `incident.rs` builds the record; `diff.rs` compares two releases (shared
 //! with `diagnose`), with the config files key by key and secrets masked in
-//! `config_diff.rs`; `checklist.rs` ticks the runbook from evidence; `note.rs` holds
+//! `config_diff.rs`; `checklist.rs` ticks the runbook from evidence; `bake.rs` reads the bake window's
+//! and the watch's measurements; `note.rs` holds
 //! the notes people add to the follow-up; `markdown.rs` renders it all.
 
+mod bake;
 mod checklist;
 mod config_diff;
 mod diff;
@@ -30,6 +32,7 @@ mod incident;
 mod markdown;
 mod note;
 
+pub use bake::{WATCH_ENDED, WATCH_REGRESSION, WATCH_STARTED, Watching};
 pub use checklist::ChecklistItem;
 pub use config_diff::{ConfigChange, KeyChange, in_place_changes, is_secret};
 pub use diff::{Diff, ReleaseSummary, SchemaDiff, VersionChange};

@@ -91,6 +91,14 @@ fn body(app: &App, who: &Caller, t: &Timeline) -> Markup {
             @match &s.lock { Some(l) => { strong { (l.holder) } @if let Some(r) = &l.reason { " (" (r) ")" } }, None => "free" }
             "."
         }
+        @if let Some(b) = &s.bake {
+            div.alert {
+                strong { "Baking: " } "a window of " (b.window_ms / 1000) "s, started " (when(b.started_at))
+                @if let Some(e) = &b.ended { " (" (e) ")" }
+                ul { @for m in b.signals.values() { li { code { (m.signal) } " " (m.verdict.as_str()) ": " (m.detail) " (threshold " (m.threshold) ")" @if m.pre_existing { " pre-existing" } } } }
+                "End it early with " code { "lastgood promote " (s.environment) " --reason TEXT" } ", or stop it with " code { "lastgood rollback " (s.environment) } "."
+            }
+        }
         @if s.schema_ahead > 0 {
             div.alert { "The database schema is " strong { (s.schema_ahead) " migration(s) ahead" } " of the current release's code." }
         }
