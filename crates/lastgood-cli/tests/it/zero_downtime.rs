@@ -439,3 +439,46 @@ fn the_plan_and_the_config_error_read_as_documented() {
     let out = env.test().args(["deploy", "production", "v2"]).status(2).run();
     snapshot!("port_without_proxy", env, out);
 }
+
+/// The bake window (issue 19) behind the proxy: the old release keeps running through
+/// the window, so a rollback during it is a route switch to a process that already
+/// runs, and users see no failed request either way.
+#[test]
+fn a_rollback_during_the_bake_window_switches_back_to_the_old_process_still_running() {
+    let env = proxied(2, 300);
+    env.configure(
+        &config(300).table("[environments.production.monitor]\nduration = \"30s\"\ninterval = \"1s\"\nfailures = 2\n"),
+    );
+    env.test().args(["deploy", "production", "v1", "--reason", "first", "--no-monitor"]).run();
+    let v1_pid = env.status()["app"]["pid"].clone();
+    let t = under_load(&env, || {
+        let child = env
+            .cmd(&["deploy", "production", "v2", "--reason", "bake"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait until v2 gets the traffic and bakes, with v1 still running beside it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let baking = loop {
+            let st = env.status();
+            if st["proxy"]["release"] == json!(2) && st["bake"]["signals"]["process"].is_object() {
+                break st;
+            }
+            assert!(std::time::Instant::now() < deadline, "{st}");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        // The window watches v2's own process behind the proxy.
+        assert_eq!(baking["bake"]["signals"]["process"]["verdict"], "pass", "{baking}");
+        assert_eq!(env.supervised_pids().len(), 3, "the proxy, v2, and v1 kept for the window");
+        std::thread::sleep(Duration::from_millis(500));
+        env.test().args(["rollback", "production", "--reason", "users complain"]).run();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    });
+    assert_no_failure(&t, "rollback during the bake window");
+    assert!(t.bodies.contains_key("v1") && t.bodies.contains_key("v2"), "{:?}", t.bodies);
+    assert_one_serving(&env, 1);
+    // The process that served v1 before the deploy serves it again: nothing restarted.
+    assert_eq!(env.status()["app"]["pid"], v1_pid);
+}

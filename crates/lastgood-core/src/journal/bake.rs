@@ -190,7 +190,9 @@ pub(crate) fn probes<'e>(
         let release = r.id;
         probes.push(Box::new(probe::Checks {
             run: Box::new(move || {
-                let run = |host: &str, cwd: &std::path::Path| super::check_release(&once, &r2, host, cwd);
+                let run = |host: &str, cwd: &std::path::Path, port: Option<u16>| {
+                    super::check_release(&once, &r2, host, cwd, port)
+                };
                 executor
                     .check(&column, release, &run)
                     .map(|per_host| per_host.into_iter().flat_map(|(_, o)| o).collect())
@@ -200,7 +202,16 @@ pub(crate) fn probes<'e>(
     }
     let supervised = matches!(env.start, Start::Run(_)) && env.hosts.is_empty();
     if m.process && supervised {
-        probes.push(Box::new(probe::Process { supervisor: Supervisor::new(&site.state_dir()), release: r.id.0 }));
+        // Behind a proxy, the release's own process (its pid file is named after its
+        // port), not the single app of an environment without one.
+        let state = site.state_dir();
+        let supervisor = match site.proxy() {
+            Some(_) => crate::proxy::instances::of_release(&state, r.id.0)
+                .map(|i| crate::proxy::instances::supervisor(&state, i.port))
+                .unwrap_or_else(|| Supervisor::new(&state)),
+            None => Supervisor::new(&state),
+        };
+        probes.push(Box::new(probe::Process { supervisor, release: r.id.0 }));
     }
     let cwd = runtime::of(&site).tree(r.id).filter(|d| d.is_dir()).unwrap_or_else(|| env.source.clone());
     for s in &m.signals {

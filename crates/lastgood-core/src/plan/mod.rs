@@ -297,7 +297,9 @@ pub fn with_bake(mut steps: Vec<Step>, release: ReleaseId, window: std::time::Du
     }
     let after = steps
         .iter()
-        .rposition(|s| matches!(s, Step::Switch { .. } | Step::Restart { .. } | Step::Verify { .. } | Step::Route { .. }))
+        .rposition(|s| {
+            matches!(s, Step::Switch { .. } | Step::Restart { .. } | Step::Verify { .. } | Step::Route { .. })
+        })
         .map_or(steps.len(), |i| i + 1);
     let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
     steps.insert(after, Step::Bake { release, window_ms });
