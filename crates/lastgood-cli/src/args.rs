@@ -228,7 +228,12 @@ pub enum Command {
     Agent,
     /// Runs an environment's zero-downtime proxy (started detached by lastgood itself)
     #[command(name = "__proxy", hide = true)]
-    Proxy { state: PathBuf },
+    Proxy {
+        state: PathBuf,
+        /// The serving process itself (the keeper started without it restarts it)
+        #[arg(long)]
+        worker: bool,
+    },
     /// The incident record of one operation (--format text gives Markdown, json a document)
     Report {
         /// The operation's id, as deploy and rollback print it

@@ -74,7 +74,8 @@ pub fn run(cli: &Cli) -> Result<i32> {
         Command::Db { command } => db::run(cli, &engine(cli)?, command),
         Command::Deliver { file } => admin::deliver(&engine(cli)?, file),
         // No config on a host: the request says everything.
-        Command::Proxy { state } => Ok(lastgood_core::proxy::server::serve(state)),
+        Command::Proxy { state, worker: true } => Ok(lastgood_core::proxy::server::serve(state)),
+        Command::Proxy { state, worker: false } => Ok(lastgood_core::proxy::keeper::keep(state)),
         Command::Agent => Ok(lastgood_core::agent::serve(&mut std::io::stdin().lock(), &mut std::io::stdout().lock())),
         Command::Resume { env, abort } => operate::resume(cli, &engine(cli)?, env, *abort),
         Command::Status { env } => inspect::status(cli, &engine(cli)?, env.as_deref()),

@@ -182,6 +182,40 @@ fn a_killed_proxy_is_started_again_and_status_says_traffic_was_down() {
     assert_one_serving(&env, 1);
 }
 
+/// The proxy's serving process killed (an OOM kill, a crash): the keeper lastgood
+/// recorded as the proxy starts it again within a fraction of a second, with no
+/// lastgood command; a failure that repeats is retried with a growing pause.
+#[test]
+fn a_killed_serving_process_is_restarted_by_the_proxys_keeper_at_once() {
+    let env = proxied(1, 0);
+    deploy_ok(&env, "v1");
+    let keeper = env.status()["proxy"]["pid"].as_i64().unwrap();
+    let worker = || {
+        let children = std::fs::read_to_string(format!("/proc/{keeper}/task/{keeper}/children")).unwrap_or_default();
+        children.split_whitespace().next().map(str::to_owned)
+    };
+    for round in 0..2 {
+        let before = worker().expect("the keeper runs a serving process");
+        std::process::Command::new("kill").args(["-9", &before]).status().unwrap();
+        let killed = std::time::Instant::now();
+        loop {
+            if env.serving().as_deref() == Some("v1") && worker().is_some_and(|w| w != before) {
+                break;
+            }
+            assert!(killed.elapsed() < Duration::from_secs(5), "round {round}: no proxy again after 5 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Back in well under a second the first time (100 ms pause), 200 ms the next.
+        assert!(killed.elapsed() < Duration::from_secs(2), "round {round}: {:?}", killed.elapsed());
+    }
+    let st = env.status();
+    assert_eq!(st["proxy"]["pid"], json!(keeper), "the same keeper: {st}");
+    assert_eq!(st["proxy"]["running"], json!(true), "{st}");
+    let log = std::fs::read_to_string(env.deploy_to().join(".lastgood/proxy/proxy.log")).unwrap();
+    assert!(log.contains("was killed (signal 9)") && log.contains("restart 2"), "{log}");
+    assert_one_serving(&env, 1);
+}
+
 /// Every journal boundary of a switch behind the proxy, and inside the route step
 /// (the route file written, the proxy not told yet).
 fn switch_boundaries() -> Vec<String> {

@@ -24,6 +24,7 @@
 //! - [`server`]: the proxy process itself.
 
 pub mod instances;
+pub mod keeper;
 pub mod server;
 pub mod settings;
 pub mod state;
