@@ -170,10 +170,12 @@ impl Engine {
     }
 
     /// Notes the environment's lock epoch before a plan reads the database, when this
-    /// process has read nothing of it yet: taking the lock at the next epoch then keeps
-    /// what the plan read ([`Engine::take_lock`]).
+    /// process has read nothing of it yet and nobody holds the lock: taking the lock at
+    /// the next epoch then proves nobody held it since, and keeps what the plan read
+    /// ([`Engine::take_lock`]). A lock held at the mark (a running deploy this command
+    /// may preempt) may still move the database under its own epoch: no mark.
     fn mark_state(&self, env: &Environment, state: &EnvState) {
-        if crate::database::program::state_unread() {
+        if crate::database::program::state_unread() && matches!(self.ledger.lock_info(&env.name), Ok(None)) {
             *self.state_mark.borrow_mut() = Some((env.name.to_string(), state.epoch));
         }
     }
