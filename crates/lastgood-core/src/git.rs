@@ -129,6 +129,19 @@ pub fn with_archive<T>(dir: &Path, commit: &CommitId, f: impl FnOnce(&mut dyn st
     result.ok_or_else(|| Error::Git { dir: dir.to_path_buf(), message: "git archive gave no output".into() })
 }
 
+/// The commit's tree unpacked into a new temporary folder (permissions kept), for a
+/// look at a release's files before it is deployed (its migrations).
+pub fn unpack_to_temp(dir: &Path, commit: &CommitId) -> Result<tempfile::TempDir> {
+    let tmp = tempfile::tempdir().map_err(Error::io("create a temporary folder in", std::env::temp_dir()))?;
+    with_archive(dir, commit, |tar| {
+        let mut archive = tar::Archive::new(tar);
+        archive.set_preserve_permissions(true);
+        archive.unpack(tmp.path())
+    })?
+    .map_err(Error::io("unpack the release into", tmp.path()))?;
+    Ok(tmp)
+}
+
 /// The commit's tree as a tar archive (what fleet hosts unpack).
 pub fn archive(dir: &Path, commit: &CommitId) -> Result<Vec<u8>> {
     let out = run(dir, &["archive", "--format=tar", "--end-of-options", commit.as_str()])?;

@@ -166,13 +166,7 @@ impl Engine {
         if !crate::database::environment::EnvDatabase::has_migrations(db.config) || crate::toolsite::placed(env) {
             return Ok((vec![], None, vec![]));
         }
-        let tmp = tempfile::tempdir().map_err(Error::io("create a temporary folder in", std::env::temp_dir()))?;
-        crate::git::with_archive(&env.source, commit, |tar| {
-            let mut archive = tar::Archive::new(tar);
-            archive.set_preserve_permissions(true);
-            archive.unpack(tmp.path())
-        })?
-        .map_err(Error::io("unpack the release into", tmp.path()))?;
+        let tmp = crate::git::unpack_to_temp(&env.source, commit)?;
         let plan = db.tool(Some(tmp.path()), &self.ctx.actor()).and_then(|mut t| t.plan_up(None));
         match plan {
             Ok(p) => Ok((p.verdicts, p.sql, vec![])),

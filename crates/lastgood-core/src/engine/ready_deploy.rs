@@ -58,13 +58,7 @@ impl Engine {
         let Some(db) = EnvDatabase::of(env)? else { return Ok(None) };
         let (true, Some(commit)) = (db.config.rehearse_at_deploy, &view.to.commit) else { return Ok(None) };
         let Some(back) = self.way_back(env, view)? else { return Ok(None) };
-        let tmp = tempfile::tempdir().map_err(Error::io("create a temporary folder in", std::env::temp_dir()))?;
-        crate::git::with_archive(&env.source, commit, |tar| {
-            let mut archive = tar::Archive::new(tar);
-            archive.set_preserve_permissions(true);
-            archive.unpack(tmp.path())
-        })?
-        .map_err(Error::io("unpack the release into", tmp.path()))?;
+        let tmp = crate::git::unpack_to_temp(&env.source, commit)?;
         let Some(dir) = db.migrations_in(tmp.path()).filter(|d| d.is_dir()) else { return Ok(None) };
         let target = back.schema_revision.clone();
         let r = rehearse::rehearse_release(&db.url, &dir, &db.config.settings, target.as_deref()).unwrap_or_else(|e| {
