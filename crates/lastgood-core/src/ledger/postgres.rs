@@ -517,12 +517,7 @@ impl Ledger for PgLedger {
             &format!("SELECT {AUDIT} FROM {{s}}.audit_events WHERE operation = $1 ORDER BY id"),
             &[(&(operation as i64), Type::INT8)],
         )?;
-        rows.iter()
-            .map(|r| {
-                let e = audit_row(r).map_err(|e| self.pg_fail(&e))?;
-                Ok(AuditRow { id: e.id, event: e.event, hash: e.hash })
-            })
-            .collect()
+        self.audit_rows(&rows)
     }
 
     fn verify_audit(&self) -> Result<AuditCheck> {

@@ -6,7 +6,7 @@ use postgres::types::Type;
 
 use super::audit::AuditRow;
 use super::postgres::{AUDIT, OPERATION, PgLedger, audit_row, operation_row};
-use super::records::{Operation, OperationCount, Release, page_limit};
+use super::records::{Operation, OperationCount, Release, page_before, page_limit};
 use crate::error::Result;
 use crate::model::{EnvName, ReleaseId};
 
@@ -17,7 +17,7 @@ impl PgLedger {
         before: Option<ReleaseId>,
         limit: usize,
     ) -> Result<Vec<Release>> {
-        let before = before.map(|b| b.0.min(i64::MAX as u64) as i64).unwrap_or(i64::MAX);
+        let before = page_before(before.map(|b| b.0));
         self.many_releases(
             "env = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
             &[(&env.as_str(), Type::TEXT), (&before, Type::INT8), (&page_limit(limit), Type::INT8)],
@@ -30,7 +30,7 @@ impl PgLedger {
         before: Option<u64>,
         limit: usize,
     ) -> Result<Vec<Operation>> {
-        let before = before.map(|b| b.min(i64::MAX as u64) as i64).unwrap_or(i64::MAX);
+        let before = page_before(before);
         let env = env.map(|e| e.as_str().to_owned());
         let rows = self.query(
             &format!(
@@ -63,6 +63,11 @@ impl PgLedger {
             &format!("SELECT {AUDIT} FROM {{s}}.audit_events WHERE id < $1 ORDER BY id DESC LIMIT $2"),
             &[(&before.unwrap_or(i64::MAX), Type::INT8), (&page_limit(limit), Type::INT8)],
         )?;
+        self.audit_rows(&rows)
+    }
+
+    /// Rows of `audit_events` (selected as [`AUDIT`]) as the store's audit rows.
+    pub(super) fn audit_rows(&self, rows: &[postgres::Row]) -> Result<Vec<AuditRow>> {
         rows.iter()
             .map(|r| {
                 let e = audit_row(r).map_err(|e| self.pg_fail(&e))?;

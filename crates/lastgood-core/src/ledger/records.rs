@@ -301,3 +301,8 @@ pub enum Change {
 pub(crate) fn page_limit(limit: usize) -> i64 {
     limit.min(i64::MAX as usize) as i64
 }
+
+/// A page's cursor as SQL wants it (`id < before`): no cursor is the newest page.
+pub(crate) fn page_before(before: Option<u64>) -> i64 {
+    before.map(|b| b.min(i64::MAX as u64) as i64).unwrap_or(i64::MAX)
+}

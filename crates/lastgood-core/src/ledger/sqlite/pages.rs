@@ -10,7 +10,7 @@ use rusqlite::params;
 use super::{SqliteLedger, audit_event_row};
 use crate::error::Result;
 use crate::ledger::audit::AuditRow;
-use crate::ledger::records::{Operation, OperationCount, Release, page_limit};
+use crate::ledger::records::{Operation, OperationCount, Release, page_before, page_limit};
 use crate::model::{EnvName, ReleaseId};
 
 impl SqliteLedger {
@@ -23,11 +23,7 @@ impl SqliteLedger {
         self.many_releases(
             env,
             "SELECT * FROM releases WHERE env = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
-            params![
-                env.as_str(),
-                before.map(|b| b.0.min(i64::MAX as u64) as i64).unwrap_or(i64::MAX),
-                page_limit(limit)
-            ],
+            params![env.as_str(), page_before(before.map(|b| b.0)), page_limit(limit)],
         )
     }
 
@@ -39,7 +35,7 @@ impl SqliteLedger {
     ) -> Result<Vec<Operation>> {
         // `+env`: walk the primary key backwards and stop at `limit`, rather than
         // collect every operation of the environment through its index and sort them.
-        let before = before.map(|b| b.min(i64::MAX as u64) as i64).unwrap_or(i64::MAX);
+        let before = page_before(before);
         let (sql, env) = match env {
             Some(e) => ("SELECT * FROM operations WHERE +env = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3", e.as_str()),
             None => ("SELECT * FROM operations WHERE ?1 = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3", ""),
