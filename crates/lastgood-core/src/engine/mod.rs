@@ -175,7 +175,10 @@ impl Engine {
     /// ([`Engine::take_lock`]). A lock held at the mark (a running deploy this command
     /// may preempt) may still move the database under its own epoch: no mark.
     fn mark_state(&self, env: &Environment, state: &EnvState) {
-        if crate::database::program::state_unread() && matches!(self.ledger.lock_info(&env.name), Ok(None)) {
+        // Only a program (Alembic, the team's commands) is read through that cache: the
+        // builtin engine asks its own connection, and needs no ledger read for it.
+        let program = env.database.as_ref().is_some_and(|d| !matches!(d.adapter, crate::config::Adapter::Builtin));
+        if program && crate::database::program::state_unread() && matches!(self.ledger.lock_info(&env.name), Ok(None)) {
             *self.state_mark.borrow_mut() = Some((env.name.to_string(), state.epoch));
         }
     }
