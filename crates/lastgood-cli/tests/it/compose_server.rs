@@ -329,8 +329,15 @@ fn the_database_service_keeps_running_while_the_app_stops_for_a_downgrade() {
     let db_before = db_before.unwrap_or_else(|| panic!("the db service runs: {:?}", s.app.containers()));
     assert_eq!(db_before.state, "running");
 
+    let since = unix_now();
     let out = env.run(&["rollback", "production", "--allow-data-loss", "--reason", "t", "--format", "json"]);
     out.expect(0);
+    // Two containers: the downgrade and v1's app. Where the schema was came from the
+    // version table, read by lastgood's agent and confirmed by the offline SQL v2's
+    // deploy kept on the host: no `alembic current` container, no `--sql` one.
+    let created = created_in(s.app.project(), since, unix_now());
+    let app = created.iter().filter(|n| !n.contains("_run_")).count();
+    assert_eq!((created.len(), app), (2, 1), "containers created by the rollback: {created:?}");
     let report = out.json();
     let stop = report["steps"].as_array().unwrap().iter().find(|st| st["name"] == "stop").unwrap().clone();
     assert!(stop["detail"].as_str().unwrap().contains("db keeps running"), "{stop}");
@@ -338,4 +345,21 @@ fn the_database_service_keeps_running_while_the_app_stops_for_a_downgrade() {
     assert_eq!((db_after.id, db_after.state), (db_before.id, "running".to_owned()), "the database was never stopped");
     s.serves("v1");
     assert_eq!(alembic_version(&s.db).as_deref(), Some(Release::V1.revision()));
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64()
+}
+
+/// The containers of compose project `project` the engine created between two times.
+fn created_in(project: &str, since: f64, until: f64) -> Vec<String> {
+    let out = std::process::Command::new("docker")
+        .args(["events", "--since", &format!("{since:.3}"), "--until", &format!("{until:.3}")])
+        .args(["--filter", "type=container", "--filter", "event=create"])
+        .args(["--filter", &format!("label=com.docker.compose.project={project}")])
+        .args(["--format", "{{.Actor.Attributes.name}}"])
+        .output()
+        .expect("docker events");
+    assert!(out.status.success(), "docker events: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
 }

@@ -223,6 +223,13 @@ fn several_heads(heads: Vec<String>) -> ToolError {
     }
 }
 
+/// Reads the rows of the `alembic_version` table without Alembic, where lastgood does
+/// its own database work (this machine, or the agent of the environment's first host).
+/// None: it cannot (no such table, no connection, another kind of database).
+pub trait VersionTable: std::fmt::Debug {
+    fn rows(&self) -> Option<Vec<String>>;
+}
+
 /// Alembic in one folder against one database.
 #[derive(Debug, Clone)]
 pub struct Alembic {
@@ -231,6 +238,8 @@ pub struct Alembic {
     dialect: Dialect,
     /// The database, its password masked.
     shown: String,
+    /// Reads where the database is without starting Alembic ([`Alembic::read_current`]).
+    table: Option<std::rc::Rc<dyn VersionTable>>,
 }
 
 impl Alembic {
@@ -240,6 +249,11 @@ impl Alembic {
 
     pub fn program_mut(&mut self) -> &mut Program {
         &mut self.program
+    }
+
+    /// Lets [`Alembic::read_current`] read the version table through `table`.
+    pub fn set_version_table(&mut self, table: std::rc::Rc<dyn VersionTable>) {
+        self.table = Some(table);
     }
 
     /// `argv` runs Alembic (`["alembic"]`, `["venv/bin/alembic"]`, maybe with `-c FILE`).
@@ -253,12 +267,13 @@ impl Alembic {
             program: Program::new(cwd, database_url(url), secret),
             dialect,
             shown: url.to_string(),
+            table: None,
         }
     }
 
     /// The same project against another database (a scratch copy for a rehearsal).
     pub fn against(&self, url: &DbUrl) -> Self {
-        Self { program: self.program.against(database_url(url)), shown: url.to_string(), ..self.clone() }
+        Self { program: self.program.against(database_url(url)), shown: url.to_string(), table: None, ..self.clone() }
     }
 
     pub fn describe(&self) -> String {
@@ -332,6 +347,26 @@ impl Alembic {
             [one] => Ok(Some(one.clone())),
             several => Err(several_heads(several.to_vec())),
         }
+    }
+
+    /// Where the database is, read by lastgood from the `alembic_version` table instead
+    /// of `alembic current` (where Alembic runs in a container, a container start and
+    /// an interpreter): one row naming a revision of `history`, else None. Not proof
+    /// on its own, since an env.py may keep its version table under another name or
+    /// schema: a plan trusts it only when Alembic's own SQL for the move starts from
+    /// that row of that table ([`moves_from`]).
+    pub fn read_current(&self, history: &History) -> Option<String> {
+        let rows = self.table.as_ref()?.rows()?;
+        match rows.as_slice() {
+            [one] if history.get(one).is_some() => Some(one.clone()),
+            _ => None,
+        }
+    }
+
+    /// What [`Alembic::current`] answers until something moves the database: a reading
+    /// of the version table that Alembic's own SQL confirmed.
+    pub fn confirm_current(&self, revision: &str) {
+        self.program.remember_state(&self.argv_with(&["current"]), format!("{revision}\n"));
     }
 
     pub fn history(&self) -> Result<History, ToolError> {
@@ -437,6 +472,24 @@ fn per_revision(offline: &str, direction: Direction) -> Vec<(String, String)> {
         }
     }
     out
+}
+
+/// Whether Alembic's offline SQL for a move starts by moving the row `from` of the
+/// unqualified `alembic_version` table: its first bookkeeping statement is
+/// `UPDATE alembic_version SET version_num='..' WHERE alembic_version.version_num = 'from'`
+/// or `DELETE FROM alembic_version WHERE alembic_version.version_num = 'from'`. What
+/// Alembic would move is then what lastgood read ([`Alembic::read_current`]).
+pub fn moves_from(offline: &str, from: &str, dialect: Dialect) -> bool {
+    let first = sql::split(offline, dialect)
+        .into_iter()
+        .map(|s| s.text.split_whitespace().collect::<Vec<_>>().join(" "))
+        .find(|t| t.contains("version_num") && !t.to_ascii_uppercase().starts_with("CREATE "));
+    let Some(text) = first else { return false };
+    let text = text.trim_end_matches(';');
+    let tail = format!(" WHERE alembic_version.version_num = '{from}'");
+    (text.starts_with("UPDATE alembic_version SET version_num='")
+        || text.starts_with("DELETE FROM alembic_version WHERE"))
+        && text.ends_with(&tail)
 }
 
 /// Alembic's offline SQL without its own bookkeeping (`alembic_version`: an UPDATE
@@ -554,5 +607,27 @@ mod tests {
         assert_eq!(without_bookkeeping(&pieces[1].1, Dialect::Postgres), "DROP INDEX users_name;\n");
         let up = per_revision("-- Running upgrade  -> 0001\n\nCREATE TABLE t (a int);\n", Direction::Up);
         assert_eq!(up[0].0, "0001");
+    }
+
+    #[test]
+    fn only_a_move_of_the_read_row_of_alembic_version_confirms_a_reading() {
+        let pg = Dialect::Postgres;
+        let down = "BEGIN;\n\n-- Running downgrade 0003 -> 0002\n\nALTER TABLE users DROP COLUMN email;\n\nUPDATE alembic_version SET version_num='0002' WHERE alembic_version.version_num = '0003';\n\nCOMMIT;\n";
+        assert!(moves_from(down, "0003", pg));
+        assert!(!moves_from(down, "0002", pg), "the row it moves is 0003");
+        let to_base = "BEGIN;\n\nDROP TABLE t;\n\nDELETE FROM alembic_version WHERE alembic_version.version_num = '0001';\n\nDROP TABLE alembic_version;\n\nCOMMIT;\n";
+        assert!(moves_from(to_base, "0001", pg));
+        // Another table or schema (an env.py's version_table): what lastgood read is not
+        // what Alembic moves.
+        let other = down.replace("alembic_version", "shop_versions");
+        assert!(!moves_from(&other, "0003", pg));
+        let schema = down
+            .replace("UPDATE alembic_version", "UPDATE app.alembic_version")
+            .replace("WHERE alembic_version", "WHERE app.alembic_version");
+        assert!(!moves_from(&schema, "0003", pg));
+        // From base (the table is created), or no bookkeeping at all: nothing confirmed.
+        let from_base = "BEGIN;\n\nCREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL);\n\nINSERT INTO alembic_version (version_num) VALUES ('0001');\n\nCOMMIT;\n";
+        assert!(!moves_from(from_base, "0001", pg));
+        assert!(!moves_from("SELECT 1;\n", "0001", pg));
     }
 }

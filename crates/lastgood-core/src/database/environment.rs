@@ -60,6 +60,12 @@ impl<'a> EnvDatabase<'a> {
             .map_err(|e| Error::Step { message: format!("an answer lastgood cannot read: {e}") })
     }
 
+    /// Reads Alembic's version table from where the database's work is done (see
+    /// [`super::alembic::Alembic::read_current`]).
+    pub fn version_table(&self) -> Rc<dyn super::alembic::VersionTable> {
+        Rc::new(VersionRows { worker: self.worker.clone(), url: self.url.clone() })
+    }
+
     /// Whether the database answers (from where its work is done).
     pub fn ping(&self) -> Result<()> {
         self.work(&DbWork::Ping).map(drop)
@@ -180,5 +186,21 @@ impl From<super::program::ToolError> for Error {
 impl From<super::backup::BackupError> for Error {
     fn from(e: super::backup::BackupError) -> Self {
         Error::Backup(Box::new(e))
+    }
+}
+
+/// [`EnvDatabase::version_table`]: [`DbWork::VersionRows`] here or through the worker.
+#[derive(Debug)]
+struct VersionRows {
+    worker: Option<Rc<dyn DbWorker>>,
+    url: DbUrl,
+}
+
+impl super::alembic::VersionTable for VersionRows {
+    fn rows(&self) -> Option<Vec<String>> {
+        match &self.worker {
+            None => super::work::version_rows(&self.url),
+            Some(w) => serde_json::from_value(w.work(&DbWork::VersionRows).ok()?).ok()?,
+        }
     }
 }

@@ -137,6 +137,14 @@ impl Tool {
         }
     }
 
+    /// Lets Alembic's plans read where the database is from its version table
+    /// (`alembic current` costs a container start where Alembic runs in one).
+    pub fn set_version_table(&mut self, table: std::rc::Rc<dyn super::alembic::VersionTable>) {
+        if let Self::Alembic(a) = self {
+            a.set_version_table(table);
+        }
+    }
+
     pub fn builtin(m: Migrator) -> Self {
         Self::Builtin(m)
     }
@@ -404,11 +412,15 @@ impl Tool {
                 Ok(builtin_plan(m, planned, Direction::Down, target, dialect))
             }
             Self::Alembic(a) => {
-                let (history, current) = (a.history()?, a.current()?);
+                let history = a.history()?;
                 let target = match target {
                     Some(t) => history.resolve(t, a.dir())?,
                     None => None,
                 };
+                if let Some(plan) = plan_from_table(a, &history, target.as_deref()) {
+                    return Ok(plan);
+                }
+                let current = a.current()?;
                 alembic_plan(a, &history, current.as_deref(), target)
             }
             Self::Commands(c) => c.plan(Direction::Down, target, dialect),
@@ -495,6 +507,23 @@ fn builtin_plan(
         names: planned.iter().map(|p| p.name.clone()).collect(),
         planned,
     }
+}
+
+/// The plan from where lastgood read the version table to be, without `alembic
+/// current`, when Alembic's own SQL for that move starts from that row of that table
+/// ([`alembic::moves_from`]); None otherwise (Alembic is then asked). A move of nothing
+/// has no SQL to confirm it, so it is never planned from a reading alone.
+fn plan_from_table(a: &Alembic, history: &History, target: Option<&str>) -> Option<ToolPlan> {
+    let read = a.read_current(history)?;
+    if target == Some(read.as_str()) {
+        return None;
+    }
+    let plan = alembic_plan(a, history, Some(&read), target.map(str::to_owned)).ok()?;
+    let confirmed = plan.sql.as_deref().is_some_and(|sql| super::alembic::moves_from(sql, &read, a.dialect()));
+    confirmed.then(|| {
+        a.confirm_current(&read);
+        plan
+    })
 }
 
 /// The move from `current` to `target` in Alembic's history, with Alembic's offline SQL

@@ -20,6 +20,8 @@ use super::url::DbUrl;
 pub enum DbWork {
     /// Connect, and say so.
     Ping,
+    /// The rows of Alembic's `alembic_version` table (null: no such table).
+    VersionRows,
     Backup {
         label: String,
     },
@@ -65,6 +67,7 @@ pub fn perform(url: &DbUrl, dir: &Path, method: PgMethod, work: &DbWork) -> Resu
             }
             serde_json::Value::Null
         }
+        DbWork::VersionRows => serde_json::to_value(version_rows(url)).map_err(|e| s(&e))?,
         DbWork::Backup { label } => {
             let file = backup::backup_with(url, dir, label, method).map_err(|e| s(&e))?;
             serde_json::to_value(file).map_err(|e| s(&e))?
@@ -88,4 +91,31 @@ pub fn perform(url: &DbUrl, dir: &Path, method: PgMethod, work: &DbWork) -> Resu
             serde_json::Value::Null
         }
     })
+}
+
+/// The rows of `alembic_version`, read-only; None when there is no such table (or it
+/// cannot be read: whoever asked then asks Alembic).
+pub fn version_rows(url: &DbUrl) -> Option<Vec<String>> {
+    const QUERY: &str = "SELECT version_num FROM alembic_version";
+    match url {
+        DbUrl::Postgres(pg) => {
+            let mut c = super::pg_client::connect(pg, "lastgood").ok()?;
+            let rows = c.simple_query(QUERY).ok()?;
+            Some(
+                rows.iter()
+                    .filter_map(|m| match m {
+                        postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+                        _ => None,
+                    })
+                    .collect(),
+            )
+        }
+        DbUrl::Sqlite(path) => {
+            let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            let c = rusqlite::Connection::open_with_flags(path, flags).ok()?;
+            let mut st = c.prepare(QUERY).ok()?;
+            let rows = st.query_map([], |r| r.get::<_, String>(0)).ok()?;
+            rows.collect::<Result<Vec<_>, _>>().ok()
+        }
+    }
 }
