@@ -3,8 +3,9 @@
 //!
 //! Compose keeps no history and has no rollback: activating a release is `up -d` with
 //! that release's images, then watching the containers through the DockerApi API until
-//! each runs the release's image and its healthcheck (if it has one) says `healthy`.
-//! `up`'s exit code is not trusted: an unhealthy container after `up` is a failed
+//! each runs the release's image and its healthcheck (if it has one) says `healthy`, or
+//! passed when lastgood ran it in the container itself (the engine's first check waits
+//! an `interval`; see [`Compose::settle`]). `up`'s exit code is not trusted: an unhealthy container after `up` is a failed
 //! activation.
 //!
 //! **A failed activation is reported, not undone here.** `up` may have replaced some
@@ -26,8 +27,9 @@
 //! `current/` work by hand. A rollback brings up the target's recorded images from its
 //! own directory and never builds.
 
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::api::{
     Activation, NotReady, Observed, Ran, Refusal, ReleaseFacts, Runtime, Site, StepFacts, generic, unusable, usable_dir,
@@ -47,6 +49,9 @@ pub struct Compose<'a> {
 fn step(e: impl std::fmt::Display) -> Error {
     Error::Step { message: e.to_string() }
 }
+
+/// How often lastgood runs a starting container's healthcheck itself.
+const PROBE_EVERY: Duration = Duration::from_millis(250);
 
 /// What the containers of a release look like right now.
 enum Seen {
@@ -153,7 +158,14 @@ impl Compose<'_> {
         Ok(r)
     }
 
-    fn look(&self, engine: &DockerApi, rec: &Record) -> Result<Seen> {
+    /// `early`: whether lastgood's own run of a starting container's healthcheck passed
+    /// (see [`Compose::settle`]); such a container counts as healthy.
+    fn look(
+        &self,
+        engine: &DockerApi,
+        rec: &Record,
+        early: &mut dyn FnMut(&docker::Container) -> bool,
+    ) -> Result<Seen> {
         let containers = engine.containers(&self.cfg.project).map_err(step)?;
         let mut waiting = None;
         for img in &rec.images {
@@ -175,6 +187,7 @@ impl Compose<'_> {
                             c.health_output.as_ref().map(|o| format!(": {o}")).unwrap_or_default()
                         )));
                     }
+                    ("running", Some("starting")) if early(c) => {}
                     ("running", Some("starting")) => {
                         waiting.get_or_insert_with(|| format!("{} is starting", c.name));
                     }
@@ -195,10 +208,33 @@ impl Compose<'_> {
     }
 
     /// Waits until the release's containers run and are healthy; why not, when not.
+    ///
+    /// The engine runs a healthcheck first an `interval` after the start (often 10 or
+    /// 30 s): until then a container that already serves is `starting`. lastgood runs
+    /// the same test in it itself, at most every [`PROBE_EVERY`], and a container whose
+    /// test passed counts as healthy. A failure counts for nothing (the engine's
+    /// `start_period` and `retries` still decide `unhealthy`).
     fn settle(&self, engine: &DockerApi, rec: &Record) -> Result<std::result::Result<(), String>> {
         let start = Instant::now();
+        let mut passed: HashSet<String> = HashSet::new();
+        let mut tried: HashMap<String, Instant> = HashMap::new();
+        let mut early = |c: &docker::Container| {
+            if passed.contains(&c.id) {
+                return true;
+            }
+            let Some((argv, timeout)) = &c.probe else { return false };
+            if tried.get(&c.id).is_some_and(|t| t.elapsed() < PROBE_EVERY) {
+                return false;
+            }
+            tried.insert(c.id.clone(), Instant::now());
+            let ok = engine.probe(&c.id, argv, *timeout);
+            if ok {
+                passed.insert(c.id.clone());
+            }
+            ok
+        };
         loop {
-            match self.look(engine, rec)? {
+            match self.look(engine, rec, &mut early)? {
                 Seen::Ready => return Ok(Ok(())),
                 Seen::Failed(why) => return Ok(Err(why)),
                 Seen::Waiting(why) if start.elapsed() > docker::SETTLE_TIMEOUT => {
@@ -248,7 +284,7 @@ impl Compose<'_> {
         let cli = ComposeCli::detect().map_err(step)?;
         let id = a.release.id.0;
         let mut rec = self.record(&engine, &cli, id, &a.release.version, &a.vars)?;
-        if let Seen::Ready = self.look(&engine, &rec)? {
+        if let Seen::Ready = self.look(&engine, &rec, &mut |_| false)? {
             if !rec.healthy {
                 rec.healthy = true;
                 self.records().save(&rec)?;
@@ -488,7 +524,7 @@ impl Runtime for Compose<'_> {
         let mut notes = Vec::new();
         // Containers that are gone (removed by hand, a host rebooted) come back first,
         // and those whose configuration changed (a restored `.env`) are recreated.
-        let was_up = matches!(self.look(&engine, &rec)?, Seen::Ready);
+        let was_up = matches!(self.look(&engine, &rec, &mut |_| false)?, Seen::Ready);
         if let Err(why) = self.bring_up(&engine, &cli, &rec, &a.vars, service, &mut notes)? {
             return Err(step(format!("{} could not be brought back up: {why}", a.release.version)));
         }

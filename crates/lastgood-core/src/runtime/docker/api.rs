@@ -171,6 +171,7 @@ pub struct DockerApi {
 /// One container of a compose project, as the engine describes it.
 #[derive(Debug, Clone)]
 pub struct Container {
+    pub id: String,
     pub name: String,
     pub service: String,
     /// The image id it runs (`sha256:...`).
@@ -184,6 +185,8 @@ pub struct Container {
     pub health_output: Option<String>,
     /// How it was created, for a one-off container that must look the same.
     pub setup: Setup,
+    /// Its healthcheck's test as the engine runs it, and how long a run may take.
+    pub probe: Option<(Vec<String>, Duration)>,
 }
 
 /// What a one-off container copies from a service's container: its network, mounts,
@@ -321,6 +324,7 @@ impl DockerApi {
                 Err(e) => return Err(DockerError::InspectContainer { id, source: Box::new(e) }),
             };
             let config = inspect.config.unwrap_or_default();
+            let probe = probe_of(&config);
             let setup = Setup {
                 network_mode: inspect.host_config.and_then(|h| h.network_mode).unwrap_or_default(),
                 mounts: inspect
@@ -343,6 +347,7 @@ impl DockerApi {
             let state = inspect.state.unwrap_or_default();
             let health = state.health.as_ref();
             out.push(Container {
+                id: id.clone(),
                 name: inspect.name.unwrap_or(id).trim_start_matches('/').to_owned(),
                 service: labels.get("com.docker.compose.service").cloned().unwrap_or_default(),
                 image_id: inspect.image.unwrap_or_default(),
@@ -355,6 +360,7 @@ impl DockerApi {
                     .and_then(|r| r.output.clone())
                     .map(|o| o.trim().to_owned()),
                 setup,
+                probe,
             });
         }
         Ok(out)
@@ -372,6 +378,29 @@ impl DockerApi {
         let status = h.status.map(|s| s.to_string()).filter(|s| !s.is_empty() && s != "none");
         let output = h.log.as_ref().and_then(|l| l.last()).and_then(|r| r.output.clone()).map(|o| o.trim().to_owned());
         Ok(status.map(|s| (s, output)))
+    }
+
+    /// Runs a container's healthcheck test (`argv`, as the engine runs it) in it now and
+    /// waits for it, up to `timeout`: whether it exited 0. The engine's own first check
+    /// comes only an `interval` after the start. Any failure to run it is a "no".
+    pub fn probe(&self, id: &str, argv: &[String], timeout: Duration) -> bool {
+        use bollard::exec::{CreateExecOptions, StartExecOptions};
+        let opts = CreateExecOptions { cmd: Some(argv.to_vec()), ..Default::default() };
+        let Ok(exec) = self.rt.block_on(self.api.create_exec(id, opts)) else { return false };
+        let detached = StartExecOptions { detach: true, ..Default::default() };
+        if self.rt.block_on(self.api.start_exec(&exec.id, Some(detached))).is_err() {
+            return false;
+        }
+        let start = std::time::Instant::now();
+        while start.elapsed() < timeout {
+            let Ok(run) = self.rt.block_on(self.api.inspect_exec(&exec.id)) else { return false };
+            // Not running with no exit code yet: not started.
+            if run.running != Some(true) && run.exit_code.is_some() {
+                return run.exit_code == Some(0);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
     }
 
     /// A Swarm service; None when there is no such service.
@@ -475,6 +504,25 @@ impl DockerApi {
             })
             .collect())
     }
+}
+
+/// A container's healthcheck as the engine runs it (`CMD` as given, `CMD-SHELL` through
+/// the container's shell), and its timeout (30 s unless set); None without one.
+fn probe_of(config: &bollard::models::ContainerConfig) -> Option<(Vec<String>, Duration)> {
+    let check = config.healthcheck.as_ref()?;
+    let test = check.test.as_ref()?;
+    let argv = match test.split_first() {
+        Some((kind, args)) if kind == "CMD" => args.to_vec(),
+        Some((kind, [script])) if kind == "CMD-SHELL" => {
+            let mut shell =
+                config.shell.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
+            shell.push(script.clone());
+            shell
+        }
+        _ => return None,
+    };
+    let timeout = check.timeout.filter(|t| *t > 0).map(|ns| Duration::from_nanos(ns as u64));
+    (!argv.is_empty()).then(|| (argv, timeout.unwrap_or(Duration::from_secs(30))))
 }
 
 /// One HTTP/1.1 request to the engine at `socket` (`unix://PATH`) with
