@@ -491,3 +491,21 @@ fn compose_restart_brings_back_removed_containers_and_restarts_one_service() {
     assert_eq!(state_of(&stack, 1), "good", "a restart changes no release's state");
     assert_eq!(stack.status()["interrupted"], serde_json::json!(null));
 }
+
+/// The engine runs a healthcheck first an `interval` after the start (an hour here):
+/// lastgood runs the service's own test in the container as soon as it runs, and a
+/// pass counts as healthy, so the deploy does not wait for the engine.
+#[test]
+fn compose_runs_the_healthcheck_itself_without_waiting_for_the_engines_interval() {
+    let stack = compose_stack("cprb", "");
+    let file = stack.env.path().join("compose.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    stack.env.write("compose.yaml", &text.replace("interval: 500ms", "interval: 1h"));
+    let run = stack.run(&["deploy", "production", "v1", "--reason", "first"]);
+    run.expect(0);
+    assert!(stack.serves("v1"));
+    let ids = docker(&["ps", "-q", "--filter", &format!("label=com.docker.compose.project={}", stack.name)]);
+    let id = ids.split_whitespace().next().expect("the web container runs");
+    let health = docker(&["inspect", "--format", "{{.State.Health.Status}}", id]);
+    assert_eq!(health.trim(), "starting", "the engine has not run its check yet");
+}
