@@ -97,6 +97,25 @@ fn a_failed_deploy_is_never_seen_by_users_and_costs_them_nothing() {
     assert_one_serving(&env, 1);
 }
 
+/// Stopping the old process failed after the new release took the traffic and passed
+/// its checks: the deploy exits 1 and says so, but the release that serves is good and
+/// current (not "failed"), and a restart stops the process left over.
+#[test]
+fn a_failed_retire_leaves_the_new_release_good_and_current() {
+    let env = proxied(2, 0);
+    deploy_ok(&env, "v1");
+    let out = env.run_crashing("err:retire", &["deploy", "production", "v2", "--reason", "t"]);
+    out.expect(1);
+    assert!(out.stdout.contains("cause: step `retire` failed"), "{out:?}");
+    assert!(out.stdout.contains("#2 serves and passed its checks, and stays current"), "{out:?}");
+    assert_eq!(env.state_of(2), "good");
+    let st = env.status();
+    assert_eq!((st["current"]["id"].clone(), st["proxy"]["release"].clone()), (json!(2), json!(2)), "{st}");
+    assert_eq!(env.supervised_pids().len(), 3, "the proxy, v2 and v1 left over: {st}");
+    env.run(&["restart", "production", "--reason", "stop the leftover"]).expect(0);
+    assert_one_serving(&env, 2);
+}
+
 #[test]
 fn a_release_in_a_crash_loop_never_gets_traffic() {
     let env = proxied(2, 0);

@@ -230,6 +230,9 @@ impl Journal<'_> {
             let t = Instant::now();
             let result = match self.preempted(&rec)? {
                 Some(why) => Err(Error::Step { message: why }),
+                None if failpoint::fires(&format!("err:{}", rec.step.name())) => {
+                    Err(Error::Step { message: "failed on purpose (LASTGOOD_FAILPOINT, a test)".into() })
+                }
                 None => self.apply(&rec),
             };
             failpoint::hit(&format!("apply:{}", rec.step.name()));

@@ -42,8 +42,19 @@ impl Journal<'_> {
                 .iter()
                 .any(|s| s.phase == phase && s.step == Step::Verify { release: id } && s.state == StepState::Done)
         };
+        // Only stopping the old release's process failed, after the new one took the
+        // traffic and passed its checks: the new release is good and serves; the
+        // operation still failed (a process is left over).
+        let only_retire = forward_failed
+            && steps
+                .iter()
+                .filter(|s| s.phase == Phase::Forward && s.state == StepState::Failed)
+                .all(|s| matches!(s.step, Step::Retire { .. }));
         match (self.op.kind, outcome) {
             (OperationKind::Deploy, Outcome::Succeeded) => {
+                set(self.ledger, env, self.op.to, ReleaseEvent::ChecksPassed)?
+            }
+            (OperationKind::Deploy, Outcome::Failed) if only_retire && verified(self.op.to, Phase::Forward) => {
                 set(self.ledger, env, self.op.to, ReleaseEvent::ChecksPassed)?
             }
             (OperationKind::Deploy, _) => set(self.ledger, env, self.op.to, ReleaseEvent::DeployFailed)?,
@@ -66,7 +77,13 @@ impl Journal<'_> {
                 }
             }
         }
-        let error = failure.map(|(rec, detail)| format!("step `{}` failed: {detail}", rec.step.name()));
+        let mut error = failure.map(|(rec, detail)| format!("step `{}` failed: {detail}", rec.step.name()));
+        if let Some(e) = error.as_mut().filter(|_| only_retire && verified(self.op.to, Phase::Forward)) {
+            e.push_str(&format!(
+                "; release {} serves and passed its checks, and stays current; an older release's process may still run: `lastgood restart {} --reason ...` stops every process the proxy does not route to",
+                self.op.to, env
+            ));
+        }
         // A deploy whose release still serves at the end runs on its own schema, even
         // if an automatic rollback that never got as far as switching said otherwise.
         let state = self.ledger.env_state(env)?;
