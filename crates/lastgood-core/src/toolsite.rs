@@ -49,7 +49,6 @@ pub fn tool(
     let runner = Placed { at, candidates, service: env.schema_tool_service().map(str::to_owned), epoch };
     let mut tool = db.tool(None, actor)?;
     tool.set_runner(Rc::new(runner));
-    tool.set_version_table(db.version_table());
     Ok(tool)
 }
 

@@ -98,12 +98,17 @@ fn alembic_env(url: &str, broken: bool) -> TestEnv {
 /// Tags each `(tag, file, revision)` as a version adding that revision file; the first
 /// also adds alembic.ini and env.py.
 pub fn commit_alembic_versions(env: &mut TestEnv, versions: &[(&str, &str, String)]) {
+    commit_alembic_versions_with(env, versions, ALEMBIC_ENV);
+}
+
+/// [`commit_alembic_versions`] with another env.py.
+fn commit_alembic_versions_with(env: &mut TestEnv, versions: &[(&str, &str, String)], env_py: &str) {
     for (i, (tag, file, text)) in versions.iter().enumerate() {
         let path = format!("alembic/versions/{file}");
         let mut extra: Vec<(&str, &str)> = vec![(&path, text)];
         if i == 0 {
             extra.push(("alembic.ini", ALEMBIC_INI));
-            extra.push(("alembic/env.py", ALEMBIC_ENV));
+            extra.push(("alembic/env.py", env_py));
         }
         env.commit_version(tag, &extra);
     }
@@ -200,6 +205,73 @@ fn db_status_and_history_show_alembic_s_revisions_and_a_return_to_a_newer_releas
     deploy_ok(&env, "v3");
     assert_eq!(counts(&status(&env)), ("0003", 3, 0));
     assert_eq!(env.history()[0]["schema_revision"], "0003");
+}
+
+/// lastgood reads where the schema is from `alembic_version` instead of starting
+/// Alembic, but only when Alembic's own SQL for the move starts from that very row of
+/// that very table. Here env.py keeps its revisions in `shop_versions` and a stale
+/// `alembic_version` (left by an older setup) says 0002 while the schema is at 0003:
+/// the plan must start from 0003, as `alembic current` says.
+#[test]
+fn a_version_table_of_another_name_is_read_by_alembic_not_from_a_stale_alembic_version() {
+    let db = PgDb::new("alembic_vtable");
+    let mut env = TestEnv::new(BIN);
+    let versions = [
+        (
+            "v1",
+            "0001_users.py",
+            alembic_revision("0001", None, None, "CREATE TABLE users (id integer)", "DROP TABLE users"),
+        ),
+        (
+            "v2",
+            "0002_a.py",
+            alembic_revision("0002", Some("0001"), None, "CREATE TABLE a (id integer)", "DROP TABLE a"),
+        ),
+        (
+            "v3",
+            "0003_b.py",
+            alembic_revision("0003", Some("0002"), None, "CREATE TABLE b (id integer)", "DROP TABLE b"),
+        ),
+    ];
+    let env_py =
+        ALEMBIC_ENV.replace("literal_binds=True)", "literal_binds=True, version_table=\"shop_versions\")").replace(
+            "context.configure(connection=connection)",
+            "context.configure(connection=connection, version_table=\"shop_versions\")",
+        );
+    commit_alembic_versions_with(&mut env, &versions, &env_py);
+    env.configure(&config(&sqlalchemy_url(&db)));
+    for v in ["v1", "v2", "v3"] {
+        deploy_ok(&env, v);
+    }
+    assert_eq!(db.sql("SELECT version_num FROM shop_versions"), "0003");
+    db.sql("CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY); INSERT INTO alembic_version VALUES ('0002')");
+
+    let plan = env.test().args(["rollback", "production", "--to", "1", "--dry-run", "--format", "json"]).run().json();
+    let sql = plan["sql"].as_str().unwrap_or_default();
+    assert!(
+        sql.contains("-- Running downgrade 0003 -> 0002") && sql.contains("-- Running downgrade 0002 -> 0001"),
+        "{plan}"
+    );
+    let r = env
+        .test()
+        .args([
+            "rollback",
+            "production",
+            "--to",
+            "1",
+            "--allow-data-loss",
+            "--yes",
+            "--reason",
+            "t",
+            "--format",
+            "json",
+        ])
+        .run()
+        .json();
+    let down = r["steps"].as_array().unwrap().iter().find(|s| s["name"] == "migrate-down").unwrap().clone();
+    assert!(down["detail"].as_str().unwrap().contains("reverted 2 migration(s)"), "{down}");
+    assert_eq!(db.sql("SELECT version_num FROM shop_versions"), "0001");
+    assert_eq!(db.sql("SELECT count(*) FROM pg_tables WHERE tablename IN ('a', 'b')"), "0");
 }
 
 #[test]

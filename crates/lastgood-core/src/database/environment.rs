@@ -94,8 +94,12 @@ impl<'a> EnvDatabase<'a> {
                 let dir = root.and_then(|r| self.migrations_in(r)).filter(|d| d.is_dir());
                 Ok(Tool::builtin(self.migrator(dir.as_deref(), actor)?))
             }
-            other => Ok(Tool::external(other, root.unwrap_or(&self.env.source), &self.url)
-                .expect("only the builtin adapter has no external tool, and it is matched above")),
+            other => {
+                let mut tool = Tool::external(other, root.unwrap_or(&self.env.source), &self.url)
+                    .expect("only the builtin adapter has no external tool, and it is matched above");
+                tool.set_version_table(self.version_table());
+                Ok(tool)
+            }
         }
     }
 
