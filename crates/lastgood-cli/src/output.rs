@@ -269,6 +269,15 @@ pub fn status_text(s: &Status) -> String {
         let show = |r: Option<u64>| r.map(|r| format!("#{r}")).unwrap_or_else(|| "nothing".into());
         let line = match &h.error {
             Some(e) => format!("UNREACHABLE: {e}"),
+            // Images (compose, swarm): what the host's engine runs, by version.
+            None if !s.release_dirs => {
+                let want = s.current.as_ref().map(|c| c.version.as_str());
+                format!(
+                    "runs {}{}",
+                    h.version.as_deref().unwrap_or("nothing lastgood recorded"),
+                    if h.version.as_deref() != want { "  <- DIFFERS from the ledger" } else { "" }
+                )
+            }
             None => format!(
                 "current {}, app {}{}",
                 show(h.current),

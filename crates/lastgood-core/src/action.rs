@@ -288,10 +288,11 @@ pub fn preflight(site: &Site, release: Option<&ReleaseFacts>, min_free_mb: u64) 
     Ok(Preflighted { current: rt.observe().release, free_mb })
 }
 
-/// What a site runs now: the release its runtime names and the one its supervised
-/// app runs.
-pub fn observe(site: &Site) -> (Option<ReleaseId>, Option<u64>) {
-    let current = runtime::of(site).observe().release;
+/// What a site runs now: the release its runtime names, the one its supervised app
+/// runs, and the version its runtime reports (an image tag, ...).
+pub fn observe(site: &Site) -> (Option<ReleaseId>, Option<u64>, Option<String>) {
+    let seen = runtime::of(site).observe();
+    let current = seen.release;
     let app = match site.proxy() {
         // Behind a proxy, the app that serves is the process it routes to.
         Some(proxy) => {
@@ -300,7 +301,7 @@ pub fn observe(site: &Site) -> (Option<ReleaseId>, Option<u64>) {
         }
         None => Supervisor::new(&site.state_dir()).running().ok().flatten().map(|r| r.release),
     };
-    (current, app)
+    (current, app, seen.version)
 }
 
 fn free_mb(dir: &std::path::Path) -> Option<u64> {

@@ -80,6 +80,9 @@ pub struct Answer {
     /// The release the supervised app runs, if it runs.
     #[serde(default)]
     pub app: Option<u64>,
+    /// The version the runtime there reports (an image tag), for [`Request::Current`].
+    #[serde(default)]
+    pub version: Option<String>,
     #[serde(default)]
     pub free_mb: Option<u64>,
     #[serde(default)]
@@ -151,10 +154,11 @@ fn handle(req: Request, input: &mut dyn Read) -> Answer {
             }
         }
         Request::Current { site } => {
-            let (current, app) = action::observe(&site);
+            let (current, app, version) = action::observe(&site);
             let mut a = done("");
             a.current = current.map(|r: ReleaseId| r.0);
             a.app = app;
+            a.version = version;
             a.value = site.proxy().and_then(|p| serde_json::to_value(p.observe()).ok());
             a
         }
@@ -166,7 +170,7 @@ fn handle(req: Request, input: &mut dyn Read) -> Answer {
         Request::Exec { site, candidates, service, argv, env, epoch, keep } => {
             let _guard = match epoch.map(|e| fence(&site.deploy_to, e)).transpose() {
                 Ok(g) => g,
-                Err(a) => return a,
+                Err(a) => return *a,
             };
             match action::exec(&site, &candidates, service.as_deref(), &argv, &env, keep) {
                 Ok((release, ran)) => {
@@ -178,7 +182,7 @@ fn handle(req: Request, input: &mut dyn Read) -> Answer {
         Request::Db { site, url, method, work, epoch } => {
             let _guard = match epoch.map(|e| fence(&site.deploy_to, e)).transpose() {
                 Ok(g) => g,
-                Err(a) => return a,
+                Err(a) => return *a,
             };
             let url = match DbUrl::parse(&url, &site.deploy_to) {
                 Ok(u) => u,
@@ -200,7 +204,7 @@ fn handle(req: Request, input: &mut dyn Read) -> Answer {
         Request::Perform { site, action, epoch } => {
             let _guard = match fence(&site.deploy_to, epoch) {
                 Ok(g) => g,
-                Err(a) => return a,
+                Err(a) => return *a,
             };
             match action::perform(&site, &action, input) {
                 Ok(detail) => done(detail),
@@ -211,7 +215,9 @@ fn handle(req: Request, input: &mut dyn Read) -> Answer {
 }
 
 /// Takes the host's lock and checks (then records) the epoch.
-fn fence(deploy_to: &Path, epoch: i64) -> Result<std::fs::File, Answer> {
+/// A refusal is boxed: an [`Answer`] is large and the lock is the common case.
+fn fence(deploy_to: &Path, epoch: i64) -> Result<std::fs::File, Box<Answer>> {
+    let fail = |detail: String| Box::new(fail(detail));
     let state = releases::state_dir(deploy_to);
     std::fs::create_dir_all(&state).map_err(|e| fail(format!("create {}: {e}", state.display())))?;
     let lock_path = state.join("agent.lock");
@@ -228,14 +234,14 @@ fn fence(deploy_to: &Path, epoch: i64) -> Result<std::fs::File, Answer> {
     let epoch_file = state.join("epoch");
     let seen: i64 = std::fs::read_to_string(&epoch_file).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(0);
     if seen > epoch {
-        return Err(Answer {
+        return Err(Box::new(Answer {
             ok: false,
             fenced: true,
             detail: format!(
                 "refused: this host has seen lock epoch {seen}, and this request is from epoch {epoch} (its operation lost its lock)"
             ),
             ..Answer::default()
-        });
+        }));
     }
     if seen < epoch {
         releases::write_atomic(&epoch_file, format!("{epoch}\n").as_bytes()).map_err(|e| fail(e.to_string()))?;

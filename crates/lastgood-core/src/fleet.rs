@@ -301,6 +301,7 @@ impl Fleet {
                     reachable: true,
                     current: a.current,
                     app: a.app,
+                    version: a.version,
                     error: None,
                     proxy: a.value.and_then(|v| serde_json::from_value(v).ok()),
                 },
@@ -309,6 +310,7 @@ impl Fleet {
                     reachable: false,
                     current: None,
                     app: None,
+                    version: None,
                     error: Some(e.to_string()),
                     proxy: None,
                 },
@@ -330,6 +332,8 @@ pub struct HostState {
     pub reachable: bool,
     pub current: Option<u64>,
     pub app: Option<u64>,
+    /// The version the host's runtime reports (an image tag; None for release folders).
+    pub version: Option<String>,
     pub error: Option<String>,
     /// The host's proxy, with `[proxy]`.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -442,6 +442,26 @@ fn swarm_deploys_puts_back_an_unhealthy_release_and_rolls_back() {
     deploy_unhealthy_and_rollback(&stack);
 }
 
+/// The same with the service driven by lastgood's agent on an ssh host (the host shares
+/// this machine's engine and swarm): the agent sets the image and watches the tasks.
+#[test]
+fn swarm_on_an_ssh_host_deploys_puts_back_an_unhealthy_release_and_rolls_back() {
+    let fleet = lastgood_testkit::fleet::Fleet::start(1);
+    let hosts = format!(
+        "hosts = [\"{}\"]\nssh_config = \"{}\"\ndeploy_to = \"{}\"\n",
+        fleet.url(0),
+        fleet.ssh_config().display(),
+        fleet.deploy_to().display()
+    );
+    let stack = swarm_stack("ssh", &hosts);
+    deploy_unhealthy_and_rollback(&stack);
+    // Each host says which version its engine runs; the text compares it with the ledger.
+    let st = stack.status();
+    assert_eq!(st["hosts"][0]["version"], "v1", "{st}");
+    let text = stack.run(&["status", "production"]).expect(0).stdout.clone();
+    assert!(text.contains("runs v1") && !text.contains("DIFFERS"), "{text}");
+}
+
 #[test]
 fn swarm_refuses_missing_images() {
     let stack = swarm_stack("smis", "");

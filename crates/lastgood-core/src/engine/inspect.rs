@@ -116,8 +116,14 @@ impl Engine {
             }),
             None => Supervisor::new(&site.state_dir()).running().ok().flatten(),
         };
-        // What this machine sees serving; a fleet's hosts report their own.
-        let observed = if env.hosts.is_empty() { rt.observe_fresh() } else { Default::default() };
+        // What this machine sees serving; a fleet's hosts report their own, and the
+        // version is theirs when every host reports the same one.
+        let mut observed = if env.hosts.is_empty() { rt.observe_fresh() } else { Default::default() };
+        if let Some(first) = hosts.first().filter(|_| !env.hosts.is_empty()) {
+            if hosts.iter().all(|h| h.reachable && h.version == first.version) {
+                observed.version = first.version.clone();
+            }
+        }
         Ok(Status {
             environment: env.name.to_string(),
             current,
