@@ -283,3 +283,26 @@ fn hostile_hosts_are_refused_in_the_config() {
     env.run(&["status", "production"]).expect(2);
     assert!(!env.path().join("x").exists());
 }
+
+/// A bake window on a fleet watches the process lastgood supervises on every host,
+/// through the hosts' agents: v3's app exits two seconds after it started on host 1
+/// (it passed its checks), which is a regression at once, named with its host, and
+/// every host returns to v2.
+#[test]
+fn a_process_that_dies_on_one_host_during_the_bake_window_returns_the_fleet() {
+    let monitor =
+        "\n[environments.production.monitor]\nduration = \"20s\"\ninterval = \"1s\"\nfailures = 2\nchecks = false\n";
+    let (mut env, fleet) = setup(2, &[], monitor);
+    env.run(&["deploy", "production", "v1", "--reason", "t", "--no-monitor"]).expect(0);
+    env.run(&["deploy", "production", "v2", "--reason", "t", "--no-monitor"]).expect(0);
+    let host1 = fleet.hosts()[1].addr.clone();
+    env.commit_version("v4", &[("fail-on", &format!("{host1}\n")), ("bad.env", "HEALTH=ok\nEXIT_AFTER=2\n")]);
+    let t = std::time::Instant::now();
+    let run = env.run(&["deploy", "production", "v4", "--reason", "t"]);
+    run.expect(1);
+    assert!(run.stderr.contains("regression of signal `process`"), "{}", run.stderr);
+    assert!(run.stderr.contains(&format!("{host1}")) && run.stderr.contains("the process is gone"), "{}", run.stderr);
+    assert!(t.elapsed() < std::time::Duration::from_secs(18), "caught before the window ended");
+    assert_eq!(env.state_of(3), "failed", "v4 is the third release");
+    all_serve(&env, &fleet, "v2");
+}

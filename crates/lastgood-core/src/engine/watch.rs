@@ -87,7 +87,7 @@ impl Engine {
             Some(f) => f.as_ref(),
             None => &local,
         };
-        let probes = crate::journal::bake::probes(&env, &release, executor, crate::context::now_ms());
+        let probes = crate::journal::bake::probes(&env, &release, executor, fleet.as_deref(), crate::context::now_ms());
         let w = Window {
             probes,
             duration: window,

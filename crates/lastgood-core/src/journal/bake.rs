@@ -18,6 +18,7 @@ use crate::config::Start;
 use crate::config::monitor::{LogFile, OnRegression, Source};
 use crate::error::{Error, Result};
 use crate::executor::Executor;
+use crate::fleet::Fleet;
 use crate::ledger::{AuditEvent, Change, Release, StepRecord};
 use crate::model::ReleaseId;
 use crate::monitor::logs::LogWatch;
@@ -87,7 +88,7 @@ impl Journal<'_> {
                 None => &self.local,
             }
         };
-        let probes = probes(env, &r, executor, switched_ms);
+        let probes = probes(env, &r, executor, self.fleet.as_deref(), switched_ms);
         let window = Duration::from_millis(window_ms);
         let names: Vec<String> = probes.iter().map(|p| p.name().to_owned()).collect();
         let acts = m.on_regression == OnRegression::Rollback;
@@ -169,11 +170,13 @@ impl Journal<'_> {
 }
 
 /// The probes of a window watching release `r` (switched to at `switched_ms`), with the
-/// environment's checks run through `executor`.
+/// environment's checks run through `executor`, and the processes of a fleet's hosts
+/// asked of their agents (`fleet`).
 pub(crate) fn probes<'e>(
     env: &'e crate::config::Environment,
     r: &Release,
     executor: &'e dyn Executor,
+    fleet: Option<&'e Fleet>,
     switched_ms: i64,
 ) -> Vec<Box<dyn Probe + 'e>> {
     let m = &env.monitor;
@@ -197,6 +200,18 @@ pub(crate) fn probes<'e>(
                     .check(&column, release, &run)
                     .map(|per_host| per_host.into_iter().flat_map(|(_, o)| o).collect())
                     .map_err(|e| e.to_string())
+            }),
+        }));
+    }
+    if let (true, Start::Run(_), Some(fleet)) = (m.process, &env.start, fleet.filter(|_| !env.hosts.is_empty())) {
+        probes.push(Box::new(probe::HostProcesses {
+            release: r.id.0,
+            observe: Box::new(move || {
+                fleet
+                    .observe()
+                    .into_iter()
+                    .map(|h| (h.host, if h.reachable { Ok(h.app) } else { Err(h.error.unwrap_or_default()) }))
+                    .collect()
             }),
         }));
     }

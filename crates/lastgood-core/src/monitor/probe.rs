@@ -72,6 +72,52 @@ impl Probe for Process {
     }
 }
 
+/// What a host's agent says its supervised app runs: the release (None: nothing), or
+/// why it could not say.
+pub type HostApp = (String, std::result::Result<Option<u64>, String>);
+
+/// The processes lastgood supervises for the release on every host of a fleet, as the
+/// hosts' agents see them: a host whose process is gone or runs another release is a
+/// regression at once; a host that does not answer is a source error, not a failure.
+pub struct HostProcesses<'a> {
+    pub release: u64,
+    pub observe: Box<dyn FnMut() -> Vec<HostApp> + 'a>,
+}
+
+impl Probe for HostProcesses<'_> {
+    fn name(&self) -> &str {
+        "process"
+    }
+    fn threshold(&self) -> String {
+        format!("the process of release #{} is alive on every host", self.release)
+    }
+    fn failures(&self, _: u32) -> u32 {
+        1
+    }
+    fn measure(&mut self, _: Duration) -> (Verdict, Option<f64>, String) {
+        let seen = (self.observe)();
+        let mut gone = Vec::new();
+        let mut unknown = Vec::new();
+        let mut alive = 0;
+        for (host, app) in &seen {
+            match app {
+                Ok(Some(r)) if *r == self.release => alive += 1,
+                Ok(Some(r)) => gone.push(format!("{host}: the process running is release #{r}'s")),
+                Ok(None) => gone.push(format!("{host}: the process is gone (it exited or was killed)")),
+                Err(e) => unknown.push(format!("{host}: {e}")),
+            }
+        }
+        let value = Some(f64::from(alive));
+        if !gone.is_empty() {
+            (Verdict::Fail, value, gone.join("; "))
+        } else if !unknown.is_empty() {
+            (Verdict::Error, value, unknown.join("; "))
+        } else {
+            (Verdict::Pass, value, format!("alive on {alive} host(s)"))
+        }
+    }
+}
+
 /// An instant query against a threshold.
 pub struct Prometheus {
     pub name: String,
