@@ -301,7 +301,7 @@ fn a_process_that_dies_on_one_host_during_the_bake_window_returns_the_fleet() {
     let run = env.run(&["deploy", "production", "v4", "--reason", "t"]);
     run.expect(1);
     assert!(run.stderr.contains("regression of signal `process`"), "{}", run.stderr);
-    assert!(run.stderr.contains(&format!("{host1}")) && run.stderr.contains("the process is gone"), "{}", run.stderr);
+    assert!(run.stderr.contains(&host1) && run.stderr.contains("the process is gone"), "{}", run.stderr);
     assert!(t.elapsed() < std::time::Duration::from_secs(18), "caught before the window ended");
     assert_eq!(env.state_of(3), "failed", "v4 is the third release");
     all_serve(&env, &fleet, "v2");
