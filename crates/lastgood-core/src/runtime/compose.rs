@@ -75,6 +75,25 @@ impl Compose<'_> {
         }
     }
 
+    /// When the `.env` beside the release's compose file names another project than the
+    /// one lastgood drives, what that means and what to do: `docker-compose ps|logs` by
+    /// hand in that folder would look at another (empty) project.
+    fn project_advice(&self, release: u64) -> Option<String> {
+        let file = self.file_for(release);
+        let dotenv = std::fs::read_to_string(file.parent()?.join(".env")).ok()?;
+        let named = dotenv.lines().find_map(|l| l.trim().strip_prefix("COMPOSE_PROJECT_NAME="))?;
+        let named = named.trim().trim_matches(|c| c == '"' || c == '\'');
+        (named != self.cfg.project).then(|| {
+            format!(
+                "NOTE: .env sets COMPOSE_PROJECT_NAME={named}, but lastgood drives compose project `{p}` (`project`, \
+                 default: the environment's name), so `docker-compose ps|logs` by hand there sees project {named}; \
+                 use `docker-compose -p {p}`, or make them agree: COMPOSE_PROJECT_NAME={p} in .env (keeps what \
+                 runs), or project = \"{named}\" in lastgood.toml before the first deploy",
+                p = self.cfg.project
+            )
+        })
+    }
+
     fn log(&self, id: u64) -> PathBuf {
         self.site.state_dir().join(format!("compose-{id}.log"))
     }
@@ -303,6 +322,7 @@ impl Compose<'_> {
         rec.healthy = true;
         self.records().save(&rec)?;
         notes.extend(self.keep(&engine, a, id));
+        notes.extend(self.project_advice(id));
         let mut detail = format!("up with {}: {} healthy", a.release.version, Self::summary(&rec));
         for n in notes {
             detail.push_str("; ");
@@ -524,7 +544,8 @@ impl Runtime for Compose<'_> {
         let mut notes = Vec::new();
         // Containers that are gone (removed by hand, a host rebooted) come back first,
         // and those whose configuration changed (a restored `.env`) are recreated.
-        let was_up = matches!(self.look(&engine, &rec, &mut |_| false)?, Seen::Ready);
+        // Up: running the release's images (a healthcheck still `starting` counts).
+        let was_up = matches!(self.look(&engine, &rec, &mut |_| true)?, Seen::Ready);
         if let Err(why) = self.bring_up(&engine, &cli, &rec, &a.vars, service, &mut notes)? {
             return Err(step(format!("{} could not be brought back up: {why}", a.release.version)));
         }
