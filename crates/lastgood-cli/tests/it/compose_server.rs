@@ -310,6 +310,10 @@ fn an_emergency_restore_stops_the_app_restores_a_plain_dump_on_the_server_and_st
     assert_eq!(names, ["stop", "restore-db", "restart", "verify", "drop-aside"], "{r}");
     assert_eq!(s.db.sql("SELECT string_agg(name, ',' ORDER BY name) FROM items"), "cake,tea");
     s.serves("v1");
+    // The runbook's checklist: the app stopped before the restore, the data put back.
+    let md = env.run(&["report", &r["operation"].to_string()]).expect(0).stdout.clone();
+    assert!(md.contains("- [x] Services stopped"), "{md}");
+    assert!(md.contains("- [x] Reverted: step 2 `restore-db`"), "{md}");
 }
 
 #[test]

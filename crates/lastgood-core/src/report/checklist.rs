@@ -38,7 +38,14 @@ pub(super) fn checklist(
         steps
             .iter()
             .filter(|s| s.state == StepState::Done && names.contains(&s.step.name()))
-            .filter(|s| !reverting || op.kind == OperationKind::Rollback || s.phase != Phase::Forward)
+            // A deploy's forward steps move ahead; a rollback's, or a restore's return of
+            // the data, go back.
+            .filter(|s| {
+                !reverting
+                    || op.kind == OperationKind::Rollback
+                    || s.phase != Phase::Forward
+                    || matches!(s.step, Step::RestoreDatabase { .. })
+            })
             .map(|s| {
                 // A config step says which files it put back.
                 let what = match (&s.step, &s.detail) {
@@ -142,7 +149,9 @@ pub(super) fn checklist(
 const CHANGING: [&str; 6] = ["switch", "config", "migrate-down", "migrate-up", "restore-db", "undo-restore"];
 /// Steps that take something back to a release's state (on a rollback's own path, or
 /// on the way back from a failed deploy).
-const REVERTING: [&str; 4] = ["switch", "migrate-down", "migrate-up", "config"];
+/// Steps that put something back: code, schema, configuration, or the data (a restore
+/// returns the database to a dump: the runbook's revert of a corrupted database).
+const REVERTING: [&str; 5] = ["switch", "migrate-down", "migrate-up", "config", "restore-db"];
 
 /// The runbook stops the services before it changes anything: only a `stop` step done
 /// before the first step that changed something counts (a restart afterwards does not).
