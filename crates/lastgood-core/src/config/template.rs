@@ -103,9 +103,14 @@ mode = "revert"                 # rollback commits reverts; "reset" moves the br
 
 const COMPOSE: &str = r#"runtime = "compose"             # a Docker Compose project; VERSION is the image tag
 compose_file = "docker-compose.yml"   # its images use ${LASTGOOD_VERSION} as their tag
-# project = "APP"               # default: the environment's name
+# project = "APP"               # default: the environment's name; put the same name in the
+#                               # .env as COMPOSE_PROJECT_NAME, so docker-compose by hand sees it
 # services = ["web", "worker"]  # default: all of the project's services
+# On a server over ssh, built from each release's commit (docs/containers.md):
 # hosts = ["ssh://deploy@app.example.com"]   # default: this machine
+# source = "."                  # with hosts: the repository; releases/<id>/ on the host
+# build = ["docker-compose", "-f", "docker-compose.yml", "build"]
+# config_files = [".env"]       # kept in <deploy_to>/shared/, restored on rollback
 # major_guard = false           # allow lowering the major version without --allow-major
 "#;
 
