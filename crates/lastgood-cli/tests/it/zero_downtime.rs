@@ -326,11 +326,13 @@ fn no_free_port_and_a_release_that_never_listens_leave_the_old_release_serving()
     drop(squatter);
     deploy_ok(&env, "v1");
     env.commit_version("v2", &[]);
-    let squatter = std::net::TcpListener::bind(("0.0.0.0", port + 1)).unwrap();
-    env.configure(&config(0).proxy_key("ports", format!("{}-{}", port + 1, port + 1)));
+    // Another port held by someone else (any free one: a fixed neighbour may be taken).
+    let squatter = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let held = squatter.local_addr().unwrap().port();
+    env.configure(&config(0).proxy_key("ports", format!("{held}-{held}")));
     let t = under_load(&env, || {
         let out = env.test().args(["deploy", "production", "v2", "--reason", "t"]).status(1).run();
-        assert!(out.stdout.contains(&format!("no free port for release #2 in {0}-{0}", port + 1)), "{}", out.stdout);
+        assert!(out.stdout.contains(&format!("no free port for release #2 in {held}-{held}")), "{}", out.stdout);
         assert!(out.stdout.contains("widen [proxy] ports"), "{}", out.stdout);
     });
     drop(squatter);
