@@ -65,7 +65,7 @@ for size in $SIZES; do
     for _ in $(seq 1 100); do grep -q '^log in: ' "$d/serve.log" 2>/dev/null && break; sleep 0.1; done
     base=$(sed -n 's|^log in: \(http://[^/]*\)/login.*|\1|p' "$d/serve.log")
     [[ -n "$base" ]] || { cat "$d/serve.log" >&2; echo "serve did not start" >&2; exit 1; }
-    for path in /env/production /api/v1/environments/production/releases; do
+    for path in /env/production /api/v1/environments/production/releases /metrics; do
         # Sanity and warm-up: the page answers 200 with the newest release on it.
         body=$(curl -sf -H "Authorization: Bearer $TOKEN" "$base$path")
         grep -q "$size" <<<"$body" || { echo "$path does not show release $size" >&2; exit 1; }
