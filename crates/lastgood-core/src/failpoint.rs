@@ -4,8 +4,8 @@
 //! Names are `intent:<step>` (the step's intent is durable, nothing applied yet),
 //! `mid:<step>` (inside the step's side effect), `apply:<step>` (the effect happened
 //! but is not recorded) and `done:<step>` (recorded). `err:<step>` is no crash: the
-//! step fails with an error instead of running, as if its effect had failed. A suffix `@N` fires on the N-th
-//! hit only (`done:verify@2`). The variable is read once; when it is unset this costs
+//! step fails with an error instead of running, as if its effect had failed. A suffix
+//! `@N` fires on the N-th hit only (`done:verify@2`). The variable is read once; when it is unset this costs
 //! one comparison per point.
 
 use std::sync::OnceLock;

@@ -203,30 +203,33 @@ pub(crate) fn probes<'e>(
             }),
         }));
     }
-    if let (true, Start::Run(_), Some(fleet)) = (m.process, &env.start, fleet.filter(|_| !env.hosts.is_empty())) {
-        probes.push(Box::new(probe::HostProcesses {
-            release: r.id.0,
-            observe: Box::new(move || {
-                fleet
-                    .observe()
-                    .into_iter()
-                    .map(|h| (h.host, if h.reachable { Ok(h.app) } else { Err(h.error.unwrap_or_default()) }))
-                    .collect()
-            }),
-        }));
-    }
-    let supervised = matches!(env.start, Start::Run(_)) && env.hosts.is_empty();
-    if m.process && supervised {
-        // Behind a proxy, the release's own process (its pid file is named after its
-        // port), not the single app of an environment without one.
-        let state = site.state_dir();
-        let supervisor = match site.proxy() {
-            Some(_) => crate::proxy::instances::of_release(&state, r.id.0)
-                .map(|i| crate::proxy::instances::supervisor(&state, i.port))
-                .unwrap_or_else(|| Supervisor::new(&state)),
-            None => Supervisor::new(&state),
-        };
-        probes.push(Box::new(probe::Process { supervisor, release: r.id.0 }));
+    // The process lastgood supervises: here, or on every host through its agent.
+    if m.process && matches!(env.start, Start::Run(_)) {
+        match fleet.filter(|_| !env.hosts.is_empty()) {
+            Some(fleet) => probes.push(Box::new(probe::HostProcesses {
+                release: r.id.0,
+                observe: Box::new(move || {
+                    fleet
+                        .observe()
+                        .into_iter()
+                        .map(|h| (h.host, if h.reachable { Ok(h.app) } else { Err(h.error.unwrap_or_default()) }))
+                        .collect()
+                }),
+            })),
+            None if env.hosts.is_empty() => {
+                // Behind a proxy, the release's own process (its pid file is named after
+                // its port), not the single app of an environment without one.
+                let state = site.state_dir();
+                let supervisor = match site.proxy() {
+                    Some(_) => crate::proxy::instances::of_release(&state, r.id.0)
+                        .map(|i| crate::proxy::instances::supervisor(&state, i.port))
+                        .unwrap_or_else(|| Supervisor::new(&state)),
+                    None => Supervisor::new(&state),
+                };
+                probes.push(Box::new(probe::Process { supervisor, release: r.id.0 }));
+            }
+            None => {}
+        }
     }
     let cwd = runtime::of(&site).tree(r.id).filter(|d| d.is_dir()).unwrap_or_else(|| env.source.clone());
     for s in &m.signals {

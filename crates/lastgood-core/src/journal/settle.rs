@@ -46,6 +46,7 @@ impl Journal<'_> {
         // traffic and passed its checks: the new release is good and serves; the
         // operation still failed (a process is left over).
         let only_retire = forward_failed
+            && verified(self.op.to, Phase::Forward)
             && steps
                 .iter()
                 .filter(|s| s.phase == Phase::Forward && s.state == StepState::Failed)
@@ -54,7 +55,7 @@ impl Journal<'_> {
             (OperationKind::Deploy, Outcome::Succeeded) => {
                 set(self.ledger, env, self.op.to, ReleaseEvent::ChecksPassed)?
             }
-            (OperationKind::Deploy, Outcome::Failed) if only_retire && verified(self.op.to, Phase::Forward) => {
+            (OperationKind::Deploy, Outcome::Failed) if only_retire => {
                 set(self.ledger, env, self.op.to, ReleaseEvent::ChecksPassed)?
             }
             (OperationKind::Deploy, _) => set(self.ledger, env, self.op.to, ReleaseEvent::DeployFailed)?,
@@ -78,7 +79,7 @@ impl Journal<'_> {
             }
         }
         let mut error = failure.map(|(rec, detail)| format!("step `{}` failed: {detail}", rec.step.name()));
-        if let Some(e) = error.as_mut().filter(|_| only_retire && verified(self.op.to, Phase::Forward)) {
+        if let Some(e) = error.as_mut().filter(|_| only_retire) {
             e.push_str(&format!(
                 "; release {} serves and passed its checks, and stays current; an older release's process may still run: `lastgood restart {} --reason ...` stops every process the proxy does not route to",
                 self.op.to, env

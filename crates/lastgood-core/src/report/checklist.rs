@@ -38,14 +38,9 @@ pub(super) fn checklist(
         steps
             .iter()
             .filter(|s| s.state == StepState::Done && names.contains(&s.step.name()))
-            // A deploy's forward steps move ahead; a rollback's, or a restore's return of
-            // the data, go back.
-            .filter(|s| {
-                !reverting
-                    || op.kind == OperationKind::Rollback
-                    || s.phase != Phase::Forward
-                    || matches!(s.step, Step::RestoreDatabase { .. })
-            })
+            // A deploy's forward steps move ahead; every other operation's (a rollback, a
+            // restore's return of the data) go back.
+            .filter(|s| !reverting || op.kind != OperationKind::Deploy || s.phase != Phase::Forward)
             .map(|s| {
                 // A config step says which files it put back.
                 let what = match (&s.step, &s.detail) {
@@ -147,10 +142,9 @@ pub(super) fn checklist(
 
 /// Steps that change what serves or what it runs on.
 const CHANGING: [&str; 6] = ["switch", "config", "migrate-down", "migrate-up", "restore-db", "undo-restore"];
-/// Steps that take something back to a release's state (on a rollback's own path, or
-/// on the way back from a failed deploy).
-/// Steps that put something back: code, schema, configuration, or the data (a restore
-/// returns the database to a dump: the runbook's revert of a corrupted database).
+/// Steps that take something back: code, schema or configuration to a release's state
+/// (on a rollback's own path, or on the way back from a failed deploy), or the data to
+/// a dump (a restore: the runbook's revert of a corrupted database).
 const REVERTING: [&str; 5] = ["switch", "migrate-down", "migrate-up", "config", "restore-db"];
 
 /// The runbook stops the services before it changes anything: only a `stop` step done

@@ -5,8 +5,8 @@
 //! that release's images, then watching the containers through the DockerApi API until
 //! each runs the release's image and its healthcheck (if it has one) says `healthy`, or
 //! passed when lastgood ran it in the container itself (the engine's first check waits
-//! an `interval`; see [`Compose::settle`]). `up`'s exit code is not trusted: an unhealthy container after `up` is a failed
-//! activation.
+//! an `interval`; see [`Compose::settle`]). `up`'s exit code is not trusted: an
+//! unhealthy container after `up` is a failed activation.
 //!
 //! **A failed activation is reported, not undone here.** `up` may have replaced some
 //! containers before the new release proved unhealthy, so the switch is not atomic
