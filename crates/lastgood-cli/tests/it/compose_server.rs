@@ -257,8 +257,20 @@ fn a_rollback_killed_after_its_downgrade_is_finished_by_resume() {
 fn a_missing_image_is_refused_at_preflight() {
     let s = server("compose_preflight", "");
     let env = &s.env;
-    env.run(&["deploy", "production", "v1", "--reason", "first"]).expect(0);
-    env.run(&["deploy", "production", "v2", "--reason", "prices"]).expect(0);
+    // The .env names another compose project than lastgood drives: the switch says so,
+    // and how to make them agree (docker-compose by hand would see an empty project).
+    let dotenv = std::fs::read_to_string(env.path().join(".env")).unwrap();
+    let project_line = format!("COMPOSE_PROJECT_NAME={}", s.app.project());
+    env.write(".env", &dotenv.replace(&project_line, "COMPOSE_PROJECT_NAME=shop"));
+    let v1 = env.run(&["deploy", "production", "v1", "--reason", "first"]);
+    v1.expect(0);
+    let note =
+        format!("NOTE: .env sets COMPOSE_PROJECT_NAME=shop, but lastgood drives compose project `{}`", s.app.project());
+    assert!(v1.stderr.contains(&note), "{}", v1.stderr);
+    env.write(".env", &dotenv);
+    let v2 = env.run(&["deploy", "production", "v2", "--reason", "prices"]);
+    v2.expect(0);
+    assert!(!v2.stderr.contains("NOTE: .env sets"), "the names agree again: {}", v2.stderr);
 
     // v1's image removed by hand (and its keep tag): a rollback to it is refused on the
     // host, naming it, and nothing changes.
